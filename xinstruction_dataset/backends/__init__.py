@@ -1,0 +1,1 @@
+"""LLM access: one small interface, one class per kind of server."""

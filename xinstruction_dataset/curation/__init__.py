@@ -1,0 +1,1 @@
+"""The curation backend: sources -> filters -> generate -> judge -> refine -> diversify."""

@@ -1,0 +1,45 @@
+"""The ten X-Instruction languages: the one place every other module reads them from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str  # ISO 639-1, also the config name and langdetect/fasttext label
+    name: str  # English name, used in "Answer in {name}."
+    script: str  # ISO 15924 script name
+
+    @property
+    def answer_suffix(self) -> str:
+        return f"Answer in {self.name}."
+
+
+LANGUAGES: dict[str, Language] = {
+    lang.code: lang
+    for lang in (
+        Language("fi", "Finnish", "Latin"),
+        Language("id", "Indonesian", "Latin"),
+        Language("th", "Thai", "Thai"),
+        Language("tr", "Turkish", "Latin"),
+        Language("vi", "Vietnamese", "Latin"),
+        Language("bn", "Bengali", "Bengali"),
+        Language("hi", "Hindi", "Devanagari"),
+        Language("sw", "Swahili", "Latin"),
+        Language("ta", "Tamil", "Tamil"),
+        Language("ur", "Urdu", "Arabic"),
+    )
+}
+
+LANGUAGE_CODES: tuple[str, ...] = tuple(LANGUAGES)
+
+
+def get_language(code: str) -> Language:
+    """Return the language for `code`, or raise a ValueError that lists the valid codes."""
+    try:
+        return LANGUAGES[code]
+    except KeyError:
+        raise ValueError(
+            f"unknown language code {code!r}; X-Instruction languages are: {', '.join(LANGUAGE_CODES)}"
+        ) from None
