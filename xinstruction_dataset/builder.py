@@ -1,0 +1,152 @@
+"""`XInstruction`: the GeneratorBasedBuilder of X-Instruction, one config per language.
+
+`datasets` 5 runs no loading scripts, so this builder is used in code
+(`XInstruction(config_name="sw", data_dir=...).download_and_prepare()`) and its output is
+exported to a hub-ready folder (see `hub/export.py`) that `load_dataset` reads.
+
+Two sources feed the same features:
+- `source="shards"` (default): curated shards written by the curation backend
+  (`records.py`: JSONL, JSONL.gz or Parquet) under `data_dir/<code>/` or directly in `data_dir`;
+- `source="paper"`: the data the paper released, hub dataset `James-WYang/X-Instruction`, one
+  `<code>.json` per language, fetched with `hf_hub_download` at a pinned revision (or read from
+  `data_dir/<code>.json` when given), mapped onto the same features.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import datasets
+
+from .features import XINSTRUCTION_FEATURES
+from .languages import LANGUAGES, get_language
+from .records import Provenance, Record, read_shard, stable_id
+
+logger = logging.getLogger(__name__)
+
+PAPER_REPO_ID = "James-WYang/X-Instruction"
+# The last commit of the released data (2024-05-27, "Upload README.md" after the 10 language files).
+PAPER_REVISION = "19ea4d716294bb4321fd49389c7baddc092a90d4"
+PAPER_PROMPT_VERSION = "x-instruction-paper-release"
+SHARD_PATTERNS = ("*.jsonl", "*.jsonl.gz", "*.parquet")
+
+CITATION = """\
+@inproceedings{li-etal-2024-x-instruction,
+  title = "X-Instruction: Aligning Language Model in Low-resource Languages with Self-curated Cross-lingual Instructions",
+  author = "Li, Chong and Yang, Wen and Zhang, Jiajun and Lu, Jinliang and Wang, Shaonan and Zong, Chengqing",
+  booktitle = "Findings of the Association for Computational Linguistics: ACL 2024",
+  year = "2024",
+  url = "https://arxiv.org/abs/2405.19744",
+}"""
+
+DESCRIPTION = (
+    "X-Instruction: English instructions paired with responses written natively in a lower-resource "
+    "language; the responses are natural web text, the instructions were generated, judged, refined "
+    "and sampled for diversity."
+)
+
+
+@dataclass
+class XInstructionConfig(datasets.BuilderConfig):
+    """One language. `source` is "shards" (curated by this toolkit) or "paper" (released data)."""
+
+    source: str = "shards"
+    paper_revision: str = PAPER_REVISION
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.source not in ("shards", "paper"):
+            raise ValueError(f"source must be 'shards' or 'paper', got {self.source!r}")
+
+
+class XInstruction(datasets.GeneratorBasedBuilder):
+    BUILDER_CONFIG_CLASS = XInstructionConfig
+    BUILDER_CONFIGS = [
+        XInstructionConfig(name=code, version=datasets.Version("1.0.0"), description=f"X-Instruction, {lang.name}")
+        for code, lang in LANGUAGES.items()
+    ]
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=DESCRIPTION,
+            features=XINSTRUCTION_FEATURES,
+            citation=CITATION,
+            homepage="https://arxiv.org/abs/2405.19744",
+            license="apache-2.0",
+        )
+
+    def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
+        files = self._paper_files() if self.config.source == "paper" else self._shard_files()
+        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"files": files})]
+
+    def _generate_examples(self, files: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        for file in files:
+            records = read_paper_file(file, self.config.name, self.config.paper_revision) if self.config.source == "paper" else read_shard(file)
+            for index, record in enumerate(records):
+                if record.language != self.config.name:
+                    raise ValueError(f"{file}: record {record.id} is language {record.language!r} in config {self.config.name!r}")
+                yield f"{file}:{index}", record.to_dict()
+
+    def _shard_files(self) -> list[str]:
+        if not self.config.data_dir:
+            raise ValueError("source='shards' needs data_dir: the folder of curated shards (e.g. runs/default/curated)")
+        root = Path(self.config.data_dir)
+        folder = root / self.config.name if (root / self.config.name).is_dir() else root
+        files = sorted(str(p) for pattern in SHARD_PATTERNS for p in folder.glob(pattern))
+        if not files:
+            raise FileNotFoundError(f"no curated shards ({', '.join(SHARD_PATTERNS)}) for {self.config.name!r} in {folder}")
+        return files
+
+    def _paper_files(self) -> list[str]:
+        name = f"{self.config.name}.json"
+        if self.config.data_dir:
+            local = Path(self.config.data_dir) / name
+            if not local.exists():
+                raise FileNotFoundError(f"{local} does not exist: data_dir must hold the released <code>.json files")
+            return [str(local)]
+        from huggingface_hub import hf_hub_download
+
+        return [hf_hub_download(PAPER_REPO_ID, name, repo_type="dataset", revision=self.config.paper_revision)]
+
+
+def read_paper_file(path: str, language: str, revision: str = PAPER_REVISION) -> Iterator[Record]:
+    """Map the released `<code>.json` (a JSON array, or JSON lines, of {instruction, [input], output})
+    onto X-Instruction records; provenance says where each came from and that the rest is unknown."""
+    get_language(language)
+    for index, item in enumerate(_json_items(path)):
+        instruction = " ".join(part for part in (item.get("instruction"), item.get("input")) if part).strip()
+        output = (item.get("output") or "").strip()
+        if not instruction or not output:
+            logger.warning("%s: item %d has an empty instruction or output; skipped", path, index)
+            continue
+        yield Record(
+            id=stable_id(language, instruction, output),
+            instruction=instruction,
+            output=output,
+            language=language,
+            provenance=Provenance(
+                source_dataset=f"{PAPER_REPO_ID}@{revision}",
+                source_id=f"{Path(path).name}#{index}",
+                prompt_version=PAPER_PROMPT_VERSION,
+            ),
+        )
+
+
+def _json_items(path: str) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        head = f.read(1)
+        while head and head.isspace():
+            head = f.read(1)
+        f.seek(0)
+        if head == "[":
+            items = json.load(f)
+        else:
+            items = (json.loads(line) for line in f if line.strip())
+        for item in items:
+            if not isinstance(item, dict):
+                raise ValueError(f"{path}: expected objects with instruction/output, got {type(item).__name__}")
+            yield item

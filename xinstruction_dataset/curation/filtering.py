@@ -1,0 +1,153 @@
+"""Run a filter chain over a document stream; every document ends kept, rejected or quarantined.
+
+Outputs in the run folder (each written to a temporary name and renamed when complete, so a
+killed run leaves either the previous complete output or none, never a truncated file):
+
+    kept.jsonl        documents that passed every block (with what the blocks learned in metadata)
+    rejects.jsonl     documents a block rejected, whole, with `reason` (`<block>:<why>`)
+    quarantine.jsonl  input that could not be read as a document: file, line, reason, raw excerpt
+    summary.json      counts: in, kept, rejected per reason, quarantined per reason, per-block stats
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Iterable
+
+from tqdm.auto import tqdm
+
+from ..documents import Document
+from .filters.base import BaseFilter
+from .sources import BadInput
+
+OUTPUT_FILES = ("kept.jsonl", "rejects.jsonl", "quarantine.jsonl")
+
+
+@dataclass
+class FilterSummary:
+    documents_in: int = 0
+    kept: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    quarantined: Counter = field(default_factory=Counter)
+    block_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "documents_in": self.documents_in,
+            "kept": self.kept,
+            "rejected": dict(self.rejected.most_common()),
+            "quarantined": dict(self.quarantined.most_common()),
+            "block_stats": self.block_stats,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+    def format(self) -> str:
+        lines = [
+            f"documents in: {self.documents_in}",
+            f"kept:         {self.kept}",
+            f"rejected:     {sum(self.rejected.values())}",
+        ]
+        lines += [f"  {count:>8}  {reason}" for reason, count in _by_block(self.rejected).most_common()]
+        lines.append(f"quarantined:  {sum(self.quarantined.values())}")
+        lines += [f"  {count:>8}  {reason}" for reason, count in self.quarantined.most_common()]
+        rate = self.documents_in / self.elapsed_s if self.elapsed_s else 0.0
+        lines.append(f"elapsed:      {self.elapsed_s:.1f} s ({rate:.0f} docs/s)")
+        return "\n".join(lines)
+
+
+def _by_block(reasons: Counter) -> Counter:
+    """Group `block:why:detail` reasons by `block:why` so a summary stays a few lines long."""
+    grouped: Counter = Counter()
+    for reason, count in reasons.items():
+        grouped[":".join(reason.split(":")[:2])] += count
+    return grouped
+
+
+class _AtomicJsonl:
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        self.file: IO[str] = open(self.tmp, "w", encoding="utf-8")
+
+    def write(self, data: dict[str, Any]) -> None:
+        self.file.write(json.dumps(data, ensure_ascii=False) + "\n")
+
+    def commit(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def apply_filters(doc: Document, filters: list[BaseFilter]) -> str | None:
+    """Run `doc` through the chain in order; return the first reject reason, or None if kept."""
+    for block in filters:
+        reason = block(doc)
+        if reason is not None:
+            return reason
+    return None
+
+
+def filter_documents(
+    items: Iterable[Document | BadInput],
+    filters: list[BaseFilter],
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    desc: str = "filter",
+) -> FilterSummary:
+    """Filter a stream into `out_dir` (see the module docstring for the files written)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sinks = {name: _AtomicJsonl(out_dir / name) for name in OUTPUT_FILES}
+    summary = FilterSummary()
+    start = time.perf_counter()
+    try:
+        with tqdm(items, desc=desc, unit="doc", disable=not progress, mininterval=0.5) as bar:
+            for item in bar:
+                _route(item, filters, sinks, summary)
+                if summary.documents_in % 256 == 0:
+                    bar.set_postfix(kept=summary.kept, rejected=sum(summary.rejected.values()), refresh=False)
+    except BaseException:
+        for sink in sinks.values():
+            sink.abort()
+        raise
+    summary.elapsed_s = time.perf_counter() - start
+    summary.block_stats = {block.name: dict(block.stats) for block in filters}
+    for sink in sinks.values():
+        sink.commit()
+    (out_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def _route(item: Document | BadInput, filters: list[BaseFilter], sinks: dict[str, _AtomicJsonl], summary: FilterSummary) -> None:
+    summary.documents_in += 1
+    if isinstance(item, BadInput):
+        summary.quarantined[item.reason.split(":")[0]] += 1
+        sinks["quarantine.jsonl"].write(item.to_dict())
+        return
+    reason = apply_filters(item, filters)
+    if reason is None:
+        summary.kept += 1
+        sinks["kept.jsonl"].write(item.to_dict())
+    else:
+        summary.rejected[reason] += 1
+        sinks["rejects.jsonl"].write({**item.to_dict(), "reason": reason})
+
+
+def read_documents(path: str | Path) -> Iterable[Document]:
+    """Read a `kept.jsonl` written by `filter_documents` back as Documents (streamed)."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield Document.from_dict(json.loads(line))

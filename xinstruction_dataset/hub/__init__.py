@@ -1,0 +1,1 @@
+"""Hub-ready folders: export, layout scanning, dataset cards, publishing."""

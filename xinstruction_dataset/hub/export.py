@@ -1,0 +1,138 @@
+"""Export built datasets to a hub-ready folder (`hub/layout.py`), one config at a time.
+
+A config is written into a temporary folder beside its final place and swapped in with renames,
+so exporting one language never disturbs the others, and a killed export leaves the previous
+version of that config intact. Rows are streamed in Arrow batches: memory does not grow with
+the number of records.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from .layout import DATA_DIR, shard_name
+
+logger = logging.getLogger(__name__)
+
+BATCH_ROWS = 10_000
+MAX_ROWS_PER_FILE = 500_000  # ~600 MB of X-Instruction text: below the hub's 1 GB per-file advice
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    config: str
+    split: str
+    num_examples: int
+    files: list[str]
+
+
+def export_dataset(
+    dataset: datasets.Dataset,
+    folder: str | Path,
+    config: str,
+    split: str = "train",
+    *,
+    max_rows_per_file: int = MAX_ROWS_PER_FILE,
+    update_card: bool = True,
+    progress: bool = True,
+) -> ExportResult:
+    """Write `dataset` as `data/<config>/<split>-*.parquet` in `folder`, replacing that split only,
+    then regenerate the folder's card from the data it now holds."""
+    folder = Path(folder)
+    count = max(1, -(-dataset.num_rows // max_rows_per_file))
+    table_batches = dataset.with_format("arrow").iter(batch_size=BATCH_ROWS)
+    with tqdm(total=dataset.num_rows, desc=f"export {config}/{split}", unit="rec", disable=not progress) as bar:
+        files = _write_config_split(folder, config, split, _counting(table_batches, bar), dataset.features.arrow_schema, count, max_rows_per_file)
+    if update_card:
+        from .cards import update_card as regenerate
+
+        regenerate(folder)
+    return ExportResult(folder, config, split, dataset.num_rows, files)
+
+
+def _counting(batches: Iterable[pa.Table], bar: tqdm) -> Iterable[pa.Table]:
+    for batch in batches:
+        bar.update(batch.num_rows)
+        yield batch
+
+
+def _write_config_split(
+    folder: Path, config: str, split: str, batches: Iterable[pa.Table], schema: pa.Schema, count: int, max_rows: int
+) -> list[str]:
+    final = folder / DATA_DIR / config
+    staging = folder / DATA_DIR / f".{config}.staging-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    try:
+        # Keep the config's other splits: copy them into staging first.
+        if final.is_dir():
+            for old in final.glob("*.parquet"):
+                if not old.name.startswith(f"{split}-"):
+                    shutil.copy2(old, staging / old.name)
+        names = _write_shards(staging, split, batches, schema, count, max_rows)
+        _swap_in(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return [f"{DATA_DIR}/{config}/{name}" for name in names]
+
+
+def _write_shards(target: Path, split: str, batches: Iterable[pa.Table], schema: pa.Schema, count: int, max_rows: int) -> list[str]:
+    names = [shard_name(split, i, count) for i in range(count)]
+    index, rows_in_file, writer = 0, 0, pq.ParquetWriter(target / names[0], schema)
+    try:
+        for batch in batches:
+            offset = 0
+            while offset < batch.num_rows:
+                if rows_in_file == max_rows:
+                    writer.close()
+                    index, rows_in_file = index + 1, 0
+                    writer = pq.ParquetWriter(target / names[index], schema)
+                take = min(max_rows - rows_in_file, batch.num_rows - offset)
+                writer.write_table(batch.slice(offset, take).cast(schema))
+                offset += take
+                rows_in_file += take
+    finally:
+        writer.close()
+    return names
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    retired = final.with_name(f".{final.name}.retired-{uuid.uuid4().hex[:8]}")
+    if final.exists():
+        final.rename(retired)
+    staging.rename(final)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def export_language(
+    folder: str | Path,
+    language: str,
+    *,
+    source: str = "shards",
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> ExportResult:
+    """Build one X-Instruction language with the `XInstruction` builder and export it."""
+    from ..builder import XInstruction
+
+    builder = XInstruction(
+        config_name=language,
+        source=source,
+        data_dir=str(data_dir) if data_dir else None,
+        cache_dir=str(cache_dir) if cache_dir else None,
+    )
+    builder.download_and_prepare(download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD)
+    dataset = builder.as_dataset(split="train")
+    return export_dataset(dataset, folder, language, "train", progress=progress)

@@ -1,0 +1,68 @@
+"""The hub-ready folder layout, and a scan of what a folder holds.
+
+    <folder>/README.md                                   the card; YAML `configs:` per config
+    <folder>/data/<config>/<split>-00000-of-00003.parquet
+
+Counts come from Parquet footers, so scanning a folder of millions of records reads kilobytes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+DATA_DIR = "data"
+CARD_FILE = "README.md"
+_SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+@dataclass
+class SplitLayout:
+    files: list[str] = field(default_factory=list)  # relative to the folder, posix
+    num_examples: int = 0
+    num_bytes: int = 0  # on-disk Parquet bytes
+
+    @property
+    def pattern(self) -> str:
+        """The `data_files` glob for this split (`data/sw/train-*`)."""
+        first = Path(self.files[0])
+        split = _SHARD_NAME.match(first.name).group("split")
+        return f"{first.parent.as_posix()}/{split}-*"
+
+
+@dataclass
+class FolderLayout:
+    root: Path
+    configs: dict[str, dict[str, SplitLayout]] = field(default_factory=dict)
+
+    def num_examples(self, config: str) -> int:
+        return sum(split.num_examples for split in self.configs[config].values())
+
+
+def scan_folder(folder: str | Path) -> FolderLayout:
+    """List configs, splits, files and row counts of a hub-ready folder."""
+    root = Path(folder)
+    layout = FolderLayout(root=root)
+    data = root / DATA_DIR
+    if not data.is_dir():
+        return layout
+    for config_dir in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        splits: dict[str, SplitLayout] = {}
+        for file in sorted(config_dir.glob("*.parquet")):
+            match = _SHARD_NAME.match(file.name)
+            if not match:
+                continue
+            split = splits.setdefault(match.group("split"), SplitLayout())
+            split.files.append(file.relative_to(root).as_posix())
+            split.num_examples += pq.ParquetFile(file).metadata.num_rows
+            split.num_bytes += file.stat().st_size
+        if splits:
+            layout.configs[config_dir.name] = splits
+    return layout
