@@ -1,16 +1,14 @@
-"""Session-wide test settings: no test ever reaches a real hub, caches live in tmp dirs."""
+"""Session-wide test settings: no test reaches a real hub; hub and datasets caches live in a
+temporary folder. Set before `huggingface_hub` / `datasets` are imported: they read these once."""
 
 from __future__ import annotations
 
-import pytest
+import os
+import tempfile
 
-
-@pytest.fixture(autouse=True)
-def _isolated_hf_env(tmp_path_factory, monkeypatch):
-    """Keep every test's hub/datasets caches private and away from the user's."""
-    home = tmp_path_factory.getbasetemp() / "hf-home"
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+_HF_HOME = tempfile.mkdtemp(prefix="xinstruction-tests-hf-")
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_HF_HOME, "datasets")
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.pop("HF_TOKEN", None)
