@@ -113,6 +113,32 @@ class XInstruction(datasets.GeneratorBasedBuilder):
         return [hf_hub_download(PAPER_REPO_ID, name, repo_type="dataset", revision=self.config.paper_revision)]
 
 
+def build_language(
+    language: str,
+    *,
+    source: str = "shards",
+    data_dir: str | None = None,
+    cache_dir: str | None = None,
+) -> datasets.Dataset:
+    """Build one language's train split (always from the current files) and return it.
+
+    `datasets` wraps errors raised while generating in DatasetGenerationError; the cause (which
+    names the bad file and line) is what a user needs, so it is re-raised as is.
+    """
+    builder = XInstruction(config_name=language, source=source, data_dir=data_dir, cache_dir=cache_dir)
+    try:
+        # Curated shards change between builds: the sizes recorded by the last build are no check.
+        builder.download_and_prepare(
+            download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD,
+            verification_mode=datasets.VerificationMode.NO_CHECKS,
+        )
+    except datasets.exceptions.DatasetGenerationError as e:
+        if isinstance(e.__cause__, (ValueError, OSError)):
+            raise e.__cause__ from None
+        raise
+    return builder.as_dataset(split="train")
+
+
 def read_paper_file(path: str, language: str, revision: str = PAPER_REVISION) -> Iterator[Record]:
     """Map the released `<code>.json` (a JSON array, or JSON lines, of {instruction, [input], output})
     onto X-Instruction records; provenance says where each came from and that the rest is unknown."""

@@ -125,14 +125,12 @@ def export_language(
     progress: bool = True,
 ) -> ExportResult:
     """Build one X-Instruction language with the `XInstruction` builder and export it."""
-    from ..builder import XInstruction
+    from ..builder import build_language
 
-    builder = XInstruction(
-        config_name=language,
+    dataset = build_language(
+        language,
         source=source,
         data_dir=str(data_dir) if data_dir else None,
         cache_dir=str(cache_dir) if cache_dir else None,
     )
-    builder.download_and_prepare(download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD)
-    dataset = builder.as_dataset(split="train")
     return export_dataset(dataset, folder, language, "train", progress=progress)

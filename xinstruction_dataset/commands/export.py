@@ -1,0 +1,46 @@
+"""`xinstruction export`: build languages with the XInstruction builder into a hub-ready folder."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..hub.export import export_language
+from ..languages import LANGUAGE_CODES
+from ..recipe import Recipe
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="build languages and write them into a hub-ready folder (README.md + data/<code>/*.parquet)",
+        description=(
+            "Build each language with the XInstruction builder and export it into FOLDER, leaving the "
+            "folder's other languages untouched, then regenerate its card. Afterwards, from FOLDER's "
+            "parent: load_dataset('<folder name>', '<code>')."
+        ),
+    )
+    parser.add_argument("folder", help="hub-ready dataset folder, e.g. out/x-instruction")
+    parser.add_argument("--language", action="append", required=True, choices=LANGUAGE_CODES, metavar="CODE", help="language to export; repeatable")
+    parser.add_argument("--from", dest="source", choices=("shards", "paper"), default="shards", help="curated shards (default) or the paper's released data")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--data-dir", help="curated shards folder (shards) or folder of <code>.json files (paper; default: download the pinned release)")
+    group.add_argument("--recipe", help="take the curated shards from this recipe's output_dir/curated")
+    parser.add_argument("--cache-dir", help="datasets cache for the build (default: datasets' cache)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    data_dir = Recipe.from_yaml(args.recipe).output_path / "curated" if args.recipe else args.data_dir
+    start = time.perf_counter()
+    total = 0
+    for language in args.language:
+        result = export_language(args.folder, language, source=args.source, data_dir=data_dir, cache_dir=args.cache_dir, progress=not args.no_progress)
+        total += result.num_examples
+        print(f"{language}: {result.num_examples} records -> {', '.join(result.files)}")
+    folder = Path(args.folder)
+    print(f"exported {total} records in {time.perf_counter() - start:.1f} s to {folder}")
+    print(f"load with: load_dataset({str(folder.resolve())!r}, {args.language[0]!r})")
+    return 0
