@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -43,13 +44,34 @@ def write_synthetic_shards(folder: Path, language: str, count: int, seed: int = 
                 )
 
 
+class PeakSampler(threading.Thread):
+    """Samples /proc/self/status: RssAnon is the process's own heap (what must stay flat);
+    RssFile counts pages of memory-mapped Arrow files, which the kernel can drop at will."""
+
+    def __init__(self, interval: float = 0.05):
+        super().__init__(daemon=True)
+        self.interval, self.peak = interval, {"RssAnon": 0, "RssFile": 0}
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in self.peak:
+                    self.peak[key] = max(self.peak[key], int(value.split()[0]) // 1024)
+
+
 def child(args: argparse.Namespace) -> None:
     from xinstruction_dataset.hub.export import export_language
 
+    sampler = PeakSampler()
+    sampler.start()
     start = time.perf_counter()
     result = export_language(args.folder, "sw", data_dir=args.data_dir, cache_dir=args.cache_dir, progress=False)
+    sampler.stopped.set()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"records": result.num_examples, "files": len(result.files), "seconds": time.perf_counter() - start, "peak_rss_mb": peak_mb}))
+    print(json.dumps({"records": result.num_examples, "files": len(result.files), "seconds": time.perf_counter() - start,
+                      "peak_rss_mb": peak_mb, "peak_anon_mb": sampler.peak["RssAnon"], "peak_file_mb": sampler.peak["RssFile"]}))
 
 
 def main() -> None:
@@ -65,7 +87,7 @@ def main() -> None:
         child(args)
         return
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-export-"))
-    print(f"{'records':>10} {'files':>6} {'seconds':>9} {'peak RSS MB':>12}")
+    print(f"{'records':>10} {'files':>6} {'seconds':>9} {'peak RSS MB':>12} {'peak anon MB':>13} {'peak file-backed MB':>20}")
     try:
         for size in args.sizes:
             run_dir = work / str(size)
@@ -76,7 +98,8 @@ def main() -> None:
                 check=True, capture_output=True, text=True,
             )
             figures = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{figures['records']:>10} {figures['files']:>6} {figures['seconds']:>9.1f} {figures['peak_rss_mb']:>12.0f}", flush=True)
+            print(f"{figures['records']:>10} {figures['files']:>6} {figures['seconds']:>9.1f} {figures['peak_rss_mb']:>12.0f}"
+                  f" {figures['peak_anon_mb']:>13} {figures['peak_file_mb']:>20}", flush=True)
             shutil.rmtree(run_dir)
     finally:
         if not args.workdir:
