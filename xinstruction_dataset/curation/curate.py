@@ -126,13 +126,15 @@ class Curation:
         self._cache = None
 
     @property
+    def cache_path(self) -> Path:
+        return Path(self.recipe.resolve(self.config.cache)) if self.config.cache else self.layout.default_cache()
+
+    @property
     def cache(self):
         if self._cache is None:
             from .cache import CallCache
 
-            path = Path(self.recipe.resolve(self.config.cache)) if self.config.cache else self.layout.default_cache()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._cache = CallCache(path)
+            self._cache = CallCache(self.cache_path)
         return self._cache
 
     @property

@@ -1,0 +1,68 @@
+"""`xinstruction curate`: filtered documents -> generate -> judge -> refine -> diversify -> curated shards."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..cli import UserError
+from ..recipe import Recipe
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "curate",
+        help="generate, judge, refine and diversify instruction pairs from filtered documents",
+        description=(
+            "Run the recipe's curation on the documents `xinstruction filter` kept. Writes curated shards to "
+            "<output_dir>/curated/<language>/ (the builder's input), rejects with reasons and a summary to "
+            "<output_dir>/curation/<language>/. Every LLM call and embedding is cached in "
+            "<output_dir>/cache/calls.sqlite: run the same command again to resume after any interruption. "
+            "To split a corpus across machines, run `--shard I/N` on each, gather the work folders, then `--merge`."
+        ),
+    )
+    parser.add_argument("recipe", help="build recipe YAML (e.g. builder/default.yaml)")
+    parser.add_argument("--language", action="append", metavar="CODE", help="only these languages (default: the recipe's)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--shard", metavar="I/N", help="label only document shard I of N (0-based); merge later with --merge")
+    mode.add_argument("--merge", action="store_true", help="only diversify and write the curated shards from finished shards")
+    parser.add_argument("--output-dir", help="override the recipe's output_dir")
+    parser.add_argument("--dry-run", action="store_true", help="print what would run (inputs, models, stages, outputs) and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def load_recipe(args: argparse.Namespace) -> Recipe:
+    recipe = Recipe.from_yaml(args.recipe)
+    if args.output_dir:
+        recipe.output_dir = str(Path(args.output_dir).resolve())
+    if args.language:
+        unknown = sorted(set(args.language) - set(recipe.languages))
+        if unknown:
+            raise UserError(f"language(s) {', '.join(unknown)} not in the recipe (it has {', '.join(recipe.languages)})")
+        recipe.languages = list(args.language)
+    if not recipe.languages:
+        raise UserError(f"{args.recipe}: the recipe names no languages")
+    return recipe
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..curation.curate import run_curation
+    from ..curation.plan import describe_plan
+    from ..curation.sources import parse_shard
+
+    recipe = load_recipe(args)
+    shard = parse_shard(args.shard) if args.shard else None
+    if args.dry_run:
+        print(describe_plan(recipe, shard=shard, merge=args.merge))
+        return 0
+    reports = run_curation(recipe, shard=shard, merge=args.merge, progress=not args.no_progress)
+    print()
+    for report in reports:
+        print(report.format())
+    root = recipe.output_path
+    if shard and shard[1] > 1:
+        print(f"\nshard {shard[0]}/{shard[1]} labelled; when every shard is done: xinstruction curate {args.recipe} --merge")
+    else:
+        print(f"\ncurated shards: {root / 'curated'}; rejects and summaries: {root / 'curation'}")
+    return 0

@@ -1,0 +1,81 @@
+"""`curate --dry-run`: what a run would do (inputs, models, stages, call budget, outputs),
+computed without building a model or making a call."""
+
+from __future__ import annotations
+
+import json
+
+from ..recipe import Recipe
+from .config import CurationConfig
+from .curate import Curation
+from .prompts import load_prompt
+
+
+def describe_plan(recipe: Recipe, *, shard: tuple[int, int] | None = None, merge: bool = False) -> str:
+    curation = Curation(recipe, progress=False)
+    config, layout = curation.config, curation.layout
+    shard = shard or (0, 1)
+    cache = curation.cache_path
+    lines = [
+        f"recipe {recipe.name} {recipe.version}: curate {', '.join(recipe.languages)}",
+        f"mode: {_mode(shard, merge)}",
+        f"call cache: {cache}" + (" (exists: finished calls are reused)" if cache.exists() else " (new)"),
+        "models:",
+        *(f"  {role}: {json.dumps(spec, sort_keys=True)}" for role, spec in _models(config).items()),
+        "stages:",
+        *_stages(config),
+    ]
+    for language in recipe.languages:
+        lines += _language(curation, language, shard, merge)
+    lines.append(f"resolved config: {layout.config_file} (written by a real run)")
+    return "\n".join(lines)
+
+
+def _mode(shard: tuple[int, int], merge: bool) -> str:
+    if merge:
+        return "merge finished shards: embed, cluster, pick, write curated shards"
+    if shard[1] > 1:
+        return f"label shard {shard[0]} of {shard[1]} (generate, judge, refine); diversify later with --merge"
+    return "label all documents, then diversify and write curated shards"
+
+
+def _models(config: CurationConfig) -> dict[str, dict]:
+    redacted = config.to_dict()["models"]
+    return {
+        "generator": redacted["generator"],
+        "judge": redacted["judge"] or redacted["generator"],
+        "refiner": redacted["refiner"] or redacted["judge"] or redacted["generator"],
+    }
+
+
+def _stages(config: CurationConfig) -> list[str]:
+    g, j, r, d = config.generate, config.judge, config.refine, config.diversify
+    return [
+        f"  generate: {load_prompt('generate', g.prompt).version}, {g.candidates} candidate(s)/doc, "
+        f"max_new_tokens={g.sampling.max_new_tokens}, T={g.sampling.temperature}, seed={config.seed}",
+        f"  judge:    {load_prompt('judge', j.prompt).version}, scale={j.scale}, malformed replies retried once",
+        f"  refine:   {load_prompt('refine', r.prompt).version}, target={r.target}, up to {r.rounds} round(s)",
+        f"  diversify: {d.embedding.backend} embeddings ({d.embedding.model}), k = min({d.target_size}, pairs), one per cluster",
+    ]
+
+
+def _language(curation: Curation, language: str, shard: tuple[int, int], merge: bool) -> list[str]:
+    layout, config = curation.layout, curation.config
+    lines = [f"{language}:"]
+    if merge:
+        found = layout.finished_shards(language)
+        lines.append(f"  finished shards: {', '.join(f'{len(v)} of {n}' for n, v in sorted(found.items())) or 'none'}")
+    else:
+        files, presharded = curation.input_files(language, shard)
+        docs, duplicates = curation.load_documents(language, shard)
+        d, c, rounds = len(docs), config.generate.candidates, config.refine.rounds
+        lines += [
+            f"  input: {', '.join(map(str, files))}" + (" (this shard's filter output)" if presharded else ""),
+            f"  documents: {d}" + (f" in shard {shard[0]}/{shard[1]}" if shard[1] > 1 else "") + (f" ({len(duplicates)} duplicate ids)" if duplicates else ""),
+            f"  calls at most: generate {d * c}, judge {2 * d * c + 2 * rounds * d}, refine {rounds * d}",
+        ]
+    if merge or shard[1] == 1:
+        lines.append(f"  output: {layout.curated(language)}/train-*.jsonl, {layout.language_dir(language)}/rejects.jsonl, summary.json")
+    else:
+        lines.append(f"  output: {layout.work(language, 'pairs', shard).parent}/*-{shard[0]:05d}-of-{shard[1]:05d}.*")
+    return lines
