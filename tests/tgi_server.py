@@ -1,0 +1,411 @@
+"""A server that speaks TGI's protocol, for tests and benchmarks (real HTTP on 127.0.0.1).
+
+Routes: `POST /generate` and `POST /` (TGI's native route; `/` answers a one-element list, as TGI
+does), `POST /v1/chat/completions` (OpenAI-compatible), `GET /info`, `GET /health`.
+
+The "model" is a deterministic function `reply(prompt, parameters) -> str` (default: echoes the
+prompt's last words and the seed). Like TGI, the server honours `stop` (the stop string ends the
+text, kept in it), `max_new_tokens` (a word is a token), rejects input over `max_input_tokens`
+with 422 (a token is 4 UTF-8 bytes here), and answers 429 "Model is overloaded" past
+`max_concurrent_requests` requests at once. `slots` requests are processed at once, each taking
+`latency` seconds; the rest queue, so the server's limit is slots / latency requests a second.
+
+Faults, injected with `inject(kind, count, match)` and consumed in order by matching requests:
+`429`, `503` (error replies), `hang` (no reply until the server stops: the client times out),
+`malformed` (200 with a truncated JSON body), `drop` (connection closed without a reply).
+`kill()` closes the listener and every open connection at once; `restart()` listens again on the
+same port. `successes` / `attempts` count requests per prompt, across restarts.
+
+Run as a script to serve from another process (benchmarks):
+    python tests/tgi_server.py --slots 16 --latency 0.2    # prints the URL, serves until killed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAULT_KINDS = ("429", "503", "hang", "malformed", "drop")
+Reply = Callable[[str, dict[str, Any]], str]
+
+
+def echo_reply(prompt: str, parameters: dict[str, Any]) -> str:
+    """The default model: the prompt's last five words, reversed, and the seed."""
+    words = prompt.split()[-5:]
+    return " ".join(reversed(words)) + f" (seed {parameters.get('seed')})"
+
+
+def count_tokens(text: str) -> int:
+    """The server's tokenizer: 4 UTF-8 bytes a token (clients estimate more, never fewer)."""
+    return math.ceil(len(text.encode("utf-8")) / 4)
+
+
+@dataclass
+class Fault:
+    kind: str
+    remaining: int
+    match: str | None = None  # only requests whose prompt contains this
+
+
+class _Abort(Exception):
+    """End this connection without a reply (hang released by stop/kill, or an injected drop)."""
+
+
+class TGIServer:
+    """A TGI-protocol server on 127.0.0.1; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        reply: Reply = echo_reply,
+        model_id: str = "test/echo-model",
+        slots: int = 4,
+        latency: float = 0.0,
+        max_concurrent_requests: int | None = None,
+        max_input_tokens: int = 1024,
+        max_total_tokens: int = 2048,
+        native_route: bool = True,
+        has_info: bool = True,
+        port: int = 0,
+    ) -> None:
+        self.reply = reply
+        self.model_id = model_id
+        self.slots = slots
+        self.latency = latency
+        self.max_concurrent_requests = max_concurrent_requests or slots
+        self.max_input_tokens = max_input_tokens
+        self.max_total_tokens = max_total_tokens
+        self.native_route = native_route  # False: like llama.cpp, no `/` or `/generate`
+        self.has_info = has_info  # False: like vLLM, no /info
+        self.port = port
+        self.attempts: Counter[str] = Counter()  # every generation request, by prompt
+        self.successes: Counter[str] = Counter()  # generation requests answered 200 with a result
+        self.status_counts: Counter[int] = Counter()
+        self.peak_active = 0  # most generation requests handled at once
+        self._active = 0
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(slots)
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "TGIServer":
+        self._stopping = threading.Event()
+        self._httpd = _HTTPServer(("127.0.0.1", self.port), _Handler, app=self)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def kill(self) -> None:
+        """Stop at once: listener closed, open connections cut, requests in progress unanswered."""
+        if self._httpd is None:
+            return
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._httpd.cut_connections()
+        self._httpd = None
+
+    stop = kill
+
+    def restart(self, downtime: float = 0.0) -> None:
+        """Kill, wait `downtime` seconds, listen again on the same port."""
+        self.kill()
+        time.sleep(downtime)
+        self.start()
+
+    def __enter__(self) -> "TGIServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+    # --- faults and counters ----------------------------------------------------------------
+
+    def inject(self, kind: str, count: int = 1, match: str | None = None) -> None:
+        """The next `count` generation requests (containing `match`, if given) get fault `kind`."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {FAULT_KINDS}")
+        with self._lock:
+            self._faults.append(Fault(kind, count, match))
+
+    def repeated_after_success(self) -> dict[str, int]:
+        """Prompts answered successfully more than once (a client that repeats finished calls)."""
+        return {prompt: n for prompt, n in self.successes.items() if n > 1}
+
+    def _take_fault(self, prompt: str) -> str | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.remaining > 0 and (fault.match is None or fault.match in prompt):
+                    fault.remaining -= 1
+                    return fault.kind
+        return None
+
+    def _enter(self) -> bool:
+        with self._lock:
+            if self._active >= self.max_concurrent_requests:
+                return False
+            self._active += 1
+            self.peak_active = max(self.peak_active, self._active)
+            return True
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+
+    # --- the model ------------------------------------------------------------------------
+
+    def generate(self, prompt: str, parameters: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """(status, body) of one generation: faults, overload, validation, queue, reply."""
+        with self._lock:
+            self.attempts[prompt] += 1
+        fault = self._take_fault(prompt)
+        if fault is not None:
+            return self._fault_reply(fault)
+        if not self._enter():
+            return 429, {"error": "Model is overloaded", "error_type": "overloaded"}
+        try:
+            invalid = self._validate(prompt, parameters)
+            if invalid:
+                return 422, {"error": f"Input validation error: {invalid}", "error_type": "validation"}
+            with self._slots:
+                if self._stopping.wait(self.latency):
+                    raise _Abort()
+            text, finish_reason, tokens = self._run_model(prompt, parameters)
+        finally:
+            self._leave()
+        with self._lock:
+            self.successes[prompt] += 1
+        return 200, {"generated_text": text, "finish_reason": finish_reason, "generated_tokens": tokens,
+                     "prompt_tokens": count_tokens(prompt)}
+
+    def _fault_reply(self, fault: str) -> tuple[int, dict[str, Any]]:
+        if fault == "429":
+            return 429, {"error": "Model is overloaded", "error_type": "overloaded"}
+        if fault == "503":
+            return 503, {"error": "Service Unavailable", "error_type": "unhealthy"}
+        if fault == "hang":
+            self._stopping.wait()
+        raise _Abort(fault)  # hang (released by stop), drop, malformed: handled by the handler
+
+    def _validate(self, prompt: str, parameters: dict[str, Any]) -> str | None:
+        tokens = count_tokens(prompt)
+        new_tokens = int(parameters.get("max_new_tokens") or 20)
+        if tokens > self.max_input_tokens:
+            return f"`inputs` must have less than {self.max_input_tokens} tokens. Given: {tokens}"
+        if tokens + new_tokens > self.max_total_tokens:
+            return f"`inputs` tokens + `max_new_tokens` must be <= {self.max_total_tokens}. Given: {tokens} `inputs` tokens and {new_tokens} `max_new_tokens`"
+        return None
+
+    def _run_model(self, prompt: str, parameters: dict[str, Any]) -> tuple[str, str, int]:
+        text = self.reply(prompt, parameters)
+        words = text.split(" ")
+        limit = int(parameters.get("max_new_tokens") or 20)
+        finish = "eos_token"
+        if len(words) > limit:
+            text, finish = " ".join(words[:limit]), "length"
+        for stop in parameters.get("stop") or []:
+            at = text.find(stop)
+            if stop and at >= 0:
+                text, finish = text[: at + len(stop)], "stop_sequence"  # TGI keeps the stop string
+        return text, finish, len(text.split())
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "model_sha": None,
+            "model_pipeline_tag": "text-generation",
+            "max_concurrent_requests": self.max_concurrent_requests,
+            "max_best_of": 2,
+            "max_stop_sequences": 4,
+            "max_input_tokens": self.max_input_tokens,
+            "max_total_tokens": self.max_total_tokens,
+            "validation_workers": 2,
+            "version": "test",
+            "router": "text-generation-router",
+        }
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+    def __init__(self, address: tuple[str, int], handler: type, *, app: TGIServer) -> None:
+        self.app = app
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def cut_connections(self) -> None:
+        with self.connections_lock:
+            connections, self.connections = list(self.connections), set()
+        for connection in connections:
+            _shut(connection)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, OSError, _Abort)):
+            return  # a client that went away, or a cut connection: expected in fault tests
+        super().handle_error(request, client_address)
+
+
+def _shut(connection: socket.socket) -> None:
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed by the other side
+        return
+    finally:
+        connection.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as clients pool connections
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:  # the connection was cut under us (kill)
+            return
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        return  # quiet: tests make thousands of requests
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
+        app = self.server.app
+        if self.path == "/health":
+            self._send(200, {})
+        elif self.path == "/info" and app.has_info:
+            self._send(200, app.info())
+        else:
+            self._send(404, {"error": "not found"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        except json.JSONDecodeError as error:
+            self._send(400, {"error": f"bad JSON: {error}", "error_type": "validation"})
+            return
+        app = self.server.app
+        if self.path in ("/", "/generate") and app.native_route:
+            self._native(app, body, as_list=self.path == "/")
+        elif self.path == "/v1/chat/completions":
+            self._chat(app, body)
+        else:
+            self._send(404, {"error": "not found"})
+
+    def _native(self, app: TGIServer, body: dict[str, Any], *, as_list: bool) -> None:
+        parameters = body.get("parameters") or {}
+        result = self._generate(app, str(body.get("inputs", "")), parameters)
+        if result is None:
+            return
+        status, out = result
+        if status == 200:
+            out = {
+                "generated_text": out["generated_text"],
+                "details": {"finish_reason": out["finish_reason"], "generated_tokens": out["generated_tokens"],
+                            "seed": parameters.get("seed"), "prefill": [], "tokens": []},
+            }
+            if as_list:
+                out = [out]  # type: ignore[assignment]
+        self._send(status, out)
+
+    def _chat(self, app: TGIServer, body: dict[str, Any]) -> None:
+        prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages") or [])
+        parameters = {
+            "max_new_tokens": body.get("max_tokens"),
+            "stop": body.get("stop") or [],
+            "seed": body.get("seed"),
+            "temperature": body.get("temperature"),
+            "top_p": body.get("top_p"),
+            "top_k": body.get("top_k"),
+        }
+        result = self._generate(app, prompt, parameters)
+        if result is None:
+            return
+        status, out = result
+        if status == 200:
+            text = out["generated_text"]
+            for stop in parameters["stop"]:  # OpenAI-style servers leave the stop string out
+                if stop and text.endswith(stop):
+                    text = text[: -len(stop)]
+            out = {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model") or app.model_id,
+                "system_fingerprint": "test",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "logprobs": None, "finish_reason": "stop" if out["finish_reason"] != "length" else "length"}],
+                "usage": {"prompt_tokens": out["prompt_tokens"], "completion_tokens": out["generated_tokens"],
+                          "total_tokens": out["prompt_tokens"] + out["generated_tokens"]},
+            }
+        self._send(status, out)
+
+    def _generate(self, app: TGIServer, prompt: str, parameters: dict[str, Any]) -> tuple[int, Any] | None:
+        """The model's answer, or None when the request ended without one (fault or kill)."""
+        try:
+            return app.generate(prompt, parameters)
+        except _Abort as abort:
+            if str(abort) == "malformed":
+                self._send_raw(200, b'{"generated_text": "trunc')
+            else:
+                self.close_connection = True
+                _shut(self.connection)
+            return None
+
+    def _send(self, status: int, payload: Any) -> None:
+        self._send_raw(status, json.dumps(payload).encode("utf-8"))
+
+    def _send_raw(self, status: int, body: bytes) -> None:
+        app = self.server.app
+        with app._lock:
+            app.status_counts[status] += 1
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the TGI-protocol test server until killed.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--slots", type=int, default=16)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--max-concurrent-requests", type=int, default=None)
+    args = parser.parse_args(argv)
+    server = TGIServer(slots=args.slots, latency=args.latency, max_concurrent_requests=args.max_concurrent_requests,
+                       port=args.port).start()
+    print(server.url, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,428 @@
+"""Remote models over HTTP: TGI, and any OpenAI-compatible server (vLLM, SGLang, llama.cpp).
+
+One `huggingface_hub.AsyncInferenceClient` per endpoint. Two routes, one strategy class each:
+
+- `generate` (`GenerateRoute`): TGI's native route (`text_generation`, POST `/`), raw prompts;
+  what the paper's completion-style prompts need.
+- `chat` (`ChatRoute`): `/v1/chat/completions` (`chat_completion`); servers without TGI's native
+  route (llama.cpp has no `/`) and chat models. A completion prompt goes as one user message.
+
+Several endpoints of one model share the load: each request takes the endpoint with the lowest
+share of its slots in use (least in flight), skipping endpoints cooling down after a failure.
+An endpoint's slot count is what its `/info` reports (`max_concurrent_requests`), capped by
+`max_concurrency`; until `/info` has answered, an endpoint gets one request, which asks it.
+A failed attempt (429, 5xx, connection error, timeout, malformed reply) is retried with
+exponential backoff and jitter, on whichever endpoint is best then; the last error is raised.
+Input over the context (`max_input_tokens` from `/info` or the config) is fitted first
+(`text.fit_to_context`): truncated or rejected by `context_policy`, never sent to fail.
+
+Credentials: `token_env` names an environment variable with the endpoints' token; without it
+huggingface_hub's own (HF_TOKEN, `hf auth login`) applies. Tokens are never logged or stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from huggingface_hub import AsyncInferenceClient
+from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
+
+from .base import BackendError, Completion, LLMBackend, LLMRequest, RetryableError
+from .text import CONTEXT_POLICIES, ContextLimits, TokenCounter, cut_at_stop, fit_to_context
+
+try:  # huggingface_hub 2.x ships httpx under this name; 1.x uses httpx itself
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
+    import httpx  # type: ignore[no-redef]
+
+logger = logging.getLogger(__name__)
+
+ROUTES = ("generate", "chat")
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
+
+
+@dataclass
+class TGIConfig:
+    """A `{"backend": "tgi", ...}` recipe entry (see `backends.build_backend`)."""
+
+    model: str  # the model id recorded in provenance and cache keys
+    endpoints: list[str]  # base URLs, e.g. http://host:8080
+    route: str = "generate"
+    max_concurrency: int = 128  # per endpoint; caps /info's max_concurrent_requests
+    timeout: float = 120.0  # seconds per attempt
+    retries: int = 5  # attempts after the first
+    backoff: float = 1.0  # first retry delay (s); doubles each retry, with jitter
+    backoff_max: float = 60.0
+    context_policy: str = "truncate"
+    max_input_tokens: int | None = None  # overrides /info (servers without /info: vLLM, llama.cpp)
+    max_total_tokens: int | None = None
+    tokenizer: str | None = None  # a tokenizer name or path (loaded offline) to count tokens exactly
+    bytes_per_token: float = 2.0  # the estimate without a tokenizer (deliberately high)
+    served_model: str | None = None  # the `model` field of chat requests; default: `model`
+    token_env: str | None = None  # environment variable holding the endpoints' token
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("tgi backend needs `model` (the model id recorded with every result)")
+        if isinstance(self.endpoints, str):
+            self.endpoints = [self.endpoints]
+        if not self.endpoints:
+            raise ValueError("tgi backend needs `endpoints`: a list of base URLs, e.g. http://host:8080")
+        bad = [url for url in self.endpoints if not str(url).startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"endpoints: not http(s) URLs: {bad}")
+        self.endpoints = [str(url).rstrip("/") for url in self.endpoints]
+        if self.route not in ROUTES:
+            raise ValueError(f"route must be one of {ROUTES}, got {self.route!r}")
+        if self.context_policy not in CONTEXT_POLICIES:
+            raise ValueError(f"context_policy must be one of {CONTEXT_POLICIES}, got {self.context_policy!r}")
+        for name in ("max_concurrency", "timeout", "backoff_max", "bytes_per_token"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.retries < 0 or self.backoff < 0:
+            raise ValueError("retries and backoff must be >= 0")
+        if self.token_env and self.token_env not in os.environ:
+            raise ValueError(f"token_env: environment variable {self.token_env} is not set")
+
+
+# --- routes: one strategy per kind of server API -------------------------------------------
+
+
+class GenerateRoute:
+    """TGI's native route: the raw prompt in, generated text and token count out."""
+
+    name = "generate"
+
+    async def send(self, client: AsyncInferenceClient, request: LLMRequest, config: TGIConfig) -> Completion:
+        if request.prompt is None:
+            raise BackendError("route `generate` takes completion prompts; use route `chat` for messages")
+        params = request.params
+        greedy = params.temperature == 0
+        output = await client.text_generation(
+            request.prompt,
+            details=True,
+            max_new_tokens=params.max_new_tokens,
+            do_sample=not greedy,
+            # TGI refuses temperature 0 and top_k/top_p with greedy decoding: send them only when sampling.
+            temperature=None if greedy else params.temperature,
+            top_p=None if greedy or params.top_p >= 1 else params.top_p,
+            top_k=None if greedy or not params.top_k else params.top_k,
+            seed=params.seed,
+            stop=list(params.stop) or None,
+        )
+        details = output.details
+        return _completion(
+            output.generated_text,
+            request,
+            prompt_tokens=None,
+            completion_tokens=details.generated_tokens if details else None,
+            finish_reason=str(details.finish_reason) if details else None,
+        )
+
+
+class ChatRoute:
+    """The OpenAI-compatible route (TGI, vLLM, SGLang, llama.cpp)."""
+
+    name = "chat"
+
+    async def send(self, client: AsyncInferenceClient, request: LLMRequest, config: TGIConfig) -> Completion:
+        params = request.params
+        output = await client.chat_completion(
+            _messages(request),
+            model=config.served_model or config.model,
+            max_tokens=params.max_new_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            seed=params.seed,
+            stop=list(params.stop) or None,
+            # top_k is not an OpenAI field; TGI, vLLM, SGLang and llama.cpp read it from the body.
+            extra_body={"top_k": params.top_k} if params.top_k else None,
+        )
+        if not output.choices:
+            raise RetryableError("malformed reply: no choices")
+        choice = output.choices[0]
+        usage = output.usage
+        return _completion(
+            choice.message.content or "",
+            request,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            finish_reason=choice.finish_reason,
+        )
+
+
+ROUTE_CLASSES: dict[str, type[GenerateRoute] | type[ChatRoute]] = {"generate": GenerateRoute, "chat": ChatRoute}
+
+
+def _messages(request: LLMRequest) -> list[dict[str, str]]:
+    if request.messages is not None:
+        return [{"role": role, "content": content} for role, content in request.messages]
+    return [{"role": "user", "content": request.prompt or ""}]
+
+
+def _completion(
+    text: str, request: LLMRequest, *, prompt_tokens: int | None, completion_tokens: int | None, finish_reason: str | None
+) -> Completion:
+    """Servers differ on whether the stop string ends the text (TGI keeps it): never keep it."""
+    text, stopped = cut_at_stop(text, request.params.stop)
+    return Completion(text, prompt_tokens, completion_tokens, "stop_sequence" if stopped else finish_reason)
+
+
+# --- endpoints and the pool that spreads load over them -------------------------------------
+
+
+@dataclass
+class EndpointStats:
+    attempts: int = 0
+    succeeded: int = 0
+    failed: int = 0  # attempts that failed (retried or not)
+
+
+@dataclass
+class Endpoint:
+    """One server of the model: its client, its slots, what /info said, its health."""
+
+    url: str
+    cap: int
+    token: str | None
+    timeout: float
+    info: dict[str, Any] | None = None  # None until /info answered ({} if the server has none)
+    in_flight: int = 0
+    consecutive_failures: int = 0
+    cooling_until: float = 0.0
+    stats: EndpointStats = field(default_factory=EndpointStats)
+    _client: AsyncInferenceClient | None = None
+    _client_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def limit(self) -> int:
+        """Slots: /info's max_concurrent_requests capped by config; one until /info answered."""
+        if self.info is None:
+            return 1
+        reported = self.info.get("max_concurrent_requests")
+        return min(self.cap, int(reported)) if reported else self.cap
+
+    def cooling(self, now: float) -> bool:
+        return now < self.cooling_until
+
+    def client(self) -> AsyncInferenceClient:
+        """This endpoint's client for the running event loop (an httpx client is loop-bound)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            # provider "hf-inference" is the one that talks to a plain endpoint URL (and has /info).
+            self._client = AsyncInferenceClient(
+                base_url=self.url, provider="hf-inference", token=self.token, timeout=self.timeout
+            )
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client, self._client_loop = self._client, None, None
+        if client is not None:
+            await client.close()
+
+    async def probe(self) -> None:
+        """Ask /info once. A server without /info (404: vLLM, llama.cpp) gets the configured limits."""
+        try:
+            self.info = await self.client().get_endpoint_info()
+        except HfHubHTTPError as error:
+            if error.response is not None and error.response.status_code in (404, 405):
+                self.info = {}
+                return
+            raise _classify(error, self.url) from error
+        except Exception as error:  # noqa: BLE001 - transport or body errors, classified below
+            raise _classify(error, self.url) from error
+        logger.info("endpoint %s: %s", self.url, {k: self.info.get(k) for k in ("model_id", "max_concurrent_requests", "max_input_tokens")})
+
+    def context(self, config: TGIConfig) -> ContextLimits:
+        info = self.info or {}
+        return ContextLimits(
+            max_input_tokens=config.max_input_tokens or info.get("max_input_tokens") or info.get("max_input_length"),
+            max_total_tokens=config.max_total_tokens or info.get("max_total_tokens"),
+        )
+
+    def record_success(self) -> None:
+        self.stats.succeeded += 1
+        self.consecutive_failures = 0
+        self.cooling_until = 0.0
+
+    def record_failure(self, config: TGIConfig) -> None:
+        self.stats.failed += 1
+        self.consecutive_failures += 1
+        self.cooling_until = time.monotonic() + backoff_delay(self.consecutive_failures - 1, config)
+
+
+class EndpointPool:
+    """Hands out endpoint slots: a request waits until one is free, then takes the endpoint with
+    the lowest share of slots in use. Endpoints cooling down after a failure are skipped while
+    any other endpoint is healthy (so a dead server does not eat every request's retries)."""
+
+    def __init__(self, endpoints: list[Endpoint]) -> None:
+        self.endpoints = endpoints
+        self._condition: asyncio.Condition | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _cond(self) -> asyncio.Condition:
+        loop = asyncio.get_running_loop()
+        if self._condition is None or self._loop is not loop:
+            self._condition, self._loop = asyncio.Condition(), loop
+        return self._condition
+
+    async def acquire(self) -> Endpoint:
+        condition = self._cond()
+        async with condition:
+            while (endpoint := self._pick()) is None:
+                try:
+                    await asyncio.wait_for(condition.wait(), timeout=self._until_cooled())
+                except asyncio.TimeoutError:
+                    continue  # an endpoint finished cooling down: look again
+            endpoint.in_flight += 1
+            return endpoint
+
+    async def release(self, endpoint: Endpoint, slots_added: int = 0) -> None:
+        condition = self._cond()
+        async with condition:
+            endpoint.in_flight -= 1
+            condition.notify(1 + max(0, slots_added))
+
+    def _pick(self) -> Endpoint | None:
+        now = time.monotonic()
+        healthy = [e for e in self.endpoints if not e.cooling(now)]
+        candidates = [e for e in (healthy or self.endpoints) if e.in_flight < e.limit]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda e: (e.in_flight / e.limit, e.in_flight))
+
+    def _until_cooled(self) -> float | None:
+        now = time.monotonic()
+        waits = [e.cooling_until - now for e in self.endpoints if e.cooling(now)]
+        return max(0.001, min(waits)) if waits else None
+
+
+def backoff_delay(attempt: int, config: TGIConfig) -> float:
+    """Exponential backoff with jitter: base * 2^attempt, capped, times a random 0.5-1.0."""
+    return min(config.backoff_max, config.backoff * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+# --- the backend ----------------------------------------------------------------------------
+
+
+class TGIBackend(LLMBackend):
+    """A model served by one or more HTTP endpoints; see the module docstring."""
+
+    def __init__(self, config: TGIConfig) -> None:
+        self.config = config
+        self.model_id = config.model
+        self.route = ROUTE_CLASSES[config.route]()
+        token = os.environ[config.token_env] if config.token_env else None
+        self.pool = EndpointPool(
+            [Endpoint(url, config.max_concurrency, token, config.timeout) for url in config.endpoints]
+        )
+        self.counter = TokenCounter(_tokenizer_counter(config.tokenizer), config.bytes_per_token)
+
+    def __repr__(self) -> str:  # no token in here, ever
+        return f"TGIBackend(model={self.model_id!r}, route={self.route.name!r}, endpoints={self.config.endpoints!r})"
+
+    @property
+    def max_concurrency(self) -> int:  # type: ignore[override]
+        """Slots over all endpoints: what /info said where it has answered, else the cap."""
+        return sum(e.limit if e.info is not None else e.cap for e in self.pool.endpoints)
+
+    def endpoint_stats(self) -> dict[str, dict[str, Any]]:
+        """Per endpoint: attempts, successes, failed attempts, slots, in flight."""
+        return {
+            e.url: {**e.stats.__dict__, "limit": e.limit, "in_flight": e.in_flight} for e in self.pool.endpoints
+        }
+
+    async def acomplete(self, request: LLMRequest) -> Completion:
+        errors: list[str] = []
+        for attempt in range(self.config.retries + 1):
+            if attempt:
+                await asyncio.sleep(backoff_delay(attempt - 1, self.config))
+            try:
+                return await self._attempt(request)
+            except RetryableError as error:
+                errors.append(str(error))
+        raise RetryableError(_final_error(errors))
+
+    async def aclose(self) -> None:
+        for endpoint in self.pool.endpoints:
+            await endpoint.aclose()
+
+    async def _attempt(self, request: LLMRequest) -> Completion:
+        endpoint = await self.pool.acquire()
+        slots_before = endpoint.limit
+        endpoint.stats.attempts += 1
+        try:
+            if endpoint.info is None:
+                await endpoint.probe()
+            fitted = fit_to_context(request, endpoint.context(self.config), self.counter, self.config.context_policy)
+            completion = await self._send(endpoint, fitted)
+        except RetryableError:
+            endpoint.record_failure(self.config)
+            raise
+        except BackendError:
+            endpoint.stats.failed += 1
+            raise
+        finally:
+            await self.pool.release(endpoint, slots_added=endpoint.limit - slots_before)
+        endpoint.record_success()
+        return completion
+
+    async def _send(self, endpoint: Endpoint, request: LLMRequest) -> Completion:
+        try:
+            return await asyncio.wait_for(
+                self.route.send(endpoint.client(), request, self.config), timeout=self.config.timeout
+            )
+        except BackendError:
+            raise
+        except Exception as error:  # noqa: BLE001 - every client/transport error is classified
+            raise _classify(error, endpoint.url) from error
+
+
+def _classify(error: Exception, url: str) -> BackendError:
+    """A client-side exception as RetryableError (worth another attempt) or BackendError."""
+    if isinstance(error, HfHubHTTPError) and error.response is not None:
+        status = error.response.status_code
+        kind = RetryableError if status in RETRYABLE_STATUS else BackendError
+        return kind(f"{url}: HTTP {status}: {_body(error.response)}")
+    if isinstance(error, (asyncio.TimeoutError, InferenceTimeoutError, httpx.TimeoutException)):
+        return RetryableError(f"{url}: timed out")
+    if isinstance(error, httpx.TransportError):
+        return RetryableError(f"{url}: connection error: {type(error).__name__}: {error}")
+    if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError, KeyError, AttributeError)):
+        # A 200 whose body is not (the expected) JSON (proxies, overloaded servers): try again.
+        return RetryableError(f"{url}: malformed reply: {type(error).__name__}: {error}")
+    return BackendError(f"{url}: {type(error).__name__}: {error}")
+
+
+def _body(response: Any) -> str:
+    try:
+        text = response.text
+    except Exception:  # noqa: BLE001 - a streamed/closed body: the status says enough
+        return "(no body)"
+    return " ".join(str(text).split())[:500]
+
+
+def _final_error(errors: list[str]) -> str:
+    last = errors[-1]
+    if len(errors) == 1:
+        return last
+    return f"failed after {len(errors)} attempts; last error: {last}"
+
+
+def _tokenizer_counter(name: str | None):
+    """A token-counting function from a tokenizer name/path, loaded offline; None without one."""
+    if not name:
+        return None
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=True)
+    return lambda text: len(tokenizer(text, add_special_tokens=True)["input_ids"])

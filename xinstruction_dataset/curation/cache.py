@@ -1,0 +1,173 @@
+"""Durable store of every LLM (and embedding) call, so a killed run resumes without repeating one.
+
+One SQLite file in WAL mode. A result is committed before `put` returns, and the caller uses a
+result only after `put`: a process killed at any point (SIGKILL included) loses at most calls that
+were still in flight. WAL with `synchronous=NORMAL` is durable against a process crash (the WAL
+file is written before commit returns; only an OS crash or power loss can drop the last commits),
+and that is the failure this cache exists for; `durable=True` selects `synchronous=FULL`.
+
+Failed calls go to a separate table: they are reported, never served as results, so a resumed
+run tries them again; a later success clears the failure.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..backends.base import Completion, LLMRequest
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    key TEXT PRIMARY KEY,
+    model_id TEXT NOT NULL,
+    request TEXT NOT NULL,
+    completion TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failures (
+    key TEXT PRIMARY KEY,
+    model_id TEXT NOT NULL,
+    request TEXT NOT NULL,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    failed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+
+def request_to_dict(request: LLMRequest) -> dict[str, Any]:
+    """The JSON-able form of a request, stored beside its result for audits and debugging."""
+    return {
+        "prompt": request.prompt,
+        "messages": [list(m) for m in request.messages] if request.messages is not None else None,
+        "params": request.params.to_dict(),
+    }
+
+
+class CallCache:
+    """Results of LLM calls keyed by `LLMRequest.cache_key(model_id)`, plus free JSON blobs.
+
+    Safe to share between threads (one connection behind a lock) and between processes on one
+    machine (SQLite file locking; writers wait up to `busy_timeout_s`)."""
+
+    def __init__(self, path: str | Path, *, durable: bool = False, busy_timeout_s: float = 60.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            str(self.path), timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        self._conn.executescript(_SCHEMA)
+
+    # --- LLM call results -------------------------------------------------------------------
+
+    def get(self, key: str) -> Completion | None:
+        """The stored completion for `key`, or None (failures are never served)."""
+        row = self._fetch_one("SELECT completion FROM calls WHERE key = ?", (key,))
+        return Completion(**json.loads(row[0])) if row else None
+
+    def put(self, key: str, model_id: str, request: LLMRequest, completion: Completion) -> None:
+        """Store a result durably (committed on return) and clear any earlier failure of `key`."""
+        payload = (
+            key,
+            model_id,
+            json.dumps(request_to_dict(request), ensure_ascii=False),
+            json.dumps(asdict(completion), ensure_ascii=False),
+            time.time(),
+        )
+        with self._lock:
+            with self._transaction():
+                self._conn.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?)", payload)
+                self._conn.execute("DELETE FROM failures WHERE key = ?", (key,))
+
+    def record_failure(self, key: str, model_id: str, request: LLMRequest, error: str) -> None:
+        """Record that the call `key` failed for good in this run (counted across runs)."""
+        with self._lock:
+            with self._transaction():
+                self._conn.execute(
+                    "INSERT INTO failures VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(key) DO UPDATE SET "
+                    "error = excluded.error, attempts = failures.attempts + 1, failed_at = excluded.failed_at",
+                    (key, model_id, json.dumps(request_to_dict(request), ensure_ascii=False), error, time.time()),
+                )
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Every recorded failure not yet cleared by a success: key, model_id, error, attempts."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key, model_id, error, attempts, failed_at FROM failures ORDER BY failed_at"
+            ).fetchall()
+        return [dict(zip(("key", "model_id", "error", "attempts", "failed_at"), row)) for row in rows]
+
+    def __contains__(self, key: str) -> bool:
+        return self._fetch_one("SELECT 1 FROM calls WHERE key = ?", (key,)) is not None
+
+    def __len__(self) -> int:
+        return int(self._fetch_one("SELECT COUNT(*) FROM calls", ())[0])
+
+    # --- free JSON values (embeddings, ...) ---------------------------------------------------
+
+    def get_json(self, key: str) -> Any | None:
+        """The JSON value stored under `key`, or None."""
+        row = self._fetch_one("SELECT value FROM blobs WHERE key = ?", (key,))
+        return json.loads(row[0]) if row else None
+
+    def put_json(self, key: str, value: Any) -> None:
+        """Store a JSON-able value durably under `key` (committed on return)."""
+        blob = json.dumps(value, ensure_ascii=False)
+        with self._lock:
+            with self._transaction():
+                self._conn.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)", (key, blob, time.time()))
+
+    def put_many_json(self, items: dict[str, Any]) -> None:
+        """Store several JSON values in one transaction (one commit for a batch of embeddings)."""
+        now = time.time()
+        rows = [(key, json.dumps(value, ensure_ascii=False), now) for key, value in items.items()]
+        with self._lock:
+            with self._transaction():
+                self._conn.executemany("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)", rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "CallCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _fetch_one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchone()
+
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self._conn)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): takes the write lock up front, so two
+    processes sharing a cache wait for each other instead of failing on a lock upgrade."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")

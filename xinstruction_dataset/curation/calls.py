@@ -1,0 +1,275 @@
+"""Run many LLM calls through one backend: cached first, then as a continuous stream.
+
+`CallRunner.run()` is a plain (synchronous) generator, so stages stay simple:
+
+    runner = CallRunner(backend, cache, desc="generate sw")
+    results = {r.tag: r for r in runner.run((doc.id, request) for doc in docs)}
+
+Behind it an event loop in a worker thread keeps the backend busy: a request starts the moment a
+slot frees (no batch-synchronous `gather`), results are handed over as they complete (so callers
+sort by tag when order matters), and the request iterator is read lazily with at most
+2 x `backend.max_concurrency` requests between "read" and "handed over", so memory stays bounded
+for any number of requests.
+
+Every request ends as exactly one `CallResult`: a completion (fresh or from the cache) or an
+error, which is also recorded in the cache's failures table so a resumed run retries it. A fresh
+result is committed to the cache before it is handed over (see `cache.CallCache`), and a request
+whose key is already in flight in this run waits for that call instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Hashable, Iterable, Iterator, Sized
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..backends.base import BackendError, Completion, LLMBackend, LLMRequest
+from .cache import CallCache
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """The outcome of one request: `completion` or `error` (never both), and where it came from."""
+
+    tag: Hashable
+    key: str
+    completion: Completion | None
+    error: str | None
+    cached: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.completion is not None
+
+
+@dataclass
+class CallStats:
+    """Counters over every `run()` of one runner."""
+
+    requests: int = 0  # read from the callers' iterators
+    cache_hits: int = 0
+    sent: int = 0  # calls made to the backend (a key repeated within a run is sent once)
+    done: int = 0  # results with a completion, cached ones included
+    failed: int = 0
+    completion_tokens: int = 0  # of fresh calls, where the backend reports them
+    busy_s: float = 0.0  # wall time spent inside run()
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.busy_s if self.busy_s > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["tokens_per_s"] = round(self.tokens_per_s, 2)
+        return data
+
+
+_END = object()
+
+
+class CallRunner:
+    """Sends requests to `backend` through `cache`; see the module docstring."""
+
+    def __init__(self, backend: LLMBackend, cache: CallCache, *, desc: str = "", progress: bool = True) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.desc = desc or backend.model_id
+        self.progress = progress
+        self.stats = CallStats()
+
+    def run(self, requests: Iterable[tuple[Hashable, LLMRequest]]) -> Iterator[CallResult]:
+        """Yield one `CallResult` per (tag, request), in completion order."""
+        total = len(requests) if isinstance(requests, Sized) else None
+        bar = tqdm(total=total, desc=self.desc, unit="call", disable=not self.progress, dynamic_ncols=True)
+        drive = _Drive(self, iter(requests), bar)
+        worker = threading.Thread(target=drive.main, name=f"calls:{self.desc}", daemon=True)
+        started = time.monotonic()
+        worker.start()
+        try:
+            while (item := drive.results.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                drive.handed_over()
+                yield item
+        finally:
+            drive.stop()
+            worker.join()
+            bar.close()
+            self.stats.busy_s += time.monotonic() - started
+
+    def run_all(self, requests: Iterable[tuple[Hashable, LLMRequest]]) -> dict[Hashable, CallResult]:
+        """Every result, by tag (tags must be unique)."""
+        results: dict[Hashable, CallResult] = {}
+        for result in self.run(requests):
+            if result.tag in results:
+                raise ValueError(f"duplicate request tag {result.tag!r}")
+            results[result.tag] = result
+        return results
+
+
+class _Drive:
+    """One `run()`: the event loop side. Owns the loop thread; talks to the caller via `results`."""
+
+    def __init__(self, runner: CallRunner, requests: Iterator[tuple[Hashable, LLMRequest]], bar: tqdm) -> None:
+        self.runner = runner
+        self.backend = runner.backend
+        self.cache = runner.cache
+        self.stats = runner.stats
+        self.requests = requests
+        self.bar = bar
+        self.results: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.main_task: asyncio.Task[None] | None = None
+        self.ready = threading.Event()
+        self.in_flight = 0
+        self.fresh_tokens = 0
+        self.started = time.monotonic()
+
+    # --- caller thread ------------------------------------------------------------------------
+
+    def handed_over(self) -> None:
+        """The caller took one result: room for one more request in the window."""
+        assert self.loop is not None
+        try:
+            self.loop.call_soon_threadsafe(self.window.release)
+        except RuntimeError:  # the loop has finished (this was among the last results): no window left
+            return
+
+    def stop(self) -> None:
+        """Cancel whatever is still running (the caller stopped early, or the run is over)."""
+        self.ready.wait()
+        if self.loop is not None and self.main_task is not None:
+            try:
+                self.loop.call_soon_threadsafe(self.main_task.cancel)
+            except RuntimeError:  # the loop already finished and closed: nothing left to cancel
+                return
+
+    # --- loop thread --------------------------------------------------------------------------
+
+    def main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except asyncio.CancelledError:
+            return  # stop() was called: the caller is gone, nobody reads `results`
+        except BaseException as error:  # noqa: BLE001 - handed to the caller, who re-raises it
+            self.results.put(error)
+        finally:
+            self.ready.set()
+        self.results.put(_END)
+
+    async def _main(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.main_task = asyncio.current_task()
+        # Requests read from the iterator but not yet handed over: bounded, so memory is too.
+        self.window = asyncio.Semaphore(2 * max(1, self.backend.max_concurrency))
+        self.slots = asyncio.Condition()
+        self.same_key: dict[str, asyncio.Future[Completion]] = {}
+        self.ready.set()
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            for tag, request in self.requests:
+                await self.window.acquire()
+                self.stats.requests += 1
+                task = asyncio.create_task(self._one(tag, request))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            while tasks:
+                await asyncio.gather(*list(tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.backend.aclose()
+
+    async def _one(self, tag: Hashable, request: LLMRequest) -> None:
+        key = request.cache_key(self.backend.model_id)
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            self._deliver(CallResult(tag, key, cached, None, True))
+            return
+        try:
+            completion = await self._call_once_per_key(key, request)
+        except _CallFailed as failure:
+            message = str(failure)
+            self.cache.record_failure(key, self.backend.model_id, request, message)
+            self._deliver(CallResult(tag, key, None, message, False))
+            return
+        self._deliver(CallResult(tag, key, completion, None, False))
+
+    async def _call_once_per_key(self, key: str, request: LLMRequest) -> Completion:
+        """Call the backend, unless the same key is already in flight in this run: then share it."""
+        if key in self.same_key:
+            return await asyncio.shield(self.same_key[key])
+        future: asyncio.Future[Completion] = self.loop.create_future()  # type: ignore[union-attr]
+        self.same_key[key] = future
+        try:
+            try:
+                completion = await self._call(request)
+            except Exception as error:  # noqa: BLE001 - any failure of one call is that call's result
+                raise _CallFailed(_describe(error)) from error
+            # Stored before anyone sees it: a kill after this line never repeats the call.
+            self.cache.put(key, self.backend.model_id, request, completion)
+            future.set_result(completion)
+            return completion
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # mark retrieved: a key nobody else waits on must not warn
+            raise
+        finally:
+            del self.same_key[key]
+
+    async def _call(self, request: LLMRequest) -> Completion:
+        async with self.slots:
+            # Re-read each time: a remote backend learns its real limit from the server.
+            await self.slots.wait_for(lambda: self.in_flight < max(1, self.backend.max_concurrency))
+            self.in_flight += 1
+        self.stats.sent += 1
+        try:
+            completion = await self.backend.acomplete(request)
+        finally:
+            async with self.slots:
+                self.in_flight -= 1
+                self.slots.notify()
+        tokens = completion.completion_tokens or 0
+        self.stats.completion_tokens += tokens
+        self.fresh_tokens += tokens
+        return completion
+
+    def _deliver(self, result: CallResult) -> None:
+        if result.ok:
+            self.stats.done += 1
+        else:
+            self.stats.failed += 1
+        self.results.put(result)
+        self._show_progress()
+
+    def _show_progress(self) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        self.bar.set_postfix(
+            in_flight=self.in_flight,
+            done=self.stats.done,
+            failed=self.stats.failed,
+            cached=self.stats.cache_hits,
+            tok_s=f"{self.fresh_tokens / elapsed:.1f}",
+            refresh=False,
+        )
+        self.bar.update(1)
+
+
+class _CallFailed(Exception):
+    """A call that failed for good; its message is the text recorded for it. (A failure of the
+    cache itself is not a call failure: it stops the run.)"""
+
+
+def _describe(error: BaseException) -> str:
+    """The error text recorded for a failed call: the backend's own message, or type + message."""
+    if isinstance(error, BackendError):
+        return str(error) or type(error).__name__
+    return f"{type(error).__name__}: {error}"
