@@ -12,3 +12,4 @@ os.environ["HF_DATASETS_CACHE"] = os.path.join(_HF_HOME, "datasets")
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.pop("HF_TOKEN", None)
+pytest_plugins = ["conftest_tgi"]  # the TGI-protocol test server fixtures (tests/conftest_tgi.py)

@@ -14,7 +14,8 @@ Faults, injected with `inject(kind, count, match)` and consumed in order by matc
 `429`, `503` (error replies), `hang` (no reply until the server stops: the client times out),
 `malformed` (200 with a truncated JSON body), `drop` (connection closed without a reply).
 `kill()` closes the listener and every open connection at once; `restart()` listens again on the
-same port. `successes` / `attempts` count requests per prompt, across restarts.
+same port. `successes` (replies written) / `attempts` count requests per prompt, across restarts;
+`authorizations` counts the Authorization headers received.
 
 Run as a script to serve from another process (benchmarks):
     python tests/tgi_server.py --slots 16 --latency 0.2    # prints the URL, serves until killed
@@ -91,6 +92,7 @@ class TGIServer:
         self.attempts: Counter[str] = Counter()  # every generation request, by prompt
         self.successes: Counter[str] = Counter()  # generation requests answered 200 with a result
         self.status_counts: Counter[int] = Counter()
+        self.authorizations: Counter[str | None] = Counter()  # Authorization headers seen
         self.peak_active = 0  # most generation requests handled at once
         self._active = 0
         self._faults: list[Fault] = []
@@ -151,6 +153,11 @@ class TGIServer:
         """Prompts answered successfully more than once (a client that repeats finished calls)."""
         return {prompt: n for prompt, n in self.successes.items() if n > 1}
 
+    def count_success(self, prompt: str) -> None:
+        """A generation answered: counted once its reply is written (a kill before that is no success)."""
+        with self._lock:
+            self.successes[prompt] += 1
+
     def _take_fault(self, prompt: str) -> str | None:
         with self._lock:
             for fault in self._faults:
@@ -192,8 +199,6 @@ class TGIServer:
             text, finish_reason, tokens = self._run_model(prompt, parameters)
         finally:
             self._leave()
-        with self._lock:
-            self.successes[prompt] += 1
         return 200, {"generated_text": text, "finish_reason": finish_reason, "generated_tokens": tokens,
                      "prompt_tokens": count_tokens(prompt)}
 
@@ -297,6 +302,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
         return  # quiet: tests make thousands of requests
 
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if parsed:
+            app = self.server.app
+            with app._lock:
+                app.authorizations[self.headers.get("Authorization")] += 1
+        return parsed
+
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
         app = self.server.app
         if self.path == "/health":
@@ -335,6 +348,8 @@ class _Handler(BaseHTTPRequestHandler):
             if as_list:
                 out = [out]  # type: ignore[assignment]
         self._send(status, out)
+        if status == 200:
+            app.count_success(body.get("inputs", ""))
 
     def _chat(self, app: TGIServer, body: dict[str, Any]) -> None:
         prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages") or [])
@@ -367,6 +382,8 @@ class _Handler(BaseHTTPRequestHandler):
                           "total_tokens": out["prompt_tokens"] + out["generated_tokens"]},
             }
         self._send(status, out)
+        if status == 200:
+            app.count_success(prompt)
 
     def _generate(self, app: TGIServer, prompt: str, parameters: dict[str, Any]) -> tuple[int, Any] | None:
         """The model's answer, or None when the request ended without one (fault or kill)."""

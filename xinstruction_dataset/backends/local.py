@@ -63,9 +63,13 @@ class LoadedModel:
     context_length: int
 
 
-@lru_cache(maxsize=4)
 def load_model(model: str = DEFAULT_MODEL, dtype: str = "bfloat16") -> LoadedModel:
     """The model loaded once per process (and converted once per machine); see module docstring."""
+    return _load_model(model, dtype)  # positional, so every spelling of a call hits one cache entry
+
+
+@lru_cache(maxsize=4)
+def _load_model(model: str, dtype: str) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

