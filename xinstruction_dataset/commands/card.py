@@ -1,0 +1,59 @@
+"""`xinstruction card render|check|update`: dataset cards from the templates in `cards/`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..cli import UserError
+from ..hub.cards import DATASETS, detect_dataset, render_card, update_card
+from ..hub.check import check_card
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "card",
+        help="render, check or update a folder's dataset card (README.md)",
+        description="Dataset cards: generated parts come from the data; hand-written sections between markers are kept.",
+    )
+    actions = parser.add_subparsers(dest="card_action", metavar="ACTION", required=True)
+    for name, help_text, func in (
+        ("render", "print the card the folder's data gives (writes nothing)", run_render),
+        ("update", "rewrite FOLDER/README.md from the data, keeping hand-written sections", run_update),
+        ("check", "check FOLDER/README.md offline; each problem with its line and a fix", run_check),
+    ):
+        action = actions.add_parser(name, help=help_text, description=help_text)
+        action.add_argument("folder", help="hub-ready dataset folder")
+        if name != "check":
+            action.add_argument("--dataset", choices=DATASETS, help="card template (default: detected from the data)")
+        action.add_argument("--templates", metavar="DIR", help="card templates folder (default: the repository's cards/)")
+        action.set_defaults(func=func)
+
+
+def _folder(args: argparse.Namespace) -> Path:
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder: give a hub-ready dataset folder (README.md + data/<config>/*.parquet)")
+    return folder
+
+
+def run_render(args: argparse.Namespace) -> int:
+    folder = _folder(args)
+    sys.stdout.write(render_card(folder, args.dataset or detect_dataset(folder), cards_dir=args.templates))
+    return 0
+
+
+def run_update(args: argparse.Namespace) -> int:
+    folder = _folder(args)
+    path = update_card(folder, args.dataset or detect_dataset(folder), cards_dir=args.templates)
+    print(f"updated {path}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    problems = check_card(_folder(args))
+    for problem in problems:
+        print(problem)
+    print(f"{len(problems)} problem(s) in {Path(args.folder) / 'README.md'}" if problems else "card OK")
+    return 1 if problems else 0

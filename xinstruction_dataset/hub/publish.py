@@ -1,0 +1,234 @@
+"""Publishing a hub-ready folder as an immutable, tagged version of a Hub dataset repo.
+
+One version is one commit on `main` (large files pre-uploaded first, then a single
+`create_commit` whose parent is the head we compared against), then the tag `vX.Y.Z`:
+
+- a tag never moves: the same content under an existing version is a no-op, different content
+  is refused (publish it as a new version);
+- the card is re-rendered first, with this version's changelog entry, and must pass `check`;
+- every step is retried with backoff on 429/5xx and is safe to repeat: a run that failed half
+  way (uploads done, no commit; or commit done, no tag) is completed by running it again, and
+  until the tag exists, the version does not exist;
+- the token comes from `HF_TOKEN` or `huggingface-cli login` (huggingface_hub reads them); it is
+  never passed through this module's messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+from .cards import ChangelogEntry, detect_dataset, read_changelog, render_card, update_card
+from .check import check_card
+from .layout import CARD_FILE, DATA_DIR, scan_folder
+from .repo_files import ADDED, CHANGED, REMOVED, RepoDiff, diff_files, local_files, remote_files
+from .retry import RetryPolicy, call_with_retries
+
+logger = logging.getLogger(__name__)
+
+VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+BRANCH = "main"
+REPO_TYPE = "dataset"
+# Dry-run and live publish states.
+PUBLISHED, UNCHANGED, WOULD_PUBLISH = "published", "unchanged", "would-publish"
+
+
+class PublishError(ValueError):
+    """A publish that must not happen (a changed version, an older version, a bad card): one clear line."""
+
+
+@dataclass
+class PublishResult:
+    """What a publish did (or, for a dry run, would do)."""
+
+    repo_id: str
+    version: str
+    status: str
+    diff: RepoDiff = field(default_factory=RepoDiff)
+    commit: str | None = None
+
+    @property
+    def tag(self) -> str:
+        return f"v{self.version}"
+
+
+@dataclass
+class _Remote:
+    """The remote state a publish starts from."""
+
+    exists: bool
+    head: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def publish_folder(
+    folder: str | Path,
+    repo_id: str,
+    version: str,
+    *,
+    dataset: str | None = None,
+    dry_run: bool = False,
+    private: bool = False,
+    endpoint: str | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+) -> PublishResult:
+    """Publish `folder` to the dataset repo `repo_id` as version `version` (tag `v<version>`).
+
+    Args:
+        folder: a hub-ready folder (`README.md` + `data/<config>/<split>-*.parquet`).
+        repo_id: `ORG/NAME` of the dataset repo; created (private when `private`) if missing.
+        version: `X.Y.Z`; must be new and newer than every published version, or equal to a
+            published one with identical content (then nothing happens).
+        dataset: card template (`x-instruction`, `x-alpacaeval`); detected from the data if None.
+        dry_run: compute and return the changes; change nothing, remote or local.
+        endpoint: Hub URL; defaults to `HF_ENDPOINT` / huggingface.co.
+        retry: backoff policy for 429/5xx answers.
+
+    Raises:
+        PublishError: the version exists with other content, is older than the latest, or the
+            rendered card fails `check`.
+    """
+    folder = Path(folder)
+    _parse_version(version)
+    tag = f"v{version}"
+    if not scan_folder(folder).configs:
+        raise PublishError(f"{folder} holds no data (expected {DATA_DIR}/<config>/<split>-*.parquet): nothing to publish")
+    dataset = dataset or detect_dataset(folder)
+    api = HfApi(endpoint=endpoint)
+    remote = call_with_retries(lambda: _remote_state(api, repo_id), retry, f"read refs of {repo_id}")
+
+    if tag in remote.tags:
+        return _republish(api, folder, repo_id, version, dataset, remote.tags[tag], retry)
+    _refuse_older(version, remote.tags)
+
+    base_card = _remote_card(api, repo_id, remote.head, retry) if remote.head else ""
+    base_files = call_with_retries(lambda: remote_files(api, repo_id, remote.head), retry, "list files") if remote.head else {}
+    data_diff = diff_files({p: f for p, f in local_files(folder).items() if p != CARD_FILE}, {p: f for p, f in base_files.items() if p != CARD_FILE})
+    entry = ChangelogEntry(version, release_summary(folder, data_diff))
+    changelog = [e for e in read_changelog(base_card) if e.version != version] + [entry]
+    card_text = render_card(folder, dataset, changelog=changelog)
+    _require_valid_card(folder, card_text)
+    diff = diff_files(_with_card(folder, card_text), base_files)
+    if dry_run:
+        return PublishResult(repo_id, version, WOULD_PUBLISH, diff)
+
+    update_card(folder, dataset, changelog=changelog)  # the folder now mirrors what is published
+    if not remote.exists:
+        call_with_retries(lambda: api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True), retry, f"create {repo_id}")
+    message = f"Release {tag}"
+    commit = call_with_retries(lambda: _commit_folder(api, folder, repo_id, message, entry.summary), retry, f"commit {tag}")
+    call_with_retries(lambda: _create_tag(api, repo_id, tag, commit, f"{message}: {entry.summary}"), retry, f"tag {tag}")
+    logger.info("published %s as %s (commit %s)", repo_id, tag, commit[:12])
+    return PublishResult(repo_id, version, PUBLISHED, diff, commit)
+
+
+def release_summary(folder: str | Path, data_diff: RepoDiff) -> str:
+    """One changelog line: the records per config, and which configs were added, changed, removed."""
+    layout = scan_folder(folder)
+    counts = ", ".join(f"{name} {layout.num_examples(name):,}" for name in layout.configs)
+    total = sum(layout.num_examples(name) for name in layout.configs)
+    parts = [f"{len(layout.configs)} configs, {total:,} records ({counts})"]
+    for kind in (ADDED, CHANGED, REMOVED):
+        configs = sorted({change.path.split("/")[1] for change in data_diff.of_kind(kind)})
+        if configs:
+            parts.append(f"{kind} {', '.join(configs)}")
+    return "; ".join(parts)
+
+
+def _parse_version(version: str) -> tuple[int, int, int]:
+    match = VERSION_PATTERN.match(version)
+    if not match:
+        raise PublishError(f"version {version!r} is not X.Y.Z (e.g. 1.1.0); the tag will be v<version>")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def _remote_state(api: HfApi, repo_id: str) -> _Remote:
+    try:
+        refs = api.list_repo_refs(repo_id, repo_type=REPO_TYPE)
+    except RepositoryNotFoundError:
+        return _Remote(exists=False)
+    heads = {ref.name: ref.target_commit for ref in refs.branches}
+    return _Remote(exists=True, head=heads.get(BRANCH), tags={ref.name: ref.target_commit for ref in refs.tags})
+
+
+def _refuse_older(version: str, tags: dict[str, str]) -> None:
+    published = [_parse_version(t[1:]) for t in tags if VERSION_PATTERN.match(t[1:]) and t.startswith("v")]
+    if published and _parse_version(version) < max(published):
+        latest = ".".join(str(n) for n in max(published))
+        raise PublishError(f"v{version} is older than the latest published version v{latest}: publish a newer version")
+
+
+def _remote_card(api: HfApi, repo_id: str, revision: str, retry: RetryPolicy) -> str:
+    def download() -> str:
+        try:
+            path = hf_hub_download(repo_id, CARD_FILE, repo_type=REPO_TYPE, revision=revision, endpoint=api.endpoint)
+        except EntryNotFoundError:
+            return ""
+        return Path(path).read_text(encoding="utf-8")
+
+    return call_with_retries(download, retry, f"read {CARD_FILE} of {repo_id}")
+
+
+def _with_card(folder: Path, card_text: str) -> dict[str, bytes | Path]:
+    files: dict[str, bytes | Path] = dict(local_files(folder))
+    files[CARD_FILE] = card_text.encode("utf-8")
+    return files
+
+
+def _require_valid_card(folder: Path, card_text: str) -> None:
+    problems = check_card(folder, card_text)
+    if problems:
+        listed = "; ".join(str(p) for p in problems[:5])
+        raise PublishError(f"the card of {folder} fails its checks, fix them first: {listed}")
+
+
+def _republish(api: HfApi, folder: Path, repo_id: str, version: str, dataset: str, tagged: str, retry: RetryPolicy) -> PublishResult:
+    """The version exists: identical content is a no-op, anything else is refused."""
+    tagged_files = call_with_retries(lambda: remote_files(api, repo_id, tagged), retry, "list files")
+    tagged_card = _remote_card(api, repo_id, tagged, retry)
+    card_text = render_card(folder, dataset, changelog=read_changelog(tagged_card))
+    diff = diff_files(_with_card(folder, card_text), tagged_files)
+    if diff.is_empty:
+        logger.info("v%s is already published on %s with this content: nothing to do", version, repo_id)
+        return PublishResult(repo_id, version, UNCHANGED, diff, tagged)
+    major, minor, patch = _parse_version(version)
+    changed = ", ".join(c.path for c in diff.changes[:3]) + (" ..." if len(diff.changes) > 3 else "")
+    raise PublishError(
+        f"v{version} is already published on {repo_id} with different content ({len(diff.changes)} file(s) differ: {changed}); "
+        f"a published version never changes: publish this content as a new version, e.g. --version {major}.{minor}.{patch + 1}"
+    )
+
+
+def _commit_folder(api: HfApi, folder: Path, repo_id: str, message: str, description: str) -> str:
+    """Make `main` hold the folder's managed files; return the commit that does (may be the head).
+
+    Re-reads the head on every attempt, so a retry after a commit that did land finds nothing
+    left to do instead of committing twice.
+    """
+    head = api.dataset_info(repo_id).sha
+    local = local_files(folder)
+    diff = diff_files(dict(local), remote_files(api, repo_id, head))
+    if diff.is_empty:
+        return head
+    additions = [CommitOperationAdd(path_in_repo=c.path, path_or_fileobj=str(local[c.path])) for c in diff.changes if c.kind in (ADDED, CHANGED)]
+    deletions = [CommitOperationDelete(path_in_repo=c.path) for c in diff.of_kind(REMOVED)]
+    # Upload the large files first, so the commit itself is one small request that lands whole.
+    api.preupload_lfs_files(repo_id, additions, repo_type=REPO_TYPE, revision=BRANCH)
+    info = api.create_commit(
+        repo_id, [*additions, *deletions], commit_message=message, commit_description=description,
+        repo_type=REPO_TYPE, revision=BRANCH, parent_commit=head,
+    )
+    return info.oid
+
+
+def _create_tag(api: HfApi, repo_id: str, tag: str, commit: str, message: str) -> None:
+    tags = {ref.name: ref.target_commit for ref in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).tags}
+    if tags.get(tag) == commit:
+        return  # an earlier attempt created it and its answer was lost
+    api.create_tag(repo_id, tag=tag, revision=commit, tag_message=message, repo_type=REPO_TYPE)
