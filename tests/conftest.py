@@ -12,4 +12,6 @@ os.environ["HF_DATASETS_CACHE"] = os.path.join(_HF_HOME, "datasets")
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.pop("HF_TOKEN", None)
-pytest_plugins = ["conftest_tgi"]  # the TGI-protocol test server fixtures (tests/conftest_tgi.py)
+# Test server fixtures: the Hub-protocol server (conftest_hub.py, which also sets HF_ENDPOINT, so it
+# comes first) and the TGI-protocol server (conftest_tgi.py).
+pytest_plugins = ["conftest_hub", "conftest_tgi"]

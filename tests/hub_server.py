@@ -13,7 +13,8 @@ Tests point the clients at it with `HF_ENDPOINT=server.url` and drive it with:
 - `server.requests`: every request seen, to assert what a client did (or did not) do;
 - `server.commits(repo_id)`, `server.refs(repo_id)`: the repo's history, without the clients.
 
-Use it as a context manager, or through the `hub_server` pytest fixture in `test_publish.py`.
+Use it as a context manager, or through the `hub_server` / `hub` pytest fixtures of
+`conftest_hub.py` (which fixes `HF_ENDPOINT` before the clients are imported).
 """
 
 from __future__ import annotations
@@ -558,8 +559,8 @@ class _Server(ThreadingHTTPServer):
 class HubServer:
     """The local Hub: `with HubServer(token=...) as hub:` then `HF_ENDPOINT=hub.url`."""
 
-    def __init__(self, token: str | None = None):
-        self._server = _Server(("127.0.0.1", 0), HubRequestHandler)
+    def __init__(self, token: str | None = None, port: int = 0):
+        self._server = _Server(("127.0.0.1", port), HubRequestHandler)
         self._server.state = HubState(token)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._server.url = self.url
