@@ -43,9 +43,12 @@ def topic_of(text: str) -> str:
 
 
 def default_reply(request: LLMRequest) -> str:
+    return reply_for_prompt(request.prompt or "")
+
+
+def reply_for_prompt(prompt: str) -> str:
     """Plausible replies: an English instruction about the document's topic, then run-on text as
     a base model writes it; judges say good; rewrites stay in English / Swahili as asked."""
-    prompt = request.prompt or ""
     if prompt.rstrip().endswith(GENERATE_MARK):
         text = section(prompt, "Text")
         story = hashlib.sha256(text.encode()).hexdigest()[:6]
