@@ -27,7 +27,7 @@ from .cards import ChangelogEntry, detect_dataset, read_changelog, render_card, 
 from .check import check_card
 from .layout import CARD_FILE, DATA_DIR, scan_folder
 from .repo_files import ADDED, CHANGED, REMOVED, RepoDiff, diff_files, local_files, remote_files
-from .retry import RetryPolicy, call_with_retries
+from .retry import RetryPolicy, call_with_retries, http_status
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,10 @@ PUBLISHED, UNCHANGED, WOULD_PUBLISH = "published", "unchanged", "would-publish"
 
 class PublishError(ValueError):
     """A publish that must not happen (a changed version, an older version, a bad card): one clear line."""
+
+
+class IncompletePublish(PublishError):
+    """A publish that failed on the way (after its retries): the version is not tagged; re-run it."""
 
 
 @dataclass
@@ -106,23 +110,38 @@ def publish_folder(
         return _republish(api, folder, repo_id, version, dataset, remote.tags[tag], retry)
     _refuse_older(version, remote.tags)
 
-    base_card = _remote_card(api, repo_id, remote.head, retry) if remote.head else ""
-    base_files = call_with_retries(lambda: remote_files(api, repo_id, remote.head), retry, "list files") if remote.head else {}
-    data_diff = diff_files({p: f for p, f in local_files(folder).items() if p != CARD_FILE}, {p: f for p, f in base_files.items() if p != CARD_FILE})
-    entry = ChangelogEntry(version, release_summary(folder, data_diff))
-    changelog = [e for e in read_changelog(base_card) if e.version != version] + [entry]
+    # The changelog entry compares with the latest published version (not `main`, which a failed
+    # earlier attempt may have moved already): every attempt renders the same card.
+    previous = _latest_tag(remote.tags)
+    previous_card = _remote_card(api, repo_id, remote.tags[previous], retry) if previous else ""
+    previous_files = _files_at(api, repo_id, remote.tags[previous], retry) if previous else {}
+    entry = ChangelogEntry(version, release_summary(folder, _data_diff(local_files(folder), previous_files)))
+    changelog = [e for e in read_changelog(previous_card) if e.version != version] + [entry]
     card_text = render_card(folder, dataset, changelog=changelog)
     _require_valid_card(folder, card_text)
-    diff = diff_files(_with_card(folder, card_text), base_files)
+    diff = diff_files(_with_card(folder, card_text), _files_at(api, repo_id, remote.head, retry) if remote.head else {})
     if dry_run:
         return PublishResult(repo_id, version, WOULD_PUBLISH, diff)
 
     update_card(folder, dataset, changelog=changelog)  # the folder now mirrors what is published
-    if not remote.exists:
-        call_with_retries(lambda: api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True), retry, f"create {repo_id}")
     message = f"Release {tag}"
-    commit = call_with_retries(lambda: _commit_folder(api, folder, repo_id, message, entry.summary), retry, f"commit {tag}")
-    call_with_retries(lambda: _create_tag(api, repo_id, tag, commit, f"{message}: {entry.summary}"), retry, f"tag {tag}")
+    step = "create the repo"
+    try:
+        if not remote.exists:
+            call_with_retries(lambda: api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True), retry, f"create {repo_id}")
+        step = "upload and commit"
+        commit = call_with_retries(lambda: _commit_folder(api, folder, repo_id, message, entry.summary), retry, f"commit {tag}")
+        step = "tag"
+        call_with_retries(lambda: _create_tag(api, repo_id, tag, commit, f"{message}: {entry.summary}"), retry, f"tag {tag}")
+    except PublishError:
+        raise
+    except Exception as error:
+        status = http_status(error)
+        raise IncompletePublish(
+            f"publishing {tag} to {repo_id} failed at step '{step}' ({type(error).__name__}"
+            f"{f', HTTP {status}' if status else ''}): {tag} was not tagged, so it is not published; "
+            "run the same command again to complete it"
+        ) from error
     logger.info("published %s as %s (commit %s)", repo_id, tag, commit[:12])
     return PublishResult(repo_id, version, PUBLISHED, diff, commit)
 
@@ -157,11 +176,29 @@ def _remote_state(api: HfApi, repo_id: str) -> _Remote:
     return _Remote(exists=True, head=heads.get(BRANCH), tags={ref.name: ref.target_commit for ref in refs.tags})
 
 
+def _published_versions(tags: dict[str, str]) -> dict[tuple[int, int, int], str]:
+    """Version -> tag name, for the tags that are versions (`v1.2.3`)."""
+    return {_parse_version(t[1:]): t for t in tags if t.startswith("v") and VERSION_PATTERN.match(t[1:])}
+
+
+def _latest_tag(tags: dict[str, str]) -> str | None:
+    versions = _published_versions(tags)
+    return versions[max(versions)] if versions else None
+
+
 def _refuse_older(version: str, tags: dict[str, str]) -> None:
-    published = [_parse_version(t[1:]) for t in tags if VERSION_PATTERN.match(t[1:]) and t.startswith("v")]
-    if published and _parse_version(version) < max(published):
-        latest = ".".join(str(n) for n in max(published))
-        raise PublishError(f"v{version} is older than the latest published version v{latest}: publish a newer version")
+    latest = _latest_tag(tags)
+    if latest and _parse_version(version) < _parse_version(latest[1:]):
+        raise PublishError(f"v{version} is older than the latest published version {latest}: publish a newer version")
+
+
+def _files_at(api: HfApi, repo_id: str, revision: str, retry: RetryPolicy) -> dict:
+    return call_with_retries(lambda: remote_files(api, repo_id, revision), retry, f"list files of {repo_id}@{revision[:12]}")
+
+
+def _data_diff(local: dict, remote: dict) -> RepoDiff:
+    """The diff of the data files alone (the card is not data)."""
+    return diff_files({p: f for p, f in local.items() if p != CARD_FILE}, {p: f for p, f in remote.items() if p != CARD_FILE})
 
 
 def _remote_card(api: HfApi, repo_id: str, revision: str, retry: RetryPolicy) -> str:
@@ -190,7 +227,7 @@ def _require_valid_card(folder: Path, card_text: str) -> None:
 
 def _republish(api: HfApi, folder: Path, repo_id: str, version: str, dataset: str, tagged: str, retry: RetryPolicy) -> PublishResult:
     """The version exists: identical content is a no-op, anything else is refused."""
-    tagged_files = call_with_retries(lambda: remote_files(api, repo_id, tagged), retry, "list files")
+    tagged_files = _files_at(api, repo_id, tagged, retry)
     tagged_card = _remote_card(api, repo_id, tagged, retry)
     card_text = render_card(folder, dataset, changelog=read_changelog(tagged_card))
     diff = diff_files(_with_card(folder, card_text), tagged_files)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -20,11 +20,15 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How many times to try a step, and how long to wait: `base_delay * 2**n`, capped at `max_delay`."""
+    """How many times to try a step, and how long to wait: `base_delay * 2**n`, capped at `max_delay`.
+
+    `sleep` is how the wait happens (tests pass a recorder instead of waiting).
+    """
 
     attempts: int = 5
     base_delay: float = 1.0
     max_delay: float = 30.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based); the server's Retry-After wins."""
@@ -66,5 +70,5 @@ def call_with_retries(step: Callable[[], T], policy: RetryPolicy, description: s
                 raise
             delay = policy.delay(attempt, _retry_after(error))
             logger.warning("%s: HTTP %s, retry %d/%d in %.2f s", description, status, attempt, policy.attempts - 1, delay)
-            time.sleep(delay)
+            policy.sleep(delay)
     raise AssertionError("unreachable: the last attempt returns or raises")
