@@ -367,3 +367,40 @@ def test_sharded_run_merges_to_the_same_output(tmp_path: Path) -> None:
     assert {r["provenance"]["source_id"] for r in records} | {r["doc_id"] for r in rejects} == {d.id for d in documents}
     assert all(0 <= r["provenance"]["cluster_id"] < 5 for r in records)
     assert records[0]["provenance"]["generator_model"] == "fake/model"
+
+
+def test_tei_embedder_speaks_the_feature_extraction_protocol(cache: CallCache) -> None:
+    """TEI's `POST /` with {"inputs": [...]}, through huggingface_hub's feature_extraction."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from xinstruction_dataset.curation.config import EmbeddingConfig
+    from xinstruction_dataset.curation.diversify import TEIEmbedder
+
+    seen = []
+
+    class TEI(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, body["inputs"]))
+            out = json.dumps([[float(len(t)), 1.0, 0.0] for t in body["inputs"]]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TEI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        embedder = TEIEmbedder(EmbeddingConfig(backend="tei", url=f"http://127.0.0.1:{server.server_address[1]}", concurrency=2))
+        vectors = embed_texts(["bbb", "a", "cc"], embedder, cache, batch_size=8, progress=False)
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0) and vectors[0][0] > vectors[2][0] > vectors[1][0]
+        assert sorted(t for _, batch in seen for t in batch) == ["a", "bbb", "cc"] and {p for p, _ in seen} == {"/"}
+        embed_texts(["a", "cc", "bbb"], embedder, cache, batch_size=8, progress=False)
+        assert len(seen) == 2  # served from the cache
+    finally:
+        server.shutdown()
