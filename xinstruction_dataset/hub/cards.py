@@ -120,8 +120,19 @@ def detect_dataset(folder: str | Path) -> str:
 
 
 def read_hand_written(card_text: str) -> dict[str, str]:
-    """The hand-written sections of a card: name -> text between its markers."""
-    return {m.group("name"): m.group("body") for m in HAND_WRITTEN.finditer(card_text)}
+    """The hand-written sections of a card: name -> text between its markers.
+
+    Raises a ValueError when a section is not closed: regenerating then would lose its text.
+    """
+    sections = {m.group("name"): m.group("body") for m in HAND_WRITTEN.finditer(card_text)}
+    starts = re.findall(r"<!-- hand-written:([\w-]+) start -->", card_text)
+    unclosed = [name for name in starts if name not in sections]
+    if unclosed:
+        raise ValueError(
+            f"hand-written section(s) {', '.join(unclosed)} not closed by `<!-- hand-written:NAME end -->`: "
+            "fix the markers first (`xinstruction card check` shows where), so that no hand-written text is lost"
+        )
+    return sections
 
 
 def read_changelog(card_text: str) -> list[ChangelogEntry]:

@@ -218,14 +218,20 @@ def _check_markers(card_text: str) -> Iterator[CardProblem]:
     for match in MARKER.finditer(card_text):
         line = card_text[: match.start()].count("\n") + 1
         name, edge = match.group("name"), match.group("edge")
-        if edge == "start" and open_name is None:
+        if edge == "start":
+            if open_name is not None:
+                yield _unclosed(open_name, open_line)
             open_name, open_line = name, line
-        elif edge == "end" and name == open_name:
+        elif name == open_name:
             open_name = None
         else:
-            yield CardProblem(line, "markers", f"`hand-written:{name} {edge}` marker without its pair", f"make every `<!-- hand-written:NAME start -->` end with `<!-- hand-written:NAME end -->` before the next section")
+            yield CardProblem(line, "markers", f"`hand-written:{name} end` marker without its start", f"add `<!-- hand-written:{name} start -->` before the section's text, or remove this marker")
     if open_name is not None:
-        yield CardProblem(open_line, "markers", f"`hand-written:{open_name}` section is never closed", f"add `<!-- hand-written:{open_name} end -->` after its text")
+        yield _unclosed(open_name, open_line)
+
+
+def _unclosed(name: str, line: int) -> CardProblem:
+    return CardProblem(line, "markers", f"`hand-written:{name}` section is never closed", f"add `<!-- hand-written:{name} end -->` after its text")
 
 
 def _is_string_or_strings(value: Any) -> bool:
