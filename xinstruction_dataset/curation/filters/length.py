@@ -1,0 +1,108 @@
+"""`length`: bounds in characters and, with a tokenizer, in tokens.
+
+Characters are counted on the stripped text. Tokens need a tokenizer: a sentencepiece `.model`
+file (no model weights loaded), or a Hugging Face tokenizer name or folder (the generator's, so
+the bound matches what the model will see). The tokenizer is loaded on the first document that
+needs it, so building a recipe's filter chain stays cheap.
+
+Reasons: `empty` (nothing but whitespace), `too_short_chars:N`, `too_long_chars:N`,
+`too_short_tokens:N`, `too_long_tokens:N` (N: the document's count). Metadata: `n_chars`,
+and `n_tokens` when token bounds are set.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from ...documents import Document
+from .base import BaseFilter, FilterResult, register
+
+# Module-level, not per block: a lock attribute would make the block unpicklable (process pools).
+_LOAD_LOCK = threading.Lock()
+
+
+def load_token_counter(tokenizer: str) -> Callable[[str], int]:
+    """A function counting the tokens of a text: sentencepiece for a `.model` file, otherwise
+    `transformers.AutoTokenizer` (hub name or local folder)."""
+    if tokenizer.endswith(".model"):
+        if not Path(tokenizer).is_file():
+            raise FileNotFoundError(f"sentencepiece model {tokenizer} not found (length filter option `tokenizer`)")
+        import sentencepiece
+
+        processor = sentencepiece.SentencePieceProcessor(model_file=tokenizer)
+        return lambda text: len(processor.encode(text))
+    from transformers import AutoTokenizer
+
+    hf_tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+    # Counting, not feeding a model: no special tokens, no warning past model_max_length.
+    return lambda text: len(hf_tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+
+@register("length")
+class LengthFilter(BaseFilter):
+    """Keep documents whose length is within bounds (a bound set to None is not checked).
+
+    Options:
+        min_chars: 200. The paper's responses average 1000-1290 characters; under 200 is a
+            headline or a fragment, not an answer.
+        max_chars: 20000. Longer pages are mostly concatenated listings; the generator's context
+            is the tighter limit, which `max_tokens` expresses.
+        min_tokens, max_tokens: None (off). Set them with `tokenizer`.
+        tokenizer: a sentencepiece `.model` path, or a Hugging Face tokenizer name/path; the
+            recipe gives the generator's when one is configured.
+    """
+
+    def __init__(
+        self,
+        min_chars: int | None = 200,
+        max_chars: int | None = 20000,
+        min_tokens: int | None = None,
+        max_tokens: int | None = None,
+        tokenizer: str | None = None,
+    ):
+        super().__init__()
+        if (min_tokens is not None or max_tokens is not None) and not tokenizer:
+            raise ValueError("min_tokens/max_tokens need `tokenizer` (a sentencepiece .model path or a HF tokenizer name)")
+        self.min_chars, self.max_chars = min_chars, max_chars
+        self.min_tokens, self.max_tokens = min_tokens, max_tokens
+        self.tokenizer = tokenizer
+        self._count_tokens: Callable[[str], int] | None = None
+
+    def count_tokens(self, text: str) -> int:
+        if self._count_tokens is None:
+            with _LOAD_LOCK:
+                if self._count_tokens is None:
+                    self._count_tokens = load_token_counter(self.tokenizer)
+        return self._count_tokens(text)
+
+    def filter(self, doc: Document) -> FilterResult:
+        text = doc.text.strip()
+        if not text:
+            return False, "empty"
+        doc.metadata["n_chars"] = len(text)
+        reason = _out_of_bounds("chars", len(text), self.min_chars, self.max_chars)
+        if reason or (self.min_tokens is None and self.max_tokens is None):
+            return (False, reason) if reason else True
+        n_tokens = self.count_tokens(text)
+        doc.metadata["n_tokens"] = n_tokens
+        reason = _out_of_bounds("tokens", n_tokens, self.min_tokens, self.max_tokens)
+        return (False, reason) if reason else True
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "min_chars": self.min_chars,
+            "max_chars": self.max_chars,
+            "min_tokens": self.min_tokens,
+            "max_tokens": self.max_tokens,
+            "tokenizer": self.tokenizer,
+        }
+
+
+def _out_of_bounds(unit: str, count: int, low: int | None, high: int | None) -> str | None:
+    if low is not None and count < low:
+        return f"too_short_{unit}:{count}"
+    if high is not None and count > high:
+        return f"too_long_{unit}:{count}"
+    return None
