@@ -7,10 +7,12 @@ session's server listens on it. Tests use distinct repo ids, so one server serve
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,12 +39,35 @@ def hub_server() -> Iterator[HubServer]:
 
 
 @pytest.fixture
-def hub(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    """The local Hub with `HF_TOKEN` set and no faults left over from another test."""
+def hub(
+    hub_server: HubServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> Iterator[HubServer]:
+    """The local Hub with `HF_TOKEN` set and no faults left over from another test.
+
+    After the test, asserts that the token is in no output, no log record (debug included), no
+    file the test or the clients wrote (tmp_path, the HF caches), and nothing the Hub stored.
+    """
     monkeypatch.setenv("HF_TOKEN", TEST_TOKEN)
+    caplog.set_level(logging.DEBUG)
     hub_server.clear_faults()
     yield hub_server
     hub_server.clear_faults()
+    captured = capsys.readouterr()
+    # Give the output back to the test report (readouterr consumed it).
+    print(captured.out, end="")
+    assert TEST_TOKEN not in captured.out + captured.err, "token printed"
+    # caplog.text holds the current phase only (teardown): read the records of the test's phases.
+    logged = "\n".join(record.getMessage() for phase in ("setup", "call") for record in caplog.get_records(phase))
+    assert TEST_TOKEN not in logged, "token logged"
+    assert TEST_TOKEN.encode() not in hub_server.all_stored_bytes(), "token published"
+    for root in (tmp_path, Path(os.environ["HF_HOME"])):
+        for path in root.rglob("*"):
+            if path.is_file():
+                assert TEST_TOKEN.encode() not in path.read_bytes(), f"token written to {path}"
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 from pathlib import Path
 
@@ -160,3 +161,16 @@ def test_check_catches_each_planted_defect_with_its_line_and_a_fix(folder, plant
 
 def test_at_least_eight_distinct_defects_are_covered():
     assert len({code for _, _, code in DEFECTS}) >= 8
+
+
+def test_regenerate_cards_script_updates_and_checks(folder, capsys):
+    spec = importlib.util.spec_from_file_location("regenerate_cards", Path(__file__).resolve().parents[1] / "scripts" / "regenerate_cards.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    (folder / "README.md").write_text((folder / "README.md").read_text().replace("num_examples: 6", "num_examples: 7"))
+    assert script.main([str(folder)]) == 0
+    assert "README.md: OK" in capsys.readouterr().out
+    assert "num_examples: 6" in (folder / "README.md").read_text()
+    (folder / "README.md").write_text((folder / "README.md").read_text().replace("<!-- hand-written:usage end -->", ""))
+    assert script.main([str(folder)]) == 2
+    assert "not closed" in capsys.readouterr().err

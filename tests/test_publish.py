@@ -1,17 +1,17 @@
 """Versioned publishing against the local Hub-protocol server, driven by the unmodified
-`huggingface_hub` and `datasets` clients (`hub` fixture: tests/conftest_hub.py)."""
+`huggingface_hub` and `datasets` clients (`hub` fixture: tests/conftest_hub.py, which also asserts
+after every test that the token appears in no output, log, written file or published content)."""
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import logging
+import importlib.util
 from pathlib import Path
 
 import datasets
 import pytest
 
-from conftest_hub import TEST_TOKEN
 from hub_folders import write_xalpacaeval_sources, write_xinstruction_config, xinstruction_records
 from xinstruction_dataset.cli import UserError
 from xinstruction_dataset.commands import card as card_command
@@ -37,19 +37,6 @@ def run_command(argv: list[str]) -> int:
     except (UserError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}")
         return 2
-
-
-@pytest.fixture(autouse=True)
-def no_token_anywhere(capsys, caplog, tmp_path):
-    """After each test: the token is in no output, no log record, no written file."""
-    caplog.set_level(logging.DEBUG)
-    yield
-    captured = capsys.readouterr()
-    assert TEST_TOKEN not in captured.out + captured.err
-    assert TEST_TOKEN not in caplog.text
-    for path in [*tmp_path.rglob("*"), *Path(datasets.config.HF_CACHE_HOME).rglob("*")]:
-        if path.is_file():
-            assert TEST_TOKEN.encode() not in path.read_bytes(), f"token written to {path}"
 
 
 @pytest.fixture
@@ -229,3 +216,31 @@ def test_xalpacaeval_publishes_and_loads_per_config(hub, repo_id, tmp_path):
     assert swahili.num_rows == 805 and all(i.endswith(" Answer in Swahili.") for i in swahili["instruction"])
     card = hub.files(repo_id, "v1.0.0")["README.md"].decode()
     assert "license: cc-by-nc-4.0" in card and "{PLUG}: Leveraging Pivot Language" in card
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_publish_all_publishes_both_datasets_from_a_recipe(hub, tmp_path, capsys):
+    write_xinstruction_config(tmp_path / "out" / "x-instruction", "id", 3)
+    export_xalpacaeval(tmp_path / "out" / "x-alpacaeval", source_dir=write_xalpacaeval_sources(tmp_path / "source"), configs=["en", "cross-id"])
+    suffix = tmp_path.name[-8:]
+    recipe = tmp_path / "builder" / "release.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text(
+        "name: release\npublish:\n  version: 1.0.0\n  targets:\n"
+        f"    x-instruction: {{repo_id: tests/xi-{suffix}, folder: ../out/x-instruction}}\n"
+        f"    x-alpacaeval: {{repo_id: tests/xa-{suffix}, folder: ../out/x-alpacaeval, version: 2.0.0}}\n"
+    )
+    publish_all = _script("publish_all")
+    assert publish_all.main([str(recipe), "--dry-run"]) == 0
+    assert "would commit 2 added" in capsys.readouterr().out
+    assert publish_all.main([str(recipe)]) == 0
+    assert list(hub.refs(f"tests/xi-{suffix}")["tags"]) == ["v1.0.0"]
+    assert list(hub.refs(f"tests/xa-{suffix}")["tags"]) == ["v2.0.0"]
+    assert datasets.load_dataset(f"tests/xa-{suffix}", "cross-id", split="test", revision="v2.0.0").num_rows == 805
+    assert _script("regenerate_cards").main([str(recipe)]) == 0
