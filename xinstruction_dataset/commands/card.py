@@ -25,9 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ):
         action = actions.add_parser(name, help=help_text, description=help_text)
         action.add_argument("folder", help="hub-ready dataset folder")
-        if name != "check":
+        if name != "check":  # check reads the card and the data, no template
             action.add_argument("--dataset", choices=DATASETS, help="card template (default: detected from the data)")
-        action.add_argument("--templates", metavar="DIR", help="card templates folder (default: the repository's cards/)")
+            action.add_argument("--templates", metavar="DIR", help="card templates folder (default: the repository's cards/)")
         action.set_defaults(func=func)
 
 
