@@ -1,0 +1,75 @@
+"""The command line: help for every command, clear errors with non-zero exit codes, summaries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import datasets
+import pytest
+
+from corpora import corpus_path, read_corpus
+from xinstruction_dataset.cli import build_parser, main
+from xinstruction_dataset.records import Provenance, Record, ShardWriter
+
+
+def subcommands():
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return sorted(action.choices)
+
+
+def test_console_script_is_installed_and_helps():
+    out = subprocess.run(["xinstruction", "--help"], capture_output=True, text=True, check=True).stdout
+    for name in ("filter", "export"):
+        assert name in out
+
+
+@pytest.mark.parametrize("name", subcommands())
+def test_every_subcommand_has_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: xinstruction" in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert main([]) == 2
+    assert "usage: xinstruction" in capsys.readouterr().out
+
+
+def test_missing_recipe_is_a_clear_error(tmp_path, capsys):
+    assert main(["filter", str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.yaml does not exist" in err and "builder/default.yaml" in err
+
+
+def test_bad_recipe_keys_are_named(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: x\nlanguage: [sw]\n")
+    assert main(["filter", str(recipe)]) == 2
+    assert "unknown recipe key(s): language" in capsys.readouterr().err
+    recipe.write_text("name: x\nsources: [{path: a.jsonl, language: xx}]\n")
+    assert main(["filter", str(recipe)]) == 2
+    assert "unknown language code 'xx'" in capsys.readouterr().err
+
+
+def test_export_command_builds_a_loadable_folder(tmp_path, capsys, monkeypatch):
+    for language in ("hi", "ta"):
+        with ShardWriter(tmp_path / "curated" / language / "shard-00000.jsonl") as writer:
+            for i, row in enumerate(read_corpus(language, limit=6)):
+                writer.write(Record(id=row["id"], instruction=f"Describe item {i}.", output=row["text"], language=language, provenance=Provenance(source_id=row["id"])))
+    folder = tmp_path / "x-instruction"
+    code = main(["export", str(folder), "--language", "hi", "--language", "ta", "--data-dir", str(tmp_path / "curated"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "hi: 6 records" in out and "exported 12 records" in out
+    monkeypatch.chdir(tmp_path)
+    assert datasets.load_dataset("x-instruction", "ta", split="train").num_rows == 6
+
+
+def test_export_of_missing_shards_fails_with_the_folder_named(tmp_path, capsys):
+    code = main(["export", str(tmp_path / "out"), "--language", "sw", "--data-dir", str(tmp_path / "empty"), "--no-progress"])
+    assert code == 2
+    assert "no curated shards" in capsys.readouterr().err

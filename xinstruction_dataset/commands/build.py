@@ -1,0 +1,47 @@
+"""`xinstruction build`: the main job. Filter, curate and export every language of a recipe."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..curation.curate import run_curation
+from ..curation.pipeline import filter_language, recipe_from_args
+from ..hub.export import export_language
+
+EXPORT_FOLDER = "x-instruction"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "build",
+        help="the main job: filter, curate and export every language of a recipe",
+        description=(
+            "Run the whole pipeline of a recipe: filter the sources, curate (generate, judge, refine, "
+            "diversify; resumable: run it again after an interruption), then export each language into "
+            f"<output_dir>/{EXPORT_FOLDER}/, a hub-ready folder that load_dataset reads."
+        ),
+    )
+    parser.add_argument("recipe", help="build recipe YAML (e.g. builder/default.yaml)")
+    parser.add_argument("--language", action="append", metavar="CODE", help="only these languages of the recipe")
+    parser.add_argument("--output-dir", help="override the recipe's output_dir")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run, input=None, text_field="text")
+
+
+def run(args: argparse.Namespace) -> int:
+    recipe = recipe_from_args(args)
+    progress = not args.no_progress
+    folder = recipe.output_path / EXPORT_FOLDER
+    start = time.perf_counter()
+    for language in recipe.languages:
+        summary = filter_language(recipe, language, progress=progress)
+        print(f"\n== {language}: filter\n{summary.format()}")
+        for report in run_curation(recipe, languages=[language], progress=progress):
+            print(f"\n== {language}: curate\n{report.format()}")
+        result = export_language(folder, language, data_dir=recipe.output_path / "curated", cache_dir=recipe.output_path / "cache" / "datasets", progress=progress)
+        print(f"\n== {language}: export\n{result.num_examples} records -> {', '.join(result.files)}")
+    print(f"\ndone in {time.perf_counter() - start:.1f} s: {folder}")
+    print(f"load with: datasets.load_dataset({str(folder)!r}, {recipe.languages[0]!r})")
+    return 0
