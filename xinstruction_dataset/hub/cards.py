@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -85,15 +86,20 @@ class CardProfile:
 
 
 def default_cards_dir() -> Path:
-    """`$XINSTRUCTION_CARDS_DIR`, else the `cards/` folder of this repository checkout."""
+    """`$XINSTRUCTION_CARDS_DIR`, else the `cards/` folder of this repository checkout, else the
+    copy a non-editable install puts in `<prefix>/share/xinstruction/cards` (setup.cfg data_files)."""
     configured = os.environ.get(CARDS_DIR_ENV)
-    path = Path(configured) if configured else Path(__file__).resolve().parents[2] / "cards"
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"card templates not found at {path}: run from a checkout of the repository, "
-            f"or set {CARDS_DIR_ENV} to its cards/ folder"
-        )
-    return path
+    if configured:
+        candidates = [Path(configured)]
+    else:
+        candidates = [Path(__file__).resolve().parents[2] / "cards", Path(sys.prefix) / "share" / "xinstruction" / "cards"]
+    for path in candidates:
+        if path.is_dir():
+            return path
+    raise FileNotFoundError(
+        f"card templates not found at {' or '.join(map(str, candidates))}: reinstall the package, "
+        f"or set {CARDS_DIR_ENV} to the repository's cards/ folder"
+    )
 
 
 def load_profile(dataset: str, cards_dir: str | Path | None = None) -> CardProfile:
