@@ -7,6 +7,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from xinstruction_dataset import __version__
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,6 +20,6 @@ def test_wheel_ships_prompts_samples_and_card_templates(tmp_path):
     names = set(zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist())
     prompts = {p.relative_to(ROOT).as_posix() for p in ROOT.glob("xinstruction_dataset/curation/*/prompts/*.txt")}
     samples = {p.relative_to(ROOT).as_posix() for p in (ROOT / "xinstruction_dataset" / "samples").iterdir()}
-    cards = {f"xinstruction_dataset-0.1.0.data/data/share/xinstruction/{p.relative_to(ROOT).as_posix()}" for p in (ROOT / "cards").rglob("*") if p.is_file()}
+    cards = {f"xinstruction_dataset-{__version__}.data/data/share/xinstruction/{p.relative_to(ROOT).as_posix()}" for p in (ROOT / "cards").rglob("*") if p.is_file()}
     assert prompts and samples and cards
     assert prompts | samples | cards <= names, sorted((prompts | samples | cards) - names)
