@@ -236,3 +236,23 @@ def test_token_from_env_is_sent_and_never_logged(tgi_server, tmp_path, monkeypat
     assert tgi_server.authorizations[f"Bearer {secret}"] == 3 + 1
     assert secret not in repr(backend) and secret not in repr(backend.config) and secret not in caplog.text
     assert secret not in (tmp_path / "calls.sqlite").read_bytes().decode("latin-1")
+
+
+def test_ramp_opens_one_slot_per_success_and_halves_on_failure():
+    from xinstruction_dataset.backends.tgi import Endpoint, TGIConfig
+
+    endpoint = Endpoint("http://h:1", cap=64, token=None, timeout=1.0, ramp_start=4)
+    assert endpoint.capacity == 1  # until /info answered
+    endpoint.info = {"max_concurrent_requests": 10}
+    assert endpoint.capacity == 4
+    assert [endpoint.record_success() for _ in range(8)] == [1, 1, 1, 1, 1, 1, 0, 0]
+    assert endpoint.capacity == 10
+    endpoint.record_failure(TGIConfig(model="m", endpoints=["http://h:1"], backoff=0.0))
+    assert endpoint.capacity == 5 and endpoint.cooling(time.monotonic() - 1)
+
+
+def test_a_cold_server_gets_the_ramp_not_a_burst(start_tgi_server, tmp_path):
+    server = start_tgi_server(slots=2, latency=0.02, max_concurrent_requests=64)
+    results, _, _ = run_all(tgi([server.url], ramp_start=3), tmp_path, requests(40))
+    assert_all_ok(results, 40)
+    assert 3 < server.peak_active <= 3 + 40

@@ -8,7 +8,7 @@ prompt's last words and the seed). Like TGI, the server honours `stop` (the stop
 text, kept in it), `max_new_tokens` (a word is a token), rejects input over `max_input_tokens`
 with 422 (a token is 4 UTF-8 bytes here), and answers 429 "Model is overloaded" past
 `max_concurrent_requests` requests at once. `slots` requests are processed at once, each taking
-`latency` seconds; the rest queue, so the server's limit is slots / latency requests a second.
+`latency` seconds; the rest queue (FIFO), so the server's limit is slots / latency requests a second.
 
 Faults, injected with `inject(kind, count, match)` and consumed in order by matching requests:
 `429`, `503` (error replies), `hang` (no reply until the server stops: the client times out),
@@ -24,6 +24,7 @@ Run as a script to serve from another process (benchmarks):
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import math
 import socket
@@ -97,7 +98,7 @@ class TGIServer:
         self._active = 0
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(slots)
+        self._slot_free_at = [0.0] * slots  # a heap: when each slot is next free
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -110,6 +111,7 @@ class TGIServer:
 
     def start(self) -> "TGIServer":
         self._stopping = threading.Event()
+        self._slot_free_at = [0.0] * self.slots  # a restarted server starts idle
         self._httpd = _HTTPServer(("127.0.0.1", self.port), _Handler, app=self)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -166,6 +168,17 @@ class TGIServer:
                     return fault.kind
         return None
 
+    def _book_slot(self) -> float:
+        """When this request's generation ends: it takes the slot that frees first (FIFO queue).
+        Booked on a clock rather than by sleeping threads taking turns, so the server's own
+        thread wake-ups (GIL, a loaded machine) never leave a slot idle: only a client that
+        has no request waiting does."""
+        with self._lock:
+            free_at = heapq.heappop(self._slot_free_at)
+            finish = max(time.monotonic(), free_at) + self.latency
+            heapq.heappush(self._slot_free_at, finish)
+        return finish
+
     def _enter(self) -> bool:
         with self._lock:
             if self._active >= self.max_concurrent_requests:
@@ -193,9 +206,8 @@ class TGIServer:
             invalid = self._validate(prompt, parameters)
             if invalid:
                 return 422, {"error": f"Input validation error: {invalid}", "error_type": "validation"}
-            with self._slots:
-                if self._stopping.wait(self.latency):
-                    raise _Abort()
+            if self._stopping.wait(max(0.0, self._book_slot() - time.monotonic())):
+                raise _Abort()
             text, finish_reason, tokens = self._run_model(prompt, parameters)
         finally:
             self._leave()
@@ -288,6 +300,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Reply headers and body go out in separate writes: without NODELAY, Nagle's algorithm
+        # holds the body until the client's delayed ACK (40 ms) arrives.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.server.connections_lock:
             self.server.connections.add(self.connection)
 

@@ -57,6 +57,10 @@ class TGIConfig:
     endpoints: list[str]  # base URLs, e.g. http://host:8080
     route: str = "generate"
     max_concurrency: int = 128  # per endpoint; caps /info's max_concurrent_requests
+    # An endpoint starts with this many requests in flight and gains one per success up to its
+    # limit (halved on a failure): the first requests go out at once instead of queueing behind
+    # a burst of hundreds, and a cold or just-restarted server is not flooded.
+    ramp_start: int = 16
     timeout: float = 120.0  # seconds per attempt
     retries: int = 5  # attempts after the first
     backoff: float = 1.0  # first retry delay (s); doubles each retry, with jitter
@@ -84,7 +88,7 @@ class TGIConfig:
             raise ValueError(f"route must be one of {ROUTES}, got {self.route!r}")
         if self.context_policy not in CONTEXT_POLICIES:
             raise ValueError(f"context_policy must be one of {CONTEXT_POLICIES}, got {self.context_policy!r}")
-        for name in ("max_concurrency", "timeout", "backoff_max", "bytes_per_token"):
+        for name in ("max_concurrency", "ramp_start", "timeout", "backoff_max", "bytes_per_token"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         if self.retries < 0 or self.backoff < 0:
@@ -194,6 +198,8 @@ class Endpoint:
     cap: int
     token: str | None
     timeout: float
+    ramp_start: int
+    window: int = 0  # requests it may have now (AIMD): set to ramp_start, +1 a success, halved a failure
     info: dict[str, Any] | None = None  # None until /info answered ({} if the server has none)
     in_flight: int = 0
     consecutive_failures: int = 0
@@ -202,6 +208,9 @@ class Endpoint:
     _client: AsyncInferenceClient | None = None
     _client_loop: asyncio.AbstractEventLoop | None = None
 
+    def __post_init__(self) -> None:
+        self.window = self.ramp_start
+
     @property
     def limit(self) -> int:
         """Slots: /info's max_concurrent_requests capped by config; one until /info answered."""
@@ -209,6 +218,11 @@ class Endpoint:
             return 1
         reported = self.info.get("max_concurrent_requests")
         return min(self.cap, int(reported)) if reported else self.cap
+
+    @property
+    def capacity(self) -> int:
+        """Requests it may have in flight now: its limit, reached by the ramp (see TGIConfig)."""
+        return min(self.limit, self.window)
 
     def cooling(self, now: float) -> bool:
         return now < self.cooling_until
@@ -249,15 +263,21 @@ class Endpoint:
             max_total_tokens=config.max_total_tokens or info.get("max_total_tokens"),
         )
 
-    def record_success(self) -> None:
+    def record_success(self) -> int:
+        """Count a success; returns the slots it opened (the ramp's +1 while below the limit)."""
+        before = self.capacity
         self.stats.succeeded += 1
         self.consecutive_failures = 0
         self.cooling_until = 0.0
+        self.window = min(self.window + 1, max(self.limit, self.ramp_start))
+        return self.capacity - before
 
     def record_failure(self, config: TGIConfig) -> None:
+        """Count a retryable failure: cool down (backoff) and halve the ramp window."""
         self.stats.failed += 1
         self.consecutive_failures += 1
         self.cooling_until = time.monotonic() + backoff_delay(self.consecutive_failures - 1, config)
+        self.window = max(self.ramp_start, self.window // 2)
 
 
 class EndpointPool:
@@ -287,19 +307,27 @@ class EndpointPool:
             endpoint.in_flight += 1
             return endpoint
 
-    async def release(self, endpoint: Endpoint, slots_added: int = 0) -> None:
+    async def release(self, endpoint: Endpoint, opened: int = 0) -> None:
+        """Give a slot back, and wake one waiter for it and one for each slot the ramp `opened`."""
         condition = self._cond()
         async with condition:
             endpoint.in_flight -= 1
-            condition.notify(1 + max(0, slots_added))
+            condition.notify(1 + max(0, opened))
+
+    async def probe(self, endpoint: Endpoint) -> None:
+        """Ask the endpoint's /info (its one slot is held), then wake requests for its new slots."""
+        await endpoint.probe()
+        condition = self._cond()
+        async with condition:
+            condition.notify(max(0, endpoint.capacity - 1))
 
     def _pick(self) -> Endpoint | None:
         now = time.monotonic()
         healthy = [e for e in self.endpoints if not e.cooling(now)]
-        candidates = [e for e in (healthy or self.endpoints) if e.in_flight < e.limit]
+        candidates = [e for e in (healthy or self.endpoints) if e.in_flight < e.capacity]
         if not candidates:
             return None
-        return min(candidates, key=lambda e: (e.in_flight / e.limit, e.in_flight))
+        return min(candidates, key=lambda e: (e.in_flight / e.capacity, e.in_flight))
 
     def _until_cooled(self) -> float | None:
         now = time.monotonic()
@@ -324,7 +352,7 @@ class TGIBackend(LLMBackend):
         self.route = ROUTE_CLASSES[config.route]()
         token = os.environ[config.token_env] if config.token_env else None
         self.pool = EndpointPool(
-            [Endpoint(url, config.max_concurrency, token, config.timeout) for url in config.endpoints]
+            [Endpoint(url, config.max_concurrency, token, config.timeout, config.ramp_start) for url in config.endpoints]
         )
         self.counter = TokenCounter(_tokenizer_counter(config.tokenizer), config.bytes_per_token)
 
@@ -339,7 +367,8 @@ class TGIBackend(LLMBackend):
     def endpoint_stats(self) -> dict[str, dict[str, Any]]:
         """Per endpoint: attempts, successes, failed attempts, slots, in flight."""
         return {
-            e.url: {**e.stats.__dict__, "limit": e.limit, "in_flight": e.in_flight} for e in self.pool.endpoints
+            e.url: {**e.stats.__dict__, "limit": e.limit, "window": e.window, "in_flight": e.in_flight}
+            for e in self.pool.endpoints
         }
 
     async def acomplete(self, request: LLMRequest) -> Completion:
@@ -359,13 +388,15 @@ class TGIBackend(LLMBackend):
 
     async def _attempt(self, request: LLMRequest) -> Completion:
         endpoint = await self.pool.acquire()
-        slots_before = endpoint.limit
         endpoint.stats.attempts += 1
+        opened = 0
         try:
             if endpoint.info is None:
-                await endpoint.probe()
+                await self.pool.probe(endpoint)
             fitted = fit_to_context(request, endpoint.context(self.config), self.counter, self.config.context_policy)
             completion = await self._send(endpoint, fitted)
+            opened = endpoint.record_success()
+            return completion
         except RetryableError:
             endpoint.record_failure(self.config)
             raise
@@ -373,9 +404,7 @@ class TGIBackend(LLMBackend):
             endpoint.stats.failed += 1
             raise
         finally:
-            await self.pool.release(endpoint, slots_added=endpoint.limit - slots_before)
-        endpoint.record_success()
-        return completion
+            await self.pool.release(endpoint, opened)
 
     async def _send(self, endpoint: Endpoint, request: LLMRequest) -> Completion:
         try:

@@ -1,0 +1,173 @@
+"""Throughput of the TGI backend against a TGI-protocol server with a set latency and slot count.
+
+Each endpoint is a `tests/tgi_server.py` process that works on `--slots` requests at once, each
+taking `--latency` seconds, and queues the rest (it reports TGI's default queue limit,
+`max_concurrent_requests` 128, in /info), so no client can beat slots / latency requests a second
+per endpoint. The figure printed is achieved requests/s over that limit (target: >= 0.95), for
+CallRunner + TGIBackend with 1 and 2 endpoints, and for distilabel's `InferenceEndpointsLLM` +
+`TextGeneration` on the same server, run in its own virtual environment (its pins clash with
+ours) as a subprocess:
+
+    python -m venv .venv-distilabel
+    .venv-distilabel/bin/pip install "distilabel[hf-inference-endpoints]" requests
+    python benchmarks/bench_tgi_throughput.py --distilabel-python .venv-distilabel/bin/python
+
+distilabel has no tokenizer here (it would download one from the Hub), so it uses the chat route;
+ours is measured on both routes. distilabel sends one batch (`input_batch_size`, default 50) at a
+time and waits for the whole batch (asyncio.gather) before the next, so it is measured with its
+default batch size and with a batch the size of the server's slots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Iterator
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from xinstruction_dataset.backends import GenerationParams, LLMRequest, build_backend  # noqa: E402
+from xinstruction_dataset.curation.cache import CallCache  # noqa: E402
+from xinstruction_dataset.curation.calls import CallRunner  # noqa: E402
+
+TARGET = 0.95
+TGI_DEFAULT_QUEUE = 128  # TGI's default max_concurrent_requests
+
+DISTILABEL_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time, warnings
+    warnings.filterwarnings("ignore")
+    from distilabel.models.llms import InferenceEndpointsLLM
+    from distilabel.steps.tasks import TextGeneration
+
+    url, n, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    llm = InferenceEndpointsLLM(base_url=url, api_key="unused", generation_kwargs={"max_new_tokens": 16})
+    task = TextGeneration(llm=llm, input_batch_size=batch)
+    task.load()
+    inputs = [{"instruction": f"document {i} says hello"} for i in range(n)]
+    answered = 0
+    started = time.perf_counter()
+    for start in range(0, n, batch):
+        for row in next(task.process(inputs[start:start + batch])):
+            answered += row.get("generation") is not None
+    print(json.dumps({"elapsed": time.perf_counter() - started, "answered": answered}))
+    """
+)
+
+
+@dataclass
+class Measurement:
+    label: str
+    requests: int
+    answered: int
+    elapsed: float
+    limit: float  # requests/s the servers allow
+
+    @property
+    def ratio(self) -> float:
+        return self.requests / self.elapsed / self.limit
+
+    def line(self) -> str:
+        verdict = "ok" if self.ratio >= TARGET else f"below {TARGET}"
+        return (
+            f"{self.label:<58} {self.answered:>5}/{self.requests:<5} in {self.elapsed:6.2f} s = "
+            f"{self.requests / self.elapsed:7.1f} req/s = {self.ratio:.3f} of limit ({verdict})"
+        )
+
+
+@contextmanager
+def tgi_servers(count: int, slots: int, latency: float) -> Iterator[list[str]]:
+    """`count` TGI-protocol server processes; yields their URLs."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "tgi_server.py"), "--slots", str(slots), "--latency", str(latency),
+             "--max-concurrent-requests", str(TGI_DEFAULT_QUEUE)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    try:
+        yield [process.stdout.readline().strip() for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def bench_ours(urls: list[str], route: str, n: int, limit: float) -> Measurement:
+    backend = build_backend({"backend": "tgi", "model": "bench/echo", "endpoints": urls, "route": route})
+    params = GenerationParams(max_new_tokens=16)
+    requests = ((i, LLMRequest(prompt=f"document {i} says hello", params=params)) for i in range(n))
+    with tempfile.TemporaryDirectory() as folder, CallCache(Path(folder) / "calls.sqlite") as cache:
+        runner = CallRunner(backend, cache, progress=False)
+        started = time.perf_counter()
+        answered = sum(result.ok for result in runner.run(requests))
+        elapsed = time.perf_counter() - started
+    label = f"xinstruction CallRunner+TGIBackend route={route} endpoints={len(urls)}"
+    return Measurement(label, n, answered, elapsed, limit)
+
+
+def bench_distilabel(python: str, url: str, n: int, batch: int, limit: float) -> Measurement | str:
+    """distilabel's figure, or why there is none."""
+    done = subprocess.run([python, "-c", DISTILABEL_SCRIPT, url, str(n), str(batch)], capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"distilabel run failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    label = f"distilabel InferenceEndpointsLLM+TextGeneration batch={batch} endpoints=1"
+    return Measurement(label, n, result["answered"], result["elapsed"], limit)
+
+
+def distilabel_unavailable(python: str | None) -> str | None:
+    """Why distilabel cannot be measured, or None if it can."""
+    if not python:
+        return "no --distilabel-python given (and no .venv-distilabel here)"
+    if not Path(python).exists():
+        return f"{python} does not exist"
+    probe = subprocess.run([python, "-c", "import distilabel.models.llms, distilabel.steps.tasks"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"distilabel does not import there: {probe.stderr.strip().splitlines()[-1]}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    default_python = ROOT / ".venv-distilabel" / "bin" / "python"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slots", type=int, default=16)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--waves", type=int, default=50, help="requests per endpoint = waves x slots")
+    parser.add_argument("--distilabel-python", default=str(default_python) if default_python.exists() else None)
+    args = parser.parse_args(argv)
+
+    per_endpoint = args.slots / args.latency
+    n = args.waves * args.slots
+    print(f"server: {args.slots} slots x {args.latency} s latency = limit {per_endpoint:.1f} req/s per endpoint; "
+          f"{n} requests per endpoint; target >= {TARGET}")
+    for route in ("generate", "chat"):
+        for endpoints in (1, 2):
+            with tgi_servers(endpoints, args.slots, args.latency) as urls:
+                print(bench_ours(urls, route, n * endpoints, per_endpoint * endpoints).line(), flush=True)
+
+    why_not = distilabel_unavailable(args.distilabel_python)
+    if why_not:
+        print(f"distilabel: not measured: {why_not}")
+        return
+    for batch in sorted({50, args.slots}):
+        with tgi_servers(1, args.slots, args.latency) as urls:
+            outcome = bench_distilabel(args.distilabel_python, urls[0], n, batch, per_endpoint)
+        print(outcome if isinstance(outcome, str) else outcome.line(), flush=True)
+    print("distilabel: one base_url per InferenceEndpointsLLM, so no 2-endpoint figure "
+          "(spreading needs several LLM steps in a pipeline)")
+
+
+if __name__ == "__main__":
+    main()
