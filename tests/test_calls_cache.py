@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from xinstruction_dataset.backends import build_backend
 from xinstruction_dataset.backends.base import BackendError, Completion, GenerationParams, LLMBackend, LLMRequest
 from xinstruction_dataset.curation.cache import CallCache
 from xinstruction_dataset.curation.calls import CallRunner
@@ -219,3 +220,39 @@ def test_progress_bar_shows_live_counts(cache, capsys):
     err = capsys.readouterr().err
     assert "judge sw" in err and "in_flight=" in err and "failed=1" in err and "cached=2" in err and "tok_s=" in err
     assert runner.stats.as_dict()["failed"] == 2  # the failure is retried on the second run
+
+
+def test_a_run_killed_mid_stream_resumes_without_repeating_stored_calls(start_tgi_server, tmp_path):
+    """SIGKILL a process in the middle of a CallRunner run against a TGI-protocol server; the rerun
+    serves every result the killed run stored from the cache and sends only the rest."""
+    server = start_tgi_server(slots=4, latency=0.01)
+    path = tmp_path / "calls.sqlite"
+    spec = {"backend": "tgi", "model": "test/model", "endpoints": [server.url]}
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from xinstruction_dataset.backends import GenerationParams, LLMRequest, build_backend
+        from xinstruction_dataset.curation.cache import CallCache
+        from xinstruction_dataset.curation.calls import CallRunner
+        requests = [(i, LLMRequest(prompt=f"doc {{i}}", params=GenerationParams(max_new_tokens=8))) for i in range(300)]
+        runner = CallRunner(build_backend({spec!r}), CallCache({str(path)!r}), progress=False)
+        for result in runner.run(requests):
+            print(result.key, flush=True)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    handed_over = {child.stdout.readline().strip() for _ in range(80)}
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    requests = [(i, LLMRequest(prompt=f"doc {i}", params=GenerationParams(max_new_tokens=8))) for i in range(300)]
+    backend = build_backend(spec)
+    with CallCache(path) as cache:
+        stored = {request.prompt for _, request in requests if request.cache_key(backend.model_id) in cache}
+        assert {r.cache_key(backend.model_id) for _, r in requests if r.prompt in stored} >= handed_over
+        before = dict(server.attempts)
+        results = CallRunner(backend, cache, progress=False).run_all(requests)
+    assert all(r.ok for r in results.values())
+    assert sum(r.cached for r in results.values()) == len(stored) < 300
+    assert all(server.attempts[prompt] == before.get(prompt, 0) for prompt in stored)  # none sent again
