@@ -143,3 +143,24 @@ def test_large_config_is_split_into_numbered_files(tmp_path):
     assert result.files == [f"data/vi/train-0000{i}-of-00003.parquet" for i in range(3)]
     assert [pq.ParquetFile(tmp_path / "x" / f).metadata.num_rows for f in result.files] == [10, 10, 5]
     assert datasets.load_dataset(str(tmp_path / "x"), "vi", split="train")["id"] == [r.id for r in records]
+
+
+def test_paper_release_is_downloaded_at_the_pinned_revision(hub, tmp_path):
+    """The real `hf_hub_download` path, against the local Hub: the builder reads the file of the
+    pinned commit, not whatever the repo's main branch holds later."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(PAPER_REPO_ID, repo_type="dataset", exist_ok=True)
+    rows = read_corpus("sw", limit=6)
+
+    def upload(items, message):
+        path = tmp_path / "sw.json"
+        path.write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+        return api.upload_file(path_or_fileobj=str(path), path_in_repo="sw.json", repo_id=PAPER_REPO_ID, repo_type="dataset", commit_message=message).oid
+
+    pinned = upload([{"instruction": f"Explain {i}.", "input": "", "output": r["text"]} for i, r in enumerate(rows[:4])], "release")
+    upload([{"instruction": "Later.", "input": "", "output": rows[5]["text"]}], "later change")
+    ds = build("sw", tmp_path, source="paper", paper_revision=pinned)
+    assert ds["output"] == [r["text"] for r in rows[:4]]
+    assert ds[0]["provenance"]["source_dataset"] == f"{PAPER_REPO_ID}@{pinned}"

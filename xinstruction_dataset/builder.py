@@ -119,13 +119,16 @@ def build_language(
     source: str = "shards",
     data_dir: str | None = None,
     cache_dir: str | None = None,
+    paper_revision: str = PAPER_REVISION,
 ) -> datasets.Dataset:
     """Build one language's train split (always from the current files) and return it.
 
     `datasets` wraps errors raised while generating in DatasetGenerationError; the cause (which
     names the bad file and line) is what a user needs, so it is re-raised as is.
     """
-    builder = XInstruction(config_name=language, source=source, data_dir=data_dir, cache_dir=cache_dir)
+    builder = XInstruction(
+        config_name=language, source=source, data_dir=data_dir, cache_dir=cache_dir, paper_revision=paper_revision
+    )
     try:
         # Curated shards change between builds: the sizes recorded by the last build are no check.
         builder.download_and_prepare(
