@@ -1,4 +1,4 @@
-"""End to end on the embedded real model: real Swahili web text -> generate -> judge -> refine ->
+"""End to end on the embedded real model: real Swahili web text -> filters -> generate -> judge -> refine ->
 diversify (real MiniLM embeddings) -> curated shards -> XInstruction builder -> hub-ready folder
 -> `load_dataset(<folder>, "sw")`.
 
@@ -18,6 +18,7 @@ import pytest
 
 from corpora import read_corpus
 from xinstruction_dataset.curation.curate import run_curation
+from xinstruction_dataset.curation.pipeline import DEFAULT_FILTERS, filter_language
 from xinstruction_dataset.hub.export import export_language
 from xinstruction_dataset.recipe import Recipe
 
@@ -34,17 +35,25 @@ CURATION = {
 
 def short_swahili_docs() -> list[dict]:
     rows = [r for r in read_corpus("sw") if len(r["text"]) <= MAX_CHARS][:DOCS]
-    return [{"id": r["id"], "text": r["text"], "url": r["url"], "source": r["source"], "metadata": {"lang": "sw"}} for r in rows]
+    return [{"id": r["id"], "text": r["text"], "url": r["url"], "source": r["source"]} for r in rows]
 
 
 @pytest.mark.timeout(900)
-def test_embedded_model_to_load_dataset(tmp_path: Path) -> None:
+def test_embedded_model_to_load_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     docs = short_swahili_docs()
     assert len(docs) == DOCS
-    (tmp_path / "kept.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    (tmp_path / "sw.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
     recipe = Recipe.from_dict(
-        {"name": "e2e", "languages": ["sw"], "output_dir": str(tmp_path / "run"), "curation": {**CURATION, "input": str(tmp_path / "kept.jsonl")}}
+        {
+            "name": "e2e",
+            "languages": ["sw"],
+            "sources": [{"path": str(tmp_path / "sw.jsonl"), "language": "sw"}],
+            "filters": DEFAULT_FILTERS,
+            "output_dir": str(tmp_path / "run"),
+            "curation": CURATION,
+        }
     )
+    assert filter_language(recipe, "sw", progress=False).kept == DOCS
     [report] = run_curation(recipe, progress=False)
 
     curated_dir = tmp_path / "run" / "curated"
@@ -54,7 +63,8 @@ def test_embedded_model_to_load_dataset(tmp_path: Path) -> None:
 
     folder = tmp_path / "x-instruction"
     export_language(folder, "sw", data_dir=curated_dir, cache_dir=tmp_path / "hf-cache", progress=False)
-    ds = datasets.load_dataset(str(folder), "sw", split="train", cache_dir=str(tmp_path / "hf-cache"))
+    monkeypatch.chdir(tmp_path)
+    ds = datasets.load_dataset("x-instruction", "sw", split="train", cache_dir=str(tmp_path / "hf-cache"))
     assert ds.num_rows == report.curated <= 2
     assert {r["provenance"]["source_id"] for r in ds} | {r["doc_id"] for r in rejects} == {d["id"] for d in docs}
     row = ds[0]
