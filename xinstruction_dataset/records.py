@@ -3,8 +3,7 @@
 A curated shard is a JSONL file (optionally gzip-compressed, `.jsonl.gz`) or a Parquet file whose
 rows have exactly the fields of `XINSTRUCTION_FEATURES`: `id`, `instruction`, `output`,
 `language` and a `provenance` object. The builder reads shards; the curation backend writes them
-with `ShardWriter`, which writes to a temporary name and renames on close so a killed run never
-leaves a half-written shard behind.
+with `ShardWriter`, an `AtomicFile`: a killed run never leaves a half-written shard behind.
 """
 
 from __future__ import annotations
@@ -12,12 +11,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from .languages import get_language
+from .storage import AtomicFile
 
 # Defaults for provenance a source does not know (e.g. the paper's released data).
 UNKNOWN = ""
@@ -76,10 +75,8 @@ def stable_id(language: str, *parts: str) -> str:
     return f"{language}-{digest[:16]}"
 
 
-def _open_text(path: Path, mode: str, gzipped: bool | None = None):
-    if path.name.endswith(".gz") if gzipped is None else gzipped:
-        return gzip.open(path, mode + "t", encoding="utf-8")
-    return open(path, mode, encoding="utf-8")
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")
 
 
 def read_shard(path: str | Path) -> Iterator[Record]:
@@ -92,7 +89,7 @@ def read_shard(path: str | Path) -> Iterator[Record]:
             for row_number, row in enumerate(batch.to_pylist(), start=1):
                 yield _parse(row, path, row_number)
         return
-    with _open_text(path, "r") as f:
+    with _open_text(path) as f:
         for line_number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -111,32 +108,19 @@ def _parse(data: dict[str, Any], path: Path, where: int) -> Record:
 
 
 class ShardWriter:
-    """Write records to a JSONL(.gz) shard atomically (temporary file, fsync, rename)."""
+    """Write records to a JSONL(.gz) shard that appears only when complete (see AtomicFile)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(self.path.name + ".tmp")
-        self._file = _open_text(self._tmp, "w", gzipped=self.path.name.endswith(".gz"))
+        self._file = AtomicFile(path)
+        self.path = self._file.path
         self.count = 0
 
     def write(self, record: Record) -> None:
-        self._file.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+        self._file.write_json_line(record.to_dict())
         self.count += 1
-
-    def close(self) -> None:
-        self._file.flush()
-        self._file.close()
-        with open(self._tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(self._tmp, self.path)
 
     def __enter__(self) -> "ShardWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._file.close()
-            self._tmp.unlink(missing_ok=True)
+        self._file.__exit__(exc_type, exc, tb)

@@ -31,9 +31,10 @@ from ..records import Provenance, Record, ShardWriter, stable_id
 from ..recipe import Recipe
 from .config import CurationConfig, ModelsConfig
 from .diversify import build_embedder, diversify
-from .filtering import read_documents
+from .filtering import group_reasons, read_documents
 from .labelling import label_documents
-from .outputs import CurationLayout, read_jsonl, shard_suffix, write_json, write_jsonl, write_text
+from ..storage import read_jsonl, write_json, write_jsonl, write_text
+from .outputs import CurationLayout, shard_suffix
 from .pairs import Pair, Reject
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class LanguageReport:
         else:
             lines.append(f"  pool:      {self.counts['pool']} labelled pairs (merge pending)")
         lines.append(f"  rejected:  {sum(self.rejected.values())}")
-        lines += [f"    {n:>8}  {reason}" for reason, n in _grouped(self.rejected).most_common()]
+        lines += [f"    {n:>8}  {reason}" for reason, n in group_reasons(self.rejected).most_common()]
         stages = sorted({key.rsplit("_", 1)[0] for key in self.calls})
         for stage in stages:
             lines.append(
@@ -92,13 +93,6 @@ class LanguageReport:
             )
         lines.append(f"  elapsed:   {self.seconds:.1f} s")
         return "\n".join(lines)
-
-
-def _grouped(reasons: Counter) -> Counter:
-    grouped: Counter = Counter()
-    for reason, n in reasons.items():
-        grouped[":".join(reason.split(":")[:2])] += n
-    return grouped
 
 
 class _CountingRunner:

@@ -11,17 +11,16 @@ killed run leaves either the previous complete output or none, never a truncated
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import Any, Iterable
 
 from tqdm.auto import tqdm
 
 from ..documents import Document
+from ..storage import AtomicFile, read_jsonl, write_json
 from .filters.base import BaseFilter
 from .sources import BadInput
 
@@ -53,7 +52,7 @@ class FilterSummary:
             f"kept:         {self.kept}",
             f"rejected:     {sum(self.rejected.values())}",
         ]
-        lines += [f"  {count:>8}  {reason}" for reason, count in _by_block(self.rejected).most_common()]
+        lines += [f"  {count:>8}  {reason}" for reason, count in group_reasons(self.rejected).most_common()]
         lines.append(f"quarantined:  {sum(self.quarantined.values())}")
         lines += [f"  {count:>8}  {reason}" for reason, count in self.quarantined.most_common()]
         rate = self.documents_in / self.elapsed_s if self.elapsed_s else 0.0
@@ -61,32 +60,12 @@ class FilterSummary:
         return "\n".join(lines)
 
 
-def _by_block(reasons: Counter) -> Counter:
+def group_reasons(reasons: Counter) -> Counter:
     """Group `block:why:detail` reasons by `block:why` so a summary stays a few lines long."""
     grouped: Counter = Counter()
     for reason, count in reasons.items():
         grouped[":".join(reason.split(":")[:2])] += count
     return grouped
-
-
-class _AtomicJsonl:
-    def __init__(self, path: Path):
-        self.path = path
-        self.tmp = path.with_name(path.name + ".tmp")
-        self.file: IO[str] = open(self.tmp, "w", encoding="utf-8")
-
-    def write(self, data: dict[str, Any]) -> None:
-        self.file.write(json.dumps(data, ensure_ascii=False) + "\n")
-
-    def commit(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        self.file.close()
-        self.tmp.unlink(missing_ok=True)
 
 
 def apply_filters(doc: Document, filters: list[BaseFilter]) -> str | None:
@@ -109,7 +88,7 @@ def filter_documents(
     """Filter a stream into `out_dir` (see the module docstring for the files written)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sinks = {name: _AtomicJsonl(out_dir / name) for name in OUTPUT_FILES}
+    sinks = {name: AtomicFile(out_dir / name) for name in OUTPUT_FILES}
     summary = FilterSummary()
     start = time.perf_counter()
     try:
@@ -126,28 +105,25 @@ def filter_documents(
     summary.block_stats = {block.name: dict(block.stats) for block in filters}
     for sink in sinks.values():
         sink.commit()
-    (out_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    write_json(out_dir / "summary.json", summary.to_dict())
     return summary
 
 
-def _route(item: Document | BadInput, filters: list[BaseFilter], sinks: dict[str, _AtomicJsonl], summary: FilterSummary) -> None:
+def _route(item: Document | BadInput, filters: list[BaseFilter], sinks: dict[str, AtomicFile], summary: FilterSummary) -> None:
     summary.documents_in += 1
     if isinstance(item, BadInput):
         summary.quarantined[item.reason.split(":")[0]] += 1
-        sinks["quarantine.jsonl"].write(item.to_dict())
+        sinks["quarantine.jsonl"].write_json_line(item.to_dict())
         return
     reason = apply_filters(item, filters)
     if reason is None:
         summary.kept += 1
-        sinks["kept.jsonl"].write(item.to_dict())
+        sinks["kept.jsonl"].write_json_line(item.to_dict())
     else:
         summary.rejected[reason] += 1
-        sinks["rejects.jsonl"].write({**item.to_dict(), "reason": reason})
+        sinks["rejects.jsonl"].write_json_line({**item.to_dict(), "reason": reason})
 
 
 def read_documents(path: str | Path) -> Iterable[Document]:
     """Read a `kept.jsonl` written by `filter_documents` back as Documents (streamed)."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield Document.from_dict(json.loads(line))
+    return (Document.from_dict(row) for row in read_jsonl(path))

@@ -1,5 +1,4 @@
-"""Where curation writes, and how: every file is written to a temporary name, fsynced and renamed,
-so a run killed at any point leaves each output either complete or absent.
+"""Where curation writes (every file through `storage.AtomicFile`: complete or absent, never torn).
 
     <output_dir>/cache/calls.sqlite                          every LLM call and embedding (resume)
     <output_dir>/curated/<lang>/train-00000-of-0000N.jsonl   curated shards (the builder's input)
@@ -12,8 +11,6 @@ so a run killed at any point leaves each output either complete or absent.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,51 +56,3 @@ class CurationLayout:
             if match and self.work(language, "meta", (int(match[1]), int(match[2]))).exists():
                 found.setdefault(int(match[2]), set()).add(int(match[1]))
         return found
-
-
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Write `rows` as JSON lines atomically; returns the number of rows."""
-    count = 0
-    with _atomic(path) as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-            count += 1
-    return count
-
-
-def write_json(path: Path, data: Any) -> None:
-    with _atomic(path) as f:
-        f.write(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
-
-
-def write_text(path: Path, text: str) -> None:
-    with _atomic(path) as f:
-        f.write(text)
-
-
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
-
-
-class _atomic:
-    def __init__(self, path: Path):
-        self.path = path
-        self.tmp = path.with_name(path.name + ".tmp")
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.tmp, "w", encoding="utf-8")
-        return self.file
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.file.close()
-            self.tmp.unlink(missing_ok=True)
-            return
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.tmp, self.path)

@@ -1,0 +1,86 @@
+"""Files that are whole or absent: every output of the toolkit is written through `AtomicFile`.
+
+A file is written under a temporary name beside its final one, flushed to disk, then renamed:
+a run killed at any moment leaves the previous complete file (or none), never a truncated one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator
+
+
+class AtomicFile:
+    """A text file that appears at `path` only on `commit()`; `.gz` paths are gzip-compressed.
+
+    Use as a context manager (commit on success, abort on error) or call commit/abort yourself
+    when the file outlives one block (e.g. the three sinks of a filter run)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self._raw: IO[bytes] = open(self.tmp, "wb")
+        self.file: IO[str] = (
+            gzip.open(self._raw, "wt", encoding="utf-8") if self.path.name.endswith(".gz") else open(self._raw.fileno(), "w", encoding="utf-8", closefd=False)
+        )
+
+    def write(self, text: str) -> None:
+        self.file.write(text)
+
+    def write_json_line(self, data: Any, sort_keys: bool = False) -> None:
+        self.file.write(json.dumps(data, ensure_ascii=False, sort_keys=sort_keys) + "\n")
+
+    def commit(self) -> None:
+        self.file.close()
+        self._raw.flush()
+        os.fsync(self._raw.fileno())
+        self._raw.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.file.close()
+        self._raw.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "AtomicFile":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], sort_keys: bool = True) -> int:
+    """Write `rows` as JSON lines atomically; returns the number of rows."""
+    count = 0
+    with AtomicFile(path) as f:
+        for row in rows:
+            f.write_json_line(row, sort_keys=sort_keys)
+            count += 1
+    return count
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    with AtomicFile(path) as f:
+        f.write(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with AtomicFile(path) as f:
+        f.write(text)
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Stream the objects of a JSONL(.gz) file, skipping blank lines."""
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
