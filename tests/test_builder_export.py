@@ -164,3 +164,10 @@ def test_paper_release_is_downloaded_at_the_pinned_revision(hub, tmp_path):
     ds = build("sw", tmp_path, source="paper", paper_revision=pinned)
     assert ds["output"] == [r["text"] for r in rows[:4]]
     assert ds[0]["provenance"]["source_dataset"] == f"{PAPER_REPO_ID}@{pinned}"
+
+
+def test_building_a_language_with_no_records_says_so(tmp_path):
+    (tmp_path / "curated" / "ta").mkdir(parents=True)
+    (tmp_path / "curated" / "ta" / "train-00000-of-00001.jsonl").write_text("")
+    with pytest.raises(ValueError, match="no 'ta' records in .*curation rejects"):
+        build("ta", tmp_path, data_dir=str(tmp_path / "curated"))

@@ -73,3 +73,50 @@ def test_export_of_missing_shards_fails_with_the_folder_named(tmp_path, capsys):
     code = main(["export", str(tmp_path / "out"), "--language", "sw", "--data-dir", str(tmp_path / "empty"), "--no-progress"])
     assert code == 2
     assert "no curated shards" in capsys.readouterr().err
+
+
+def _build_recipe(tmp_path, server_url, languages):
+    import yaml
+
+    sources = [{"path": str(corpus_path(lang)), "language": lang} for lang in languages]
+    model = {"backend": "tgi", "model": "test/echo-model", "endpoints": [server_url], "retries": 2, "backoff": 0.01}
+    recipe = {
+        "name": "cli-build",
+        "languages": languages,
+        "sources": sources,
+        "filters": [{"type": "length", "min_chars": 200, "max_chars": 750}, {"type": "language"}],
+        "output_dir": str(tmp_path / "run"),
+        "curation": {"models": {"generator": model}, "generate": {"candidates": 1}, "diversify": {"target_size": 3}},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_build_runs_the_main_job_end_to_end(tmp_path, start_tgi_server, capsys, monkeypatch):
+    from fake_llm import reply_for_prompt
+
+    server = start_tgi_server(reply=lambda prompt, params: reply_for_prompt(prompt))
+    recipe = _build_recipe(tmp_path, server.url, ["sw", "vi"])
+    assert main(["build", str(recipe), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "== sw: filter" in out and "== vi: curate" in out and "== vi: export" in out
+    monkeypatch.chdir(tmp_path / "run")
+    assert sorted(datasets.get_dataset_config_names("x-instruction")) == ["sw", "vi"]
+    sw = datasets.load_dataset("x-instruction", "sw", split="train")
+    assert sw.num_rows == 3 and all(r["provenance"]["generator_model"] == "test/echo-model" for r in sw)
+
+
+def test_build_fails_clearly_when_a_language_curates_nothing(tmp_path, start_tgi_server, capsys, monkeypatch):
+    from fake_llm import reply_for_prompt
+
+    def reply(prompt, params):
+        return " bad" if "### Label" in prompt else reply_for_prompt(prompt)
+
+    server = start_tgi_server(reply=reply)
+    recipe = _build_recipe(tmp_path, server.url, ["id"])
+    assert main(["build", str(recipe), "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert "no record was curated for id" in captured.err and "rejects.jsonl" in captured.err
+    rejects = (tmp_path / "run" / "curation" / "id" / "rejects.jsonl").read_text().splitlines()
+    assert rejects and all(json.loads(line)["reason"] == "judge:bad" for line in rejects)

@@ -139,6 +139,9 @@ def build_language(
         if isinstance(e.__cause__, (ValueError, OSError)):
             raise e.__cause__ from None
         raise
+    if not builder.info.splits or builder.info.splits["train"].num_examples == 0:
+        where = data_dir or f"{PAPER_REPO_ID}@{paper_revision}"
+        raise ValueError(f"no {language!r} records in {where}: nothing to build (curation rejects say why each document was dropped)")
     return builder.as_dataset(split="train")
 
 

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from ..cli import UserError
 from ..curation.curate import run_curation
 from ..curation.pipeline import filter_language, recipe_from_args
 from ..hub.export import export_language
@@ -35,13 +36,23 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     folder = recipe.output_path / EXPORT_FOLDER
     start = time.perf_counter()
+    empty = []
     for language in recipe.languages:
         summary = filter_language(recipe, language, progress=progress)
         print(f"\n== {language}: filter\n{summary.format()}")
-        for report in run_curation(recipe, languages=[language], progress=progress):
+        reports = run_curation(recipe, languages=[language], progress=progress)
+        for report in reports:
             print(f"\n== {language}: curate\n{report.format()}")
+        if not any(report.curated for report in reports):
+            empty.append(language)  # the other languages still get exported
+            continue
         result = export_language(folder, language, data_dir=recipe.output_path / "curated", cache_dir=recipe.output_path / "cache" / "datasets", progress=progress)
         print(f"\n== {language}: export\n{result.num_examples} records -> {', '.join(result.files)}")
     print(f"\ndone in {time.perf_counter() - start:.1f} s: {folder}")
+    if empty:
+        raise UserError(
+            f"no record was curated for {', '.join(empty)}: see <output_dir>/curation/<language>/rejects.jsonl "
+            "for each document's reason, then adjust the recipe (models, thresholds) and run again"
+        )
     print(f"load with: datasets.load_dataset({str(folder)!r}, {recipe.languages[0]!r})")
     return 0
