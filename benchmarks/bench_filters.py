@@ -1,0 +1,173 @@
+"""Filter throughput and language-ID accuracy on the shared corpora.
+
+    python benchmarks/bench_filters.py [--corpora ../shared/corpora] [--repeat 3]
+
+Prints, for one process on one core:
+  * docs/s of the `language` block with langdetect and with fasttext, of the detectors alone,
+    of every other block, and of the full default chain with each detector;
+  * per-language accuracy of each detector on the clean paragraphs (top label == language) and
+    the share kept by the `language` block at its default threshold;
+  * how the noise `wrong_language` records fare: flagged by the detector alone, and rejected by
+    the block (script check + detector + threshold).
+Throughput is CPU time of this process (time.process_time), so other work on a shared machine
+does not count against it; wall-clock figures are printed beside it.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core: numpy (MinHash) must not fan out
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from xinstruction_dataset.curation.filters import build_filter  # noqa: E402
+from xinstruction_dataset.curation.filters.langid import get_detector  # noqa: E402
+from xinstruction_dataset.documents import Document  # noqa: E402
+from xinstruction_dataset.languages import LANGUAGE_CODES  # noqa: E402
+
+DETECTORS = ("langdetect", "fasttext")
+BLOCKS = ("length", "mojibake", "markup", "boilerplate", "repetition", "dedup")
+DEFAULT_CHAIN = ["length", "mojibake", "markup", "boilerplate", "repetition", "language", "dedup"]
+# Where each kind of wrong-language noise record would turn up (see corpora/SOURCES.md).
+NOISE_TARGET = {"eng": "sw", "fra": "sw", "amh": "sw", "hau": "sw", "ur": "hi", "thgov_en": "th"}
+
+
+def default_corpora() -> Path:
+    return Path(os.environ.get("XINSTRUCTION_CORPORA", Path(__file__).resolve().parents[2] / "shared" / "corpora"))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def timed(work: Callable[[], int], repeat: int) -> tuple[float, float]:
+    """Best (CPU docs/s, wall docs/s) over `repeat` runs of `work`, which returns its doc count."""
+    best_cpu = best_wall = 0.0
+    for _ in range(repeat):
+        cpu, wall = time.process_time(), time.perf_counter()
+        count = work()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        best_cpu, best_wall = max(best_cpu, count / cpu), max(best_wall, count / wall)
+    return best_cpu, best_wall
+
+
+def run_blocks(corpora: dict[str, list[dict]], specs: list[dict]) -> int:
+    """Every language's documents through fresh blocks built from `specs`; returns docs seen."""
+    seen = 0
+    for code, rows in corpora.items():
+        chain = [build_filter(spec, code) for spec in specs]
+        for row in rows:
+            doc = Document.from_dict(row)
+            seen += 1
+            for block in chain:
+                if block(doc) is not None:
+                    break
+    return seen
+
+
+def detect_all(detector_name: str, corpora: dict[str, list[dict]]) -> int:
+    detector = get_detector(detector_name)
+    for rows in corpora.values():
+        for row in rows:
+            detector.detect(row["text"])
+    return sum(map(len, corpora.values()))
+
+
+def throughput_rows(corpora: dict[str, list[dict]], repeat: int) -> Iterable[tuple[str, float, float]]:
+    for name in DETECTORS:
+        get_detector(name).detect("warm up: load the profiles or the model before timing")
+        yield f"{name} detector alone", *timed(lambda: detect_all(name, corpora), repeat)
+        yield f"language block ({name})", *timed(lambda: run_blocks(corpora, [{"type": "language", "detector": name}]), repeat)
+    for block in BLOCKS:
+        yield f"{block} block", *timed(lambda: run_blocks(corpora, [{"type": block}]), repeat)
+    for name in DETECTORS:
+        chain = [{"type": t, **({"detector": name} if t == "language" else {})} for t in DEFAULT_CHAIN]
+        yield f"default chain ({name})", *timed(lambda: run_blocks(corpora, chain), repeat)
+
+
+def accuracy_rows(corpora: dict[str, list[dict]]) -> Iterable[list[str]]:
+    for code, rows in corpora.items():
+        cells = [code, str(len(rows))]
+        for name in DETECTORS:
+            detector = get_detector(name)
+            correct = sum(detector.detect(row["text"])[0] == code for row in rows)
+            block = build_filter({"type": "language", "detector": name}, code)
+            kept = sum(block(Document.from_dict(row)) is None for row in rows)
+            cells += [f"{correct / len(rows):.1%}", f"{kept / len(rows):.1%}"]
+        yield cells
+
+
+def noise_rows(noise: list[dict]) -> Iterable[list[str]]:
+    by_kind: dict[str, list[dict]] = {}
+    for row in noise:
+        if row["expect"].startswith("wrong_language"):
+            by_kind.setdefault(row["id"].split("-")[1], []).append(row)
+    for kind, rows in by_kind.items():
+        target = NOISE_TARGET[kind]
+        cells = [f"{kind} as {target}", str(len(rows))]
+        for name in DETECTORS:
+            detector = get_detector(name)
+            flagged = sum(detector.detect(row["text"])[0] != target for row in rows)
+            block = build_filter({"type": "language", "detector": name}, target)
+            rejected = sum(block(Document.from_dict(row)) is not None for row in rows)
+            cells += [f"{flagged}/{len(rows)}", f"{rejected}/{len(rows)}"]
+        yield cells
+
+
+def print_table(header: list[str], rows: Iterable[list[str]]) -> None:
+    rows = list(rows)
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "| " + " | ".join("{:<%d}" % w for w in widths) + " |"
+    print(line.format(*header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print(line.format(*row))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpora", type=Path, default=default_corpora(), help="folder with <code>.jsonl and noise.jsonl")
+    parser.add_argument("--repeat", type=int, default=3, help="timing runs per row; the best is printed (default 3)")
+    parser.add_argument("--truncate", type=int, default=0, help="cut texts to N chars for the throughput table (e.g. 500)")
+    args = parser.parse_args(argv)
+    missing = [code for code in LANGUAGE_CODES if not (args.corpora / f"{code}.jsonl").exists()]
+    if missing or not (args.corpora / "noise.jsonl").exists():
+        parser.error(f"{args.corpora} lacks {', '.join(missing) or 'noise'}.jsonl; pass --corpora or set XINSTRUCTION_CORPORA")
+    corpora = {code: read_jsonl(args.corpora / f"{code}.jsonl") for code in LANGUAGE_CODES}
+    noise = read_jsonl(args.corpora / "noise.jsonl")
+    n_docs = sum(map(len, corpora.values()))
+    mean_chars = sum(len(r["text"]) for rows in corpora.values() for r in rows) / n_docs
+
+    timing_corpora = corpora
+    if args.truncate:
+        timing_corpora = {code: [{**row, "text": row["text"][: args.truncate]} for row in rows] for code, rows in corpora.items()}
+        mean_chars = sum(len(r["text"]) for rows in timing_corpora.values() for r in rows) / n_docs
+    print(f"## Throughput: {n_docs} documents of the 10 languages, mean {mean_chars:.0f} chars; one process, best of {args.repeat}\n")
+    print_table(
+        ["what", "docs/s per core (CPU time)", "docs/s (wall)"],
+        ([what, f"{cpu:,.0f}", f"{wall:,.0f}"] for what, cpu, wall in throughput_rows(timing_corpora, args.repeat)),
+    )
+    print("\n## Language ID on the clean corpora: top label correct / kept by the `language` block (default thresholds)\n")
+    print_table(
+        ["lang", "docs", "langdetect correct", "langdetect kept", "fasttext correct", "fasttext kept"],
+        accuracy_rows(corpora),
+    )
+    print("\n## noise.jsonl wrong_language: flagged by the detector alone / rejected by the block\n")
+    print_table(
+        ["records", "n", "langdetect flagged", "langdetect rejected", "fasttext flagged", "fasttext rejected"],
+        noise_rows(noise),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
