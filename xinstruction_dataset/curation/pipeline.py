@@ -20,7 +20,7 @@ DEFAULT_FILTERS: list[dict] = [
     {"type": "markup"},
     {"type": "boilerplate"},
     {"type": "repetition"},
-    {"type": "language", "threshold": 0.9},
+    {"type": "language"},  # each detector's own default threshold (langdetect 0.9, fasttext 0.2)
     {"type": "dedup"},
 ]
 
