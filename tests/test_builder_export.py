@@ -12,28 +12,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpora import read_corpus
+from hub_folders import xinstruction_records
 from xinstruction_dataset.builder import PAPER_REPO_ID, build_language
 from xinstruction_dataset.features import XINSTRUCTION_FEATURES
 from xinstruction_dataset.hub.export import export_language
 from xinstruction_dataset.hub.layout import scan_folder
-from xinstruction_dataset.records import Provenance, Record, ShardWriter, read_shard
+from xinstruction_dataset.records import ShardWriter, read_shard
 
 
 def make_records(language, limit=12, offset=0):
-    return [
-        Record(
-            id=row["id"],
-            instruction=f"Summarise the article numbered {i} in a few paragraphs.",
-            output=row["text"],
-            language=language,
-            provenance=Provenance(
-                source_dataset=row["source"], source_id=row["id"], source_url=row["url"],
-                generator_model="test/gen", judge_model="test/judge", prompt_version="instruction_v1",
-                label="good", score=1.0, refinement_round=i % 2, cluster_id=i,
-            ),
-        )
-        for i, row in enumerate(read_corpus(language, limit=limit + offset)[offset:])
-    ]
+    return xinstruction_records(language, limit, offset)
 
 
 def write_jsonl_shard(path, records):

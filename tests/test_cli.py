@@ -9,9 +9,10 @@ import sys
 import datasets
 import pytest
 
-from corpora import corpus_path, read_corpus
+from corpora import corpus_path
+from hub_folders import xinstruction_records
 from xinstruction_dataset.cli import build_parser, main
-from xinstruction_dataset.records import Provenance, Record, ShardWriter
+from xinstruction_dataset.records import ShardWriter
 
 
 def subcommands():
@@ -58,8 +59,8 @@ def test_bad_recipe_keys_are_named(tmp_path, capsys):
 def test_export_command_builds_a_loadable_folder(tmp_path, capsys, monkeypatch):
     for language in ("hi", "ta"):
         with ShardWriter(tmp_path / "curated" / language / "shard-00000.jsonl") as writer:
-            for i, row in enumerate(read_corpus(language, limit=6)):
-                writer.write(Record(id=row["id"], instruction=f"Describe item {i}.", output=row["text"], language=language, provenance=Provenance(source_id=row["id"])))
+            for record in xinstruction_records(language, 6):
+                writer.write(record)
     folder = tmp_path / "x-instruction"
     code = main(["export", str(folder), "--language", "hi", "--language", "ta", "--data-dir", str(tmp_path / "curated"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
     assert code == 0
