@@ -121,3 +121,30 @@ def test_build_fails_clearly_when_a_language_curates_nothing(tmp_path, start_tgi
     assert "no record was curated for id" in captured.err and "rejects.jsonl" in captured.err
     rejects = (tmp_path / "run" / "curation" / "id" / "rejects.jsonl").read_text().splitlines()
     assert rejects and all(json.loads(line)["reason"] == "judge:bad" for line in rejects)
+
+
+def test_filter_command_on_an_adhoc_corpus_with_bad_lines(tmp_path, capsys):
+    corpus = tmp_path / "sw.jsonl"
+    corpus.write_bytes(corpus_path("sw").read_bytes() + b'{"id": "broken", "text": \n' + corpus_path("noise").read_bytes())
+    code = main(["filter", "--input", str(corpus), "--language", "sw", "--output-dir", str(tmp_path / "run"), "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "documents in: 341" in out and "quarantined:  1" in out and "language:wrong_language" in out
+    folder = tmp_path / "run" / "filtered" / "sw"
+    quarantined = [json.loads(line) for line in (folder / "quarantine.jsonl").read_text().splitlines()]
+    assert quarantined[0]["file"] == str(corpus) and quarantined[0]["line"] == 249
+    kept = len((folder / "kept.jsonl").read_text().splitlines())
+    rejected = len((folder / "rejects.jsonl").read_text().splitlines())
+    assert kept + rejected + 1 == 341
+
+
+def test_filter_command_shards_split_the_work(tmp_path, capsys):
+    outputs = []
+    for index in range(3):
+        args = ["filter", "--input", str(corpus_path("ta")), "--language", "ta", "--output-dir", str(tmp_path / "run"), "--shard", f"{index}/3", "--no-progress"]
+        assert main(args) == 0
+        folder = tmp_path / "run" / "filtered" / "ta" / f"shard-{index:05d}-of-00003"
+        outputs += [json.loads(line)["id"] for name in ("kept.jsonl", "rejects.jsonl") for line in (folder / name).read_text().splitlines()]
+    assert sorted(outputs) == sorted(json.loads(line)["id"] for line in corpus_path("ta").read_text().splitlines())
+    assert main(["filter", "--input", str(corpus_path("ta")), "--language", "ta", "--shard", "3/3"]) == 2
+    assert "--shard" in capsys.readouterr().err
