@@ -50,7 +50,7 @@ def test_bad_recipe_keys_are_named(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: x\nlanguage: [sw]\n")
     assert main(["filter", str(recipe)]) == 2
-    assert "unknown recipe key(s): language" in capsys.readouterr().err
+    assert "recipe: unknown key(s) language; known keys: name" in capsys.readouterr().err
     recipe.write_text("name: x\nsources: [{path: a.jsonl, language: xx}]\n")
     assert main(["filter", str(recipe)]) == 2
     assert "unknown language code 'xx'" in capsys.readouterr().err

@@ -328,7 +328,7 @@ def test_config_defaults_round_trip_and_errors() -> None:
     assert config.diversify.target_size == 32000 and config.generate.sampling.temperature == 0.7
     assert CurationConfig.from_dict(config.to_dict(redact=False)) == config
     assert CurationConfig.from_dict(yaml.safe_load(config.to_yaml())["curation"]) == config
-    with pytest.raises(ValueError, match="unknown option.*candidatez"):
+    with pytest.raises(ValueError, match="unknown key.*candidatez"):
         CurationConfig.from_dict({"generate": {"candidatez": 3}})
     with pytest.raises(ValueError, match="must be int"):
         CurationConfig.from_dict({"generate": {"candidates": "3"}})

@@ -8,7 +8,7 @@ Relative paths in a recipe are relative to the recipe file, so a recipe works fr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .languages import get_language
+from .typed import from_mapping
 
 PACKAGE_PREFIX = "package:"
 
@@ -68,15 +69,8 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base_dir: Path = Path(".")) -> "Recipe":
-        known = {f.name for f in fields(cls)} - {"base_dir"}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown recipe key(s): {', '.join(sorted(unknown))}; known keys: {', '.join(sorted(known))}")
-        if "name" not in data:
-            raise ValueError("recipe needs a `name`")
-        data = dict(data)
-        data["sources"] = [_source(s) for s in data.get("sources") or []]
-        recipe = cls(**data, base_dir=base_dir)
+        recipe = from_mapping(cls, data, "recipe", exclude=("base_dir",))
+        recipe.base_dir = base_dir
         if not recipe.languages:
             recipe.languages = sorted({s.language for s in recipe.sources})
         return recipe
@@ -104,12 +98,3 @@ class Recipe:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
-
-
-def _source(entry: Any) -> SourceSpec:
-    if not isinstance(entry, dict):
-        raise ValueError(f"each source is a mapping with at least `path` and `language`, got {entry!r}")
-    try:
-        return SourceSpec(**entry)
-    except TypeError as e:
-        raise ValueError(f"bad source entry {entry!r}: {e}") from e

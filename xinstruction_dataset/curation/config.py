@@ -12,14 +12,13 @@ embedding model or k; the defaults here are this project's choices (see DESIGN.m
 from __future__ import annotations
 
 import re
-import types
-import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import yaml
 
 from ..backends.base import GenerationParams
+from ..typed import from_mapping
 
 # The embedded default model spec (see backends.build_backend): in-process, CPU, no network.
 LOCAL_MODEL: dict[str, Any] = {"backend": "local"}
@@ -168,7 +167,7 @@ class CurationConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "CurationConfig":
-        return _build(cls, data or {}, "curation")
+        return from_mapping(cls, data or {}, "curation")
 
     def to_dict(self, redact: bool = True) -> dict[str, Any]:
         data = asdict(self)
@@ -181,45 +180,6 @@ class CurationConfig:
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass `cls` from a mapping, recursing into dataclass-typed fields."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = set(data) - set(known)
-    if unknown:
-        raise ValueError(f"{where}: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
-    hints = typing.get_type_hints(cls)
-    values = {name: _value(hints[name], value, f"{where}.{name}") for name, value in data.items()}
-    missing = [f.name for f in fields(cls) if f.name not in values and f.default is MISSING and f.default_factory is MISSING]
-    if missing:
-        raise ValueError(f"{where}: missing required option(s) {', '.join(missing)}")
-    try:
-        return cls(**values)
-    except TypeError as e:
-        raise ValueError(f"{where}: {e}") from e
-
-
-def _value(hint: Any, value: Any, where: str) -> Any:
-    options = typing.get_args(hint) or (hint,)
-    nested = [t for t in options if is_dataclass(t)]
-    if nested and value is not None:
-        return _build(nested[0], value, where)
-    plain = typing.get_origin(hint) in (None, typing.Union, types.UnionType)
-    scalar = next((t for t in (bool, int, float, str) if t in options), None) if plain else None
-    if scalar is not None and value is not None and not _is(value, scalar):
-        raise ValueError(f"{where} must be {scalar.__name__}, got {value!r}")
-    return value
-
-
-def _is(value: Any, kind: type) -> bool:
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
 
 
 def _redact(value: Any) -> Any:
