@@ -44,6 +44,14 @@ def write_xinstruction_config(folder: Path, language: str, count: int, offset: i
     export_dataset(dataset, folder, language, "train", progress=False)
 
 
+def xinstruction_folder(root: Path, counts: dict[str, int]) -> Path:
+    """`root/x-instruction` with `counts[language]` records per language."""
+    folder = root / "x-instruction"
+    for language, count in counts.items():
+        write_xinstruction_config(folder, language, count)
+    return folder
+
+
 def write_xalpacaeval_sources(folder: Path, items: int = EXPECTED_ITEMS) -> Path:
     """The five released files, hub shape: a JSON array of {id, dataset, instruction} each."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hub_folders import write_xinstruction_config
+from hub_folders import write_xinstruction_config, xinstruction_folder
 from xinstruction_dataset.commands import card as card_command
 from xinstruction_dataset.hub.cards import ChangelogEntry, read_changelog, read_hand_written, render_card, update_card
 from xinstruction_dataset.hub.check import check_card
@@ -19,10 +19,7 @@ HAND_EDIT = "We built this release from MasakhaNEWS and UD treebanks.\n\nAsk que
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    path = tmp_path / "x-instruction"
-    write_xinstruction_config(path, "sw", 6)
-    write_xinstruction_config(path, "fi", 4)
-    return path
+    return xinstruction_folder(tmp_path, {"sw": 6, "fi": 4})
 
 
 def stats_row(card: str, config: str) -> str:

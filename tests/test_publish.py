@@ -12,7 +12,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from hub_folders import write_xalpacaeval_sources, write_xinstruction_config, xinstruction_records
+from hub_folders import write_xalpacaeval_sources, write_xinstruction_config, xinstruction_folder, xinstruction_records
 from xinstruction_dataset.cli import UserError
 from xinstruction_dataset.commands import card as card_command
 from xinstruction_dataset.commands import publish as publish_command
@@ -42,10 +42,7 @@ def run_command(argv: list[str]) -> int:
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """X-Instruction with two languages (sw, fi), as version 1.0.0 will hold."""
-    path = tmp_path / "x-instruction"
-    write_xinstruction_config(path, "sw", 5)
-    write_xinstruction_config(path, "fi", 4)
-    return path
+    return xinstruction_folder(tmp_path, {"sw": 5, "fi": 4})
 
 
 def load_ids(repo_id: str, config: str, revision: str) -> list[str]:
