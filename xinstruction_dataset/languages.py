@@ -34,6 +34,17 @@ LANGUAGES: dict[str, Language] = {
 
 LANGUAGE_CODES: tuple[str, ...] = tuple(LANGUAGES)
 
+# X-AlpacaEval's languages (the pivot English and PLUG's four), by English name.
+XALPACAEVAL_LANGUAGES: dict[str, str] = {"en": "English", "zh": "Chinese", "ko": "Korean", "it": "Italian", "es": "Spanish"}
+
+
+def language_name(code: str) -> str:
+    """English name of any language code in the published data (`sw` -> `Swahili`); unknown codes
+    are returned as they are."""
+    if code in LANGUAGES:
+        return LANGUAGES[code].name
+    return XALPACAEVAL_LANGUAGES.get(code, code)
+
 
 def get_language(code: str) -> Language:
     """Return the language for `code`, or raise a ValueError that lists the valid codes."""

@@ -26,18 +26,12 @@ from typing import Any
 import datasets
 
 from .features import XALPACAEVAL_FEATURES
-from .languages import LANGUAGES
+from .languages import LANGUAGES, XALPACAEVAL_LANGUAGES
 
 REPO_ID = "zhihz0535/X-AlpacaEval"
 # Pinned: a benchmark must not change under a published evaluation.
 REVISION = "03d79e702ac75fc1c7a1fe773b1c168653193c69"
-SOURCE_FILES: dict[str, str] = {
-    "en": "english.json",
-    "zh": "chinese.json",
-    "ko": "korean.json",
-    "it": "italian.json",
-    "es": "spanish.json",
-}
+SOURCE_FILES: dict[str, str] = {code: f"{name.lower()}.json" for code, name in XALPACAEVAL_LANGUAGES.items()}
 EXPECTED_ITEMS = 805
 SPLIT = "test"
 CROSS_PREFIX = "cross-"

@@ -34,7 +34,8 @@ import jinja2
 import pyarrow.parquet as pq
 import yaml
 
-from ..languages import LANGUAGES
+from ..languages import LANGUAGES, language_name
+from ..storage import write_text
 from .layout import CARD_FILE, FolderLayout, scan_folder
 from .metadata import card_metadata, metadata_yaml
 from .stats import METHOD_FIELDS, ConfigStats, folder_stats
@@ -50,8 +51,6 @@ HAND_WRITTEN = re.compile(
 CHANGELOG_BLOCK = re.compile(r"<!-- generated:changelog start -->\n(?P<body>.*?)<!-- generated:changelog end -->", re.S)
 CHANGELOG_LINE = re.compile(r"^- \*\*v(?P<version>\d+\.\d+\.\d+)\*\*: (?P<summary>.+)$", re.M)
 
-# Names of languages that appear in the data but are not X-Instruction languages (X-AlpacaEval's).
-OTHER_LANGUAGE_NAMES = {"en": "English", "zh": "Chinese", "ko": "Korean", "it": "Italian", "es": "Spanish"}
 METHOD_LABELS = {
     "source_dataset": "Source datasets",
     "generator_model": "Instruction generator",
@@ -202,17 +201,8 @@ def update_card(
     path = Path(folder) / CARD_FILE
     text = render_card(folder, dataset, changelog=changelog, cards_dir=cards_dir)
     if not path.exists() or path.read_text(encoding="utf-8") != text:
-        temporary = path.with_name(f".{CARD_FILE}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)  # readers never see a half-written card
+        write_text(path, text)  # atomic: readers never see a half-written card
     return path
-
-
-def language_name(code: str) -> str:
-    """English name of a language code found in the data (`sw` -> `Swahili`)."""
-    if code in LANGUAGES:
-        return LANGUAGES[code].name
-    return OTHER_LANGUAGE_NAMES.get(code, code)
 
 
 def _template_context(
