@@ -47,8 +47,13 @@ class LLMRequest:
             "messages": [list(m) for m in self.messages] if self.messages is not None else None,
             "params": self.params.to_dict(),
         }
-        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
-        return hashlib.sha256(blob).hexdigest()
+        return content_key(payload)
+
+
+def content_key(payload: dict[str, Any]) -> str:
+    """The durable cache key of a call: sha256 of its canonical JSON (sorted keys, UTF-8)."""
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()
 
 
 @dataclass(frozen=True)

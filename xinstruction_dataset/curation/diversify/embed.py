@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from ...backends.base import content_key
 from ..config import EmbeddingConfig
 
 
@@ -97,8 +96,7 @@ def build_embedder(config: EmbeddingConfig) -> Embedder:
 
 
 def embedding_key(model_id: str, text: str) -> str:
-    blob = json.dumps({"embedding_model": model_id, "text": text}, ensure_ascii=False, sort_keys=True)
-    return "embed:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return "embed:" + content_key({"embedding_model": model_id, "text": text})
 
 
 def encode_vector(vector: np.ndarray) -> dict[str, Any]:
