@@ -36,18 +36,18 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     folder = recipe.output_path / EXPORT_FOLDER
     start = time.perf_counter()
-    empty = []
     for language in recipe.languages:
         summary = filter_language(recipe, language, progress=progress)
         print(f"\n== {language}: filter\n{summary.format()}")
-        reports = run_curation(recipe, languages=[language], progress=progress)
-        for report in reports:
-            print(f"\n== {language}: curate\n{report.format()}")
-        if not any(report.curated for report in reports):
-            empty.append(language)  # the other languages still get exported
+    empty = []
+    # One curation run for all languages: models and embedder are set up once.
+    for report in run_curation(recipe, progress=progress):
+        print(f"\n== {report.language}: curate\n{report.format()}")
+        if not report.curated:
+            empty.append(report.language)  # the other languages still get exported
             continue
-        result = export_language(folder, language, data_dir=recipe.output_path / "curated", cache_dir=recipe.output_path / "cache" / "datasets", progress=progress)
-        print(f"\n== {language}: export\n{result.num_examples} records -> {', '.join(result.files)}")
+        result = export_language(folder, report.language, data_dir=recipe.output_path / "curated", cache_dir=recipe.output_path / "cache" / "datasets", progress=progress)
+        print(f"\n== {report.language}: export\n{result.num_examples} records -> {', '.join(result.files)}")
     print(f"\ndone in {time.perf_counter() - start:.1f} s: {folder}")
     if empty:
         raise UserError(
