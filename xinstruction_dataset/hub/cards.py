@@ -175,7 +175,6 @@ def render_card(
     layout = scan_folder(folder)
     stats = folder_stats(layout)
     kept_sections = read_hand_written(existing)
-    used_sections: list[str] = []
     entries = sorted(changelog if changelog is not None else read_changelog(existing), key=lambda e: e.version_key)
     context = _template_context(profile, layout, stats, entries, folder.name)
     blocks: dict[str, str] = {}
