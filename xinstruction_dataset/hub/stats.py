@@ -10,6 +10,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -85,8 +86,7 @@ def _config_stats(root: Path, name: str, splits: dict) -> ConfigStats:
     stats = ConfigStats(name=name, splits={split: files.num_examples for split, files in splits.items()})
     cluster_ids: set[int] = set()
     for split in splits.values():
-        for relative in split.files:
-            table = _read_columns(root / relative)
+        for table in (t for relative in split.files for t in _read_batches(root / relative)):
             for column in TEXT_COLUMNS:
                 if column in table.column_names:
                     stats.lengths.setdefault(column, LengthStats()).add(pc.utf8_length(table[column]))
@@ -98,10 +98,12 @@ def _config_stats(root: Path, name: str, splits: dict) -> ConfigStats:
     return stats
 
 
-def _read_columns(path: Path) -> pa.Table:
-    schema = pq.read_schema(path)
-    wanted = [c for c in (*TEXT_COLUMNS, "language", "provenance") if c in schema.names]
-    return pq.read_table(path, columns=wanted)
+def _read_batches(path: Path, batch_rows: int = 50_000) -> Iterator[pa.Table]:
+    """The columns statistics need, a batch at a time: memory stays flat however big the file."""
+    parquet = pq.ParquetFile(path)
+    wanted = [c for c in (*TEXT_COLUMNS, "language", "provenance") if c in parquet.schema_arrow.names]
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted):
+        yield pa.Table.from_batches([batch])
 
 
 def _add_provenance(stats: ConfigStats, provenance: pa.ChunkedArray) -> set[int]:
