@@ -159,3 +159,14 @@ def test_building_a_language_with_no_records_says_so(tmp_path):
     (tmp_path / "curated" / "ta" / "train-00000-of-00001.jsonl").write_text("")
     with pytest.raises(ValueError, match="no 'ta' records in .*curation rejects"):
         build("ta", tmp_path, data_dir=str(tmp_path / "curated"))
+
+
+def test_invalid_parquet_shard_row_is_named_by_its_row_number(tmp_path):
+    """Rows are counted across read batches (1024 rows each), not from 1 in every batch."""
+    template = make_records("fi", limit=1)[0].to_dict()
+    rows = [{**template, "id": f"fi-{i}"} for i in range(1030)]
+    rows[1029]["output"] = ""
+    path = tmp_path / "shard.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=XINSTRUCTION_FEATURES.arrow_schema), path)
+    with pytest.raises(ValueError, match=r"shard.parquet:1030: not a valid X-Instruction record.*output"):
+        list(read_shard(path))

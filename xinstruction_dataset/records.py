@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .languages import get_language
-from .storage import AtomicFile
+from .storage import AtomicFile, open_parquet_stream
 
 # Defaults for provenance a source does not know (e.g. the paper's released data).
 UNKNOWN = ""
@@ -83,11 +83,9 @@ def read_shard(path: str | Path) -> Iterator[Record]:
     """Yield the records of one curated shard (JSONL, JSONL.gz or Parquet), validated."""
     path = Path(path)
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-            for row_number, row in enumerate(batch.to_pylist(), start=1):
-                yield _parse(row, path, row_number)
+        rows = (row for batch in open_parquet_stream(path).iter_batches(batch_size=1024) for row in batch.to_pylist())
+        for row_number, row in enumerate(rows, start=1):
+            yield _parse(row, path, row_number)
         return
     with _open_text(path) as f:
         for line_number, line in enumerate(f, start=1):

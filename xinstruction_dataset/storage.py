@@ -76,6 +76,17 @@ def write_text(path: str | Path, text: str) -> None:
         f.write(text)
 
 
+def open_parquet_stream(path: str | Path):
+    """A ParquetFile for reading in batches with memory that does not grow with the file.
+
+    pyarrow's default `pre_buffer=True` keeps the file's column chunks allocated while batches are
+    read (measured: 119 MB still held after streaming 200k records, growing with the file); with
+    it off and a bounded read buffer, peak Arrow memory stays at about one batch."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+
+
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     """Stream the objects of a JSONL(.gz) file, skipping blank lines."""
     path = Path(path)

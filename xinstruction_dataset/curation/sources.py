@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 
 from ..documents import Document
 from ..recipe import SourceSpec
+from ..storage import open_parquet_stream
 
 # Sources yield thunks that parse one raw record: a shard calls only the thunks it keeps.
 RawRecord = Callable[[], "Document | BadInput"]
@@ -153,9 +154,7 @@ def to_document(spec: SourceSpec, data: dict[str, Any], file: str, position: int
 
 
 def _iter_parquet_rows(spec: SourceSpec, file: str) -> Iterator[RawRecord]:
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(file)
+    parquet = open_parquet_stream(file)
     names = set(parquet.schema_arrow.names)
     if spec.text_field not in names:
         raise ValueError(f"{file}: no column {spec.text_field!r} (columns: {', '.join(sorted(names))}); set `text_field` of this source")

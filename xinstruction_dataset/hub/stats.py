@@ -14,8 +14,8 @@ from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from ..storage import open_parquet_stream
 from .layout import FolderLayout
 
 TEXT_COLUMNS = ("instruction", "output")
@@ -98,9 +98,9 @@ def _config_stats(root: Path, name: str, splits: dict) -> ConfigStats:
     return stats
 
 
-def _read_batches(path: Path, batch_rows: int = 50_000) -> Iterator[pa.Table]:
+def _read_batches(path: Path, batch_rows: int = 10_000) -> Iterator[pa.Table]:
     """The columns statistics need, a batch at a time: memory stays flat however big the file."""
-    parquet = pq.ParquetFile(path)
+    parquet = open_parquet_stream(path)
     wanted = [c for c in (*TEXT_COLUMNS, "language", "provenance") if c in parquet.schema_arrow.names]
     for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted):
         yield pa.Table.from_batches([batch])
