@@ -9,6 +9,7 @@ from pathlib import Path
 from ..cli import UserError
 from ..curation.curate import run_curation
 from ..curation.pipeline import filter_language, recipe_from_args
+from ..hub.cards import update_card
 from ..hub.export import export_language
 
 EXPORT_FOLDER = "x-instruction"
@@ -46,8 +47,13 @@ def run(args: argparse.Namespace) -> int:
         if not report.curated:
             empty.append(report.language)  # the other languages still get exported
             continue
-        result = export_language(folder, report.language, data_dir=recipe.output_path / "curated", cache_dir=recipe.output_path / "cache" / "datasets", progress=progress)
+        result = export_language(
+            folder, report.language, data_dir=recipe.output_path / "curated",
+            cache_dir=recipe.output_path / "cache" / "datasets", progress=progress, update_card=False,
+        )
         print(f"\n== {report.language}: export\n{result.num_examples} records -> {', '.join(result.files)}")
+    if len(empty) < len(recipe.languages):
+        update_card(folder)
     print(f"\ndone in {time.perf_counter() - start:.1f} s: {folder}")
     if empty:
         raise UserError(

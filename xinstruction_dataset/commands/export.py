@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from ..hub.cards import update_card
 from ..hub.export import export_language
 from ..languages import LANGUAGE_CODES
 from ..recipe import Recipe
@@ -37,10 +38,14 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     total = 0
     for language in args.language:
-        result = export_language(args.folder, language, source=args.source, data_dir=data_dir, cache_dir=args.cache_dir, progress=not args.no_progress)
+        result = export_language(
+            args.folder, language, source=args.source, data_dir=data_dir, cache_dir=args.cache_dir,
+            progress=not args.no_progress, update_card=False,
+        )
         total += result.num_examples
         print(f"{language}: {result.num_examples} records -> {', '.join(result.files)}")
     folder = Path(args.folder)
+    update_card(folder)
     print(f"exported {total} records in {time.perf_counter() - start:.1f} s to {folder}")
     print(f"load with: load_dataset({str(folder.resolve())!r}, {args.language[0]!r})")
     return 0

@@ -123,8 +123,12 @@ def export_language(
     data_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    update_card: bool = True,
 ) -> ExportResult:
-    """Build one X-Instruction language with the `XInstruction` builder and export it."""
+    """Build one X-Instruction language with the `XInstruction` builder and export it.
+
+    Exporting several languages, pass `update_card=False` and call `cards.update_card(folder)`
+    once at the end: each update reads the statistics of every config in the folder."""
     from ..builder import build_language
 
     dataset = build_language(
@@ -133,4 +137,4 @@ def export_language(
         data_dir=str(data_dir) if data_dir else None,
         cache_dir=str(cache_dir) if cache_dir else None,
     )
-    return export_dataset(dataset, folder, language, "train", progress=progress)
+    return export_dataset(dataset, folder, language, "train", progress=progress, update_card=update_card)
