@@ -28,8 +28,8 @@ from typing import Callable, Iterable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xinstruction_dataset.curation.filters import build_filter  # noqa: E402
-from xinstruction_dataset.curation.filters.langid import get_detector  # noqa: E402
+from xinstruction_dataset.filtering.filters import build_filter  # noqa: E402
+from xinstruction_dataset.filtering.filters.langid import get_detector  # noqa: E402
 from xinstruction_dataset.documents import Document  # noqa: E402
 from xinstruction_dataset.languages import LANGUAGE_CODES  # noqa: E402
 

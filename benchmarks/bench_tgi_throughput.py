@@ -35,9 +35,9 @@ from collections.abc import Iterator
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xinstruction_dataset.backends import GenerationParams, LLMRequest, build_backend  # noqa: E402
-from xinstruction_dataset.curation.cache import CallCache  # noqa: E402
-from xinstruction_dataset.curation.calls import CallRunner  # noqa: E402
+from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, build_backend  # noqa: E402
+from xinstruction_dataset.llm.cache import CallCache  # noqa: E402
+from xinstruction_dataset.llm.calls import CallRunner  # noqa: E402
 
 TARGET = 0.95
 TGI_DEFAULT_QUEUE = 128  # TGI's default max_concurrent_requests

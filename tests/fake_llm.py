@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import Callable
 
-from xinstruction_dataset.backends.base import BackendError, Completion, LLMBackend, LLMRequest
+from xinstruction_dataset.llm.backends.base import BackendError, Completion, LLMBackend, LLMRequest
 
 GENERATE_MARK = "### English Instruction:"
 JUDGE_MARK = "### Label"

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from xinstruction_dataset.backends import GenerationParams, LLMRequest, build_backend
-from xinstruction_dataset.backends.local import LocalBackend, LocalConfig, cache_root, load_model
-from xinstruction_dataset.backends.text import ContextOverflow
-from xinstruction_dataset.curation.cache import CallCache
-from xinstruction_dataset.curation.calls import CallRunner
+from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, build_backend
+from xinstruction_dataset.llm.backends.local import LocalBackend, LocalConfig, cache_root, load_model
+from xinstruction_dataset.llm.backends.text import ContextOverflow
+from xinstruction_dataset.llm.cache import CallCache
+from xinstruction_dataset.llm.calls import CallRunner
 
 PROMPT = (
     "Below is a text that describes a candidate output. Write an English instruction that can take "

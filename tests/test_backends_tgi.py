@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from xinstruction_dataset.backends import GenerationParams, LLMRequest, backend_config, build_backend
-from xinstruction_dataset.backends.text import TRUNCATION_MARK
-from xinstruction_dataset.curation.cache import CallCache
-from xinstruction_dataset.curation.calls import CallRunner
+from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, backend_config, build_backend
+from xinstruction_dataset.llm.backends.text import TRUNCATION_MARK
+from xinstruction_dataset.llm.cache import CallCache
+from xinstruction_dataset.llm.calls import CallRunner
 
 FAST_RETRY = {"backoff": 0.01, "backoff_max": 0.05}
 
@@ -239,7 +239,7 @@ def test_token_from_env_is_sent_and_never_logged(tgi_server, tmp_path, monkeypat
 
 
 def test_ramp_opens_one_slot_per_success_and_halves_on_failure():
-    from xinstruction_dataset.backends.tgi import Endpoint, TGIConfig
+    from xinstruction_dataset.llm.backends.tgi import Endpoint, TGIConfig
 
     endpoint = Endpoint("http://h:1", cap=64, token=None, timeout=1.0, ramp_start=4)
     assert endpoint.capacity == 1  # until /info answered

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from xinstruction_dataset.backends import build_backend
-from xinstruction_dataset.backends.base import BackendError, Completion, GenerationParams, LLMBackend, LLMRequest
-from xinstruction_dataset.curation.cache import CallCache
-from xinstruction_dataset.curation.calls import CallRunner
+from xinstruction_dataset.llm.backends import build_backend
+from xinstruction_dataset.llm.backends.base import BackendError, Completion, GenerationParams, LLMBackend, LLMRequest
+from xinstruction_dataset.llm.cache import CallCache
+from xinstruction_dataset.llm.calls import CallRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,8 +116,8 @@ def test_a_stored_result_survives_sigkill(tmp_path):
         f"""
         import sys
         sys.path.insert(0, {str(ROOT)!r})
-        from xinstruction_dataset.backends.base import Completion, LLMRequest
-        from xinstruction_dataset.curation.cache import CallCache
+        from xinstruction_dataset.llm.backends.base import Completion, LLMRequest
+        from xinstruction_dataset.llm.cache import CallCache
         cache = CallCache({str(path)!r})
         i = 0
         while True:
@@ -232,9 +232,9 @@ def test_a_run_killed_mid_stream_resumes_without_repeating_stored_calls(start_tg
         f"""
         import sys
         sys.path.insert(0, {str(ROOT)!r})
-        from xinstruction_dataset.backends import GenerationParams, LLMRequest, build_backend
-        from xinstruction_dataset.curation.cache import CallCache
-        from xinstruction_dataset.curation.calls import CallRunner
+        from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, build_backend
+        from xinstruction_dataset.llm.cache import CallCache
+        from xinstruction_dataset.llm.calls import CallRunner
         requests = [(i, LLMRequest(prompt=f"doc {{i}}", params=GenerationParams(max_new_tokens=8))) for i in range(300)]
         runner = CallRunner(build_backend({spec!r}), CallCache({str(path)!r}), progress=False)
         for result in runner.run(requests):

@@ -18,7 +18,7 @@ import pytest
 
 from corpora import read_corpus
 from xinstruction_dataset.curation.curate import run_curation
-from xinstruction_dataset.curation.pipeline import DEFAULT_FILTERS, filter_language
+from xinstruction_dataset.filtering.pipeline import DEFAULT_FILTERS, filter_language
 from xinstruction_dataset.hub.export import export_language
 from xinstruction_dataset.recipe import Recipe
 

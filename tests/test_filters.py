@@ -14,7 +14,7 @@ from importlib import resources
 import pytest
 from corpora import ALL_LANGUAGES, read_corpus
 
-from xinstruction_dataset.curation.filters import (
+from xinstruction_dataset.filtering.filters import (
     FILTERS,
     BoilerplateFilter,
     DedupFilter,

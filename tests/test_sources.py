@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpora import corpus_path, read_corpus
-from xinstruction_dataset.curation.filtering import filter_documents
-from xinstruction_dataset.curation.filters.base import BaseFilter
-from xinstruction_dataset.curation.sources import BadInput, iter_source, parse_shard
+from xinstruction_dataset.filtering.runner import filter_documents
+from xinstruction_dataset.filtering.filters.base import BaseFilter
+from xinstruction_dataset.filtering.sources import BadInput, iter_source, parse_shard
 from xinstruction_dataset.documents import Document
 from xinstruction_dataset.recipe import SourceSpec
 
@@ -127,7 +127,7 @@ def test_bad_lines_are_quarantined_with_file_line_and_reason(tmp_path):
 
 
 def test_huge_line_is_quarantined_and_reading_goes_on(tmp_path, monkeypatch):
-    from xinstruction_dataset.curation import sources
+    from xinstruction_dataset.filtering import sources
 
     monkeypatch.setattr(sources, "MAX_LINE_BYTES", 1000)
     good = read_corpus("id", limit=1)[0]

@@ -12,8 +12,8 @@ import yaml
 
 from fake_llm import FakeBackend, default_reply, section
 from corpora import read_corpus
-from xinstruction_dataset.curation.cache import CallCache
-from xinstruction_dataset.curation.calls import CallRunner
+from xinstruction_dataset.llm.cache import CallCache
+from xinstruction_dataset.llm.calls import CallRunner
 from xinstruction_dataset.curation.config import CurationConfig, GenerateConfig, JudgeConfig, RefineConfig
 from xinstruction_dataset.curation.curate import Models, run_curation
 from xinstruction_dataset.curation.diversify import allocate, cluster, embed_texts, pick_per_cluster

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..cli import UserError
 from ..curation.curate import run_curation
-from ..curation.pipeline import filter_language, recipe_from_args
+from ..filtering.pipeline import filter_language, recipe_from_args
 from ..hub.cards import update_card
 from ..hub.export import export_language
 

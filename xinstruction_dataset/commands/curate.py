@@ -49,7 +49,7 @@ def load_recipe(args: argparse.Namespace) -> Recipe:
 def run(args: argparse.Namespace) -> int:
     from ..curation.curate import run_curation
     from ..curation.plan import describe_plan
-    from ..curation.sources import parse_shard
+    from ..filtering.sources import parse_shard
 
     recipe = load_recipe(args)
     shard = parse_shard(args.shard) if args.shard else None

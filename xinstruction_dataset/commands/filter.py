@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..cli import UserError
-from ..curation.filtering import FilterSummary
-from ..curation.pipeline import filter_language, output_dir_for, recipe_from_args
+from ..filtering.runner import FilterSummary
+from ..filtering.pipeline import filter_language, output_dir_for, recipe_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _shard(text: str | None) -> tuple[int, int]:
-    from ..curation.sources import parse_shard
+    from ..filtering.sources import parse_shard
 
     return parse_shard(text) if text else (0, 1)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from ..backends.base import GenerationParams
+from ..llm.backends.base import GenerationParams
 from ..typed import from_mapping
 
 # The embedded default model spec (see backends.build_backend): in-process, CPU, no network.

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..backends.base import LLMBackend
+from ..llm.backends.base import LLMBackend
 from ..documents import Document
 from ..records import Provenance, Record, ShardWriter, stable_id
 from ..recipe import Recipe
 from .config import CurationConfig, ModelsConfig
 from .diversify import build_embedder, diversify
-from .filtering import group_reasons, read_documents
+from ..filtering.runner import group_reasons, read_documents
 from .labelling import label_documents
 from ..storage import read_jsonl, write_json, write_jsonl, write_text
 from .outputs import CurationLayout, shard_suffix
@@ -52,7 +52,7 @@ class Models:
 
     @classmethod
     def build(cls, config: ModelsConfig) -> "Models":
-        from ..backends import build_backend
+        from ..llm.backends import build_backend
 
         built: dict[str, LLMBackend] = {}
 
@@ -126,7 +126,7 @@ class Curation:
     @property
     def cache(self):
         if self._cache is None:
-            from .cache import CallCache
+            from ..llm.cache import CallCache
 
             self._cache = CallCache(self.cache_path)
         return self._cache
@@ -187,7 +187,7 @@ class Curation:
         write_json(self.layout.work(language, "meta", shard), meta)
 
     def _runner(self, stage: str, language: str, calls: Counter) -> _CountingRunner:
-        from .calls import CallRunner
+        from ..llm.calls import CallRunner
 
         backend = {"generate": self.models.generator, "judge": self.models.judge, "refine": self.models.refiner}[stage]
         runner = CallRunner(backend, self.cache, desc=f"{language} {stage}", progress=self.progress)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ...backends.base import content_key
+from ...llm.backends.base import content_key
 from ..config import EmbeddingConfig
 
 

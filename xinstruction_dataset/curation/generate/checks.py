@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from ..config import GenerateConfig
-from ..langid import is_language
+from ...filtering.langid import is_language
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _NGRAM = 3

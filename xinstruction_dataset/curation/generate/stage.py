@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...backends.base import LLMRequest
+from ...llm.backends.base import LLMRequest
 from ...documents import Document
 from ..config import GenerateConfig
 from ..pairs import Pair, Reject

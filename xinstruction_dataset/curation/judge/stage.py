@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...backends.base import LLMRequest
+from ...llm.backends.base import LLMRequest
 from ...languages import get_language
 from ..config import JudgeConfig
 from ..pairs import Pair

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...backends.base import LLMRequest
+from ...llm.backends.base import LLMRequest
 from ...languages import get_language
 from ..config import GenerateConfig, RefineConfig
 from ..generate import instruction_problem, parse_instruction
-from ..langid import is_language
+from ...filtering.langid import is_language
 from ..pairs import Pair
 from ..prompts import load_prompt
 from .parsing import parse_response

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..typed import from_mapping
+from ...typed import from_mapping
 from .base import BackendError, Completion, GenerationParams, LLMBackend, LLMRequest, RetryableError
 
 BACKEND_KINDS = ("local", "tgi")

@@ -29,7 +29,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..backends.base import BackendError, Completion, LLMBackend, LLMRequest
+from .backends.base import BackendError, Completion, LLMBackend, LLMRequest
 from .cache import CallCache
 
 

@@ -9,7 +9,7 @@ from typing import Iterator
 
 from ..documents import Document
 from ..recipe import Recipe, SourceSpec
-from .filtering import FilterSummary, filter_documents
+from .runner import FilterSummary, filter_documents
 from .filters import build_filter
 from .sources import BadInput, iter_source
 

@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import Completion, LLMRequest
+from .backends.base import Completion, LLMRequest
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (

@@ -1,0 +1,1 @@
+"""Sources and filter blocks: raw documents in, kept / rejected / quarantined documents out."""
