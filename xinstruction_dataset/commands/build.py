@@ -11,8 +11,8 @@ from ..curation.curate import run_curation
 from ..filtering.pipeline import filter_language, recipe_from_args
 from ..hub.cards import update_card
 from ..hub.export import export_language
+from ..layout import EXPORT_FOLDER, RunLayout
 
-EXPORT_FOLDER = "x-instruction"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     progress = not args.no_progress
-    folder = recipe.output_path / EXPORT_FOLDER
+    layout = RunLayout(recipe.output_path)
+    folder = layout.export_folder
     start = time.perf_counter()
     for language in recipe.languages:
         summary = filter_language(recipe, language, progress=progress)
@@ -48,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
             empty.append(report.language)  # the other languages still get exported
             continue
         result = export_language(
-            folder, report.language, data_dir=recipe.output_path / "curated",
-            cache_dir=recipe.output_path / "cache" / "datasets", progress=progress, update_card=False,
+            folder, report.language, data_dir=layout.curated_root,
+            cache_dir=layout.datasets_cache, progress=progress, update_card=False,
         )
         print(f"\n== {report.language}: export\n{result.num_examples} records -> {', '.join(result.files)}")
     if len(empty) < len(recipe.languages):

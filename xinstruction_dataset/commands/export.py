@@ -9,6 +9,7 @@ from pathlib import Path
 from ..hub.cards import update_card
 from ..hub.export import export_language
 from ..languages import LANGUAGE_CODES
+from ..layout import RunLayout
 from ..recipe import Recipe
 
 
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    data_dir = Recipe.from_yaml(args.recipe).output_path / "curated" if args.recipe else args.data_dir
+    data_dir = RunLayout(Recipe.from_yaml(args.recipe).output_path).curated_root if args.recipe else args.data_dir
     start = time.perf_counter()
     total = 0
     for language in args.language:

@@ -34,7 +34,7 @@ from .diversify import build_embedder, diversify
 from ..filtering.runner import group_reasons, read_documents
 from .labelling import label_documents
 from ..storage import read_jsonl, write_json, write_jsonl, write_text
-from .outputs import CurationLayout, shard_suffix
+from ..layout import RunLayout, shard_suffix
 from .pairs import Pair, Reject
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class Curation:
     def __init__(self, recipe: Recipe, *, models: Models | None = None, progress: bool = True):
         self.recipe = recipe
         self.config = CurationConfig.from_dict(recipe.curation)
-        self.layout = CurationLayout(recipe.output_path)
+        self.layout = RunLayout(recipe.output_path)
         self.progress = progress
         self._models = models
         self._cache = None
@@ -229,9 +229,9 @@ class Curation:
         report.curated = len(records)
         report.rejected = Counter(r.reason for r in rejects)
         self._write_curated(language, records)
-        write_jsonl(self.layout.language_dir(language) / "rejects.jsonl", (r.to_dict() for r in rejects))
+        write_jsonl(self.layout.rejects(language), (r.to_dict() for r in rejects))
         summary = {"language": language, "shards": n, "models": models, "counts": dict(report.counts), "curated": len(records), "rejected": dict(report.rejected)}
-        write_json(self.layout.language_dir(language) / "summary.json", summary)
+        write_json(self.layout.summary(language), summary)
 
     def _embedder(self, pairs: list[Pair]):
         return build_embedder(self.config.diversify.embedding) if pairs else None

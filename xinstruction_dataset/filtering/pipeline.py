@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..documents import Document
+from ..layout import RunLayout
 from ..recipe import Recipe, SourceSpec
 from .runner import FilterSummary, filter_documents
 from .filters import build_filter
@@ -26,9 +27,7 @@ DEFAULT_FILTERS: list[dict] = [
 
 
 def output_dir_for(recipe: Recipe, language: str, shard: tuple[int, int] = (0, 1)) -> Path:
-    base = recipe.output_path / "filtered" / language
-    index, count = shard
-    return base if count == 1 else base / f"shard-{index:05d}-of-{count:05d}"
+    return RunLayout(recipe.output_path).filtered(language, shard)
 
 
 def iter_language(recipe: Recipe, language: str, shard: tuple[int, int] = (0, 1)) -> Iterator[Document | BadInput]:

@@ -1,0 +1,99 @@
+"""`RunLayout`: the one owner of every path under a recipe's `output_dir` (nothing else spells
+them out). Every file is written through `storage.AtomicFile`: complete or absent, never torn.
+
+    <output_dir>/run/fingerprint.json                        what shaped this folder's outputs
+    <output_dir>/filtered/<lang>/[shard-IIIII-of-NNNNN/]     kept / rejects / quarantine / summary
+    <output_dir>/cache/calls.sqlite                          every LLM call and embedding (resume)
+    <output_dir>/cache/datasets/                             the `datasets` cache of export
+    <output_dir>/curation/config.yaml                        the resolved curation config
+    <output_dir>/curation/<lang>/rejects.jsonl               every document not curated, with reason
+    <output_dir>/curation/<lang>/summary.json                counts per stage and reason
+    <output_dir>/curation/<lang>/work/                       per-shard results before diversify:
+        pairs-IIIII-of-NNNNN.jsonl, rejects-IIIII-of-NNNNN.jsonl, meta-IIIII-of-NNNNN.json
+    <output_dir>/curation/<lang>/work/spill-*/               unsorted results of a labelling run
+    <output_dir>/curated/<lang>/train-00000-of-0000N.jsonl   curated shards (the builder's input)
+    <output_dir>/x-instruction/                              the hub-ready folder `build` exports
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+EXPORT_FOLDER = "x-instruction"
+_WORK_FILE = re.compile(r"^pairs-(\d{5})-of-(\d{5})\.jsonl$")
+
+
+def shard_suffix(shard: tuple[int, int]) -> str:
+    return f"{shard[0]:05d}-of-{shard[1]:05d}"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path  # the recipe's output_dir
+
+    # --- the run as a whole ---------------------------------------------------------------------
+
+    @property
+    def fingerprint_file(self) -> Path:
+        return self.root / "run" / "fingerprint.json"
+
+    @property
+    def export_folder(self) -> Path:
+        return self.root / EXPORT_FOLDER
+
+    @property
+    def datasets_cache(self) -> Path:
+        return self.root / "cache" / "datasets"
+
+    # --- filtering ------------------------------------------------------------------------------
+
+    def filtered(self, language: str, shard: tuple[int, int] = (0, 1)) -> Path:
+        base = self.root / "filtered" / language
+        return base if shard[1] == 1 else base / f"shard-{shard_suffix(shard)}"
+
+    # --- curation -------------------------------------------------------------------------------
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "curation" / "config.yaml"
+
+    def default_cache(self) -> Path:
+        return self.root / "cache" / "calls.sqlite"
+
+    def default_input(self, language: str) -> Path:
+        return self.filtered(language)
+
+    @property
+    def curated_root(self) -> Path:
+        return self.root / "curated"
+
+    def curated(self, language: str) -> Path:
+        return self.curated_root / language
+
+    def language_dir(self, language: str) -> Path:
+        return self.root / "curation" / language
+
+    def rejects(self, language: str) -> Path:
+        return self.language_dir(language) / "rejects.jsonl"
+
+    def summary(self, language: str) -> Path:
+        return self.language_dir(language) / "summary.json"
+
+    def work(self, language: str, kind: str, shard: tuple[int, int]) -> Path:
+        extension = "json" if kind == "meta" else "jsonl"
+        return self.language_dir(language) / "work" / f"{kind}-{shard_suffix(shard)}.{extension}"
+
+    def spill(self, language: str, shard: tuple[int, int]) -> Path:
+        return self.language_dir(language) / "work" / f"spill-{shard_suffix(shard)}"
+
+    def finished_shards(self, language: str) -> dict[int, set[int]]:
+        """{shard count: {indices with results}} found in the language's work folder."""
+        found: dict[int, set[int]] = {}
+        folder = self.language_dir(language) / "work"
+        for path in folder.glob("pairs-*.jsonl") if folder.is_dir() else ():
+            match = _WORK_FILE.match(path.name)
+            if match and self.work(language, "meta", (int(match[1]), int(match[2]))).exists():
+                found.setdefault(int(match[2]), set()).add(int(match[1]))
+        return found
