@@ -1,7 +1,8 @@
 """A server that speaks TGI's protocol, for tests and benchmarks (real HTTP on 127.0.0.1).
 
 Routes: `POST /generate` and `POST /` (TGI's native route; `/` answers a one-element list, as TGI
-does), `POST /v1/chat/completions` (OpenAI-compatible), `GET /info`, `GET /health`.
+does), `POST /v1/chat/completions` (OpenAI-compatible), `GET /info`, `GET /health`, and
+`GET /stats` (the request log, below; not TGI's).
 
 The "model" is a deterministic function `reply(prompt, parameters) -> str` (default: echoes the
 prompt's last words and the seed). Like TGI, the server honours `stop` (the stop string ends the
@@ -9,6 +10,19 @@ text, kept in it), `max_new_tokens` (a word is a token), rejects input over `max
 with 422 (a token is 4 UTF-8 bytes here), and answers 429 "Model is overloaded" past
 `max_concurrent_requests` requests at once. `slots` requests are processed at once, each taking
 `latency` seconds; the rest queue (FIFO), so the server's limit is slots / latency requests a second.
+`service_time="lognormal"` draws each request's time from a log-normal distribution with mean
+`latency` and shape `sigma` (seeded by `seed`, so a run is reproducible up to arrival order);
+`service_time()` draws one without sleeping (tests check the distribution in-process).
+
+Every answered generation is logged (`requests`: arrival, start of service, end of service, on
+`time.monotonic()`, which on Linux is one clock for every process); `stats()` and `GET /stats`
+give the log and its summary, so a benchmark in another process can measure how busy the slots
+were between the first arrival and the last answer (`utilisation` = busy-slot-seconds /
+(slots x span)).
+
+`curation_reply(needs_refinement=, bad=)` is a model for the curation pipeline (`xinstruction
+build`): plausible English instructions, and judge labels drawn per prompt by hashing it, so
+the share of pairs sent to refinement is fixed and a rerun labels every pair the same way.
 
 Faults, injected with `inject(kind, count, match)` and consumed in order by matching requests:
 `429`, `503` (error replies), `hang` (no reply until the server stops: the client times out),
@@ -19,14 +33,18 @@ same port. `successes` (replies written) / `attempts` count requests per prompt,
 
 Run as a script to serve from another process (benchmarks):
     python tests/tgi_server.py --slots 16 --latency 0.2    # prints the URL, serves until killed
+    python tests/tgi_server.py --slots 32 --latency 0.2 --service-time lognormal --sigma 0.5 \
+        --reply curation --needs-refinement 0.3 --bad 0.2
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import heapq
 import json
 import math
+import random
 import socket
 import sys
 import threading
@@ -38,6 +56,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 FAULT_KINDS = ("429", "503", "hang", "malformed", "drop")
+SERVICE_TIMES = ("fixed", "lognormal")
+REPLIES = ("echo", "curation")
 Reply = Callable[[str, dict[str, Any]], str]
 
 
@@ -45,6 +65,71 @@ def echo_reply(prompt: str, parameters: dict[str, Any]) -> str:
     """The default model: the prompt's last five words, reversed, and the seed."""
     words = prompt.split()[-5:]
     return " ".join(reversed(words)) + f" (seed {parameters.get('seed')})"
+
+
+# Prompt marks of the curation stages (xinstruction_dataset/curation/*/prompts/*.txt).
+GENERATE_MARK = "### English Instruction:"
+JUDGE_LABEL_MARK = "### Label"
+JUDGE_SCORE_MARK = "### Score"
+REFINE_INSTRUCTION_MARK = "### Improved English Instruction:"
+REFINE_RESPONSE_MARK = "### Improved Response"
+TOPICS = ["farming", "football", "elections", "rainfall", "schools", "hospitals", "music", "trade", "roads", "fishing"]
+
+
+def prompt_fraction(prompt: str) -> float:
+    """A number in [0, 1) fixed by the prompt (the same on every run and machine)."""
+    return int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:8], "big") / 2**64
+
+
+def judge_label(prompt: str, needs_refinement: float, bad: float) -> str:
+    """good / needs_refinement / bad for a judge prompt: `needs_refinement` and `bad` are the
+    shares of prompts given those labels (by hashing the prompt), the rest are good."""
+    u = prompt_fraction(prompt)
+    if u < needs_refinement:
+        return "needs_refinement"
+    if u < needs_refinement + bad:
+        return "bad"
+    return "good"
+
+
+def _section(prompt: str, header: str) -> str:
+    """The text under `### <header>:` (or `### <header> ...:`) in a prompt; "" without one."""
+    at = prompt.rfind(f"### {header}")
+    if at < 0:
+        return ""
+    body = prompt[at:].split("\n", 1)
+    return body[1].split("\n\n### ", 1)[0] if len(body) > 1 else ""
+
+
+def curation_reply(needs_refinement: float = 0.3, bad: float = 0.2) -> Reply:
+    """A model for `xinstruction build`: English instructions of a few words that pass the
+    generator's checks (about the document's topic, never copying it), run on past the answer as
+    a base model does; judge labels by `judge_label` (five-point judges: 5 / 3 / 1); rewritten
+    instructions in English, rewritten responses the original response unchanged."""
+    if not 0 <= needs_refinement <= 1 or not 0 <= bad <= 1 - needs_refinement:
+        raise ValueError("need 0 <= needs_refinement, bad and needs_refinement + bad <= 1")
+
+    def reply(prompt: str, parameters: dict[str, Any]) -> str:
+        stripped = prompt.rstrip()
+        if stripped.endswith(GENERATE_MARK):
+            text = _section(prompt, "Text")
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            topic = TOPICS[int(digest, 16) % len(TOPICS)]
+            return f" Write a short news report about {topic} for readers of story number {digest[:6]}.\n\n### Text:\nblah"
+        if REFINE_INSTRUCTION_MARK in prompt:
+            digest = hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+            topic = TOPICS[int(digest, 16) % len(TOPICS)]
+            return f" Describe the events about {topic} reported in news story number {digest[:6]} in detail."
+        if REFINE_RESPONSE_MARK in prompt:
+            return " " + _section(prompt, "Response")
+        if JUDGE_LABEL_MARK in prompt or JUDGE_SCORE_MARK in prompt:
+            label = judge_label(prompt, needs_refinement, bad)
+            if JUDGE_SCORE_MARK in prompt and JUDGE_LABEL_MARK not in prompt:
+                return " " + {"good": "5", "needs_refinement": "3", "bad": "1"}[label]
+            return f" {label}\nThe pair was judged."
+        return echo_reply(prompt, parameters)
+
+    return reply
 
 
 def count_tokens(text: str) -> int:
@@ -73,6 +158,9 @@ class TGIServer:
         model_id: str = "test/echo-model",
         slots: int = 4,
         latency: float = 0.0,
+        service_time: str = "fixed",
+        sigma: float = 0.5,
+        seed: int = 0,
         max_concurrent_requests: int | None = None,
         max_input_tokens: int = 1024,
         max_total_tokens: int = 2048,
@@ -83,7 +171,13 @@ class TGIServer:
         self.reply = reply
         self.model_id = model_id
         self.slots = slots
-        self.latency = latency
+        self.latency = latency  # the mean service time
+        if service_time not in SERVICE_TIMES:
+            raise ValueError(f"service_time must be one of {SERVICE_TIMES}")
+        self.service_time_kind = service_time
+        self.sigma = sigma
+        self._rng = random.Random(seed)
+        self.requests: list[tuple[float, float, float]] = []  # (arrival, service start, end), answered ones
         self.max_concurrent_requests = max_concurrent_requests or slots
         self.max_input_tokens = max_input_tokens
         self.max_total_tokens = max_total_tokens
@@ -168,16 +262,44 @@ class TGIServer:
                     return fault.kind
         return None
 
-    def _book_slot(self) -> float:
-        """When this request's generation ends: it takes the slot that frees first (FIFO queue).
-        Booked on a clock rather than by sleeping threads taking turns, so the server's own
-        thread wake-ups (GIL, a loaded machine) never leave a slot idle: only a client that
+    def service_time(self) -> float:
+        """One request's service time: `latency`, or a log-normal draw with mean `latency`."""
+        if self.service_time_kind == "fixed" or self.latency <= 0:
+            return self.latency
+        mu = math.log(self.latency) - self.sigma**2 / 2  # E[exp(N(mu, sigma))] = latency
+        with self._lock:
+            return self._rng.lognormvariate(mu, self.sigma)
+
+    def _book_slot(self) -> tuple[float, float]:
+        """(start, end) of this request's generation: it takes the slot that frees first (FIFO
+        queue). Booked on a clock rather than by sleeping threads taking turns, so the server's
+        own thread wake-ups (GIL, a loaded machine) never leave a slot idle: only a client that
         has no request waiting does."""
+        duration = self.service_time()
         with self._lock:
             free_at = heapq.heappop(self._slot_free_at)
-            finish = max(time.monotonic(), free_at) + self.latency
-            heapq.heappush(self._slot_free_at, finish)
-        return finish
+            start = max(time.monotonic(), free_at)
+            heapq.heappush(self._slot_free_at, start + duration)
+        return start, start + duration
+
+    def stats(self) -> dict[str, Any]:
+        """The answered generations' log and its summary: `span` runs from the first arrival to
+        the last end of service; `busy` is the slot-seconds spent serving; `utilisation` =
+        busy / (slots x span), which is also requests/s over the limit slots / (mean service
+        time), taking the mean of the service times drawn."""
+        with self._lock:
+            requests = list(self.requests)
+        summary: dict[str, Any] = {"slots": self.slots, "latency": self.latency,
+                                   "service_time": self.service_time_kind, "sigma": self.sigma,
+                                   "count": len(requests), "requests": requests}
+        if requests:
+            first = min(r[0] for r in requests)
+            last = max(r[2] for r in requests)
+            busy = sum(r[2] - r[1] for r in requests)
+            span = last - first
+            summary.update(first_arrival=first, last_end=last, span=span, busy=busy,
+                           utilisation=busy / (self.slots * span) if span > 0 else None)
+        return summary
 
     def _enter(self) -> bool:
         with self._lock:
@@ -195,6 +317,7 @@ class TGIServer:
 
     def generate(self, prompt: str, parameters: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """(status, body) of one generation: faults, overload, validation, queue, reply."""
+        arrival = time.monotonic()
         with self._lock:
             self.attempts[prompt] += 1
         fault = self._take_fault(prompt)
@@ -206,11 +329,14 @@ class TGIServer:
             invalid = self._validate(prompt, parameters)
             if invalid:
                 return 422, {"error": f"Input validation error: {invalid}", "error_type": "validation"}
-            if self._stopping.wait(max(0.0, self._book_slot() - time.monotonic())):
+            start, end = self._book_slot()
+            if self._stopping.wait(max(0.0, end - time.monotonic())):
                 raise _Abort()
             text, finish_reason, tokens = self._run_model(prompt, parameters)
         finally:
             self._leave()
+        with self._lock:
+            self.requests.append((arrival, start, end))
         return 200, {"generated_text": text, "finish_reason": finish_reason, "generated_tokens": tokens,
                      "prompt_tokens": count_tokens(prompt)}
 
@@ -331,6 +457,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {})
         elif self.path == "/info" and app.has_info:
             self._send(200, app.info())
+        elif self.path == "/stats":
+            self._send(200, app.stats())
         else:
             self._send(404, {"error": "not found"})
 
@@ -431,9 +559,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--service-time", choices=SERVICE_TIMES, default="fixed",
+                        help="fixed: every request takes --latency s; lognormal: mean --latency, shape --sigma")
+    parser.add_argument("--sigma", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-concurrent-requests", type=int, default=None)
+    parser.add_argument("--reply", choices=REPLIES, default="echo", help="curation: a model for `xinstruction build`")
+    parser.add_argument("--needs-refinement", type=float, default=0.3, help="--reply curation: share judged needs_refinement")
+    parser.add_argument("--bad", type=float, default=0.2, help="--reply curation: share judged bad (the rest: good)")
     args = parser.parse_args(argv)
-    server = TGIServer(slots=args.slots, latency=args.latency, max_concurrent_requests=args.max_concurrent_requests,
+    reply = curation_reply(args.needs_refinement, args.bad) if args.reply == "curation" else echo_reply
+    server = TGIServer(reply=reply, slots=args.slots, latency=args.latency, service_time=args.service_time,
+                       sigma=args.sigma, seed=args.seed, max_concurrent_requests=args.max_concurrent_requests,
                        port=args.port).start()
     print(server.url, flush=True)
     threading.Event().wait()
