@@ -1,20 +1,23 @@
-"""Run many LLM calls through one backend: cached first, then as a continuous stream.
+"""Run LLM calls through a backend: from the durable cache when stored, else through the
+backend's slots, stored before anyone sees the result.
 
-`CallRunner.run()` is a plain (synchronous) generator, so stages stay simple:
+Two ways in, one piece of code behind them:
+- `CallScheduler` (async) is the per-backend scheduler the curation engine shares between every
+  stage and language of a run: `await scheduler.complete(request)`. A call starts the moment a
+  slot frees (`in_flight < backend.max_concurrency`, re-read each time: a remote backend learns
+  its real limit from the server), and a key already in flight waits for that call instead of
+  repeating it.
+- `CallRunner` (sync) wraps a scheduler for code that has a stream of requests and no event loop:
 
-    runner = CallRunner(backend, cache, desc="generate sw")
-    results = {r.tag: r for r in runner.run((doc.id, request) for doc in docs)}
+      runner = CallRunner(backend, cache, desc="generate sw")
+      results = {r.tag: r for r in runner.run((doc.id, request) for doc in docs)}
 
-Behind it an event loop in a worker thread keeps the backend busy: a request starts the moment a
-slot frees (no batch-synchronous `gather`), results are handed over as they complete (so callers
-sort by tag when order matters), and the request iterator is read lazily with at most
-2 x `backend.max_concurrency` requests between "read" and "handed over", so memory stays bounded
-for any number of requests.
+  It yields results in completion order and reads the request iterator lazily, with at most
+  2 x `backend.max_concurrency` requests between "read" and "handed over", so memory stays
+  bounded for any number of requests.
 
 Every request ends as exactly one `CallResult`: a completion (fresh or from the cache) or an
-error, which is also recorded in the cache's failures table so a resumed run retries it. A fresh
-result is committed to the cache before it is handed over (see `cache.CallCache`), and a request
-whose key is already in flight in this run waits for that call instead of repeating it.
+error, which is also recorded in the cache's failures table so a resumed run retries it.
 """
 
 from __future__ import annotations
@@ -113,22 +116,99 @@ class CallRunner:
         return results
 
 
-class _Drive:
-    """One `run()`: the event loop side. Owns the loop thread; talks to the caller via `results`."""
+class CallScheduler:
+    """The async scheduler of one backend, shared by every caller of a run (see the module doc)."""
 
-    def __init__(self, runner: CallRunner, requests: Iterator[tuple[Hashable, LLMRequest]], bar: tqdm) -> None:
-        self.runner = runner
-        self.backend = runner.backend
-        self.cache = runner.cache
-        self.stats = runner.stats
+    def __init__(self, backend: LLMBackend, cache: CallCache) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.stats = CallStats()
+        self.in_flight = 0
+        self._slots: asyncio.Condition | None = None
+        self._same_key: dict[str, asyncio.Future[Completion]] = {}
+
+    @property
+    def limit(self) -> int:
+        return max(1, self.backend.max_concurrency)
+
+    async def complete(self, request: LLMRequest, tag: Hashable = None) -> CallResult:
+        """The result of `request`: stored, shared with an identical call in flight, or fresh."""
+        self.stats.requests += 1
+        key = request.cache_key(self.backend.model_id)
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            return self._counted(CallResult(tag, key, cached, None, True))
+        try:
+            completion = await self._call_once_per_key(key, request)
+        except _CallFailed as failure:
+            message = str(failure)
+            self.cache.record_failure(key, self.backend.model_id, request, message)
+            return self._counted(CallResult(tag, key, None, message, False))
+        return self._counted(CallResult(tag, key, completion, None, False))
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+    def _counted(self, result: CallResult) -> CallResult:
+        if result.ok:
+            self.stats.done += 1
+        else:
+            self.stats.failed += 1
+        return result
+
+    async def _call_once_per_key(self, key: str, request: LLMRequest) -> Completion:
+        """Call the backend, unless the same key is already in flight: then share that call."""
+        if key in self._same_key:
+            return await asyncio.shield(self._same_key[key])
+        future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._same_key[key] = future
+        try:
+            try:
+                completion = await self._call(request)
+            except Exception as error:  # noqa: BLE001 - any failure of one call is that call's result
+                raise _CallFailed(_describe(error)) from error
+            # Stored before anyone sees it: a kill after this line never repeats the call.
+            self.cache.put(key, self.backend.model_id, request, completion)
+            future.set_result(completion)
+            return completion
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # mark retrieved: a key nobody else waits on must not warn
+            raise
+        finally:
+            del self._same_key[key]
+
+    async def _call(self, request: LLMRequest) -> Completion:
+        if self._slots is None:
+            self._slots = asyncio.Condition()
+        async with self._slots:
+            await self._slots.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+        self.stats.sent += 1
+        try:
+            completion = await self.backend.acomplete(request)
+        finally:
+            async with self._slots:
+                self.in_flight -= 1
+                self._slots.notify()
+        self.stats.completion_tokens += completion.completion_tokens or 0
+        return completion
+
+
+class _Drive:
+    """One `CallRunner.run()`: an event loop in a worker thread feeding a `CallScheduler`; talks
+    to the caller's thread through `results`."""
+
+    def __init__(self, runner: "CallRunner", requests: Iterator[tuple[Hashable, LLMRequest]], bar: tqdm) -> None:
+        self.scheduler = CallScheduler(runner.backend, runner.cache)
+        self.scheduler.stats = runner.stats
         self.requests = requests
         self.bar = bar
         self.results: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.main_task: asyncio.Task[None] | None = None
         self.ready = threading.Event()
-        self.in_flight = 0
-        self.fresh_tokens = 0
         self.started = time.monotonic()
 
     # --- caller thread ------------------------------------------------------------------------
@@ -167,9 +247,7 @@ class _Drive:
         self.loop = asyncio.get_running_loop()
         self.main_task = asyncio.current_task()
         # Requests read from the iterator but not yet handed over: bounded, so memory is too.
-        self.window = asyncio.Semaphore(2 * max(1, self.backend.max_concurrency))
-        self.slots = asyncio.Condition()
-        self.same_key: dict[str, asyncio.Future[Completion]] = {}
+        self.window = asyncio.Semaphore(2 * self.scheduler.limit)
         self.ready.set()
         tasks: set[asyncio.Task[None]] = set()
         try:
@@ -178,9 +256,7 @@ class _Drive:
                 item = next(self.requests, _END)
                 if item is _END:
                     break
-                tag, request = item
-                self.stats.requests += 1
-                task = asyncio.create_task(self._one(tag, request))
+                task = asyncio.create_task(self._one(*item))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             while tasks:
@@ -189,80 +265,15 @@ class _Drive:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self.backend.aclose()
+            await self.scheduler.aclose()
 
     async def _one(self, tag: Hashable, request: LLMRequest) -> None:
-        key = request.cache_key(self.backend.model_id)
-        cached = self.cache.get(key)
-        if cached is not None:
-            self.stats.cache_hits += 1
-            self._deliver(CallResult(tag, key, cached, None, True))
-            return
-        try:
-            completion = await self._call_once_per_key(key, request)
-        except _CallFailed as failure:
-            message = str(failure)
-            self.cache.record_failure(key, self.backend.model_id, request, message)
-            self._deliver(CallResult(tag, key, None, message, False))
-            return
-        self._deliver(CallResult(tag, key, completion, None, False))
-
-    async def _call_once_per_key(self, key: str, request: LLMRequest) -> Completion:
-        """Call the backend, unless the same key is already in flight in this run: then share it."""
-        if key in self.same_key:
-            return await asyncio.shield(self.same_key[key])
-        future: asyncio.Future[Completion] = self.loop.create_future()  # type: ignore[union-attr]
-        self.same_key[key] = future
-        try:
-            try:
-                completion = await self._call(request)
-            except Exception as error:  # noqa: BLE001 - any failure of one call is that call's result
-                raise _CallFailed(_describe(error)) from error
-            # Stored before anyone sees it: a kill after this line never repeats the call.
-            self.cache.put(key, self.backend.model_id, request, completion)
-            future.set_result(completion)
-            return completion
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # mark retrieved: a key nobody else waits on must not warn
-            raise
-        finally:
-            del self.same_key[key]
-
-    async def _call(self, request: LLMRequest) -> Completion:
-        async with self.slots:
-            # Re-read each time: a remote backend learns its real limit from the server.
-            await self.slots.wait_for(lambda: self.in_flight < max(1, self.backend.max_concurrency))
-            self.in_flight += 1
-        self.stats.sent += 1
-        try:
-            completion = await self.backend.acomplete(request)
-        finally:
-            async with self.slots:
-                self.in_flight -= 1
-                self.slots.notify()
-        tokens = completion.completion_tokens or 0
-        self.stats.completion_tokens += tokens
-        self.fresh_tokens += tokens
-        return completion
-
-    def _deliver(self, result: CallResult) -> None:
-        if result.ok:
-            self.stats.done += 1
-        else:
-            self.stats.failed += 1
-        self.results.put(result)
-        self._show_progress()
-
-    def _show_progress(self) -> None:
+        self.results.put(await self.scheduler.complete(request, tag))
+        stats = self.scheduler.stats
         elapsed = max(time.monotonic() - self.started, 1e-9)
         self.bar.set_postfix(
-            in_flight=self.in_flight,
-            done=self.stats.done,
-            failed=self.stats.failed,
-            cached=self.stats.cache_hits,
-            tok_s=f"{self.fresh_tokens / elapsed:.1f}",
-            refresh=False,
+            in_flight=self.scheduler.in_flight, done=stats.done, failed=stats.failed, cached=stats.cache_hits,
+            tok_s=f"{stats.completion_tokens / elapsed:.1f}", refresh=False,
         )
         self.bar.update(1)
 
