@@ -27,12 +27,11 @@ import sys
 import tempfile
 import textwrap
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import ROOT, default_distilabel_python, distilabel_unavailable, tgi_servers
+
 sys.path.insert(0, str(ROOT))
 
 from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, build_backend  # noqa: E402
@@ -40,7 +39,6 @@ from xinstruction_dataset.llm.cache import CallCache  # noqa: E402
 from xinstruction_dataset.llm.calls import CallRunner  # noqa: E402
 
 TARGET = 0.95
-TGI_DEFAULT_QUEUE = 128  # TGI's default max_concurrent_requests
 
 DISTILABEL_SCRIPT = textwrap.dedent(
     """
@@ -84,26 +82,6 @@ class Measurement:
         )
 
 
-@contextmanager
-def tgi_servers(count: int, slots: int, latency: float) -> Iterator[list[str]]:
-    """`count` TGI-protocol server processes; yields their URLs."""
-    processes = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "tgi_server.py"), "--slots", str(slots), "--latency", str(latency),
-             "--max-concurrent-requests", str(TGI_DEFAULT_QUEUE)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(count)
-    ]
-    try:
-        yield [process.stdout.readline().strip() for process in processes]
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait()
-
-
 def bench_ours(urls: list[str], route: str, n: int, limit: float) -> Measurement:
     backend = build_backend({"backend": "tgi", "model": "bench/echo", "endpoints": urls, "route": route})
     params = GenerationParams(max_new_tokens=16)
@@ -127,25 +105,12 @@ def bench_distilabel(python: str, url: str, n: int, batch: int, limit: float) ->
     return Measurement(label, n, result["answered"], result["elapsed"], limit)
 
 
-def distilabel_unavailable(python: str | None) -> str | None:
-    """Why distilabel cannot be measured, or None if it can."""
-    if not python:
-        return "no --distilabel-python given (and no .venv-distilabel here)"
-    if not Path(python).exists():
-        return f"{python} does not exist"
-    probe = subprocess.run([python, "-c", "import distilabel.models.llms, distilabel.steps.tasks"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"distilabel does not import there: {probe.stderr.strip().splitlines()[-1]}"
-    return None
-
-
 def main(argv: list[str] | None = None) -> None:
-    default_python = ROOT / ".venv-distilabel" / "bin" / "python"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--waves", type=int, default=50, help="requests per endpoint = waves x slots")
-    parser.add_argument("--distilabel-python", default=str(default_python) if default_python.exists() else None)
+    parser.add_argument("--distilabel-python", default=default_distilabel_python())
     args = parser.parse_args(argv)
 
     per_endpoint = args.slots / args.latency

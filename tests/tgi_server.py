@@ -564,6 +564,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sigma", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-concurrent-requests", type=int, default=None)
+    parser.add_argument("--max-input-tokens", type=int, default=1024)
+    parser.add_argument("--max-total-tokens", type=int, default=2048)
     parser.add_argument("--reply", choices=REPLIES, default="echo", help="curation: a model for `xinstruction build`")
     parser.add_argument("--needs-refinement", type=float, default=0.3, help="--reply curation: share judged needs_refinement")
     parser.add_argument("--bad", type=float, default=0.2, help="--reply curation: share judged bad (the rest: good)")
@@ -571,6 +573,7 @@ def main(argv: list[str] | None = None) -> None:
     reply = curation_reply(args.needs_refinement, args.bad) if args.reply == "curation" else echo_reply
     server = TGIServer(reply=reply, slots=args.slots, latency=args.latency, service_time=args.service_time,
                        sigma=args.sigma, seed=args.seed, max_concurrent_requests=args.max_concurrent_requests,
+                       max_input_tokens=args.max_input_tokens, max_total_tokens=args.max_total_tokens,
                        port=args.port).start()
     print(server.url, flush=True)
     threading.Event().wait()

@@ -1,0 +1,86 @@
+"""Helpers shared by the benchmarks: TGI-protocol server processes (tests/tgi_server.py), their
+request logs, and the distilabel virtual environment (its pins clash with ours, so it runs as a
+subprocess of its own Python)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+TGI_SERVER = ROOT / "tests" / "tgi_server.py"
+TGI_DEFAULT_QUEUE = 128  # TGI's default max_concurrent_requests
+DEFAULT_DISTILABEL_PYTHON = ROOT / ".venv-distilabel" / "bin" / "python"
+DISTILABEL_INSTALL = (
+    "python -m venv .venv-distilabel && "
+    '.venv-distilabel/bin/pip install "distilabel[hf-inference-endpoints]" requests'
+)
+
+
+@contextmanager
+def tgi_servers(count: int, slots: int, latency: float, *extra: str) -> Iterator[list[str]]:
+    """`count` TGI-protocol server processes (each its own interpreter, so a client never
+    shares a GIL with them), TGI's default queue of 128; `extra` are more tgi_server.py
+    options. Yields their URLs; the processes are killed on exit."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(TGI_SERVER), "--slots", str(slots), "--latency", str(latency),
+             "--max-concurrent-requests", str(TGI_DEFAULT_QUEUE), *extra],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    try:
+        yield [process.stdout.readline().strip() for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def server_stats(url: str) -> dict[str, Any]:
+    """A server's request log and its summary (`GET /stats`, see tests/tgi_server.py)."""
+    with urllib.request.urlopen(f"{url}/stats", timeout=60) as answer:
+        return json.load(answer)
+
+
+def combined_stats(urls: Sequence[str]) -> dict[str, Any]:
+    """The servers' logs taken together: `span` from the first arrival at any of them to the
+    last answer from any, `busy` slot-seconds summed, `utilisation` = busy / (all slots x span)."""
+    stats = [server_stats(url) for url in urls]
+    slots = sum(s["slots"] for s in stats)
+    requests = sum(s["count"] for s in stats)
+    out: dict[str, Any] = {"slots": slots, "count": requests, "utilisation": None, "span": None,
+                           "first_arrival": None, "last_end": None, "busy": 0.0}
+    answered = [s for s in stats if s["count"]]
+    if answered:
+        first = min(s["first_arrival"] for s in answered)
+        last = max(s["last_end"] for s in answered)
+        busy = sum(s["busy"] for s in answered)
+        span = last - first
+        out.update(first_arrival=first, last_end=last, span=span, busy=busy,
+                   utilisation=busy / (slots * span) if span > 0 else None)
+    return out
+
+
+def distilabel_unavailable(python: str | None) -> str | None:
+    """Why distilabel cannot be measured, or None if it can."""
+    if not python:
+        return f"no --distilabel-python given (and no .venv-distilabel here; make one with: {DISTILABEL_INSTALL})"
+    if not Path(python).exists():
+        return f"{python} does not exist (make it with: {DISTILABEL_INSTALL})"
+    probe = subprocess.run([python, "-c", "import distilabel.models.llms, distilabel.steps.tasks"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"distilabel does not import there: {probe.stderr.strip().splitlines()[-1]}"
+    return None
+
+
+def default_distilabel_python() -> str | None:
+    return str(DEFAULT_DISTILABEL_PYTHON) if DEFAULT_DISTILABEL_PYTHON.exists() else None
