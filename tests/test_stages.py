@@ -3,7 +3,10 @@ malformed handling, refinement rounds, diversify picks, config round trips, shar
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +16,17 @@ import yaml
 from fake_llm import FakeBackend, default_reply, section
 from corpora import read_corpus
 from xinstruction_dataset.llm.cache import CallCache
-from xinstruction_dataset.llm.calls import CallRunner
+from xinstruction_dataset.llm.calls import CallScheduler
 from xinstruction_dataset.curation.config import CurationConfig, GenerateConfig, JudgeConfig, RefineConfig
-from xinstruction_dataset.curation.curate import Models, run_curation
+from xinstruction_dataset.curation.curate import ROLES, Models, run_curation
+from xinstruction_dataset.curation.engine import Engine, LanguageJob
+from xinstruction_dataset.curation.flow import build_stages
+from xinstruction_dataset.curation.stage import DONE, Work
 from xinstruction_dataset.curation.diversify import allocate, cluster, embed_texts, pick_per_cluster
 from xinstruction_dataset.curation.diversify.embed import Embedder
-from xinstruction_dataset.curation.generate import copy_overlap, generate, instruction_problem, parse_instruction
-from xinstruction_dataset.curation.judge import judge, parse_label
-from xinstruction_dataset.curation.labelling import label_documents
-from xinstruction_dataset.curation.pairs import Pair
+from xinstruction_dataset.curation.generate import copy_overlap, instruction_problem, parse_instruction
+from xinstruction_dataset.curation.judge import parse_label
+from xinstruction_dataset.curation.pairs import Pair, Reject
 from xinstruction_dataset.curation.prompts import load_prompt
 from xinstruction_dataset.curation.refine import parse_response
 from xinstruction_dataset.documents import Document
@@ -47,8 +52,53 @@ def cache(tmp_path: Path):
         yield c
 
 
-def runner(backend: FakeBackend, cache: CallCache) -> CallRunner:
-    return CallRunner(backend, cache, progress=False)
+@dataclass
+class Labelled:
+    """What the engine made of some documents: pooled pairs and rejects (by document id)."""
+
+    pool: list[Pair] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+    calls: Counter = field(default_factory=Counter)
+
+    def add(self, outcome: Work | Reject) -> None:
+        self.counts.update(outcome.events)
+        if isinstance(outcome, Reject):
+            self.rejects.append(outcome)
+        else:
+            assert outcome.next == DONE
+            self.pool.append(outcome.pairs[0])
+
+    def sorted(self) -> "Labelled":
+        self.pool.sort(key=lambda p: p.doc.id)
+        self.rejects.sort(key=lambda r: r.doc_id)
+        return self
+
+
+def engine_for(backend: FakeBackend, cache: CallCache, config: CurationConfig) -> Engine:
+    scheduler = CallScheduler(backend, cache)
+    return Engine(build_stages(config), {role: scheduler for role in ROLES}, progress=False)
+
+
+def label(documents: list[Document], backend: FakeBackend, cache: CallCache, config: CurationConfig) -> Labelled:
+    """Run `documents` through the real engine (every stage, one shared scheduler)."""
+    out = Labelled()
+    job = LanguageJob("sw", documents, out, finish=lambda: None)
+    asyncio.run(engine_for(backend, cache, config).run([job]))
+    return out.sorted()
+
+
+def advance(items: list[Work], backend: FakeBackend, cache: CallCache, config: CurationConfig) -> Labelled:
+    """Run work items that start at any stage (e.g. pairs straight to the judge)."""
+    out = Labelled()
+    engine = engine_for(backend, cache, config)
+
+    async def main() -> None:
+        for outcome in await asyncio.gather(*(engine.advance(item, out.calls) for item in items)):
+            out.add(outcome)
+
+    asyncio.run(main())
+    return out.sorted()
 
 
 # -- generate: parsing -------------------------------------------------------------------------
@@ -113,6 +163,8 @@ def test_generate_candidates_seeds_and_reasons(cache: CallCache) -> None:
     bad_doc = documents[1].id
 
     def reply(request):
+        if not request.prompt.rstrip().endswith("### English Instruction:"):
+            return default_reply(request)  # the judge: good
         text = section(request.prompt, "Text")
         if text.startswith(documents[1].text[:50]):
             return "Eleza habari hii kwa ufupi na kwa undani zaidi." if request.params.seed == 0 else ""
@@ -121,9 +173,12 @@ def test_generate_candidates_seeds_and_reasons(cache: CallCache) -> None:
         return default_reply(request)
 
     backend = FakeBackend(reply)
-    out = generate(documents, runner(backend, cache), GenerateConfig(candidates=2), "sw", seed=0)
-    assert sorted({r.params.seed for r in backend.calls}) == [0, 1]
-    assert [p.candidate for p in out.candidates[documents[0].id]] == [0, 1]
+    config = CurationConfig.from_dict({"generate": {"candidates": 2}, "refine": {"rounds": 0}})
+    out = label(documents, backend, cache, config)
+    generate_calls = [r for r in backend.calls if r.prompt.rstrip().endswith("### English Instruction:")]
+    assert sorted({r.params.seed for r in generate_calls}) == [0, 1]
+    assert out.counts["candidates_usable"] == 2 and [p.doc.id for p in out.pool] == [documents[0].id]
+    assert out.pool[0].candidate == 0  # both judged good: the lower candidate number wins
     reasons = {r.doc_id: r.reason for r in out.rejects}
     assert reasons[bad_doc].startswith("generate:not_english:")
     assert [c["reason"] for c in next(r for r in out.rejects if r.doc_id == bad_doc).detail["candidates"]][1] == "empty"
@@ -131,8 +186,8 @@ def test_generate_candidates_seeds_and_reasons(cache: CallCache) -> None:
     assert "connection reset" in next(r for r in out.rejects if r.doc_id == documents[2].id).detail["candidates"][0]["raw"]
     # A second run is served from the cache: no new calls.
     calls = len(backend.calls)
-    generate(documents, runner(backend, cache), GenerateConfig(candidates=2), "sw", seed=0)
-    assert len(backend.calls) == calls + 2  # only the failed call is tried again
+    label(documents, backend, cache, config)
+    assert len(backend.calls) == calls + 2  # only the failed calls are tried again
 
 
 # -- judge -------------------------------------------------------------------------------------
@@ -165,8 +220,8 @@ def test_parse_five_point(reply: str, expected) -> None:
     assert parse_label(reply, JudgeConfig(scale="five_point")) == expected
 
 
-def pairs_for(documents: list[Document]) -> list[Pair]:
-    return [Pair(d, "Describe the news in this story.", d.text) for d in documents]
+def judge_items(documents: list[Document]) -> list[Work]:
+    return [Work(d, "sw", "judge", pairs=(Pair(d, "Describe the news in this story.", d.text),)) for d in documents]
 
 
 def test_judge_malformed_is_retried_once_with_a_new_seed_then_rejected(cache: CallCache) -> None:
@@ -181,19 +236,22 @@ def test_judge_malformed_is_retried_once_with_a_new_seed_then_rejected(cache: Ca
         return "I would rather not say."  # always malformed
 
     backend = FakeBackend(reply)
-    out = judge(pairs_for(documents), runner(backend, cache), JudgeConfig(), "sw", seed=0)
-    assert [(p.doc.id, p.label) for p in out.judged] == [(documents[0].id, "good"), (documents[1].id, "bad")]
-    assert out.failed[(documents[2].id, 0)][0] == "judge:malformed"
-    assert out.failed[(documents[2].id, 0)][1]["replies"] == ["I would rather not say."] * 2
-    assert out.stats["malformed"] == 3
+    out = advance(judge_items(documents), backend, cache, CurationConfig())
+    assert [(p.doc.id, p.label) for p in out.pool] == [(documents[0].id, "good")]
+    rejects = {r.doc_id: r for r in out.rejects}
+    assert rejects[documents[1].id].reason == "judge:bad"
+    assert rejects[documents[2].id].reason == "judge:malformed"
+    assert rejects[documents[2].id].detail["replies"] == ["I would rather not say."] * 2
+    assert out.counts["judge_round_0_malformed"] == 3
     assert len(backend.calls) == 5  # 3 first attempts + 2 retries (different keys: seed 1)
-    assert out.judged[0].prompts == ("judge:judge_three_level_v1",)
+    assert out.pool[0].prompts == ("judge:judge_three_level_v1",)
 
 
 def test_judge_five_point_keeps_score(cache: CallCache) -> None:
     backend = FakeBackend(lambda r: "Score: 3")
-    out = judge(pairs_for(docs(1)), runner(backend, cache), JudgeConfig(scale="five_point"), "sw", seed=0)
-    assert (out.judged[0].label, out.judged[0].score) == ("needs_refinement", 3.0)
+    config = CurationConfig.from_dict({"judge": {"scale": "five_point"}, "refine": {"rounds": 0, "keep_exhausted": True}})
+    out = advance(judge_items(docs(1)), backend, cache, config)
+    assert (out.pool[0].label, out.pool[0].score) == ("needs_refinement", 3.0)
     assert "### Score (1-5):" in backend.calls[0].prompt
 
 
@@ -206,7 +264,7 @@ def config_with(**sections) -> CurationConfig:
 
 def run_labelling(documents, reply, config, cache):
     backend = FakeBackend(reply)
-    return label_documents(documents, lambda stage: runner(backend, cache), config, "sw"), backend
+    return label(documents, backend, cache, config), backend
 
 
 def test_refined_instruction_is_rejudged_and_records_its_round(cache: CallCache) -> None:

@@ -10,7 +10,7 @@ them out). Every file is written through `storage.AtomicFile`: complete or absen
     <output_dir>/curation/<lang>/summary.json                counts per stage and reason
     <output_dir>/curation/<lang>/work/                       per-shard results before diversify:
         pairs-IIIII-of-NNNNN.jsonl, rejects-IIIII-of-NNNNN.jsonl, meta-IIIII-of-NNNNN.json
-    <output_dir>/curation/<lang>/work/spill-*/               unsorted results of a labelling run
+    <output_dir>/curation/<lang>/work/spill-*/               sorted runs of a labelling or merge run
     <output_dir>/curated/<lang>/train-00000-of-0000N.jsonl   curated shards (the builder's input)
     <output_dir>/x-instruction/                              the hub-ready folder `build` exports
 """
@@ -87,6 +87,9 @@ class RunLayout:
 
     def spill(self, language: str, shard: tuple[int, int]) -> Path:
         return self.language_dir(language) / "work" / f"spill-{shard_suffix(shard)}"
+
+    def merge_spill(self, language: str) -> Path:
+        return self.language_dir(language) / "work" / "spill-merge"
 
     def finished_shards(self, language: str) -> dict[int, set[int]]:
         """{shard count: {indices with results}} found in the language's work folder."""

@@ -1,95 +1,82 @@
-"""Generate -> judge -> refine rounds for one batch of documents: every document ends as one
-labelled pair for diversify, or as a reject with the reason of the stage that dropped it.
+"""The label phase of one language shard: its documents streamed from disk, its outcomes collected.
 
-Per document: its usable candidates are judged and the best is kept (label, score, then the
-lowest candidate number). `good` goes to the pool, `bad` is rejected, `needs_refinement` is
-rewritten and judged again, for up to `refine.rounds` rounds.
+`documents()` streams the filtered documents of a shard (a repeated id is a reject, not a second
+document). `LabelSink` takes each document's outcome as the engine finishes it, in completion
+order, spills pairs and rejects to sorted runs, and `finish()` writes the shard's work files in
+document-id order (see layout.RunLayout.work):
+
+    pairs-IIIII-of-NNNNN.jsonl     one labelled pair per pooled document (diversify's input)
+    rejects-IIIII-of-NNNNN.jsonl   every other document, with the reason of the stage that dropped it
+    meta-IIIII-of-NNNNN.json       models, counters and the resolved config; written last, so its
+                                   presence marks the shard finished
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Iterable, Iterator
 
 from ..documents import Document
-from .config import CurationConfig
-from .generate import generate
-from .judge import judge
-from .pairs import Pair, Reject
-from .refine import refine
-
-# stage name ("generate", "judge", "refine") -> a CallRunner-like object with `.run(requests)`
-RunnerFor = Callable[[str], Any]
+from ..filtering.runner import read_documents
+from ..layout import RunLayout
+from ..storage import AtomicFile, write_json
+from .pairs import Reject
+from .spill import SortedSpill, clear_spills
+from .stage import Work
 
 
-@dataclass
-class Labelled:
-    pool: list[Pair] = field(default_factory=list)  # ordered by document id
-    rejects: list[Reject] = field(default_factory=list)
-    counts: Counter = field(default_factory=Counter)
+def shard_of(doc_id: str, count: int) -> int:
+    """The shard of a document: a stable hash of its id, the same on every machine."""
+    return int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big") % count
 
 
-def label_documents(docs: list[Document], runner_for: RunnerFor, config: CurationConfig, language: str) -> Labelled:
-    out = Labelled()
-    out.counts["documents"] = len(docs)
-    generated = generate(docs, runner_for("generate"), config.generate, language, config.seed)
-    out.rejects += generated.rejects
-    candidates = [pair for doc in docs for pair in generated.candidates.get(doc.id, [])]
-    out.counts["candidates_usable"] = len(candidates)
-    pending = _judge_and_route(candidates, runner_for, config, language, out)
-    for _ in range(config.refine.rounds):
-        if not pending:
-            break
-        out.counts[f"refine_round_{pending[0].round + 1}"] = len(pending)
-        refined = refine(pending, runner_for("refine"), config.refine, config.generate, language, config.seed)
-        for pair in pending:
-            if pair.tag in refined.failed:
-                reason, detail = refined.failed[pair.tag]
-                out.rejects.append(Reject.of(pair.doc, language, reason, **detail))
-        pending = _judge_and_route(refined.rewritten, runner_for, config, language, out)
-    for pair in pending:
-        if config.refine.keep_exhausted:
-            out.pool.append(pair)
-        else:
-            out.rejects.append(Reject.of(pair.doc, language, "refine:rounds_exhausted", instruction=pair.instruction, round=pair.round))
-    out.pool.sort(key=lambda p: p.doc.id)
-    out.rejects.sort(key=lambda r: r.doc_id)
-    out.counts["pool"] = len(out.pool)
-    out.counts["pool_kept_exhausted"] = sum(p.label == "needs_refinement" for p in out.pool)
-    return out
+def documents(files: Iterable[Path], language: str, shard: tuple[int, int] | None) -> Iterator[Document | Reject]:
+    """The documents of `files` in shard `shard` (None: every document, the files are the shard)."""
+    seen: set[str] = set()  # ids only: memory grows by ~100 bytes a document, never by its text
+    for file in files:
+        for doc in read_documents(file):
+            if shard is not None and shard_of(doc.id, shard[1]) != shard[0]:
+                continue
+            if doc.id in seen:
+                yield Reject.of(doc, language, "input:duplicate_id")
+                continue
+            seen.add(doc.id)
+            yield doc
 
 
-def _judge_and_route(pairs: list[Pair], runner_for: RunnerFor, config: CurationConfig, language: str, out: Labelled) -> list[Pair]:
-    """Judge `pairs`, keep each document's best; route good to the pool, bad to rejects, and
-    return those needing refinement."""
-    if not pairs:
-        return []
-    round_ = pairs[0].round
-    judged = judge(pairs, runner_for("judge"), config.judge, language, config.seed)
-    out.counts.update({f"judge_round_{round_}_{k}": v for k, v in judged.stats.items()})
-    best: dict[str, Pair] = {}
-    for pair in judged.judged:
-        current = best.get(pair.doc.id)
-        if current is None or pair.rank() > current.rank():
-            best[pair.doc.id] = pair
-    pending = []
-    for doc_id, tried in _by_document(pairs).items():
-        pair = best.get(doc_id)
-        if pair is None:  # every candidate of this document failed to be judged
-            reason, detail = judged.failed[tried[0].tag]
-            out.rejects.append(Reject.of(tried[0].doc, language, reason, round=round_, **detail))
-        elif pair.label == "good":
-            out.pool.append(pair)
-        elif pair.label == "bad":
-            out.rejects.append(Reject.of(pair.doc, language, "judge:bad", instruction=pair.instruction, round=round_, score=pair.score))
-        else:
-            pending.append(pair)
-    return pending
+class LabelSink:
+    """The outcomes of one language shard, in any order; written sorted by `finish()`."""
 
+    def __init__(self, layout: RunLayout, language: str, shard: tuple[int, int]) -> None:
+        self.layout, self.language, self.shard = layout, language, shard
+        self.spill_folder = layout.spill(language, shard)
+        clear_spills(self.spill_folder)  # a killed run's runs: everything is rebuilt from the cache
+        self.pairs = SortedSpill(self.spill_folder, "pairs")
+        self.rejects = SortedSpill(self.spill_folder, "rejects")
+        self.counts: Counter = Counter(documents=0, pool=0, pool_kept_exhausted=0)  # deterministic
+        self.rejected: Counter = Counter()  # reason -> documents
+        self.calls: Counter = Counter()  # this run only: <stage>_called/_cached/_failed
 
-def _by_document(pairs: list[Pair]) -> dict[str, list[Pair]]:
-    grouped: dict[str, list[Pair]] = {}
-    for pair in pairs:
-        grouped.setdefault(pair.doc.id, []).append(pair)
-    return grouped
+    def add(self, outcome: Work | Reject) -> None:
+        self.counts["documents"] += 1
+        self.counts.update(outcome.events)
+        if isinstance(outcome, Reject):
+            self.rejected[outcome.reason] += 1
+            self.rejects.add(outcome.doc_id, outcome.to_dict())
+            return
+        (pair,) = outcome.pairs
+        self.counts["pool"] += 1
+        self.counts["pool_kept_exhausted"] += pair.label == "needs_refinement"
+        self.pairs.add(pair.doc.id, pair.to_dict())
+
+    def finish(self, meta: dict[str, Any]) -> None:
+        """Write the work files (pairs and rejects sorted, then meta) and drop the spill runs."""
+        for spill, kind in ((self.pairs, "pairs"), (self.rejects, "rejects")):
+            with AtomicFile(self.layout.work(self.language, kind, self.shard)) as f:
+                for _, line in spill.lines():
+                    f.write(line + "\n")
+            spill.remove()
+        write_json(self.layout.work(self.language, "meta", self.shard), {**meta, "counts": dict(self.counts)})
+        clear_spills(self.spill_folder)

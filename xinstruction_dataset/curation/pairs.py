@@ -66,13 +66,17 @@ class Reject:
     source: str = ""
     url: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    # Summary counters of the document's way here (see stage.Work.events); not written out.
+    events: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def of(cls, doc: Document, language: str, reason: str, **detail: Any) -> "Reject":
         return cls(doc_id=doc.id, language=language, reason=reason, source=doc.source, url=doc.url, detail=detail)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["events"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Reject":

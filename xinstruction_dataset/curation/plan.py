@@ -4,10 +4,12 @@ computed without building a model or making a call."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from ..recipe import Recipe
 from .config import CurationConfig
 from .curate import Curation
+from .pairs import Reject
 from .prompts import load_prompt
 
 
@@ -67,11 +69,11 @@ def _language(curation: Curation, language: str, shard: tuple[int, int], merge: 
         lines.append(f"  finished shards: {', '.join(f'{len(v)} of {n}' for n, v in sorted(found.items())) or 'none'}")
     else:
         files, presharded = curation.input_files(language, shard)
-        docs, duplicates = curation.load_documents(language, shard)
-        d, c, rounds = len(docs), config.generate.candidates, config.refine.rounds
+        seen = Counter(isinstance(item, Reject) for item in curation.documents(language, shard))  # streamed
+        d, duplicates, c, rounds = seen[False], seen[True], config.generate.candidates, config.refine.rounds
         lines += [
             f"  input: {', '.join(map(str, files))}" + (" (this shard's filter output)" if presharded else ""),
-            f"  documents: {d}" + (f" in shard {shard[0]}/{shard[1]}" if shard[1] > 1 else "") + (f" ({len(duplicates)} duplicate ids)" if duplicates else ""),
+            f"  documents: {d}" + (f" in shard {shard[0]}/{shard[1]}" if shard[1] > 1 else "") + (f" ({duplicates} duplicate ids)" if duplicates else ""),
             f"  calls at most: generate {d * c}, judge {2 * d * c + 2 * rounds * d}, refine {rounds * d}",
         ]
     if merge or shard[1] == 1:

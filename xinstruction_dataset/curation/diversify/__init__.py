@@ -3,9 +3,9 @@
 from .cluster import Clustering, allocate, cluster
 from .embed import Embedder, LocalEmbedder, TEIEmbedder, build_embedder, embed_texts, embedding_key
 from .select import pick_per_cluster
-from .stage import DiversifyOutcome, diversify, quality
+from .stage import Selection, diversify, quality
 
 __all__ = [
-    "Clustering", "DiversifyOutcome", "Embedder", "LocalEmbedder", "TEIEmbedder", "allocate", "build_embedder",
+    "Clustering", "Selection", "Embedder", "LocalEmbedder", "TEIEmbedder", "allocate", "build_embedder",
     "cluster", "diversify", "embed_texts", "embedding_key", "pick_per_cluster", "quality",
 ]

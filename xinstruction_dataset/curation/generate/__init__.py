@@ -2,6 +2,6 @@
 
 from .checks import copy_overlap, instruction_problem
 from .parsing import parse_instruction
-from .stage import GenerateOutcome, generate, generate_requests
+from .stage import Generate
 
-__all__ = ["GenerateOutcome", "copy_overlap", "generate", "generate_requests", "instruction_problem", "parse_instruction"]
+__all__ = ["Generate", "copy_overlap", "instruction_problem", "parse_instruction"]

@@ -1,6 +1,6 @@
 """Judging: label (instruction, response) pairs good / needs_refinement / bad (or score 1-5)."""
 
 from .parsing import parse_label
-from .stage import JudgeOutcome, judge, judge_request
+from .stage import Judge
 
-__all__ = ["JudgeOutcome", "judge", "judge_request", "parse_label"]
+__all__ = ["Judge", "parse_label"]

@@ -1,69 +1,97 @@
-"""Stage 2, judge: label each (instruction, response) pair on the configured scale.
+"""Stage 2, judge: label each (instruction, response) pair of a document on the configured scale,
+keep the best (label, score, then the lowest candidate number) and route the document.
 
-A reply with no readable label is recorded and retried once with the next seed (a new cache key,
-so the retry is a real new call); a second malformed reply rejects the pair (`judge:malformed`).
+A reply with no readable label is retried once with the next seed (a new cache key, so the retry
+is a real new call); a second malformed reply drops the pair (`judge:malformed`). A document whose
+pairs all fail is rejected with the first pair's reason. The best pair's label decides the route:
+`good` is done, `bad` is rejected, `needs_refinement` goes to refinement while rounds are left;
+after the last round it is rejected (`refine:rounds_exhausted`) or kept (`keep_exhausted`).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
-
-from ...llm.backends.base import LLMRequest
 from ...languages import get_language
-from ..config import JudgeConfig
-from ..pairs import Pair
+from ...llm.backends.base import LLMRequest
+from ...llm.calls import CallResult
+from ..config import JudgeConfig, RefineConfig
+from ..pairs import Pair, Reject
 from ..prompts import load_prompt
+from ..stage import Stage, Work
 from .parsing import parse_label
 
 STOP = ("###",)
 ATTEMPTS = 2
 
 
-@dataclass
-class JudgeOutcome:
-    judged: list[Pair] = field(default_factory=list)  # labelled pairs, input order
-    failed: dict[tuple[str, int], tuple[str, dict[str, Any]]] = field(default_factory=dict)  # tag -> (reason, detail)
-    stats: Counter = field(default_factory=Counter)
+class Judge(Stage):
+    name = "judge"
+    role = "judge"
 
+    def __init__(self, config: JudgeConfig, refine: RefineConfig, seed: int, *, good: str, refine_stage: str) -> None:
+        self.config, self.refine, self.seed = config, refine, seed
+        self.good, self.refine_stage = good, refine_stage
+        self.template = load_prompt("judge", config.prompt)
 
-def judge_request(pair: Pair, config: JudgeConfig, language: str, seed: int) -> LLMRequest:
-    prompt = load_prompt("judge", config.prompt).render(
-        language=get_language(language).name, instruction=pair.instruction, response=pair.response
-    )
-    return LLMRequest(prompt=prompt, params=config.sampling.params(seed, STOP))
+    def requests(self, item: Work) -> list[LLMRequest]:
+        language = get_language(item.language).name
+        return [
+            LLMRequest(
+                prompt=self.template.render(language=language, instruction=pair.instruction, response=pair.response),
+                params=self.config.sampling.params(self.seed + item.attempt, STOP),
+            )
+            for pair in _unlabelled(item)
+        ]
 
-
-def judge(pairs: list[Pair], runner, config: JudgeConfig, language: str, seed: int) -> JudgeOutcome:
-    """Label `pairs` (tags must be unique) with the judge behind `runner` (a CallRunner)."""
-    version = load_prompt("judge", config.prompt).version
-    outcome = JudgeOutcome()
-    replies: dict[tuple[str, int], list[str]] = {pair.tag: [] for pair in pairs}
-    labels: dict[tuple[str, int], tuple[str, float | None]] = {}
-    pending = list(pairs)
-    for attempt in range(ATTEMPTS):
-        requests = [(pair.tag, judge_request(pair, config, language, seed + attempt)) for pair in pending]
-        results = {r.tag: r for r in runner.run(requests)}
-        retry = []
-        for pair in pending:
-            result = results[pair.tag]
+    def accept(self, item: Work, results: list[CallResult]) -> Work | Reject:
+        pairs = {pair.candidate: pair for pair in item.pairs}
+        failures, replies, events = list(item.failures), list(item.replies), []
+        round_ = item.pairs[0].round
+        last_attempt = item.attempt + 1 >= ATTEMPTS
+        for pair, result in zip(_unlabelled(item), results):
             if result.completion is None:
-                outcome.failed[pair.tag] = ("judge:call_failed", {"error": str(result.error)})
+                failures.append((pair.candidate, "judge:call_failed", {"error": str(result.error)}))
+                del pairs[pair.candidate]
                 continue
-            replies[pair.tag].append(result.completion.text)
-            parsed = parse_label(result.completion.text, config)
-            if parsed is None:
-                outcome.stats["malformed"] += 1
-                retry.append(pair)
-            else:
-                labels[pair.tag] = parsed
-        pending = retry
-    for pair in pending:
-        outcome.failed[pair.tag] = ("judge:malformed", {"replies": replies[pair.tag]})
-    for pair in pairs:
-        if pair.tag in labels:
-            label, score = labels[pair.tag]
-            outcome.stats[label] += 1
-            outcome.judged.append(pair.judged(label, score, version))
-    return outcome
+            parsed = parse_label(result.completion.text, self.config)
+            if parsed is not None:
+                pairs[pair.candidate] = pair.judged(*parsed, self.template.version)
+                events.append(f"judge_round_{round_}_{parsed[0]}")
+                continue
+            events.append(f"judge_round_{round_}_malformed")
+            replies.append((pair.candidate, result.completion.text))
+            if last_attempt:
+                mine = [reply for candidate, reply in replies if candidate == pair.candidate]
+                failures.append((pair.candidate, "judge:malformed", {"replies": mine}))
+                del pairs[pair.candidate]
+        item = item.then(item.next, tuple(pairs[c] for c in sorted(pairs)), *events, failures=tuple(failures), replies=tuple(replies))
+        if _unlabelled(item):
+            return item.then(self.name, item.pairs, attempt=item.attempt + 1)
+        return self._route(item, round_)
+
+    def _route(self, item: Work, round_: int) -> Work | Reject:
+        if not item.pairs:  # every pair of this document failed to be judged
+            _, reason, detail = min(item.failures, key=lambda failure: failure[0])
+            return item.reject(reason, round=round_, **detail)
+        best = _best(item.pairs)
+        if best.label == "good":
+            return item.then(self.good, (best,))
+        if best.label == "bad":
+            return item.reject("judge:bad", instruction=best.instruction, round=round_, score=best.score)
+        if best.round < self.refine.rounds:
+            return item.then(self.refine_stage, (best,), f"refine_round_{best.round + 1}", attempt=0, failures=(), replies=())
+        if self.refine.keep_exhausted:
+            return item.then(self.good, (best,))
+        return item.reject("refine:rounds_exhausted", instruction=best.instruction, round=best.round)
+
+
+def _unlabelled(item: Work) -> list[Pair]:
+    return [pair for pair in item.pairs if not pair.label]
+
+
+def _best(pairs: tuple[Pair, ...]) -> Pair:
+    """The best-ranked pair; on a tie, the lowest candidate number."""
+    best = pairs[0]
+    for pair in pairs[1:]:
+        if pair.rank() > best.rank():
+            best = pair
+    return best

@@ -1,4 +1,4 @@
-"""Stage 3, refine: rewrite pairs labelled needs_refinement (the curate loop re-judges them).
+"""Stage 3, refine: rewrite a pair labelled needs_refinement; the flow sends it back to the judge.
 
 `target: instruction` rewrites the English instruction to fit the response; the rewrite must
 pass generate's checks. `target: response` rewrites the response in the target language,
@@ -8,58 +8,50 @@ samples with seed `seed + r`, so a pair that comes back for another round gets a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
-from ...llm.backends.base import LLMRequest
+from ...filtering.langid import is_language
 from ...languages import get_language
+from ...llm.backends.base import LLMRequest
+from ...llm.calls import CallResult
 from ..config import GenerateConfig, RefineConfig
 from ..generate import instruction_problem, parse_instruction
-from ...filtering.langid import is_language
-from ..pairs import Pair
+from ..pairs import Pair, Reject
 from ..prompts import load_prompt
+from ..stage import Stage, Work
 from .parsing import parse_response
 
 STOPS = {"instruction": ("###", "\n\n"), "response": ("###",)}
 
 
-@dataclass
-class RefineOutcome:
-    rewritten: list[Pair] = field(default_factory=list)  # unjudged, input order
-    failed: dict[tuple[str, int], tuple[str, dict[str, Any]]] = field(default_factory=dict)
+class Refine(Stage):
+    name = "refine"
+    role = "refiner"
 
+    def __init__(self, config: RefineConfig, checks: GenerateConfig, seed: int, *, then: str) -> None:
+        self.config, self.checks, self.seed, self.then = config, checks, seed, then
+        self.template = load_prompt("refine", config.prompt)
 
-def refine_request(pair: Pair, config: RefineConfig, language: str, seed: int) -> LLMRequest:
-    prompt = load_prompt("refine", config.prompt).render(
-        language=get_language(language).name, instruction=pair.instruction, response=pair.response
-    )
-    return LLMRequest(prompt=prompt, params=config.sampling.params(seed + pair.round + 1, STOPS[config.target]))
+    def requests(self, item: Work) -> list[LLMRequest]:
+        (pair,) = item.pairs
+        prompt = self.template.render(language=get_language(item.language).name, instruction=pair.instruction, response=pair.response)
+        return [LLMRequest(prompt=prompt, params=self.config.sampling.params(self.seed + pair.round + 1, STOPS[self.config.target]))]
 
-
-def refine(pairs: list[Pair], runner, config: RefineConfig, checks: GenerateConfig, language: str, seed: int) -> RefineOutcome:
-    version = load_prompt("refine", config.prompt).version
-    results = {r.tag: r for r in runner.run((pair.tag, refine_request(pair, config, language, seed)) for pair in pairs)}
-    outcome = RefineOutcome()
-    for pair in pairs:
-        result = results[pair.tag]
+    def accept(self, item: Work, results: list[CallResult]) -> Work | Reject:
+        (pair,), (result,) = item.pairs, results
         if result.completion is None:
-            outcome.failed[pair.tag] = ("refine:call_failed", {"error": str(result.error)})
-            continue
-        rewritten, problem = _rewrite(pair, result.completion.text, config, checks, language, version)
-        if problem is None:
-            outcome.rewritten.append(rewritten)
-        else:
-            outcome.failed[pair.tag] = (f"refine:{problem}", {"raw": result.completion.text, "round": pair.round + 1})
-    return outcome
+            return item.reject("refine:call_failed", error=str(result.error))
+        rewritten, problem = self._rewrite(pair, result.completion.text, item.language)
+        if problem is not None:
+            return item.reject(f"refine:{problem}", raw=result.completion.text, round=pair.round + 1)
+        return item.then(self.then, (rewritten,))
 
-
-def _rewrite(pair: Pair, raw: str, config: RefineConfig, checks: GenerateConfig, language: str, version: str) -> tuple[Pair, str | None]:
-    if config.target == "instruction":
-        instruction = parse_instruction(raw)
-        return pair.rewritten(instruction, pair.response, version), instruction_problem(instruction, pair.response, checks)
-    response = parse_response(raw)
-    rewritten = pair.rewritten(pair.instruction, response, version)
-    if not response:
-        return rewritten, "empty"
-    same, found = is_language(response, language, config.min_language_prob)
-    return rewritten, None if same else f"wrong_language:{found}"
+    def _rewrite(self, pair: Pair, raw: str, language: str) -> tuple[Pair, str | None]:
+        version = self.template.version
+        if self.config.target == "instruction":
+            instruction = parse_instruction(raw)
+            return pair.rewritten(instruction, pair.response, version), instruction_problem(instruction, pair.response, self.checks)
+        response = parse_response(raw)
+        rewritten = pair.rewritten(pair.instruction, response, version)
+        if not response:
+            return rewritten, "empty"
+        same, found = is_language(response, language, self.config.min_language_prob)
+        return rewritten, None if same else f"wrong_language:{found}"

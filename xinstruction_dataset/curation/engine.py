@@ -1,0 +1,136 @@
+"""The labelling engine: every document of every language moves through the stages on its own.
+
+A document's next call is issued the moment its previous one returns: there is no stage barrier
+and no per-language barrier. All documents share one `CallScheduler` per distinct backend, so
+a backend ramps up once per run and the generator, judge and refiner share a server's slots
+when they are the same server. New documents are admitted while fewer than
+`ADMIT_PER_SLOT x (sum of the schedulers' limits)` are in flight, which keeps every endpoint's
+queue full from the first request to the last and bounds memory (documents are streamed from
+disk; finished ones go to the language's `LabelSink` at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol
+
+from tqdm.auto import tqdm
+
+from ..documents import Document
+from ..llm.calls import CallScheduler
+from .flow import FIRST
+from .pairs import Reject
+from .stage import DONE, Stage, Work
+
+ADMIT_PER_SLOT = 2  # documents in flight per server slot: each has one or two calls queued
+
+
+@dataclass
+class LanguageJob:
+    """One language (shard) to label: its documents, streamed, and where its outcomes go.
+    `documents` may yield a `Reject` for input that never reaches a stage (a duplicate id)."""
+
+    language: str
+    documents: Iterable[Document | Reject]
+    sink: "Sink"
+    finish: Callable[[], None]  # writes the language's results; run in a worker thread
+    active: int = 0
+    fed: bool = False
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Sink(Protocol):
+    """Where a language's outcomes go (see labelling.LabelSink)."""
+
+    calls: Counter  # <stage>_called / _cached / _failed
+
+    def add(self, outcome: Work | Reject) -> None: ...
+
+
+class Engine:
+    def __init__(self, stages: dict[str, Stage], schedulers: dict[str, CallScheduler], *, progress: bool = True, total: int | None = None) -> None:
+        self.stages = stages
+        self.schedulers = schedulers  # by role: generator, judge, refiner
+        self.distinct = list({id(s): s for s in schedulers.values()}.values())
+        self.progress = progress
+        self.total = total
+        self.in_flight_docs = 0
+        self._room: asyncio.Condition | None = None
+
+    async def run(self, jobs: list[LanguageJob]) -> None:
+        """Label every job's documents; each job's `finish` runs as soon as its last one is done."""
+        self._room = asyncio.Condition()
+        with tqdm(total=self.total, desc="curate", unit="doc", disable=not self.progress, dynamic_ncols=True) as self.bar:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for job in jobs:
+                        await self._feed(job, group)
+            except BaseExceptionGroup as group_error:
+                # One document's failure (the cache's disk is full, a bug) stops the run: raise
+                # that error itself, not the group the task group wraps it in.
+                raise group_error.exceptions[0] from None
+            finally:
+                for scheduler in self.distinct:
+                    await scheduler.aclose()
+
+    def admit_limit(self) -> int:
+        return ADMIT_PER_SLOT * sum(s.limit for s in self.distinct)
+
+    async def _feed(self, job: LanguageJob, group: asyncio.TaskGroup) -> None:
+        for item in job.documents:
+            if isinstance(item, Reject):
+                job.sink.add(item)
+                continue
+            async with self._room:
+                await self._room.wait_for(lambda: self.in_flight_docs < self.admit_limit())
+            self.in_flight_docs += 1
+            job.active += 1
+            group.create_task(self._document(job, item))
+        job.fed = True
+        if job.active == 0:
+            job.idle.set()
+        group.create_task(self._finish(job))
+
+    async def _finish(self, job: LanguageJob) -> None:
+        await job.idle.wait()
+        await asyncio.to_thread(job.finish)
+
+    async def advance(self, item: Work, calls: Counter) -> Work | Reject:
+        """Move one document through the stages until it is done or rejected; `calls` counts
+        its calls per stage (called, cached, failed)."""
+        outcome: Work | Reject = item
+        while isinstance(outcome, Work) and outcome.next != DONE:
+            stage = self.stages[outcome.next]
+            scheduler = self.schedulers[stage.role]
+            results = await asyncio.gather(*(scheduler.complete(r) for r in stage.requests(outcome)))
+            for result in results:
+                calls[f"{stage.name}_{'cached' if result.cached else 'called'}"] += 1
+                calls[f"{stage.name}_failed"] += not result.ok
+            outcome = stage.accept(outcome, list(results))
+        return outcome
+
+    async def _document(self, job: LanguageJob, doc: Document) -> None:
+        job.sink.add(await self.advance(Work(doc, job.language, FIRST), job.sink.calls))
+        await self._done(job)
+
+    async def _done(self, job: LanguageJob) -> None:
+        self.in_flight_docs -= 1
+        job.active -= 1
+        if job.fed and job.active == 0:
+            job.idle.set()
+        async with self._room:
+            self._room.notify()
+        self._show_progress()
+
+    def _show_progress(self) -> None:
+        stats = [s.stats for s in self.distinct]
+        self.bar.set_postfix(
+            in_flight=sum(s.in_flight for s in self.distinct),
+            calls=sum(s.sent for s in stats),
+            cached=sum(s.cache_hits for s in stats),
+            failed=sum(s.failed for s in stats),
+            refresh=False,
+        )
+        self.bar.update(1)

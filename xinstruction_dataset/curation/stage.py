@@ -1,0 +1,61 @@
+"""The one shape of an LLM stage, and the work item that moves a document through the stages.
+
+A stage is a module with one `Stage` subclass and its prompts beside it:
+
+    requests(item)             -> [LLMRequest]         the calls this step of the document needs
+    accept(item, results)      -> next Work | Reject   what the replies mean for the document
+
+`accept` gets one `CallResult` per request, in request order, and returns the document's next
+`Work` (naming the stage to run next, or `DONE`) or a `Reject` with its reason. Stages are pure
+functions of the item and the stored replies, so a document's outcome does not depend on when
+its calls finish, and a resumed run rebuilds it from the cache. The engine (`engine.py`) drives
+every document on its own; the route between stages is set in `flow.py`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+from ..documents import Document
+from ..llm.backends.base import LLMRequest
+from ..llm.calls import CallResult
+from .pairs import Pair, Reject
+
+DONE = "done"  # the `next` of a document whose best pair goes to the pool
+
+
+@dataclass(frozen=True)
+class Work:
+    """A document in flight: the pairs it carries and where it goes next."""
+
+    doc: Document
+    language: str
+    next: str
+    pairs: tuple[Pair, ...] = ()  # candidates being judged, or the one pair being refined/kept
+    attempt: int = 0  # judge attempts on the unlabelled pairs (malformed replies are retried)
+    failures: tuple[tuple[int, str, Any], ...] = ()  # (candidate, reason, detail) of dropped pairs
+    replies: tuple[tuple[int, str], ...] = ()  # (candidate, reply) of malformed judge replies so far
+    events: tuple[str, ...] = ()  # counters this document adds to its language's summary
+
+    def then(self, next: str, pairs: tuple[Pair, ...], *events: str, **changes: Any) -> "Work":
+        return replace(self, next=next, pairs=pairs, events=self.events + events, **changes)
+
+    def reject(self, reason: str, *events: str, **detail: Any) -> Reject:
+        return replace(Reject.of(self.doc, self.language, reason, **detail), events=self.events + events)
+
+
+class Stage(ABC):
+    """One LLM step; `role` names the model that serves it (generator, judge or refiner)."""
+
+    name: ClassVar[str]
+    role: ClassVar[str]
+
+    @abstractmethod
+    def requests(self, item: Work) -> list[LLMRequest]:
+        """The calls `item` needs now (at least one)."""
+
+    @abstractmethod
+    def accept(self, item: Work, results: list[CallResult]) -> Work | Reject:
+        """The document's next step, from one result per request of `requests(item)`."""
