@@ -117,13 +117,13 @@ HEADER = ["scenario", "service", "docs", "requests", "span s", "share", "target"
 def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
     many = ALL_LANGUAGES[: args.languages]
     return {
-        "1": Scenario("1", f"{len(many)} langs x {args.docs_per_language}, 1 endpoint", many, args.docs_per_language,
+        "1": Scenario("1", f"1: {len(many)} langs x {args.docs_per_language}, 1 endpoint", many, args.docs_per_language,
                       target=0.95),
-        "2": Scenario("2", f"1 lang x {args.single_language_docs}, 1 endpoint", [SINGLE_LANGUAGE],
+        "2": Scenario("2", f"2: 1 lang x {args.single_language_docs}, 1 endpoint", [SINGLE_LANGUAGE],
                       args.single_language_docs, target=0.95),
-        "3": Scenario("3", f"{len(many)} langs x {args.two_endpoint_docs}, 2 endpoints", many, args.two_endpoint_docs,
+        "3": Scenario("3", f"3: {len(many)} langs x {args.two_endpoint_docs}, 2 endpoints", many, args.two_endpoint_docs,
                       endpoints=2, target=0.93),
-        "4": Scenario("4", f"distilabel, {args.single_language_docs} rows, 1 endpoint", [SINGLE_LANGUAGE],
+        "4": Scenario("4", f"4: distilabel, {args.single_language_docs} rows, 1 endpoint", [SINGLE_LANGUAGE],
                       args.single_language_docs, distilabel=True),
     }
 
@@ -194,6 +194,8 @@ def measure(row: Row, command: list[str], urls: list[str], log: Path, env: dict[
     if stats["count"]:
         row.span, row.share = stats["span"], stats["utilisation"]
         row.before, row.after = stats["first_arrival"] - started, ended - stats["last_end"]
+    if code == 0 and not stats["count"]:
+        row.note = f"no request reached the servers (log: {log})"
     if code != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         row.note = f"exit {code}: {' | '.join(tail)} (log: {log})"
@@ -267,7 +269,7 @@ def run_distilabel(args: argparse.Namespace, scenario: Scenario, service: str, b
     judge = jinja(JUDGE_PROMPT, language="Swahili")
     row = Row(f"4: distilabel batch={batch}, {scenario.docs_per_language} rows", service, scenario.docs_per_language,
               target="(bar)")
-    env = {**os.environ, "DISTILABEL_LOG_LEVEL": "ERROR", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "DISTILABEL_LOG_LEVEL": "ERROR"}  # not HF_HUB_OFFLINE: it blocks the endpoint too
     with tgi_servers(1, args.slots, args.latency, *server_options(args, service)) as urls:
         command = [args.distilabel_python, str(script), urls[0], str(corpus), str(batch), str(folder / "cache"),
                    generate, judge]
@@ -277,6 +279,8 @@ def run_distilabel(args: argparse.Namespace, scenario: Scenario, service: str, b
         try:
             result = json.loads(lines[-1])
             row.extra["log"] = f"{result['labelled']}/{result['rows']} rows labelled"
+            if result["labelled"] < result["rows"]:
+                row.note = f"only {result['labelled']}/{result['rows']} rows labelled (log: {folder / 'distilabel.log'})"
         except (IndexError, ValueError):
             row.note = "no result line"
     return row
@@ -301,8 +305,8 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
             best[row.service] = max(best.get(row.service, 0.0), row.share)
     for service, share in best.items():
         ours = [r for r in rows if r.service == service and not r.scenario.startswith("4") and r.share is not None]
-        verdicts = ", ".join(f"{r.scenario.split(',')[0]}: {'ahead' if r.share > share else 'behind'}" for r in ours)
-        print(f"distilabel's best share ({service}): {share:.3f}" + (f"; ours {verdicts}" if verdicts else ""))
+        verdicts = ", ".join(f"{r.scenario.split(':')[0]} {'ahead' if r.share > share else 'behind'}" for r in ours)
+        print(f"distilabel's best share ({service}): {share:.3f}" + (f"; scenarios {verdicts}" if verdicts else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
