@@ -108,8 +108,16 @@ class Engine:
             for result in results:
                 calls[f"{stage.name}_{'cached' if result.cached else 'called'}"] += 1
                 calls[f"{stage.name}_failed"] += not result.ok
+            await self._limit_may_have_grown()
             outcome = stage.accept(outcome, list(results))
         return outcome
+
+    async def _limit_may_have_grown(self) -> None:
+        """A remote backend raises its limit as calls succeed (its /info, its ramp): let the
+        feeder admit more documents now rather than when the next document finishes."""
+        if self._room is not None and self.in_flight_docs < self.admit_limit():
+            async with self._room:
+                self._room.notify()
 
     async def _document(self, job: LanguageJob, doc: Document) -> None:
         job.sink.add(await self.advance(Work(doc, job.language, FIRST), job.sink.calls))
