@@ -1,56 +1,106 @@
 """Build recipes: one YAML file per published dataset, reviewed like code (see `builder/`).
 
-The recipe names the languages, the sources, the filter chain, the output folder, and carries
-the `curation:` and `publish:` mappings that those stages parse into their own typed configs.
+The recipe names the languages, the sources, the filter chain, the output folder, the
+`curation:` block and the `publish:` plan. It is checked whole when it is loaded, before any
+work: every filter's options, every curation knob and model entry, every range. A wrong key,
+type or value is one ValueError that names the file, the key path (`curation.judge.scael`,
+`filters[2].min_chars`) and what is accepted there (see options.py).
+
 Relative paths in a recipe are relative to the recipe file, so a recipe works from any cwd;
 `package:` paths point inside the installed package (the embedded sample corpus).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from typing_extensions import Required, TypedDict
 
-from .languages import get_language
-from .typed import from_mapping
+from .curation.config import CurationConfig
+from .filtering.filters.spec import FilterSpec
+from .options import ConfigModel, LanguageCode, NotFingerprinted, readable_error
 
 PACKAGE_PREFIX = "package:"
+NonEmpty = Annotated[str, Field(min_length=1)]
 
 
-@dataclass
-class SourceSpec:
+class SourceSpec(ConfigModel):
     """Where documents come from: a JSONL(.gz)/Parquet file or glob, or `hf:<repo>[:<config>]`."""
 
-    path: str
-    language: str
+    path: NonEmpty
+    language: LanguageCode
     name: str = ""
-    text_field: str = "text"
-    id_field: str = "id"
-    url_field: str = "url"
-    split: str = "train"
+    text_field: NonEmpty = "text"
+    id_field: NonEmpty = "id"
+    url_field: NonEmpty = "url"
+    split: NonEmpty = "train"
 
 
-@dataclass
-class Recipe:
-    name: str
-    version: str = "0.1.0"
-    languages: list[str] = field(default_factory=list)
-    sources: list[SourceSpec] = field(default_factory=list)
-    filters: list[dict[str, Any]] = field(default_factory=list)
-    output_dir: str = "runs/default"
-    curation: dict[str, Any] = field(default_factory=dict)
-    publish: dict[str, Any] = field(default_factory=dict)
-    base_dir: Path = field(default=Path("."), repr=False, compare=False)
+# `publish:` stays a plain mapping (hub/release.py reads it so) but is checked like the rest.
+class PublishTarget(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
+    repo_id: Required[Annotated[str, Field(pattern=r"^[\w.-]+/[\w.-]+$")]]  # owner/name
+    folder: Required[NonEmpty]  # relative to the recipe file
+    version: NonEmpty  # default: publish.version
+    private: bool
 
-    def __post_init__(self) -> None:
-        for code in self.languages:
-            get_language(code)
-        for source in self.sources:
-            get_language(source.language)
+
+class PublishPlan(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
+    version: NonEmpty
+    private: bool
+    targets: dict[Literal["x-instruction", "x-alpacaeval"], PublishTarget]  # hub.cards.DATASETS
+
+
+def _versioned(plan: PublishPlan) -> PublishPlan:
+    """Each target needs a version, its own or the plan's: found now, not mid-release."""
+    unversioned = [name for name, target in plan.get("targets", {}).items() if not target.get("version", plan.get("version"))]
+    if unversioned:
+        raise ValueError(f"targets {', '.join(unversioned)} need `version` (or set publish.version)")
+    return plan
+
+
+class Recipe(ConfigModel):
+    """A build recipe. Fields marked NotFingerprinted do not shape a run's outputs (see
+    fingerprint.py): a run folder may be resumed after changing them."""
+
+    name: Annotated[NonEmpty, NotFingerprinted("label")]
+    version: Annotated[NonEmpty, NotFingerprinted("label")] = "0.1.0"
+    # Which languages to run now (default: those of the sources); each language's outputs are its own.
+    languages: Annotated[list[LanguageCode], NotFingerprinted("selection")] = Field(default_factory=list)
+    sources: list[SourceSpec] = Field(default_factory=list)
+    filters: list[FilterSpec] = Field(default_factory=list)
+    output_dir: Annotated[NonEmpty, NotFingerprinted("output path")] = "runs/default"
+    curation: CurationConfig = Field(default_factory=CurationConfig)
+    publish: Annotated[PublishPlan, AfterValidator(_versioned), NotFingerprinted("release plan")] = Field(default_factory=dict)
+    _base_dir: Path = PrivateAttr(default=Path("."))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_language(cls, data: Any) -> Any:
+        """`languages: sw` means `[sw]`."""
+        if isinstance(data, dict) and isinstance(data.get("languages"), str):
+            return {**data, "languages": [data["languages"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _default_languages(self) -> "Recipe":
+        if not self.languages:
+            self.languages = sorted({s.language for s in self.sources})
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths are resolved against: the recipe file's."""
+        return self._base_dir
+
+    @base_dir.setter
+    def base_dir(self, value: Path) -> None:
+        self._base_dir = Path(value)
 
     def sources_for(self, language: str) -> list[SourceSpec]:
         return [s for s in self.sources if s.language == language]
@@ -69,10 +119,12 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base_dir: Path = Path(".")) -> "Recipe":
-        recipe = from_mapping(cls, data, "recipe", exclude=("base_dir",))
+        """The checked recipe of a mapping; a ValueError names every bad key path."""
+        try:
+            recipe = cls.model_validate(data)
+        except ValidationError as error:
+            raise readable_error(error, cls) from None
         recipe.base_dir = base_dir
-        if not recipe.languages:
-            recipe.languages = sorted({s.language for s in recipe.sources})
         return recipe
 
     @classmethod
@@ -88,13 +140,11 @@ class Recipe:
             raise ValueError(f"{path}: a recipe is a YAML mapping, got {type(data).__name__}")
         try:
             return cls.from_dict(data, base_dir=path.resolve().parent)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: {e}") from e
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("base_dir")
-        return data
+        return self.model_dump()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)

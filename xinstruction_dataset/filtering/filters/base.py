@@ -55,20 +55,3 @@ class BaseFilter(ABC):
     def config(self) -> dict[str, Any]:
         """The options this block was built with (recorded in provenance and summaries)."""
         return {}
-
-
-def build_filter(spec: dict[str, Any], language: str | None = None) -> BaseFilter:
-    """Build one filter from a recipe entry such as `{"type": "length", "min_chars": 200}`."""
-    options = dict(spec)
-    kind = options.pop("type", None)
-    if kind not in FILTERS:
-        raise ValueError(
-            f"unknown filter type {kind!r} in recipe entry {spec!r}; known types: {', '.join(sorted(FILTERS))}"
-        )
-    cls = FILTERS[kind]
-    if cls.needs_language:
-        options.setdefault("language", language)
-    try:
-        return cls(**options)
-    except TypeError as e:
-        raise ValueError(f"bad options for filter {kind!r}: {e}") from e

@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from ...documents import Document
+from ...options import ConfigModel
 from .base import BaseFilter, FilterResult, register
 
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -114,6 +116,35 @@ class MinHashIndex:
 
     def config(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "num_perm": self.num_perm, "shingle_chars": self.shingle_chars, "seed": self.seed, "verify": self.verify}
+
+
+class ExactDedupOptions(ConfigModel):
+    """`{type: exact_dedup}`: no options."""
+
+    type: Literal["exact_dedup"] = "exact_dedup"
+
+
+class MinHashOptions(ConfigModel):
+    """The options of MinHashIndex, shared by `near_dedup` and `dedup`."""
+
+    threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
+    num_perm: Annotated[int, Field(ge=2, le=4096)] = 128
+    shingle_chars: Annotated[int, Field(ge=1)] = 5
+    seed: Annotated[int, Field(ge=0)] = 1
+    verify: bool = True
+
+
+class NearDedupOptions(MinHashOptions):
+    """`{type: near_dedup, ...}`: NearDedupFilter's options, checked when the recipe loads."""
+
+    type: Literal["near_dedup"] = "near_dedup"
+
+
+class DedupOptions(MinHashOptions):
+    """`{type: dedup, ...}`: DedupFilter's options (`near`, then those of `near_dedup`)."""
+
+    type: Literal["dedup"] = "dedup"
+    near: bool = True
 
 
 @register("exact_dedup")

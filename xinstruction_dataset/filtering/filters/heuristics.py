@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Sequence
+from typing import Annotated, Any, Literal, Sequence
+
+from pydantic import Field
 
 from ...documents import Document
+from ...options import ConfigModel
 from .base import BaseFilter, FilterResult, register
 from .text import ceil2, nonblank_lines, paragraphs
 
@@ -46,6 +49,21 @@ _SOCIAL = re.compile(r"\b(?:facebook|twitter|whatsapp|instagram|youtube|telegram
 # full stop, ellipsis). Headlines end in "?"/"!" or nothing; hard-wrapped prose (Thai news wraps
 # at ~100 characters, and Thai has no full stop) also ends in nothing, hence the rule below.
 _SENTENCE_END = re.compile(r"[.।॥۔…]['\"”’»)\]]*$")
+
+
+Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
+Chars = Annotated[int, Field(ge=1)]
+
+
+class BoilerplateOptions(ConfigModel):
+    """`{type: boilerplate, ...}`: BoilerplateFilter's options, checked when the recipe loads."""
+
+    type: Literal["boilerplate"] = "boilerplate"
+    max_boilerplate_ratio: Ratio = 0.5
+    min_menu_items: Annotated[int, Field(ge=2)] = 3
+    max_menu_item_chars: Chars = 80
+    max_notice_chars: Chars = 200
+    max_item_chars: Chars = 120
 
 
 @register("boilerplate")
@@ -156,6 +174,18 @@ def duplicated_ngram_char_fraction(words: Sequence[str], n: int) -> float:
     return sum(len(w) for w, dup in zip(words, duplicated) if dup) / total if total else 0.0
 
 
+class RepetitionOptions(ConfigModel):
+    """`{type: repetition, ...}`: RepetitionFilter's options; n-gram limits map n (>= 1) to a ratio."""
+
+    type: Literal["repetition"] = "repetition"
+    max_duplicate_line_fraction: Ratio = 0.3
+    max_duplicate_line_chars: Ratio = 0.2
+    max_duplicate_paragraph_fraction: Ratio = 0.3
+    max_duplicate_paragraph_chars: Ratio = 0.2
+    max_top_ngram_chars: dict[Annotated[int, Field(ge=1)], Ratio] | None = None
+    max_duplicated_ngram_chars: dict[Annotated[int, Field(ge=1)], Ratio] | None = None
+
+
 @register("repetition")
 class RepetitionFilter(BaseFilter):
     """Repeated lines, paragraphs and word n-grams: Gopher's rules (Rae et al. 2021, table A1)
@@ -241,6 +271,15 @@ def covered_ratio(pattern: re.Pattern, text: str) -> float:
     return sum(len(m) for m in pattern.findall(text)) / len(text) if text else 0.0
 
 
+class MarkupOptions(ConfigModel):
+    """`{type: markup, ...}`: MarkupFilter's options, checked when the recipe loads."""
+
+    type: Literal["markup"] = "markup"
+    reject_script_style: bool = True
+    max_markup_ratio: Ratio = 0.05
+    max_url_ratio: Ratio = 0.2
+
+
 @register("markup")
 class MarkupFilter(BaseFilter):
     """Reject text still carrying its HTML, or made of links.
@@ -295,6 +334,15 @@ _MOJIBAKE = re.compile(f"[\u00c2-\u00df][{_CONTINUATION}]|[\u00e0-\u00ef][{_CONT
 _REPLACEMENT = re.compile("\ufffd")
 # C0 controls except tab/newline/carriage return/form feed, DEL, and C1 controls.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+
+
+class MojibakeOptions(ConfigModel):
+    """`{type: mojibake, ...}`: MojibakeFilter's options, checked when the recipe loads."""
+
+    type: Literal["mojibake"] = "mojibake"
+    max_mojibake_ratio: Ratio = 0.01
+    max_replacement_ratio: Ratio = 0.002
+    max_control_ratio: Ratio = 0.0
 
 
 @register("mojibake")

@@ -26,10 +26,13 @@ import threading
 import unicodedata
 from collections import Counter
 from importlib import resources
-from typing import Any, Callable, Protocol
+from typing import Annotated, Any, Callable, Literal, Protocol
+
+from pydantic import Field, model_validator
 
 from ...documents import Document
 from ...languages import get_language
+from ...options import ConfigModel, LanguageCode
 from .base import BaseFilter, FilterResult, register
 from .text import ceil2, floor2
 
@@ -165,6 +168,24 @@ def get_detector(name: str, model_path: str | None = None) -> LanguageDetector:
             options = {"model_path": model_path} if model_path else {}
             _detectors[key] = DETECTORS[name](**options)
         return _detectors[key]
+
+
+class LanguageOptions(ConfigModel):
+    """`{type: language, ...}`: LanguageFilter's options, checked when the recipe loads.
+    `language` is normally left out: the chain gets the language it runs for."""
+
+    type: Literal["language"] = "language"
+    language: LanguageCode | None = None
+    detector: Literal["langdetect", "fasttext"] = "langdetect"  # the keys of DETECTORS
+    threshold: Annotated[float | None, Field(ge=0.0, le=1.0)] = None  # default: DEFAULT_THRESHOLDS[detector]
+    max_foreign_script_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
+    model_path: Annotated[str | None, Field(min_length=1)] = None
+
+    @model_validator(mode="after")
+    def _fasttext_only(self) -> "LanguageOptions":
+        if self.model_path and self.detector != FasttextDetector.name:
+            raise ValueError("model_path is a fastText model option; set detector: fasttext")
+        return self
 
 
 @register("language")

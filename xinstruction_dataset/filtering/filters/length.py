@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable, Literal
+
+from pydantic import Field, model_validator
 
 from ...documents import Document
+from ...options import ConfigModel
 from .base import BaseFilter, FilterResult, register
 
 # Module-level, not per block: a lock attribute would make the block unpicklable (process pools).
@@ -38,6 +41,28 @@ def load_token_counter(tokenizer: str) -> Callable[[str], int]:
     hf_tokenizer = AutoTokenizer.from_pretrained(tokenizer)
     # Counting, not feeding a model: no special tokens, no warning past model_max_length.
     return lambda text: len(hf_tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+
+class LengthOptions(ConfigModel):
+    """`{type: length, ...}` in a recipe: LengthFilter's options, checked when the recipe loads."""
+
+    type: Literal["length"] = "length"
+    min_chars: Annotated[int | None, Field(ge=0)] = 200
+    max_chars: Annotated[int | None, Field(ge=1)] = 20000
+    min_tokens: Annotated[int | None, Field(ge=0)] = None
+    max_tokens: Annotated[int | None, Field(ge=1)] = None
+    tokenizer: Annotated[str | None, Field(min_length=1)] = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "LengthOptions":
+        """An empty range rejects every document: surely a typo, so say so before filtering."""
+        for unit in ("chars", "tokens"):
+            low, high = getattr(self, f"min_{unit}"), getattr(self, f"max_{unit}")
+            if low is not None and high is not None and low > high:
+                raise ValueError(f"min_{unit} ({low}) must be <= max_{unit} ({high})")
+        if (self.min_tokens is not None or self.max_tokens is not None) and not self.tokenizer:
+            raise ValueError("min_tokens/max_tokens need `tokenizer` (a sentencepiece .model path or a HF tokenizer name)")
+        return self
 
 
 @register("length")

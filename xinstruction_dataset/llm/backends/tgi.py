@@ -1,11 +1,8 @@
 """Remote models over HTTP: TGI, and any OpenAI-compatible server (vLLM, SGLang, llama.cpp).
 
-One `huggingface_hub.AsyncInferenceClient` per endpoint. Two routes, one strategy class each:
-
-- `generate` (`GenerateRoute`): TGI's native route (`text_generation`, POST `/`), raw prompts;
-  what the paper's completion-style prompts need.
-- `chat` (`ChatRoute`): `/v1/chat/completions` (`chat_completion`); servers without TGI's native
-  route (llama.cpp has no `/`) and chat models. A completion prompt goes as one user message.
+One `huggingface_hub.AsyncInferenceClient` per endpoint, speaking one of two routes (`generate`:
+TGI's native route; `chat`: OpenAI-compatible). The options (`TGIConfig`) and the routes live in
+tgi_config.py; this module runs the endpoints.
 
 Several endpoints of one model share the load: each request takes the endpoint with the lowest
 share of its slots in use (least in flight), skipping endpoints cooling down after a failure.
@@ -35,7 +32,10 @@ from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
 from .base import BackendError, Completion, LLMBackend, LLMRequest, RetryableError
-from .text import CONTEXT_POLICIES, ContextLimits, TokenCounter, cut_at_stop, fit_to_context
+from .text import ContextLimits, TokenCounter, fit_to_context
+from .tgi_config import ROUTE_CLASSES, ROUTES, ChatRoute, GenerateRoute, TGIConfig
+
+__all__ = ["ROUTES", "ChatRoute", "Endpoint", "EndpointPool", "GenerateRoute", "TGIBackend", "TGIConfig"]
 
 try:  # huggingface_hub 2.x ships httpx under this name; 1.x uses httpx itself
     import httpx2 as httpx
@@ -44,140 +44,8 @@ except ImportError:  # pragma: no cover - depends on the installed huggingface_h
 
 logger = logging.getLogger(__name__)
 
-ROUTES = ("generate", "chat")
 # 424: TGI's "generation" error (e.g. out of GPU memory mid-batch): transient.
 RETRYABLE_STATUS = frozenset({408, 409, 424, 425, 429}) | frozenset(range(500, 600))
-
-
-@dataclass
-class TGIConfig:
-    """A `{"backend": "tgi", ...}` recipe entry (see `backends.build_backend`)."""
-
-    model: str  # the model id recorded in provenance and cache keys
-    endpoints: list[str]  # base URLs, e.g. http://host:8080
-    route: str = "generate"
-    max_concurrency: int = 128  # per endpoint; caps /info's max_concurrent_requests
-    # An endpoint starts with this many requests in flight and gains one per success up to its
-    # limit (halved on a failure): the first requests go out at once instead of queueing behind
-    # a burst of hundreds, and a cold or just-restarted server is not flooded.
-    ramp_start: int = 16
-    timeout: float = 120.0  # seconds per attempt
-    retries: int = 5  # attempts after the first
-    backoff: float = 1.0  # first retry delay (s); doubles each retry, with jitter
-    backoff_max: float = 60.0
-    context_policy: str = "truncate"
-    max_input_tokens: int | None = None  # overrides /info (servers without /info: vLLM, llama.cpp)
-    max_total_tokens: int | None = None
-    tokenizer: str | None = None  # a tokenizer name or path (loaded offline) to count tokens exactly
-    bytes_per_token: float = 2.0  # the estimate without a tokenizer (deliberately high)
-    served_model: str | None = None  # the `model` field of chat requests; default: `model`
-    token_env: str | None = None  # environment variable holding the endpoints' token
-
-    def __post_init__(self) -> None:
-        if not self.model:
-            raise ValueError("tgi backend needs `model` (the model id recorded with every result)")
-        if isinstance(self.endpoints, str):
-            self.endpoints = [self.endpoints]
-        if not self.endpoints:
-            raise ValueError("tgi backend needs `endpoints`: a list of base URLs, e.g. http://host:8080")
-        bad = [url for url in self.endpoints if not str(url).startswith(("http://", "https://"))]
-        if bad:
-            raise ValueError(f"endpoints: not http(s) URLs: {bad}")
-        self.endpoints = [str(url).rstrip("/") for url in self.endpoints]
-        if self.route not in ROUTES:
-            raise ValueError(f"route must be one of {ROUTES}, got {self.route!r}")
-        if self.context_policy not in CONTEXT_POLICIES:
-            raise ValueError(f"context_policy must be one of {CONTEXT_POLICIES}, got {self.context_policy!r}")
-        for name in ("max_concurrency", "ramp_start", "timeout", "backoff_max", "bytes_per_token"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0")
-        if self.retries < 0 or self.backoff < 0:
-            raise ValueError("retries and backoff must be >= 0")
-        if self.token_env and self.token_env not in os.environ:
-            raise ValueError(f"token_env: environment variable {self.token_env} is not set")
-
-
-# --- routes: one strategy per kind of server API -------------------------------------------
-
-
-class GenerateRoute:
-    """TGI's native route: the raw prompt in, generated text and token count out."""
-
-    name = "generate"
-
-    async def send(self, client: AsyncInferenceClient, request: LLMRequest, config: TGIConfig) -> Completion:
-        if request.prompt is None:
-            raise BackendError("route `generate` takes completion prompts; use route `chat` for messages")
-        params = request.params
-        greedy = params.temperature == 0
-        output = await client.text_generation(
-            request.prompt,
-            details=True,
-            max_new_tokens=params.max_new_tokens,
-            do_sample=not greedy,
-            # TGI refuses temperature 0 and top_k/top_p with greedy decoding: send them only when sampling.
-            temperature=None if greedy else params.temperature,
-            top_p=None if greedy or params.top_p >= 1 else params.top_p,
-            top_k=None if greedy or not params.top_k else params.top_k,
-            seed=params.seed,
-            stop=list(params.stop) or None,
-        )
-        details = output.details
-        return _completion(
-            output.generated_text,
-            request,
-            prompt_tokens=None,
-            completion_tokens=details.generated_tokens if details else None,
-            finish_reason=str(details.finish_reason) if details else None,
-        )
-
-
-class ChatRoute:
-    """The OpenAI-compatible route (TGI, vLLM, SGLang, llama.cpp)."""
-
-    name = "chat"
-
-    async def send(self, client: AsyncInferenceClient, request: LLMRequest, config: TGIConfig) -> Completion:
-        params = request.params
-        output = await client.chat_completion(
-            _messages(request),
-            model=config.served_model or config.model,
-            max_tokens=params.max_new_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            seed=params.seed,
-            stop=list(params.stop) or None,
-            # top_k is not an OpenAI field; TGI, vLLM, SGLang and llama.cpp read it from the body.
-            extra_body={"top_k": params.top_k} if params.top_k else None,
-        )
-        if not output.choices:
-            raise RetryableError("malformed reply: no choices")
-        choice = output.choices[0]
-        usage = output.usage
-        return _completion(
-            choice.message.content or "",
-            request,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            finish_reason=choice.finish_reason,
-        )
-
-
-ROUTE_CLASSES: dict[str, type[GenerateRoute] | type[ChatRoute]] = {"generate": GenerateRoute, "chat": ChatRoute}
-
-
-def _messages(request: LLMRequest) -> list[dict[str, str]]:
-    if request.messages is not None:
-        return [{"role": role, "content": content} for role, content in request.messages]
-    return [{"role": "user", "content": request.prompt or ""}]
-
-
-def _completion(
-    text: str, request: LLMRequest, *, prompt_tokens: int | None, completion_tokens: int | None, finish_reason: str | None
-) -> Completion:
-    """Servers differ on whether the stop string ends the text (TGI keeps it): never keep it."""
-    text, stopped = cut_at_stop(text, request.params.stop)
-    return Completion(text, prompt_tokens, completion_tokens, "stop_sequence" if stopped else finish_reason)
 
 
 # --- endpoints and the pool that spreads load over them -------------------------------------

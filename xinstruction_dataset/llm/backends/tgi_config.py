@@ -1,0 +1,168 @@
+"""What a `{"backend": "tgi", ...}` model entry says (`TGIConfig`) and how each server API is
+spoken (the routes). Split from tgi.py, which runs the endpoints: a recipe is checked against
+`TGIConfig` when it is loaded, without importing an HTTP client.
+
+Two routes, one strategy class each:
+
+- `generate` (`GenerateRoute`): TGI's native route (`text_generation`, POST `/`), raw prompts;
+  what the paper's completion-style prompts need.
+- `chat` (`ChatRoute`): `/v1/chat/completions` (`chat_completion`); servers without TGI's native
+  route (llama.cpp has no `/`) and chat models. A completion prompt goes as one user message.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ...options import ConfigModel, NotFingerprinted
+from .base import BackendError, Completion, LLMRequest, RetryableError
+from .text import CONTEXT_POLICIES, cut_at_stop
+
+if TYPE_CHECKING:
+    from huggingface_hub import AsyncInferenceClient
+
+ROUTES = ("generate", "chat")
+
+_THROUGHPUT = NotFingerprinted("throughput")
+
+
+class TGIConfig(ConfigModel):
+    """A `{"backend": "tgi", ...}` recipe entry (see `backends.build_backend`).
+
+    Fields marked throughput decide how fast answers come, not what they say: a run may change
+    them (more endpoints, a higher cap) and resume with the same fingerprint."""
+
+    backend: Literal["tgi"] = "tgi"
+    model: Annotated[str, Field(min_length=1)]  # the model id recorded in provenance and cache keys
+    endpoints: Annotated[list[str], Field(min_length=1), _THROUGHPUT]  # base URLs, e.g. http://host:8080
+    route: Literal[ROUTES] = "generate"
+    max_concurrency: Annotated[int, Field(ge=1), _THROUGHPUT] = 128  # per endpoint; caps /info's max_concurrent_requests
+    # An endpoint starts with this many requests in flight and gains one per success up to its
+    # limit (halved on a failure): the first requests go out at once instead of queueing behind
+    # a burst of hundreds, and a cold or just-restarted server is not flooded.
+    ramp_start: Annotated[int, Field(ge=1), _THROUGHPUT] = 16
+    timeout: Annotated[float, Field(gt=0), _THROUGHPUT] = 120.0  # seconds per attempt
+    retries: Annotated[int, Field(ge=0, le=100), _THROUGHPUT] = 5  # attempts after the first
+    backoff: Annotated[float, Field(ge=0), _THROUGHPUT] = 1.0  # first retry delay (s); doubles each retry, with jitter
+    backoff_max: Annotated[float, Field(gt=0), _THROUGHPUT] = 60.0
+    context_policy: Literal[CONTEXT_POLICIES] = "truncate"
+    max_input_tokens: Annotated[int | None, Field(ge=1)] = None  # overrides /info (servers without /info: vLLM, llama.cpp)
+    max_total_tokens: Annotated[int | None, Field(ge=2)] = None
+    tokenizer: str | None = None  # a tokenizer name or path (loaded offline) to count tokens exactly
+    bytes_per_token: Annotated[float, Field(gt=0)] = 2.0  # the estimate without a tokenizer (deliberately high)
+    served_model: str | None = None  # the `model` field of chat requests; default: `model`
+    # environment variable holding the endpoints' token
+    token_env: Annotated[str | None, NotFingerprinted("credentials")] = None
+
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        """One URL may be written without a list (`endpoints: http://host:8080`)."""
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        bad = [url for url in urls if not url.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"not http(s) URLs: {bad}")
+        return [url.rstrip("/") for url in urls]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TGIConfig":
+        if self.max_input_tokens and self.max_total_tokens and self.max_input_tokens >= self.max_total_tokens:
+            raise ValueError(f"max_input_tokens ({self.max_input_tokens}) must be < max_total_tokens ({self.max_total_tokens})")
+        if self.backoff > self.backoff_max:
+            raise ValueError(f"backoff ({self.backoff}) must be <= backoff_max ({self.backoff_max})")
+        # Checked at load, not at the first request: a missing token should not wait for curation.
+        if self.token_env and self.token_env not in os.environ:
+            raise ValueError(f"token_env: environment variable {self.token_env} is not set")
+        return self
+
+
+# --- routes: one strategy per kind of server API -------------------------------------------
+
+
+class GenerateRoute:
+    """TGI's native route: the raw prompt in, generated text and token count out."""
+
+    name = "generate"
+
+    async def send(self, client: AsyncInferenceClient, request: LLMRequest, config: TGIConfig) -> Completion:
+        if request.prompt is None:
+            raise BackendError("route `generate` takes completion prompts; use route `chat` for messages")
+        params = request.params
+        greedy = params.temperature == 0
+        output = await client.text_generation(
+            request.prompt,
+            details=True,
+            max_new_tokens=params.max_new_tokens,
+            do_sample=not greedy,
+            # TGI refuses temperature 0 and top_k/top_p with greedy decoding: send them only when sampling.
+            temperature=None if greedy else params.temperature,
+            top_p=None if greedy or params.top_p >= 1 else params.top_p,
+            top_k=None if greedy or not params.top_k else params.top_k,
+            seed=params.seed,
+            stop=list(params.stop) or None,
+        )
+        details = output.details
+        return _completion(
+            output.generated_text,
+            request,
+            prompt_tokens=None,
+            completion_tokens=details.generated_tokens if details else None,
+            finish_reason=str(details.finish_reason) if details else None,
+        )
+
+
+class ChatRoute:
+    """The OpenAI-compatible route (TGI, vLLM, SGLang, llama.cpp)."""
+
+    name = "chat"
+
+    async def send(self, client: AsyncInferenceClient, request: LLMRequest, config: TGIConfig) -> Completion:
+        params = request.params
+        output = await client.chat_completion(
+            _messages(request),
+            model=config.served_model or config.model,
+            max_tokens=params.max_new_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            seed=params.seed,
+            stop=list(params.stop) or None,
+            # top_k is not an OpenAI field; TGI, vLLM, SGLang and llama.cpp read it from the body.
+            extra_body={"top_k": params.top_k} if params.top_k else None,
+        )
+        if not output.choices:
+            raise RetryableError("malformed reply: no choices")
+        choice = output.choices[0]
+        usage = output.usage
+        return _completion(
+            choice.message.content or "",
+            request,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            finish_reason=choice.finish_reason,
+        )
+
+
+ROUTE_CLASSES: dict[str, type[GenerateRoute] | type[ChatRoute]] = {"generate": GenerateRoute, "chat": ChatRoute}
+
+
+def _messages(request: LLMRequest) -> list[dict[str, str]]:
+    if request.messages is not None:
+        return [{"role": role, "content": content} for role, content in request.messages]
+    return [{"role": "user", "content": request.prompt or ""}]
+
+
+def _completion(
+    text: str, request: LLMRequest, *, prompt_tokens: int | None, completion_tokens: int | None, finish_reason: str | None
+) -> Completion:
+    """Servers differ on whether the stop string ends the text (TGI keeps it): never keep it."""
+    text, stopped = cut_at_stop(text, request.params.stop)
+    return Completion(text, prompt_tokens, completion_tokens, "stop_sequence" if stopped else finish_reason)
+
+
