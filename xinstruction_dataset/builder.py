@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 import datasets
 
+from .citations import X_INSTRUCTION
 from .features import XINSTRUCTION_FEATURES
 from .languages import LANGUAGES, get_language
 from .records import Provenance, Record, read_shard, stable_id
@@ -33,15 +34,6 @@ PAPER_REPO_ID = "James-WYang/X-Instruction"
 PAPER_REVISION = "19ea4d716294bb4321fd49389c7baddc092a90d4"
 PAPER_PROMPT_VERSION = "x-instruction-paper-release"
 SHARD_PATTERNS = ("*.jsonl", "*.jsonl.gz", "*.parquet")
-
-CITATION = """\
-@inproceedings{li-etal-2024-x-instruction,
-  title = "X-Instruction: Aligning Language Model in Low-resource Languages with Self-curated Cross-lingual Instructions",
-  author = "Li, Chong and Yang, Wen and Zhang, Jiajun and Lu, Jinliang and Wang, Shaonan and Zong, Chengqing",
-  booktitle = "Findings of the Association for Computational Linguistics: ACL 2024",
-  year = "2024",
-  url = "https://arxiv.org/abs/2405.19744",
-}"""
 
 DESCRIPTION = (
     "X-Instruction: English instructions paired with responses written natively in a lower-resource "
@@ -74,7 +66,7 @@ class XInstruction(datasets.GeneratorBasedBuilder):
         return datasets.DatasetInfo(
             description=DESCRIPTION,
             features=XINSTRUCTION_FEATURES,
-            citation=CITATION,
+            citation=X_INSTRUCTION,
             homepage="https://arxiv.org/abs/2405.19744",
             license="apache-2.0",
         )

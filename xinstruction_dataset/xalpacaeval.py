@@ -37,15 +37,6 @@ SPLIT = "test"
 CROSS_PREFIX = "cross-"
 CARD_DATASET = "x-alpacaeval"
 
-CITATION = """\
-@inproceedings{zhang-etal-2024-plug,
-  title = "{PLUG}: Leveraging Pivot Language in Cross-Lingual Instruction Tuning",
-  author = "Zhang, Zhihan and Lee, Dong-Ho and Fang, Yuwei and Yu, Wenhao and Jia, Mengzhao and Jiang, Meng and Barbieri, Francesco",
-  booktitle = "Proceedings of the 62nd Annual Meeting of the Association for Computational Linguistics (Volume 1: Long Papers)",
-  year = "2024",
-  url = "https://arxiv.org/abs/2311.08711",
-}"""
-
 
 class XAlpacaEvalError(ValueError):
     """The source files are not the X-AlpacaEval release: the message names the file and the problem."""

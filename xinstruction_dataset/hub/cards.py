@@ -207,10 +207,8 @@ def update_card(
 def _template_context(
     profile: CardProfile, layout: FolderLayout, stats: dict[str, ConfigStats], changelog: list[ChangelogEntry], folder_name: str
 ) -> dict[str, Any]:
-    from ..builder import CITATION as X_INSTRUCTION_CITATION
-    from ..xalpacaeval import CITATION as PLUG_CITATION
+    from ..citations import BY_KEY as citations
 
-    citations = {"x-instruction": X_INSTRUCTION_CITATION, "plug": PLUG_CITATION}
     configs = list(stats.values())
     return {
         "metadata_yaml": metadata_yaml(card_metadata(layout, stats, profile.static)),
