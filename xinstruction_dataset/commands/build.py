@@ -9,6 +9,7 @@ from pathlib import Path
 from ..cli import UserError
 from ..curation.curate import run_curation
 from ..filtering.pipeline import filter_language, recipe_from_args
+from ..fingerprint import check_fingerprint
 from ..hub.cards import update_card
 from ..hub.export import export_language
 from ..layout import EXPORT_FOLDER, RunLayout
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--language", action="append", metavar="CODE", help="only these languages of the recipe")
     parser.add_argument("--output-dir", help="override the recipe's output_dir")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--force", action="store_true", help="go on in an output_dir made with a different recipe (see run/fingerprint.json)")
     parser.set_defaults(func=run, input=None, text_field="text")
 
 
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     progress = not args.no_progress
     layout = RunLayout(recipe.output_path)
+    check_fingerprint(recipe, layout, force=args.force)
     folder = layout.export_folder
     start = time.perf_counter()
     for language in recipe.languages:

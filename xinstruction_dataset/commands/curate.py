@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..cli import UserError
+from ..fingerprint import check_fingerprint
+from ..layout import RunLayout
 from ..recipe import Recipe
 
 
@@ -29,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output-dir", help="override the recipe's output_dir")
     parser.add_argument("--dry-run", action="store_true", help="print what would run (inputs, models, stages, outputs) and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--force", action="store_true", help="go on in an output_dir made with a different recipe (see run/fingerprint.json)")
     parser.set_defaults(func=run)
 
 
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from ..filtering.sources import parse_shard
 
     recipe = load_recipe(args)
+    check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force, write=not args.dry_run)
     shard = parse_shard(args.shard) if args.shard else None
     if args.dry_run:
         print(describe_plan(recipe, shard=shard, merge=args.merge))

@@ -8,6 +8,8 @@ from pathlib import Path
 from ..cli import UserError
 from ..filtering.runner import FilterSummary
 from ..filtering.pipeline import filter_language, output_dir_for, recipe_from_args
+from ..fingerprint import check_fingerprint
+from ..layout import RunLayout
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_recipe_arguments(parser)
     parser.add_argument("--shard", metavar="I/N", help="process only shard I of N (0-based), e.g. 3/16")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs stay)")
+    parser.add_argument("--force", action="store_true", help="go on in an output_dir made with a different recipe (see run/fingerprint.json)")
     parser.set_defaults(func=run)
 
 
@@ -37,6 +40,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
+    check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force)
     shard = _shard(args.shard)
     failed = False
     for language in recipe.languages:

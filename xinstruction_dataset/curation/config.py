@@ -28,7 +28,7 @@ JUDGE_SCALES = ("three_level", "five_point")
 REFINE_TARGETS = ("instruction", "response")
 EMBEDDING_BACKENDS = ("local", "tei")
 # Keys of a model/endpoint spec that may hold credentials: never written out.
-_SECRET_KEY = re.compile(r"(^|_)(token|secret|password|api_?key|authorization|headers|credentials?)$", re.IGNORECASE)
+SECRET_KEY = re.compile(r"(^|_)(token|secret|password|api_?key|authorization|headers|credentials?)$", re.IGNORECASE)
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Score = Annotated[int, Field(ge=1, le=5)]
@@ -201,7 +201,7 @@ class CurationConfig(ConfigModel):
 
 def _redact(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: ("<redacted>" if _SECRET_KEY.search(str(k)) else _redact(v)) for k, v in value.items()}
+        return {k: ("<redacted>" if SECRET_KEY.search(str(k)) else _redact(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact(v) for v in value]
     return value

@@ -1,0 +1,118 @@
+"""The run fingerprint: the recipe values that shape a run folder's outputs, flattened into
+`{"dotted.key.path": value}` and kept in `<output_dir>/run/fingerprint.json`.
+
+A run folder is resumable: filtered files, curation work and the call cache are reused by the
+next run. Resuming with another model or threshold would silently mix outputs of two settings,
+so every `filter`, `curate` and `build` compares the recipe with the folder's fingerprint right
+after loading it and, when they differ, stops before any work, naming each changed key. `--force`
+goes on anyway (and records the new fingerprint); a new output_dir starts clean.
+
+In it: every recipe field but those marked `NotFingerprinted` (options.py): output paths
+(`output_dir`, `curation.cache`), throughput knobs (endpoints, max_concurrency, timeout, retries,
+ramp, embedding batch size), the `languages` selection, `name`, `version`, `publish`, and
+credentials. Model entries are recorded resolved (a judge left out is the generator, defaults
+filled in), so spelling out a default does not change the fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from .curation.config import SECRET_KEY, ModelsConfig
+from .options import is_fingerprinted
+from .storage import write_json
+
+if TYPE_CHECKING:
+    from .layout import RunLayout
+    from .recipe import Recipe
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+_ABSENT = object()
+
+
+def fingerprint(recipe: "Recipe") -> dict[str, Any]:
+    """The recipe's fingerprint, as it reads back from the file (JSON types, string keys)."""
+    values: dict[str, Any] = {}
+    _flatten(recipe, "", values)
+    return json.loads(json.dumps(values, sort_keys=True))
+
+
+def check_fingerprint(recipe: "Recipe", layout: "RunLayout", *, force: bool, write: bool = True) -> None:
+    """Record the recipe's fingerprint in a new run folder; in a used one, refuse a different
+    recipe (ValueError naming each changed key) unless `force`, which records the new one.
+    `write=False` (a dry run) checks without recording."""
+    current = fingerprint(recipe)
+    path = layout.fingerprint_file
+    stored = _read(path, force)
+    changes = {} if stored is None else changed_keys(stored, current)
+    if stored is not None and not changes:
+        return
+    if changes and not force:
+        raise ValueError(_refusal(layout.root, path, changes))
+    if changes:
+        logger.warning("--force: %s was made with a different recipe (%s); its outputs may mix both", layout.root, ", ".join(changes))
+    if write:
+        write_json(path, {"format": FORMAT, "recipe": recipe.name, "fingerprint": current})
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> dict[str, str]:
+    """{key: "old → new"} for every key whose value differs, secrets redacted."""
+    changes = {}
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if before != after:
+            changes[key] = f"{_show(key, before)} → {_show(key, after)}"
+    return changes
+
+
+def _flatten(value: Any, path: str, out: dict[str, Any]) -> None:
+    if isinstance(value, ModelsConfig):
+        value = value.resolved()  # each role's typed config, defaults applied
+    if isinstance(value, BaseModel):
+        for name, field in type(value).model_fields.items():
+            if is_fingerprinted(field) and not SECRET_KEY.search(name):
+                _flatten(getattr(value, name), f"{path}.{name}" if path else name, out)
+    elif isinstance(value, dict) and value:
+        for key, item in value.items():
+            if not SECRET_KEY.search(str(key)):
+                _flatten(item, f"{path}.{key}" if path else str(key), out)
+    elif isinstance(value, (list, tuple)) and value:
+        for index, item in enumerate(value):
+            _flatten(item, f"{path}[{index}]", out)
+    else:
+        out[path] = value
+
+
+def _read(path: Path, force: bool) -> dict[str, Any] | None:
+    """The stored fingerprint, None when there is none (or, with force, when it is unreadable)."""
+    if not path.exists():
+        return None
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8"))["fingerprint"])
+    except (ValueError, KeyError, TypeError) as error:
+        if force:
+            logger.warning("--force: replacing the unreadable fingerprint %s (%s)", path, error)
+            return None
+        raise ValueError(f"{path} is unreadable ({error}): pass --force to replace it, or use a new output_dir") from error
+
+
+def _show(key: str, value: Any) -> str:
+    if value is _ABSENT:
+        return "(absent)"
+    if SECRET_KEY.search(key.rsplit(".", 1)[-1]):
+        return "<redacted>"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _refusal(root: Path, path: Path, changes: dict[str, str]) -> str:
+    lines = [f"{root} holds outputs of a different recipe; changed since {path.name} was written:"]
+    lines += [f"  {key}: {change}" for key, change in changes.items()]
+    lines.append("Resuming would mix outputs of both settings. Pass --force to go on anyway, or use a new output_dir.")
+    return "\n".join(lines)
