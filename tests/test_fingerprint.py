@@ -1,0 +1,125 @@
+"""The run fingerprint: a run folder is resumed only with a recipe that shapes outputs the same
+way; paths, throughput knobs and the language selection may change; --force overrides."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xinstruction_dataset.cli import main
+from xinstruction_dataset.fingerprint import check_fingerprint, fingerprint
+from xinstruction_dataset.layout import RunLayout
+from xinstruction_dataset.recipe import Recipe
+
+TGI = {"backend": "tgi", "model": "org/judge", "endpoints": ["http://h1:8080"]}
+BASE = {
+    "name": "t",
+    "languages": ["sw"],
+    "sources": [{"path": "docs.jsonl", "language": "sw"}],
+    "filters": [{"type": "length", "min_chars": 20}],
+    "output_dir": "out",
+    "curation": {"models": {"judge": TGI}, "judge": {"good_min_score": 4}},
+}
+
+
+def recipe_with(tmp_path: Path, edit=lambda data: None) -> Recipe:
+    data = copy.deepcopy(BASE)
+    edit(data)
+    return Recipe.from_dict(data, base_dir=tmp_path)
+
+
+def check(recipe: Recipe, force: bool = False, **options) -> None:
+    check_fingerprint(recipe, RunLayout(recipe.output_path), force=force, **options)
+
+
+def test_written_when_absent_and_equal_passes(tmp_path):
+    recipe = recipe_with(tmp_path)
+    check(recipe)
+    stored = json.loads(RunLayout(recipe.output_path).fingerprint_file.read_text())["fingerprint"]
+    assert stored == fingerprint(recipe)
+    assert stored["curation.models.judge.model"] == "org/judge" and stored["filters[0].min_chars"] == 20
+    assert stored["curation.models.refiner.model"] == "org/judge"  # resolved: the refiner defaults to the judge
+    assert not any(key.startswith(("output_dir", "name", "languages", "publish")) for key in stored)
+    assert not any(key.endswith(("endpoints[0]", "max_concurrency", "timeout", "retries", "ramp_start", "cache")) for key in stored)
+    check(recipe_with(tmp_path))  # same recipe again: resumes
+
+
+@pytest.mark.parametrize(
+    "edit, key, change",
+    [
+        (lambda d: d["curation"]["judge"].update(good_min_score=5), "curation.judge.good_min_score", "4 → 5"),
+        (lambda d: d["curation"]["models"]["judge"].update(model="org/other"), "curation.models.judge.model", '"org/judge" → "org/other"'),
+        (lambda d: d["curation"]["models"]["judge"].update(route="chat"), "curation.models.judge.route", '"generate" → "chat"'),
+        (lambda d: d["filters"][0].update(min_chars=30), "filters[0].min_chars", "20 → 30"),
+        (lambda d: d["curation"].update(seed=7), "curation.seed", "0 → 7"),
+        (lambda d: d["filters"].append({"type": "exact_dedup"}), "filters[1].type", '(absent) → "exact_dedup"'),
+    ],
+)
+def test_resuming_with_a_changed_recipe_is_refused_naming_the_key(tmp_path, edit, key, change):
+    check(recipe_with(tmp_path))
+    with pytest.raises(ValueError) as error:
+        check(recipe_with(tmp_path, edit))
+    message = str(error.value)
+    assert f"{key}: {change}" in message and "--force" in message and "new output_dir" in message
+
+
+def test_paths_throughput_and_selection_may_change(tmp_path, monkeypatch):
+    check(recipe_with(tmp_path))
+    monkeypatch.setenv("JUDGE_TOKEN", "hf_secret")
+
+    def operational(data):
+        data["curation"]["models"]["judge"].update(
+            endpoints=["http://h1:8080", "http://h2:8080"], max_concurrency=8, timeout=30, retries=1, ramp_start=2, token_env="JUDGE_TOKEN"
+        )
+        data["curation"]["cache"] = "elsewhere.sqlite"
+        data["curation"]["diversify"] = {"embedding": {"batch_size": 8}}
+        data["name"], data["version"], data["languages"] = "renamed", "2.0.0", []
+
+    check(recipe_with(tmp_path, operational))
+    # Spelling out a default is no change either.
+    check(recipe_with(tmp_path, lambda d: d["curation"]["models"].update(refiner=dict(TGI, context_policy="truncate"))))
+    assert "hf_secret" not in RunLayout(recipe_with(tmp_path).output_path).fingerprint_file.read_text()
+
+
+def test_force_overwrites_and_dry_runs_do_not_write(tmp_path, caplog):
+    check(recipe_with(tmp_path), write=False)
+    assert not RunLayout(recipe_with(tmp_path).output_path).fingerprint_file.exists()
+    check(recipe_with(tmp_path))
+    changed = recipe_with(tmp_path, lambda d: d["curation"]["judge"].update(good_min_score=5))
+    check(changed, force=True)
+    assert "curation.judge.good_min_score" in caplog.text
+    check(changed)  # the new fingerprint was recorded
+
+
+def write_recipe(tmp_path: Path, **judge) -> Path:
+    data = copy.deepcopy(BASE)
+    data["curation"]["judge"].update(judge)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_the_cli_refuses_then_force_goes_on(tmp_path, capsys):
+    docs = [{"id": f"d{i}", "text": f"Habari ya leo ni nzuri sana, rafiki yangu {i}."} for i in range(5)]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    assert main(["filter", str(write_recipe(tmp_path)), "--no-progress"]) == 0
+    kept = tmp_path / "out" / "filtered" / "sw" / "kept.jsonl"
+    assert len(kept.read_text().splitlines()) == 5
+    capsys.readouterr()
+
+    changed = write_recipe(tmp_path, good_min_score=5)
+    kept.unlink()
+    assert main(["filter", str(changed), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "curation.judge.good_min_score: 4 → 5" in err and "--force" in err
+    assert not kept.exists()  # refused before any work
+    assert main(["curate", str(changed), "--dry-run"]) == 2
+    assert "curation.judge.good_min_score" in capsys.readouterr().err
+
+    assert main(["filter", str(changed), "--no-progress", "--force"]) == 0
+    assert kept.exists()
+    assert main(["filter", str(changed), "--no-progress"]) == 0  # the forced recipe is the folder's now

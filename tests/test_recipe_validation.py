@@ -1,0 +1,167 @@
+"""A recipe is checked whole when it is loaded: every filter's options, the curation block, every
+model entry and range. A mistake fails at once, naming its key path and what is accepted."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xinstruction_dataset.curation.config import CurationConfig
+from xinstruction_dataset.filtering.filters import FILTERS, FilterSpec, build_filter
+from xinstruction_dataset.filtering.filters.dedup import MinHashIndex
+from xinstruction_dataset.filtering.filters.length import LengthOptions
+from xinstruction_dataset.filtering.pipeline import DEFAULT_FILTERS
+from xinstruction_dataset.recipe import Recipe, SourceSpec
+
+REPO = Path(__file__).resolve().parents[1]
+XINSTRUCTION = Path(sys.executable).with_name("xinstruction")
+
+
+def write_recipe(folder: Path, **sections) -> Path:
+    data = {"name": "t", "sources": [{"path": "docs.jsonl", "language": "sw"}], "output_dir": "out", **sections}
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def load_error(tmp_path: Path, **sections) -> str:
+    path = write_recipe(tmp_path, **sections)
+    with pytest.raises(ValueError) as error:
+        Recipe.from_yaml(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: ")
+    return message
+
+
+def test_a_misspelt_key_deep_in_curation_names_its_path_and_the_known_keys(tmp_path):
+    message = load_error(tmp_path, curation={"judge": {"scael": "five_point"}})
+    assert "unknown key curation.judge.scael" in message
+    assert "known keys at curation.judge: scale, prompt, sampling, good_min_score, refine_min_score" in message
+
+
+def test_a_filter_option_of_the_wrong_type_names_its_path_and_the_type(tmp_path):
+    filters = [{"type": "mojibake"}, {"type": "markup"}, {"type": "length", "min_chars": "many"}]
+    message = load_error(tmp_path, filters=filters)
+    assert "filters[2].min_chars must be int, got 'many'" in message
+
+
+@pytest.mark.parametrize(
+    "sections, expected",
+    [
+        ({"filters": [{"type": "lenght"}]}, "filters[0].type: unknown type 'lenght'; one of: boilerplate, dedup, exact_dedup, language"),
+        ({"filters": [{"min_chars": 3}]}, "filters[0].type: no `type` key; one of: boilerplate"),
+        ({"filters": [{"type": "length", "min_char": 3}]}, "unknown key filters[0].min_char; known keys at filters[0]: type, min_chars, max_chars"),
+        ({"filters": [{"type": "language", "detector": "cld3"}]}, "filters[0].detector must be one of 'langdetect' or 'fasttext', got 'cld3'"),
+        ({"curation": {"judge": {"scale": "ten_point"}}}, "curation.judge.scale must be one of 'three_level' or 'five_point', got 'ten_point'"),
+        ({"curation": {"models": {"judge": {"backend": "vllm"}}}}, "curation.models.judge.backend: unknown backend 'vllm'; one of: local, tgi"),
+        (
+            {"curation": {"models": {"generator": {"backend": "tgi", "model": "m", "endpoints": ["http://h:1"], "timeout": "fast"}}}},
+            "curation.models.generator.timeout must be a number, got 'fast'",
+        ),
+        ({"curation": {"models": {"generator": {"backend": "local", "dtype": "float8"}}}}, "curation.models.generator.dtype must be one of"),
+        ({"sources": [{"path": "a.jsonl", "language": "xx"}]}, "sources[0].language: unknown language code 'xx'"),
+        ({"publish": {"targets": {"x-instruction": {"repo_id": "org/x", "folder": "f"}}}}, "publish: targets x-instruction need `version`"),
+        ({"publish": {"version": "1.0.0", "targets": {"x-instruction": {"repo": "org/x"}}}}, "unknown key publish.targets.x-instruction.repo"),
+        ({"curation": {"generate": {"candidates": "3"}}}, "curation.generate.candidates must be int, got '3'"),
+    ],
+)
+def test_wrong_keys_types_and_choices_are_named(tmp_path, sections, expected):
+    assert expected in load_error(tmp_path, **sections)
+
+
+@pytest.mark.parametrize(
+    "sections, expected",
+    [
+        ({"curation": {"generate": {"candidates": 0}}}, "curation.generate.candidates must be in [1, 64], got 0"),
+        ({"curation": {"records_per_shard": -1}}, "curation.records_per_shard must be >= 1, got -1"),
+        ({"curation": {"diversify": {"target_size": 0}}}, "curation.diversify.target_size must be >= 1, got 0"),
+        ({"filters": [{"type": "length", "min_chars": 500, "max_chars": 100}]}, "filters[0]: min_chars (500) must be <= max_chars (100)"),
+        ({"curation": {"judge": {"good_min_score": 2}}}, "curation.judge: refine_min_score (3) must be <= good_min_score (2)"),
+        ({"curation": {"refine": {"rounds": -1}}}, "curation.refine.rounds must be in [0, 10], got -1"),
+        ({"curation": {"generate": {"sampling": {"max_new_tokens": 0}}}}, "curation.generate.sampling.max_new_tokens must be in [1, 131072]"),
+        ({"curation": {"judge": {"sampling": {"max_new_tokens": 8, "top_p": 0}}}}, "curation.judge.sampling.top_p must be in (0.0, 1.0], got 0"),
+        ({"curation": {"refine": {"sampling": {"max_new_tokens": 8, "temperature": -0.1}}}}, "curation.refine.sampling.temperature must be >= 0.0"),
+        ({"curation": {"generate": {"min_english_prob": 1.5}}}, "curation.generate.min_english_prob must be in [0.0, 1.0], got 1.5"),
+        ({"curation": {"diversify": {"embedding": {"batch_size": 0}}}}, "curation.diversify.embedding.batch_size must be >= 1"),
+        (
+            {"curation": {"models": {"generator": {"backend": "tgi", "model": "m", "endpoints": ["http://h:1"], "max_concurrency": 0, "retries": -1}}}},
+            "curation.models.generator.max_concurrency must be >= 1, got 0; curation.models.generator.retries must be in [0, 100], got -1",
+        ),
+        ({"filters": [{"type": "dedup", "threshold": 0}]}, "filters[0].threshold must be in (0.0, 1.0], got 0"),
+        ({"filters": [{"type": "repetition", "max_top_ngram_chars": {2: 1.5}}]}, "filters[0].max_top_ngram_chars[2] must be in [0.0, 1.0], got 1.5"),
+    ],
+)
+def test_out_of_range_values_are_refused_at_load(tmp_path, sections, expected):
+    assert expected in load_error(tmp_path, **sections)
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    message = load_error(tmp_path, curation={"generate": {"candidates": 0}, "judge": {"scael": 1}}, filters=[{"type": "length", "max_chars": "x"}])
+    assert "curation.generate.candidates" in message and "curation.judge.scael" in message and "filters[0].max_chars" in message
+
+
+def test_an_empty_yaml_value_means_the_default():
+    recipe = Recipe.from_dict({"name": "r", "curation": None, "filters": None, "sources": [{"path": "a.jsonl", "language": "sw"}]})
+    assert recipe.curation == CurationConfig() and recipe.filters == [] and recipe.languages == ["sw"]
+    assert Recipe.from_dict({"name": "r", "curation": {"judge": {"sampling": None}}}).curation.judge.sampling.max_new_tokens == 48
+
+
+def test_the_shipped_recipes_load_and_round_trip():
+    for path in sorted((REPO / "builder").glob("*.yaml")):
+        recipe = Recipe.from_yaml(path)
+        again = Recipe.from_dict(yaml.safe_load(recipe.to_yaml()), base_dir=recipe.base_dir)
+        assert again == recipe, path
+
+
+def test_curation_from_dict_takes_the_checked_config_or_a_mapping():
+    config = Recipe.from_dict({"name": "r", "curation": {"refine": {"target": "response"}}}).curation
+    assert CurationConfig.from_dict(config) is config
+    assert config.refine.sampling.max_new_tokens == 1024 and config.refine.prompt == "refine_response_v1"
+    assert config.models.judge_spec()["backend"] == "local"
+    with pytest.raises(ValueError, match=r"unknown key curation\.judge\.scael"):
+        CurationConfig.from_dict({"judge": {"scael": 1}})
+
+
+def test_filters_build_from_checked_options_or_mappings():
+    recipe = Recipe(name="adhoc", filters=DEFAULT_FILTERS)
+    blocks = [build_filter(spec, "sw") for spec in recipe.filters]
+    assert [b.config() for b in blocks] == [build_filter(spec, "sw").config() for spec in DEFAULT_FILTERS]
+    assert build_filter(LengthOptions(min_chars=5)).min_chars == 5
+    adhoc = Recipe(name="a", sources=[SourceSpec(path="x.jsonl", language="sw")], filters=recipe.filters, curation=recipe.curation)
+    assert adhoc.filters == recipe.filters
+
+
+def _constructor_options(cls) -> dict[str, object]:
+    """{option: default} a block's constructor accepts (`**options` passed to MinHashIndex)."""
+    params = dict(inspect.signature(cls.__init__).parameters)
+    params.pop("self")
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        params = {k: p for k, p in params.items() if p.kind is not p.VAR_KEYWORD}
+        params.update({k: p for k, p in inspect.signature(MinHashIndex.__init__).parameters.items() if k != "self"})
+    return {name: p.default for name, p in params.items()}
+
+
+def test_each_filter_options_model_matches_its_constructor():
+    members = typing.get_args(typing.get_args(FilterSpec)[0])
+    by_type = {model.model_fields["type"].default: model for model in members}
+    assert set(by_type) == set(FILTERS)
+    for name, model in by_type.items():
+        fields = {k: f.default for k, f in model.model_fields.items() if k != "type"}
+        assert fields == _constructor_options(FILTERS[name]), name
+
+
+def test_the_cli_refuses_a_bad_recipe_before_reading_a_document(tmp_path):
+    line = '{"id": "d", "text": "' + "Habari za asubuhi. " * 50 + '"}\n'
+    (tmp_path / "docs.jsonl").write_text(line * 20000, encoding="utf-8")  # ~20 MB
+    recipe = write_recipe(tmp_path, filters=[{"type": "length", "min_chars": 200}], curation={"judge": {"scael": "five_point"}})
+    result = subprocess.run([str(XINSTRUCTION), "build", str(recipe)], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "curation.judge.scael" in result.stderr and "known keys at curation.judge: scale" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()  # no filtered output, no fingerprint: nothing ran
