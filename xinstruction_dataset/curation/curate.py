@@ -18,6 +18,7 @@ point and started again repeats no finished call and writes the same bytes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -33,6 +34,7 @@ from ..llm.calls import CallScheduler
 from ..recipe import Recipe
 from ..storage import write_text
 from .config import CurationConfig, ModelsConfig
+from .diversify import Embedder, build_embedder
 from .engine import Engine, LanguageJob
 from .flow import build_stages
 from .labelling import LabelSink, documents
@@ -125,6 +127,11 @@ class Curation:
             self._models = Models.build(self.config.models)
         return self._models
 
+    @functools.cache
+    def _embedder(self) -> Embedder:
+        """One embedding model per run, shared by every language's merge."""
+        return build_embedder(self.config.diversify.embedding)
+
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
@@ -178,7 +185,7 @@ class Curation:
     # -- merge phase ---------------------------------------------------------------------------
 
     def merge(self, language: str, report: LanguageReport) -> None:
-        merged = LanguageMerge(self.layout, self.config, self.cache, language, progress=self.progress).run()
+        merged = LanguageMerge(self.layout, self.config, self.cache, self._embedder, language, progress=self.progress).run()
         report.counts, report.rejected, report.curated = merged.counts, merged.rejected, merged.curated
 
 

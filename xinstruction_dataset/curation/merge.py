@@ -13,7 +13,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from ..layout import RunLayout
 from ..records import Provenance, Record, ShardWriter, stable_id
 from ..storage import AtomicFile, write_json
 from .config import CurationConfig
-from .diversify import build_embedder, diversify, quality
+from .diversify import Embedder, diversify, quality
 from .pairs import Pair, Reject
 from .spill import SortedSpill, clear_spills
 
@@ -37,8 +37,9 @@ class Merged:
 
 
 class LanguageMerge:
-    def __init__(self, layout: RunLayout, config: CurationConfig, cache, language: str, *, progress: bool = True) -> None:
+    def __init__(self, layout: RunLayout, config: CurationConfig, cache, embedder: Callable[[], Embedder], language: str, *, progress: bool = True) -> None:
         self.layout, self.config, self.cache, self.language, self.progress = layout, config, cache, language, progress
+        self.embedder = embedder  # built on first use: a language with no pair loads no model
 
     def run(self) -> Merged:
         n = shard_count(self.layout, self.language)
@@ -52,7 +53,7 @@ class LanguageMerge:
             instructions.append(pair.instruction)
             qualities.append(quality(pair.label, pair.score))
             ids.append(stable_id(self.language, pair.instruction, pair.response))
-        embedder = build_embedder(self.config.diversify.embedding) if instructions else None
+        embedder = self.embedder() if instructions else None
         selection = diversify(
             instructions, np.asarray(qualities, dtype=np.float64), embedder, self.cache, self.config.diversify,
             self.language, self.config.seed, progress=self.progress,
