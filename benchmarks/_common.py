@@ -5,6 +5,8 @@ subprocess of its own Python)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+CORPORA = Path(os.environ.get("XINSTRUCTION_CORPORA", ROOT.parent / "shared" / "corpora"))
 TGI_SERVER = ROOT / "tests" / "tgi_server.py"
 TGI_DEFAULT_QUEUE = 128  # TGI's default max_concurrent_requests
 DEFAULT_DISTILABEL_PYTHON = ROOT / ".venv-distilabel" / "bin" / "python"
@@ -57,7 +60,8 @@ def combined_stats(urls: Sequence[str]) -> dict[str, Any]:
     stats = [server_stats(url) for url in urls]
     slots = sum(s["slots"] for s in stats)
     requests = sum(s["count"] for s in stats)
-    out: dict[str, Any] = {"slots": slots, "count": requests, "utilisation": None, "span": None,
+    overloaded = sum(s.get("statuses", {}).get("429", 0) for s in stats)
+    out: dict[str, Any] = {"slots": slots, "count": requests, "overloaded": overloaded, "utilisation": None, "span": None,
                            "first_arrival": None, "last_end": None, "busy": 0.0}
     answered = [s for s in stats if s["count"]]
     if answered:
@@ -84,3 +88,28 @@ def distilabel_unavailable(python: str | None) -> str | None:
 
 def default_distilabel_python() -> str | None:
     return str(DEFAULT_DISTILABEL_PYTHON) if DEFAULT_DISTILABEL_PYTHON.exists() else None
+
+
+def write_corpus(language: str, count: int, path: Path) -> Path:
+    """`count` documents of real `language` text, cycling the shared corpus: every id unique, and
+    repeats carry a counter, so no two prompts (and no two cache keys) are the same."""
+    source = CORPORA / f"{language}.jsonl"
+    if not source.exists():
+        raise SystemExit(f"{source} not found: set XINSTRUCTION_CORPORA to the shared corpora folder")
+    rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as out:
+        for i in range(count):
+            row, cycle = rows[i % len(rows)], i // len(rows)
+            text = row["text"] if cycle == 0 else f"{row['text']} ({cycle})"
+            out.write(json.dumps({"id": f"{row['id']}~{cycle}", "text": text, "url": row.get("url", "")},
+                                 ensure_ascii=False) + "\n")
+    return path
+
+
+def xinstruction_command() -> str:
+    beside = Path(sys.executable).parent / "xinstruction"  # the venv's console script
+    found = str(beside) if beside.exists() else shutil.which("xinstruction")
+    if not found:
+        raise SystemExit("no `xinstruction` command: activate the project's venv (. .venv/bin/activate)")
+    return found

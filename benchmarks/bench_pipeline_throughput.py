@@ -62,9 +62,9 @@ from pathlib import Path
 
 import yaml
 
-from _common import ROOT, combined_stats, default_distilabel_python, distilabel_unavailable, tgi_servers
+from _common import (ROOT, combined_stats, default_distilabel_python, distilabel_unavailable, tgi_servers,
+                     write_corpus, xinstruction_command)
 
-CORPORA = Path(os.environ.get("XINSTRUCTION_CORPORA", ROOT.parent / "shared" / "corpora"))
 ALL_LANGUAGES = ["fi", "id", "th", "tr", "vi", "bn", "hi", "sw", "ta", "ur"]
 SINGLE_LANGUAGE = "sw"
 SERVICE_TIMES = ("fixed", "lognormal")
@@ -130,23 +130,6 @@ def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
 
 # --- documents and recipes ----------------------------------------------------------------------
 
-def write_corpus(language: str, count: int, path: Path) -> Path:
-    """`count` documents of real `language` text, cycling the shared corpus: every id unique, and
-    repeats carry a counter, so no two prompts (and no two cache keys) are the same."""
-    source = CORPORA / f"{language}.jsonl"
-    if not source.exists():
-        raise SystemExit(f"{source} not found: set XINSTRUCTION_CORPORA to the shared corpora folder")
-    rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as out:
-        for i in range(count):
-            row, cycle = rows[i % len(rows)], i // len(rows)
-            text = row["text"] if cycle == 0 else f"{row['text']} ({cycle})"
-            out.write(json.dumps({"id": f"{row['id']}~{cycle}", "text": text, "url": row.get("url", "")},
-                                 ensure_ascii=False) + "\n")
-    return path
-
-
 def write_recipe(folder: Path, scenario: Scenario, urls: list[str]) -> Path:
     sources = [{"path": str(write_corpus(lang, scenario.docs_per_language, folder / "corpora" / f"{lang}.jsonl")),
                 "language": lang} for lang in scenario.languages]
@@ -174,14 +157,6 @@ def server_options(args: argparse.Namespace, service: str) -> list[str]:
             "--needs-refinement", str(args.needs_refinement), "--bad", str(args.bad), *SERVER_CONTEXT]
 
 
-def xinstruction_command() -> str:
-    beside = Path(sys.executable).parent / "xinstruction"  # the venv's console script
-    found = str(beside) if beside.exists() else shutil.which("xinstruction")
-    if not found:
-        raise SystemExit("no `xinstruction` command: activate the project's venv (. .venv/bin/activate)")
-    return found
-
-
 def measure(row: Row, command: list[str], urls: list[str], log: Path, env: dict[str, str] | None = None) -> Row:
     """Run `command` to its end and fill `row` from the servers' request logs."""
     started = time.monotonic()  # CLOCK_MONOTONIC: the servers' clock too (Linux)
@@ -191,6 +166,8 @@ def measure(row: Row, command: list[str], urls: list[str], log: Path, env: dict[
     stats = combined_stats(urls)
     row.wall = ended - started
     row.requests = stats["count"]
+    if stats["overloaded"]:
+        row.extra["overloaded"] = stats["overloaded"]
     if stats["count"]:
         row.span, row.share = stats["span"], stats["utilisation"]
         row.before, row.after = stats["first_arrival"] - started, ended - stats["last_end"]
@@ -280,7 +257,8 @@ def run_distilabel(args: argparse.Namespace, scenario: Scenario, service: str, b
             result = json.loads(lines[-1])
             row.extra["log"] = f"{result['labelled']}/{result['rows']} rows labelled"
             if result["labelled"] < result["rows"]:
-                row.note = f"only {result['labelled']}/{result['rows']} rows labelled (log: {folder / 'distilabel.log'})"
+                row.note = (f"only {result['labelled']}/{result['rows']} rows labelled "
+                            f"({row.extra.get('overloaded', 0)} answered 429 Model is overloaded; no retry)")
         except (IndexError, ValueError):
             row.note = "no result line"
     return row
@@ -301,7 +279,7 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1])
     best = {}
     for row in rows:
-        if row.scenario.startswith("4") and row.share is not None:
+        if row.scenario.startswith("4") and row.share is not None and not row.note:
             best[row.service] = max(best.get(row.service, 0.0), row.share)
     for service, share in best.items():
         ours = [r for r in rows if r.service == service and not r.scenario.startswith("4") and r.share is not None]
@@ -353,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                 for batch in batches:
                     tried.append(run_distilabel(args, scenario, first, batch, work / f"s4-{first}-b{batch}"))
                     report(tried[-1])
-                measured = [r for r in tried if r.share is not None]
+                measured = [r for r in tried if r.share is not None and not r.note]  # every row labelled
                 best_batch = batches[tried.index(max(measured, key=lambda r: r.share))] if measured else batches[0]
                 rows += tried
                 for service in rest:

@@ -289,9 +289,10 @@ class TGIServer:
         time), taking the mean of the service times drawn."""
         with self._lock:
             requests = list(self.requests)
+            statuses = {str(status): n for status, n in self.status_counts.items()}
         summary: dict[str, Any] = {"slots": self.slots, "latency": self.latency,
                                    "service_time": self.service_time_kind, "sigma": self.sigma,
-                                   "count": len(requests), "requests": requests}
+                                   "count": len(requests), "statuses": statuses, "requests": requests}
         if requests:
             first = min(r[0] for r in requests)
             last = max(r[2] for r in requests)
