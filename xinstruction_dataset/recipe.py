@@ -31,7 +31,7 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 class SourceSpec(ConfigModel):
     """Where documents come from: a JSONL(.gz)/Parquet file or glob, or `hf:<repo>[:<config>]`."""
 
-    path: NonEmpty
+    path: str  # a missing file is reported by the source reader, with the fix
     language: LanguageCode
     name: str = ""
     text_field: NonEmpty = "text"
