@@ -392,8 +392,12 @@ def test_config_defaults_round_trip_and_errors() -> None:
         CurationConfig.from_dict({"generate": {"candidates": "3"}})
     with pytest.raises(ValueError, match="judge.scale"):
         CurationConfig.from_dict({"judge": {"scale": "ten_point"}})
-    secret = CurationConfig.from_dict({"models": {"generator": {"backend": "tgi", "token": "hf_secret"}}})
-    assert "hf_secret" not in secret.to_yaml()
+    # A token is never a recipe value (only `token_env`, the variable's name), and the refusal
+    # does not echo the value back.
+    spec = {"backend": "tgi", "model": "org/m", "endpoints": ["http://127.0.0.1:9"], "token": "hf_secret"}
+    with pytest.raises(ValueError, match="unknown key curation.models.generator.token") as refused:
+        CurationConfig.from_dict({"models": {"generator": spec}})
+    assert "hf_secret" not in str(refused.value)
 
 
 # -- the whole run: sharded == unsharded -------------------------------------------------------
