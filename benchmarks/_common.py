@@ -22,7 +22,7 @@ TGI_DEFAULT_QUEUE = 128  # TGI's default max_concurrent_requests
 DEFAULT_DISTILABEL_PYTHON = ROOT / ".venv-distilabel" / "bin" / "python"
 DISTILABEL_INSTALL = (
     "python -m venv .venv-distilabel && "
-    '.venv-distilabel/bin/pip install "distilabel[hf-inference-endpoints]" requests'
+    '.venv-distilabel/bin/pip install "distilabel[hf-inference-endpoints]" requests beautifulsoup4'
 )
 
 

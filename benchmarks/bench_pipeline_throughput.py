@@ -31,7 +31,9 @@ Scenarios (targets from the issue; 4 is the bar for 1-3 to beat):
      TextGeneration (the three-level judge prompt), InferenceEndpointsLLM on the chat route (no
      tokenizer here), as many rows as scenario 2; input batch sizes --distilabel-batches are tried
      with fixed service times and the best is run with log-normal ones. No refinement rounds:
-     two requests a row.
+     two requests a row. Both steps run at once (one process each), so up to 2 x batch requests
+     are in flight; past TGI's queue (128) the server answers 429, which distilabel does not
+     retry: a run that leaves rows unlabelled is shown with that note and is not its best.
 
     . .venv/bin/activate
     python benchmarks/bench_pipeline_throughput.py --quick              # smoke run, ~1 minute
@@ -41,7 +43,13 @@ Scenarios (targets from the issue; 4 is the bar for 1-3 to beat):
 distilabel runs in its own virtual environment (its pins clash with ours):
 
     python -m venv .venv-distilabel
-    .venv-distilabel/bin/pip install "distilabel[hf-inference-endpoints]" requests
+    .venv-distilabel/bin/pip install "distilabel[hf-inference-endpoints]" requests beautifulsoup4
+
+(beautifulsoup4: distilabel 1.5.3 imports it on the way and, without it, silently labels nothing.)
+To measure another commit's engine, put an export of it first on PYTHONPATH (the `xinstruction`
+command runs outside the checkout, so it imports from there):
+
+    git archive COMMIT | tar -x -C /tmp/xi && PYTHONPATH=/tmp/xi python benchmarks/bench_pipeline_throughput.py
 
 Peak memory of `xinstruction curate` is measured by benchmarks/bench_curate_memory.py.
 """
