@@ -9,10 +9,9 @@ import sys
 
 from . import __version__
 from .commands import COMMAND_MODULES
+from .errors import UserError
 
-
-class UserError(Exception):
-    """An error the user can fix: printed as one clear line, exit code 2."""
+__all__ = ["UserError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,22 +22,11 @@ from typing_extensions import Required, TypedDict
 
 from .curation.config import CurationConfig
 from .filtering.filters.spec import FilterSpec
+from .filtering.sources import SourceSpec
 from .options import ConfigModel, LanguageCode, NotFingerprinted, readable_error
 
 PACKAGE_PREFIX = "package:"
 NonEmpty = Annotated[str, Field(min_length=1)]
-
-
-class SourceSpec(ConfigModel):
-    """Where documents come from: a JSONL(.gz)/Parquet file or glob, or `hf:<repo>[:<config>]`."""
-
-    path: str  # a missing file is reported by the source reader, with the fix
-    language: LanguageCode
-    name: str = ""
-    text_field: NonEmpty = "text"
-    id_field: NonEmpty = "id"
-    url_field: NonEmpty = "url"
-    split: NonEmpty = "train"
 
 
 # `publish:` stays a plain mapping (hub/release.py reads it so) but is checked like the rest.

@@ -6,9 +6,10 @@ import argparse
 import time
 from pathlib import Path
 
-from ..cli import UserError
+from ..errors import UserError
 from ..curation.curate import run_curation
-from ..filtering.pipeline import filter_language, recipe_from_args
+from ..filtering.pipeline import filter_language
+from .recipe_args import recipe_from_args
 from ..fingerprint import check_fingerprint
 from ..hub.cards import update_card
 from ..hub.export import export_language

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import UserError
+from ..errors import UserError
 from ..hub.cards import DATASETS, detect_dataset, render_card, update_card
 from ..hub.check import check_card
 

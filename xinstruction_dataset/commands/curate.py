@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..cli import UserError
 from ..fingerprint import check_fingerprint
 from ..layout import RunLayout
-from ..recipe import Recipe
+from .recipe_args import recipe_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,26 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def load_recipe(args: argparse.Namespace) -> Recipe:
-    recipe = Recipe.from_yaml(args.recipe)
-    if args.output_dir:
-        recipe.output_dir = str(Path(args.output_dir).resolve())
-    if args.language:
-        unknown = sorted(set(args.language) - set(recipe.languages))
-        if unknown:
-            raise UserError(f"language(s) {', '.join(unknown)} not in the recipe (it has {', '.join(recipe.languages)})")
-        recipe.languages = list(args.language)
-    if not recipe.languages:
-        raise UserError(f"{args.recipe}: the recipe names no languages")
-    return recipe
-
-
 def run(args: argparse.Namespace) -> int:
     from ..curation.curate import run_curation
     from ..curation.plan import describe_plan
     from ..filtering.sources import parse_shard
 
-    recipe = load_recipe(args)
+    recipe = recipe_from_args(args)
     check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force, write=not args.dry_run)
     shard = parse_shard(args.shard) if args.shard else None
     if args.dry_run:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import UserError
+from ..errors import UserError
 from ..filtering.runner import FilterSummary
-from ..filtering.pipeline import filter_language, output_dir_for, recipe_from_args
+from ..filtering.pipeline import filter_language, output_dir_for
+from .recipe_args import recipe_from_args
 from ..fingerprint import check_fingerprint
 from ..layout import RunLayout
 

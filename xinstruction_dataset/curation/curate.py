@@ -25,13 +25,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..filtering.runner import group_reasons
 from ..layout import RunLayout, shard_suffix
 from ..llm.backends.base import LLMBackend
 from ..llm.calls import CallScheduler
-from ..recipe import Recipe
 from ..storage import write_text
 from .config import CurationConfig, ModelsConfig
 from .diversify import Embedder, build_embedder
@@ -98,10 +97,23 @@ class LanguageReport:
 ROLES = ("generator", "judge", "refiner")
 
 
+class CurationRecipe(Protocol):
+    """What curation needs of a `recipe.Recipe` (the recipe imports curation's config, not the
+    reverse: data and imports flow one way)."""
+
+    name: str
+    version: str
+    languages: list[str]
+    curation: Any  # a CurationConfig, or its mapping
+    output_path: Path
+
+    def resolve(self, path: str) -> str: ...
+
+
 class Curation:
     """One curation run over a recipe (see `run_curation`)."""
 
-    def __init__(self, recipe: Recipe, *, models: Models | None = None, progress: bool = True):
+    def __init__(self, recipe: CurationRecipe, *, models: Models | None = None, progress: bool = True):
         self.recipe = recipe
         self.config = CurationConfig.from_dict(recipe.curation)
         self.layout = RunLayout(recipe.output_path)
@@ -202,7 +214,7 @@ def _count_lines(path: Path) -> int:
 
 
 def run_curation(
-    recipe: Recipe,
+    recipe: CurationRecipe,
     *,
     languages: list[str] | None = None,
     shard: tuple[int, int] | None = None,

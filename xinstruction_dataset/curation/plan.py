@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from ..recipe import Recipe
 from .config import CurationConfig
-from .curate import Curation
+from .curate import Curation, CurationRecipe
 from .pairs import Reject
 from .prompts import load_prompt
 
 
-def describe_plan(recipe: Recipe, *, shard: tuple[int, int] | None = None, merge: bool = False) -> str:
+def describe_plan(recipe: CurationRecipe, *, shard: tuple[int, int] | None = None, merge: bool = False) -> str:
     curation = Curation(recipe, progress=False)
     config, layout = curation.config, curation.layout
     shard = shard or (0, 1)

@@ -14,14 +14,30 @@ import json
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Annotated, Any, Callable, Iterator
+
+from pydantic import Field
 
 from ..documents import Document
-from ..recipe import SourceSpec
+from ..options import ConfigModel, LanguageCode
 from ..storage import open_parquet_stream
+
+NonEmpty = Annotated[str, Field(min_length=1)]
 
 # Sources yield thunks that parse one raw record: a shard calls only the thunks it keeps.
 RawRecord = Callable[[], "Document | BadInput"]
+
+
+class SourceSpec(ConfigModel):
+    """Where documents come from: a JSONL(.gz)/Parquet file or glob, or `hf:<repo>[:<config>]`."""
+
+    path: str  # a missing file is reported by the source reader, with the fix
+    language: LanguageCode
+    name: str = ""
+    text_field: NonEmpty = "text"
+    id_field: NonEmpty = "id"
+    url_field: NonEmpty = "url"
+    split: NonEmpty = "train"
 
 # A JSONL line longer than this is quarantined, not parsed: it is never a real document.
 MAX_LINE_BYTES = 8 * 1024 * 1024
