@@ -108,13 +108,19 @@ def decode_vector(value: dict[str, Any]) -> np.ndarray:
 
 
 def embed_texts(texts: list[str], embedder: Embedder, cache, batch_size: int, *, desc: str = "embed", progress: bool = True) -> np.ndarray:
-    """Vectors for `texts` (row i for texts[i]), from the cache or the embedder (then cached)."""
-    distinct = sorted(set(texts))
-    vectors: dict[str, np.ndarray] = {}
-    batches = [distinct[i : i + batch_size] for i in range(0, len(distinct), batch_size)]
+    """Vectors for `texts` (row i for texts[i]), from the cache or the embedder (then cached).
+
+    Each distinct text is embedded once and its vector written straight into its rows of one
+    preallocated array: peak memory is that array plus one batch, not a second copy of it."""
+    rows: dict[str, list[int]] = {}
+    for i, text in enumerate(texts):
+        rows.setdefault(text, []).append(i)
+    distinct = sorted(rows)
+    out: np.ndarray | None = None
     hits = 0
     with tqdm(total=len(distinct), desc=desc, unit="text", disable=not progress) as bar:
-        for batch in batches:
+        for start in range(0, len(distinct), batch_size):
+            batch = distinct[start : start + batch_size]
             keys = [embedding_key(embedder.model_id, text) for text in batch]
             stored = [cache.get_json(key) for key in keys]
             if all(value is not None for value in stored):
@@ -122,8 +128,11 @@ def embed_texts(texts: list[str], embedder: Embedder, cache, batch_size: int, *,
             else:
                 stored = [encode_vector(v) for v in embedder.embed(batch)]
                 cache.put_many_json(dict(zip(keys, stored)))
-            vectors.update((text, decode_vector(value)) for text, value in zip(batch, stored))
+            for text, value in zip(batch, stored):
+                vector = decode_vector(value)
+                if out is None:
+                    out = np.empty((len(texts), len(vector)), dtype=np.float32)
+                out[rows[text]] = vector
             bar.update(len(batch))
             bar.set_postfix(cached=hits, refresh=False)
-    dim = len(next(iter(vectors.values()))) if vectors else 0
-    return np.stack([vectors[text] for text in texts]) if texts else np.zeros((0, dim), dtype=np.float32)
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
