@@ -8,13 +8,10 @@ from typing import Callable
 
 from xinstruction_dataset.llm.backends.base import BackendError, Completion, LLMBackend, LLMRequest
 
-GENERATE_MARK = "### English Instruction:"
-JUDGE_MARK = "### Label"
-SCORE_MARK = "### Score"
-REFINE_INSTRUCTION_MARK = "### Improved English Instruction:"
-REFINE_RESPONSE_MARK = "### Improved Response"
-
-TOPICS = ["farming", "football", "elections", "rainfall", "schools", "hospitals", "music", "trade", "roads", "fishing"]
+# One set of prompt marks and topics for both fakes (tgi_server.py is stdlib-only, so it owns them).
+from tgi_server import GENERATE_MARK, REFINE_INSTRUCTION_MARK, REFINE_RESPONSE_MARK, TOPICS  # noqa: E402
+from tgi_server import JUDGE_LABEL_MARK as JUDGE_MARK  # noqa: E402
+from tgi_server import JUDGE_SCORE_MARK as SCORE_MARK  # noqa: E402
 
 
 class FakeBackend(LLMBackend):
