@@ -7,6 +7,7 @@ call at all and writes the same bytes."""
 from __future__ import annotations
 
 import hashlib
+import socket
 import json
 import threading
 import time
@@ -116,3 +117,25 @@ def test_every_document_accounted_for_under_faults(tmp_path: Path, start_tgi_ser
     assert sum(server.attempts.values()) == attempts + RETRIES + 1  # only the poisoned document's call, tried again
     assert again.calls["generate_called"] == 1 and again.calls["judge_called"] == 0
     assert outputs(tmp_path) == first
+
+
+def test_a_run_whose_endpoint_is_down_stops_early_and_stays_retryable(tmp_path: Path) -> None:
+    from xinstruction_dataset.curation.engine import FAILING_IN_A_ROW, BackendDown
+    from xinstruction_dataset.llm.cache import CallCache
+
+    with socket.socket() as probe:  # a port nothing listens on: every connection is refused
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    many = [dict(d, id=f"{d['id']}-{i}", text=f"{d['text']} ({i})") for i in range(8) for d in documents()]  # 128 documents
+    recipe = recipe_for(tmp_path, dead, many)
+    recipe.curation.models.generator["retries"] = 1
+    start = time.monotonic()
+    with pytest.raises(BackendDown, match=r"the last \d+ calls failed, none succeeded") as stopped:
+        run_curation(recipe, progress=False)
+    assert time.monotonic() - start < 60
+    assert "run the same command again" in str(stopped.value)
+    with CallCache(tmp_path / "cache" / "calls.sqlite") as cache:
+        failures = cache.failures()
+    # Stopped after about FAILING_IN_A_ROW calls (plus those in flight), not one per document.
+    assert FAILING_IN_A_ROW <= len(failures) < len(many)
+    assert not (tmp_path / "curated" / "sw").exists()

@@ -19,12 +19,21 @@ from typing import Callable, Iterable, Protocol
 from tqdm.auto import tqdm
 
 from ..documents import Document
+from ..errors import UserError
 from ..llm.calls import CallScheduler
 from .flow import FIRST
 from .pairs import Reject
 from .stage import DONE, Stage, Work
 
 ADMIT_PER_SLOT = 2  # documents in flight per server slot: each has one or two calls queued
+# Fresh calls failing in a row (each after the backend's own retries) that mean the backend is
+# down, not one bad document: the run stops instead of burning through every document.
+FAILING_IN_A_ROW = 16
+
+
+class BackendDown(UserError):
+    """Every recent call to a backend failed: the run stops; finished calls stay in the cache and
+    the failed documents are tried again by the next run."""
 
 
 @dataclass
@@ -108,9 +117,18 @@ class Engine:
             for result in results:
                 calls[f"{stage.name}_{'cached' if result.cached else 'called'}"] += 1
                 calls[f"{stage.name}_failed"] += not result.ok
+            self._stop_if_down(scheduler)
             await self._limit_may_have_grown()
             outcome = stage.accept(outcome, list(results))
         return outcome
+
+    def _stop_if_down(self, scheduler: CallScheduler) -> None:
+        if scheduler.failing_in_a_row >= FAILING_IN_A_ROW:
+            raise BackendDown(
+                f"{scheduler.backend.model_id}: the last {scheduler.failing_in_a_row} calls failed, none succeeded "
+                f"(last error: {scheduler.last_error}); check the endpoints, then run the same command again: "
+                "finished calls are kept, the failed documents are retried"
+            )
 
     async def _limit_may_have_grown(self) -> None:
         """A remote backend raises its limit as calls succeed (its /info, its ramp): let the

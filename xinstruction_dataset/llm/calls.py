@@ -124,6 +124,8 @@ class CallScheduler:
         self.cache = cache
         self.stats = CallStats()
         self.in_flight = 0
+        self.failing_in_a_row = 0  # fresh calls failed since the last fresh success
+        self.last_error = ""
         self._slots: asyncio.Condition | None = None
         self._same_key: dict[str, asyncio.Future[Completion]] = {}
 
@@ -144,7 +146,10 @@ class CallScheduler:
         except _CallFailed as failure:
             message = str(failure)
             self.cache.record_failure(key, self.backend.model_id, request, message)
+            self.failing_in_a_row += 1
+            self.last_error = message
             return self._counted(CallResult(tag, key, None, message, False))
+        self.failing_in_a_row = 0
         return self._counted(CallResult(tag, key, completion, None, False))
 
     async def aclose(self) -> None:
