@@ -149,3 +149,26 @@ def test_filter_command_shards_split_the_work(tmp_path, capsys):
     assert sorted(outputs) == sorted(json.loads(line)["id"] for line in corpus_path("ta").read_text().splitlines())
     assert main(["filter", "--input", str(corpus_path("ta")), "--language", "ta", "--shard", "3/3"]) == 2
     assert "--shard" in capsys.readouterr().err
+
+
+def test_a_recipe_with_no_language_is_refused(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: x\nlanguages: []\n")
+    assert main(["filter", str(recipe)]) == 2
+    assert "names no languages" in capsys.readouterr().err
+
+
+def test_no_progress_silences_library_bars_and_httpx_request_lines(tmp_path):
+    import logging
+
+    import datasets
+    import huggingface_hub.utils
+
+    main(["filter", str(tmp_path / "missing.yaml"), "--no-progress"])
+    try:
+        assert not datasets.is_progress_bar_enabled()
+        assert huggingface_hub.utils.are_progress_bars_disabled()
+        assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
+    finally:
+        datasets.enable_progress_bars()
+        huggingface_hub.utils.enable_progress_bars()

@@ -33,6 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries(*, progress: bool) -> None:
+    """httpx logs every request at INFO (thousands of lines in a curation run); `--no-progress`
+    also silences the progress bars of `datasets` and `huggingface_hub`."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not progress:
+        import datasets
+        import huggingface_hub.utils
+
+        datasets.disable_progress_bars()
+        huggingface_hub.utils.disable_progress_bars()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -40,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    quiet_libraries(progress=not getattr(args, "no_progress", False))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
