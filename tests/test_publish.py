@@ -142,10 +142,12 @@ def test_failed_upload_leaves_no_version_and_a_rerun_completes_it(hub, repo_id, 
     # Retry-After + 1 s, so this costs about 5 s, then our step gives up (one attempt).
     hub.inject("lfs_upload", 500, nth=2, times=None, headers={"Retry-After": "0"})
 
+    card_before = (folder / "README.md").read_bytes()
     with pytest.raises(IncompletePublish, match=r"failed at step 'upload and commit'.*HTTP 500.*not tagged.*run the same command again"):
         publish_folder(folder, repo_id, "1.1.0", retry=RetryPolicy(attempts=1))
 
     assert hub.refs(repo_id) == {"branches": {"main": v1}, "tags": {"v1.0.0": v1}}
+    assert (folder / "README.md").read_bytes() == card_before  # no changelog entry for a failed publish
     hub.clear_faults()
     assert publish_folder(folder, repo_id, "1.1.0", retry=FAST_RETRY).status == "published"
     assert [c.title for c in hub.commits(repo_id)] == ["Release v1.1.0", "Release v1.0.0", "initial commit"]

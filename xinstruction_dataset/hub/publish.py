@@ -123,14 +123,14 @@ def publish_folder(
     if dry_run:
         return PublishResult(repo_id, version, WOULD_PUBLISH, diff)
 
-    update_card(folder, dataset, changelog=changelog)  # the folder now mirrors what is published
     message = f"Release {tag}"
     step = "create the repo"
     try:
         if not remote.exists:
             call_with_retries(lambda: api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True), retry, f"create {repo_id}")
         step = "upload and commit"
-        commit = call_with_retries(lambda: _commit_folder(api, folder, repo_id, message, entry.summary), retry, f"commit {tag}")
+        files = _with_card(folder, card_text)  # the new card goes up from memory
+        commit = call_with_retries(lambda: _commit_files(api, files, repo_id, message, entry.summary), retry, f"commit {tag}")
         step = "tag"
         call_with_retries(lambda: _create_tag(api, repo_id, tag, commit, f"{message}: {entry.summary}"), retry, f"tag {tag}")
     except PublishError:
@@ -142,6 +142,8 @@ def publish_folder(
             f"{f', HTTP {status}' if status else ''}): {tag} was not tagged, so it is not published; "
             "run the same command again to complete it"
         ) from error
+    # Only now does the local card take the new changelog entry: a failed publish leaves it as it was.
+    update_card(folder, dataset, changelog=changelog)
     logger.info("published %s as %s (commit %s)", repo_id, tag, commit[:12])
     return PublishResult(repo_id, version, PUBLISHED, diff, commit)
 
@@ -242,18 +244,18 @@ def _republish(api: HfApi, folder: Path, repo_id: str, version: str, dataset: st
     )
 
 
-def _commit_folder(api: HfApi, folder: Path, repo_id: str, message: str, description: str) -> str:
-    """Make `main` hold the folder's managed files; return the commit that does (may be the head).
+def _commit_files(api: HfApi, local: dict[str, bytes | Path], repo_id: str, message: str, description: str) -> str:
+    """Make `main` hold `local` (path in repo -> file or bytes); return the commit that does (may
+    be the head).
 
     Re-reads the head on every attempt, so a retry after a commit that did land finds nothing
     left to do instead of committing twice.
     """
     head = api.dataset_info(repo_id).sha
-    local = local_files(folder)
     diff = diff_files(dict(local), remote_files(api, repo_id, head))
     if diff.is_empty:
         return head
-    additions = [CommitOperationAdd(path_in_repo=c.path, path_or_fileobj=str(local[c.path])) for c in diff.changes if c.kind in (ADDED, CHANGED)]
+    additions = [CommitOperationAdd(path_in_repo=c.path, path_or_fileobj=_content(local[c.path])) for c in diff.changes if c.kind in (ADDED, CHANGED)]
     deletions = [CommitOperationDelete(path_in_repo=c.path) for c in diff.of_kind(REMOVED)]
     # Upload the large files first, so the commit itself is one small request that lands whole.
     api.preupload_lfs_files(repo_id, additions, repo_type=REPO_TYPE, revision=BRANCH)
@@ -262,6 +264,10 @@ def _commit_folder(api: HfApi, folder: Path, repo_id: str, message: str, descrip
         repo_type=REPO_TYPE, revision=BRANCH, parent_commit=head,
     )
     return info.oid
+
+
+def _content(source: bytes | Path) -> bytes | str:
+    return source if isinstance(source, bytes) else str(source)
 
 
 def _create_tag(api: HfApi, repo_id: str, tag: str, commit: str, message: str) -> None:
