@@ -170,3 +170,39 @@ def test_invalid_parquet_shard_row_is_named_by_its_row_number(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows, schema=XINSTRUCTION_FEATURES.arrow_schema), path)
     with pytest.raises(ValueError, match=r"shard.parquet:1030: not a valid X-Instruction record.*output"):
         list(read_shard(path))
+
+
+def folder_bytes(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_staged_export_changes_data_and_card_together_or_not_at_all(tmp_path, monkeypatch):
+    from xinstruction_dataset.hub.cards import update_card
+    from xinstruction_dataset.hub.export import staged_folder
+
+    folder = tmp_path / "x-instruction"
+    curated = tmp_path / "curated"
+    write_jsonl_shard(curated / "fi" / "s.jsonl", make_records("fi", limit=5))
+    with staged_folder(folder) as staging:
+        export_language(staging, "fi", data_dir=curated, cache_dir=tmp_path / "cache", progress=False, update_card=False)
+        update_card(staging)
+    before = folder_bytes(folder)
+
+    # A new fi, then a language with no curated shard fails: the folder keeps its old data AND card.
+    write_jsonl_shard(curated / "fi" / "s.jsonl", make_records("fi", limit=7, offset=5))
+    (curated / "sw").mkdir()
+    with pytest.raises(ValueError, match="no 'sw' records"):
+        with staged_folder(folder) as staging:
+            export_language(staging, "fi", data_dir=curated, cache_dir=tmp_path / "cache", progress=False, update_card=False)
+            export_language(staging, "sw", data_dir=curated, cache_dir=tmp_path / "cache", progress=False, update_card=False)
+    assert folder_bytes(folder) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left
+
+    # Killed between the two renames of the swap: only the retired folder is there; it comes back.
+    folder.rename(tmp_path / ".x-instruction.retired-0000")
+    with staged_folder(folder) as staging:
+        export_language(staging, "fi", data_dir=curated, cache_dir=tmp_path / "cache", progress=False, update_card=False)
+        update_card(staging)
+    monkeypatch.chdir(tmp_path)
+    assert datasets.load_dataset("x-instruction", "fi", split="train").num_rows == 7
+    assert "num_examples: 7" in (folder / "README.md").read_text()

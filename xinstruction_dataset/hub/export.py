@@ -4,16 +4,23 @@ A config is written into a temporary folder beside its final place and swapped i
 so exporting one language never disturbs the others, and a killed export leaves the previous
 version of that config intact. Rows are streamed in Arrow batches: memory does not grow with
 the number of records.
+
+Exporting several languages and the card together, `staged_folder` stages the whole folder:
+every language and the card are written into a copy (Parquet files hard-linked, not copied),
+which replaces the folder only when all of them succeeded. Data and card change together: a
+failed language or a killed process leaves the previous folder whole.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import datasets
 import pyarrow as pa
@@ -113,6 +120,46 @@ def _swap_in(staging: Path, final: Path) -> None:
         final.rename(retired)
     staging.rename(final)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+@contextmanager
+def staged_folder(folder: str | Path) -> Iterator[Path]:
+    """A staging copy of `folder` to export into; it replaces `folder` when the block succeeds."""
+    folder = Path(folder)
+    restore_retired(folder)
+    staging = folder.with_name(f".{folder.name}.staging-{uuid.uuid4().hex[:8]}")
+    if folder.is_dir():
+        shutil.copytree(folder, staging, copy_function=_link_or_copy)
+    else:
+        staging.mkdir(parents=True)
+    try:
+        yield staging
+        _swap_in(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def restore_retired(folder: Path) -> None:
+    """A process killed between the two renames of a swap left only the retired folder: put it back."""
+    if folder.exists():
+        return
+    retired = sorted(folder.parent.glob(f".{folder.name}.retired-*")) if folder.parent.is_dir() else []
+    if retired:
+        retired[-1].rename(folder)
+        logger.warning("restored %s from %s (an earlier export was killed mid-swap)", folder, retired[-1].name)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """Parquet files are never modified in place (a new export writes new files), so the staging
+    copy can share them; the card and the rest are copied, since they are rewritten."""
+    if source.endswith(".parquet"):
+        try:
+            os.link(source, target)
+            return
+        except OSError as error:  # another filesystem, or no hard links there: copy instead
+            logger.debug("hard link %s failed (%s); copying", source, error)
+    shutil.copy2(source, target)
 
 
 def export_language(
