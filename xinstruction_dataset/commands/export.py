@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..hub.cards import update_card
-from ..hub.export import export_language
+from ..hub.export import export_language, staged_folder
 from ..languages import LANGUAGE_CODES
 from ..layout import RunLayout
 from ..recipe import Recipe
@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="build languages and write them into a hub-ready folder (README.md + data/<code>/*.parquet)",
         description=(
             "Build each language with the XInstruction builder and export it into FOLDER, leaving the "
-            "folder's other languages untouched, then regenerate its card. Afterwards, from FOLDER's "
+            "folder's other languages untouched, then regenerate its card. The languages and the card "
+            "change together: if one language fails, FOLDER is left as it was. Afterwards, from FOLDER's "
             "parent: load_dataset('<folder name>', '<code>')."
         ),
     )
@@ -38,15 +39,17 @@ def run(args: argparse.Namespace) -> int:
     data_dir = RunLayout(Recipe.from_yaml(args.recipe).output_path).curated_root if args.recipe else args.data_dir
     start = time.perf_counter()
     total = 0
-    for language in args.language:
-        result = export_language(
-            args.folder, language, source=args.source, data_dir=data_dir, cache_dir=args.cache_dir,
-            progress=not args.no_progress, update_card=False,
-        )
-        total += result.num_examples
-        print(f"{language}: {result.num_examples} records -> {', '.join(result.files)}")
     folder = Path(args.folder)
-    update_card(folder)
+    # Every language and the card, or none of them: a failure leaves the folder as it was.
+    with staged_folder(folder) as staging:
+        for language in args.language:
+            result = export_language(
+                staging, language, source=args.source, data_dir=data_dir, cache_dir=args.cache_dir,
+                progress=not args.no_progress, update_card=False,
+            )
+            total += result.num_examples
+            print(f"{language}: {result.num_examples} records -> {', '.join(result.files)}")
+        update_card(staging)
     print(f"exported {total} records in {time.perf_counter() - start:.1f} s to {folder}")
     print(f"load with: load_dataset({str(folder.resolve())!r}, {args.language[0]!r})")
     return 0
