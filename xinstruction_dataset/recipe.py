@@ -121,8 +121,16 @@ class Recipe(ConfigModel):
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"recipe {path} does not exist; see builder/default.yaml for an example")
+        if path.is_dir():
+            raise ValueError(f"recipe {path} is a folder; pass the path of the recipe's .yaml file instead")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); save the recipe as UTF-8") from None
+        except OSError as e:
+            raise ValueError(f"recipe {path} cannot be read: {e.strerror or e}") from None
+        try:
+            data = yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise ValueError(f"{path}: not valid YAML: {e}") from e
         if not isinstance(data, dict):

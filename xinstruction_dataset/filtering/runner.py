@@ -11,16 +11,18 @@ killed run leaves either the previous complete output or none, never a truncated
 
 from __future__ import annotations
 
+import gzip
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
 from ..documents import Document
-from ..storage import AtomicFile, read_jsonl, write_json
+from ..storage import AtomicFile, write_json
 from .filters.base import BaseFilter
 from .sources import BadInput
 
@@ -124,6 +126,34 @@ def _route(item: Document | BadInput, filters: list[BaseFilter], sinks: dict[str
         sinks["rejects.jsonl"].write_json_line({**item.to_dict(), "reason": reason})
 
 
-def read_documents(path: str | Path) -> Iterable[Document]:
-    """Read a `kept.jsonl` written by `filter_documents` back as Documents (streamed)."""
-    return (Document.from_dict(row) for row in read_jsonl(path))
+def read_documents(path: str | Path) -> Iterator[Document]:
+    """Read a `kept.jsonl` written by `filter_documents` back as Documents (streamed).
+
+    A line that is not a document (the file was edited or damaged after the run) raises a
+    ValueError naming the file and line, with the fix: re-run `xinstruction filter`."""
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    line_number = 0
+    try:
+        with opener(path, "rb") as f:  # bytes, decoded per line, so an error names its line
+            for line_number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line.decode("utf-8"))
+                    if not isinstance(row, dict):
+                        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+                    doc = Document.from_dict(row)
+                except UnicodeDecodeError as e:
+                    raise _corrupt(path, line_number, f"not UTF-8 at byte {e.start}") from None
+                except json.JSONDecodeError as e:
+                    raise _corrupt(path, line_number, f"invalid JSON: {e.msg} at column {e.colno}") from None
+                except (ValueError, KeyError, TypeError) as e:
+                    raise _corrupt(path, line_number, f"not a document ({type(e).__name__}: {e})") from None
+                yield doc
+    except (EOFError, gzip.BadGzipFile) as e:
+        raise _corrupt(path, line_number + 1, f"unreadable ({e})") from None
+
+
+def _corrupt(path: Path, line: int, problem: str) -> ValueError:
+    return ValueError(f"{path}, line {line}: {problem}; the file is damaged: re-run `xinstruction filter` to write it again")
