@@ -26,7 +26,10 @@ the share of pairs sent to refinement is fixed and a rerun labels every pair the
 
 Faults, injected with `inject(kind, count, match)` and consumed in order by matching requests:
 `429`, `503` (error replies), `hang` (no reply until the server stops: the client times out),
-`malformed` (200 with a truncated JSON body), `drop` (connection closed without a reply).
+`malformed` (200 with a truncated JSON body), `drop` (connection closed without a reply),
+`huge` (200 whose text is `huge_reply_bytes` bytes, whatever `max_new_tokens` says),
+`echo_headers` (500 whose body echoes the request's headers, Authorization included).
+`info_hang=True`: `GET /info` never answers (until the server stops).
 `kill()` closes the listener and every open connection at once; `restart()` listens again on the
 same port. `successes` (replies written) / `attempts` count requests per prompt, across restarts;
 `authorizations` counts the Authorization headers received.
@@ -55,7 +58,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULT_KINDS = ("429", "503", "hang", "malformed", "drop")
+FAULT_KINDS = ("429", "503", "hang", "malformed", "drop", "huge", "echo_headers")
 SERVICE_TIMES = ("fixed", "lognormal")
 REPLIES = ("echo", "curation")
 Reply = Callable[[str, dict[str, Any]], str]
@@ -167,6 +170,8 @@ class TGIServer:
         native_route: bool = True,
         has_info: bool = True,
         port: int = 0,
+        info_hang: bool = False,
+        huge_reply_bytes: int = 20_000_000,
     ) -> None:
         self.reply = reply
         self.model_id = model_id
@@ -183,6 +188,8 @@ class TGIServer:
         self.max_total_tokens = max_total_tokens
         self.native_route = native_route  # False: like llama.cpp, no `/` or `/generate`
         self.has_info = has_info  # False: like vLLM, no /info
+        self.info_hang = info_hang  # True: /info never answers (until the server stops)
+        self.huge_reply_bytes = huge_reply_bytes  # the text size of fault `huge`
         self.port = port
         self.attempts: Counter[str] = Counter()  # every generation request, by prompt
         self.successes: Counter[str] = Counter()  # generation requests answered 200 with a result
@@ -348,7 +355,10 @@ class TGIServer:
             return 503, {"error": "Service Unavailable", "error_type": "unhealthy"}
         if fault == "hang":
             self._stopping.wait()
-        raise _Abort(fault)  # hang (released by stop), drop, malformed: handled by the handler
+        if fault == "huge":
+            text = "x" * self.huge_reply_bytes
+            return 200, {"generated_text": text, "finish_reason": "length", "generated_tokens": 1, "prompt_tokens": 1}
+        raise _Abort(fault)  # hang (released by stop), drop, malformed, echo_headers: handled by the handler
 
     def _validate(self, prompt: str, parameters: dict[str, Any]) -> str | None:
         tokens = count_tokens(prompt)
@@ -457,6 +467,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/health":
             self._send(200, {})
         elif self.path == "/info" and app.has_info:
+            if app.info_hang:
+                app._stopping.wait()
+                self.close_connection = True
+                return
             self._send(200, app.info())
         elif self.path == "/stats":
             self._send(200, app.stats())
@@ -536,6 +550,9 @@ class _Handler(BaseHTTPRequestHandler):
         except _Abort as abort:
             if str(abort) == "malformed":
                 self._send_raw(200, b'{"generated_text": "trunc')
+            elif str(abort) == "echo_headers":  # a server that puts the request's headers in its error
+                self._send(500, {"error": f"Internal error; request headers: {dict(self.headers.items())}",
+                                 "error_type": "internal"})
             else:
                 self.close_connection = True
                 _shut(self.connection)

@@ -13,8 +13,17 @@ exponential backoff and jitter, on whichever endpoint is best then; the last err
 Input over the context (`max_input_tokens` from `/info` or the config) is fitted first
 (`text.fit_to_context`): truncated or rejected by `context_policy`, never sent to fail.
 
+`/info` is asked once per endpoint, under the endpoint's `timeout`: if it times out, fails or
+answers garbage, the endpoint is treated as a server without `/info` (the configured limits
+apply) and one warning is logged; only a connection error (server down) is retried as a failure.
+
 Credentials: `token_env` names an environment variable with the endpoints' token; without it
-huggingface_hub's own (HF_TOKEN, `hf auth login`) applies. Tokens are never logged or stored.
+huggingface_hub's own (HF_TOKEN, `hf auth login`) is sent only to Hugging Face's own hosts
+(`HF_HOSTS`); any other endpoint then gets no token (its Authorization header is sent empty:
+huggingface_hub adds the login token to every request otherwise). Tokens are never logged or
+stored: every known token value, and anything that looks like one (`Bearer ...`, `hf_...`), is
+scrubbed from error text before it leaves this backend (`scrub_secrets`), as a server's error
+body may echo the request's headers.
 """
 
 from __future__ import annotations
@@ -24,18 +33,24 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlparse
 
-from huggingface_hub import AsyncInferenceClient
+from huggingface_hub import AsyncInferenceClient, get_token
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
+from huggingface_hub.utils import build_hf_headers, get_async_session, hf_raise_for_status
 
 from .base import BackendError, Completion, LLMBackend, LLMRequest, RetryableError
 from .text import ContextLimits, TokenCounter, fit_to_context
 from .tgi_config import ROUTE_CLASSES, ROUTES, ChatRoute, GenerateRoute, TGIConfig
 
-__all__ = ["ROUTES", "ChatRoute", "Endpoint", "EndpointPool", "GenerateRoute", "TGIBackend", "TGIConfig"]
+__all__ = [
+    "HF_HOSTS", "ROUTES", "ChatRoute", "Endpoint", "EndpointPool", "GenerateRoute", "TGIBackend", "TGIConfig",
+    "is_hf_host", "scrub_secrets",
+]
 
 try:  # huggingface_hub 2.x ships httpx under this name; 1.x uses httpx itself
     import httpx2 as httpx
@@ -46,6 +61,32 @@ logger = logging.getLogger(__name__)
 
 # 424: TGI's "generation" error (e.g. out of GPU memory mid-batch): transient.
 RETRYABLE_STATUS = frozenset({408, 409, 424, 425, 429}) | frozenset(range(500, 600))
+
+# Hosts that get huggingface_hub's login token (HF_TOKEN) without `token_env`: Hugging Face's own.
+HF_HOSTS = ("huggingface.co", "hf.space", "endpoints.huggingface.cloud")
+
+
+def is_hf_host(url: str) -> bool:
+    """Whether `url` is one of Hugging Face's hosts (`HF_HOSTS` or a subdomain of one)."""
+    host = (urlparse(url).hostname or "").lower().rstrip(".")
+    return any(host == h or host.endswith("." + h) for h in HF_HOSTS)
+
+
+# Anything that looks like a credential: `Bearer <x>`, an Authorization header's value, `hf_<x>`.
+_SECRET_PATTERNS = (
+    (re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)[^\"'\s,;}]+(\s+[^\"'\s,;}]+)?"), r"\1***"),
+    (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;}]+"), r"\1***"),
+    (re.compile(r"\bhf_[A-Za-z0-9]{6,}"), "hf_***"),
+)
+
+
+def scrub_secrets(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """`text` with every value in `secrets` and every token-looking string replaced by `***`."""
+    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 # --- endpoints and the pool that spreads load over them -------------------------------------
@@ -100,8 +141,10 @@ class Endpoint:
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
             # provider "hf-inference" is the one that talks to a plain endpoint URL (and has /info).
+            # huggingface_hub sends its login token when given none: blank the header instead.
+            headers = None if self.token or is_hf_host(self.url) else {"authorization": ""}
             self._client = AsyncInferenceClient(
-                base_url=self.url, provider="hf-inference", token=self.token, timeout=self.timeout
+                base_url=self.url, provider="hf-inference", token=self.token, timeout=self.timeout, headers=headers
             )
             self._client_loop = loop
         return self._client
@@ -111,18 +154,49 @@ class Endpoint:
         if client is not None:
             await client.close()
 
+    def auth_headers(self) -> dict[str, str]:
+        """Headers for a request this module sends itself (/info): the endpoint's token; without
+        one, huggingface_hub's login token only for Hugging Face's hosts."""
+        return build_hf_headers(token=self.token or (None if is_hf_host(self.url) else False))
+
     async def probe(self) -> None:
-        """Ask /info once. A server without /info (404: vLLM, llama.cpp) gets the configured limits."""
+        """Ask /info once, within `timeout`. A server without /info (404: vLLM, llama.cpp) gets
+        the configured limits; so does one whose /info times out, fails or answers garbage (one
+        warning). A connection error (server down) raises a RetryableError: asked again later."""
         try:
-            self.info = await self.client().get_endpoint_info()
-        except HfHubHTTPError as error:
-            if error.response is not None and error.response.status_code in (404, 405):
-                self.info = {}
-                return
-            raise _classify(error, self.url) from error
-        except Exception as error:  # noqa: BLE001 - transport or body errors, classified below
-            raise _classify(error, self.url) from error
-        logger.info("endpoint %s: %s", self.url, {k: self.info.get(k) for k in ("model_id", "max_concurrent_requests", "max_input_tokens")})
+            async with get_async_session() as http:
+                response = await asyncio.wait_for(
+                    http.get(self.url + "/info", headers=self.auth_headers(), timeout=self.timeout), timeout=self.timeout
+                )
+                if response.status_code in (404, 405):
+                    self.info = {}
+                    return
+                hf_raise_for_status(response)
+                info = response.json()
+            if not isinstance(info, dict):
+                raise ValueError(f"not a JSON object: {type(info).__name__}")
+        except (asyncio.TimeoutError, httpx.TimeoutException):
+            self._no_info(f"no answer within the timeout ({self.timeout:g}s)")
+            return
+        except httpx.TransportError as error:  # refused, reset: the server is down
+            raise _classify(error, self.url, self.secrets()) from error
+        except Exception as error:  # noqa: BLE001 - an HTTP error or a bad body: as without /info
+            self._no_info(str(_classify(error, self.url, self.secrets())))
+            return
+        self.info = info
+        logger.info("endpoint %s: %s", self.url, {k: info.get(k) for k in ("model_id", "max_concurrent_requests", "max_input_tokens")})
+
+    def _no_info(self, why: str) -> None:
+        self.info = {}
+        logger.warning(
+            "endpoint %s: /info failed (%s); using the configured limits (max_concurrency=%d, "
+            "max_input_tokens/max_total_tokens from the spec, if set)", self.url, why[:300], self.cap,
+        )
+
+    def secrets(self) -> tuple[str, ...]:
+        """Token values this endpoint may send: scrubbed from any error text."""
+        login = _login_token() if not self.token and is_hf_host(self.url) else None
+        return tuple(t for t in (self.token, login) if t)
 
     def context(self, config: TGIConfig) -> ContextLimits:
         info = self.info or {}
@@ -248,7 +322,12 @@ class TGIBackend(LLMBackend):
                 return await self._attempt(request)
             except RetryableError as error:
                 errors.append(str(error))
-        raise RetryableError(_final_error(errors))
+            except BackendError as error:  # not retryable: its text may carry a reply's prefix
+                raise BackendError(scrub_secrets(str(error), self._secrets())) from None
+        raise RetryableError(_final_error(errors, self._secrets())) from None
+
+    def _secrets(self) -> tuple[str, ...]:
+        return tuple(s for e in self.pool.endpoints for s in e.secrets())
 
     async def aclose(self) -> None:
         for endpoint in self.pool.endpoints:
@@ -282,11 +361,17 @@ class TGIBackend(LLMBackend):
         except BackendError:
             raise
         except Exception as error:  # noqa: BLE001 - every client/transport error is classified
-            raise _classify(error, endpoint.url) from error
+            raise _classify(error, endpoint.url, endpoint.secrets()) from error
 
 
-def _classify(error: Exception, url: str) -> BackendError:
-    """A client-side exception as RetryableError (worth another attempt) or BackendError."""
+def _classify(error: Exception, url: str, secrets: tuple[str, ...] = ()) -> BackendError:
+    """A client-side exception as RetryableError (worth another attempt) or BackendError, its
+    text scrubbed of `secrets` and of anything that looks like a token."""
+    classified = _classify_raw(error, url)
+    return type(classified)(scrub_secrets(str(classified), secrets))
+
+
+def _classify_raw(error: Exception, url: str) -> BackendError:
     http_error = _http_error_in(error)
     if http_error is not None:
         status = http_error.response.status_code
@@ -318,14 +403,23 @@ def _body(response: Any) -> str:
         text = response.text
     except Exception:  # noqa: BLE001 - a streamed/closed body: the status says enough
         return "(no body)"
-    return " ".join(str(text).split())[:500]
+    # Cut before scrubbing would leave half a token: scrub the whole (bounded) head, then cut.
+    return scrub_secrets(" ".join(str(text)[:4000].split()))[:500]
 
 
-def _final_error(errors: list[str]) -> str:
+def _final_error(errors: list[str], secrets: tuple[str, ...] = ()) -> str:
     last = errors[-1]
-    if len(errors) == 1:
-        return last
-    return f"failed after {len(errors)} attempts; last error: {last}"
+    if len(errors) > 1:
+        last = f"failed after {len(errors)} attempts; last error: {last}"
+    return scrub_secrets(last, secrets)
+
+
+def _login_token() -> str | None:
+    """huggingface_hub's login token (HF_TOKEN, `hf auth login`), or None."""
+    try:
+        return get_token()
+    except Exception:  # noqa: BLE001 - an unreadable token file: nothing to send or scrub
+        return None
 
 
 def _tokenizer_counter(name: str | None):

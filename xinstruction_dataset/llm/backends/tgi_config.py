@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from huggingface_hub import AsyncInferenceClient
 
 ROUTES = ("generate", "chat")
+REPLY_BYTES_MARGIN = 1024  # bytes a reply may have beyond max_reply_bytes_per_token x max_new_tokens
+REPLY_PREFIX_CHARS = 80  # how much of a too-large reply its error quotes
 
 _THROUGHPUT = NotFingerprinted("throughput")
 
@@ -54,6 +56,10 @@ class TGIConfig(ConfigModel):
     tokenizer: str | None = None  # a tokenizer name or path (loaded offline) to count tokens exactly
     bytes_per_token: Annotated[float, Field(gt=0)] = 2.0  # the estimate without a tokenizer (deliberately high)
     served_model: str | None = None  # the `model` field of chat requests; default: `model`
+    # A reply may have at most this many UTF-8 bytes per requested token (max_new_tokens), plus
+    # REPLY_BYTES_MARGIN; a longer one fails the call (`reply_too_large`, see `check_reply_size`).
+    # Not fingerprinted: it decides which calls fail, never what a kept reply says.
+    max_reply_bytes_per_token: Annotated[int, Field(ge=8, le=65536), NotFingerprinted("reply size limit")] = 64
     # environment variable holding the endpoints' token
     token_env: Annotated[str | None, NotFingerprinted("credentials")] = None
 
@@ -108,6 +114,7 @@ class GenerateRoute:
             seed=params.seed,
             stop=list(params.stop) or None,
         )
+        check_reply_size(output.generated_text, request, config)
         details = output.details
         return _completion(
             output.generated_text,
@@ -139,6 +146,7 @@ class ChatRoute:
         if not output.choices:
             raise RetryableError("malformed reply: no choices")
         choice = output.choices[0]
+        check_reply_size(choice.message.content or "", request, config)
         usage = output.usage
         return _completion(
             choice.message.content or "",
@@ -150,6 +158,31 @@ class ChatRoute:
 
 
 ROUTE_CLASSES: dict[str, type[GenerateRoute] | type[ChatRoute]] = {"generate": GenerateRoute, "chat": ChatRoute}
+
+
+def max_reply_bytes(request: LLMRequest, config: TGIConfig) -> int:
+    """The most UTF-8 bytes a reply to `request` may have."""
+    return config.max_reply_bytes_per_token * max(1, request.params.max_new_tokens) + REPLY_BYTES_MARGIN
+
+
+def check_reply_size(text: str, request: LLMRequest, config: TGIConfig) -> None:
+    """Raise a (non-retryable) BackendError `reply_too_large: ...` for a reply over
+    `max_reply_bytes`; its message quotes only the reply's first REPLY_PREFIX_CHARS characters,
+    so the failure recorded for the call stays small.
+
+    Checked right after the client has parsed the reply: huggingface_hub reads a whole response
+    body before returning it (no streaming limit can be set without patching it), so an
+    oversized reply is held in memory once, but never returned, cached or recorded."""
+    cap = max_reply_bytes(request, config)
+    if len(text) * 4 <= cap:  # at most 4 UTF-8 bytes a character: surely within the cap
+        return
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > cap:
+        raise BackendError(
+            f"reply_too_large: {size} bytes > {cap} ({config.max_reply_bytes_per_token} bytes x "
+            f"{request.params.max_new_tokens} max_new_tokens + {REPLY_BYTES_MARGIN}); "
+            f"starts {text[:REPLY_PREFIX_CHARS]!r}"
+        )
 
 
 def _messages(request: LLMRequest) -> list[dict[str, str]]:
