@@ -6,10 +6,11 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 from . import __version__
 from .commands import COMMAND_MODULES
-from .errors import UserError
+from .errors import EXIT_ENVIRONMENT, EXIT_USAGE, UserError, describe_os_error
 
 __all__ = ["UserError", "build_parser", "main"]
 
@@ -58,12 +59,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (UserError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - every failure ends as one line and an exit code
+        code, message = _classify(error)
+        if code is None:
+            raise  # a bug: the full traceback is what a report needs
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {message}", file=sys.stderr)
+        return code
+
+
+def _classify(error: Exception) -> tuple[int | None, str]:
+    """(exit code, one-line message) of an expected failure; (None, "") for a bug."""
+    if isinstance(error, UserError):
+        return error.exit_code, str(error)
+    if isinstance(error, (FileNotFoundError, ValueError)):
+        return EXIT_USAGE, str(error)
+    if isinstance(error, OSError):
+        return EXIT_ENVIRONMENT, describe_os_error(error)
+    return None, ""
 
 
 if __name__ == "__main__":

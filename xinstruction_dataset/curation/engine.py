@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Protocol
 from tqdm.auto import tqdm
 
 from ..documents import Document
-from ..errors import UserError
+from ..errors import EnvironmentFault
 from ..llm.calls import CallScheduler
 from .flow import FIRST
 from .pairs import Reject
@@ -31,7 +31,7 @@ ADMIT_PER_SLOT = 2  # documents in flight per server slot: each has one or two c
 FAILING_IN_A_ROW = 16
 
 
-class BackendDown(UserError):
+class BackendDown(EnvironmentFault):
     """Every recent call to a backend failed: the run stops; finished calls stay in the cache and
     the failed documents are tried again by the next run."""
 

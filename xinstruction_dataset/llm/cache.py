@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..errors import EnvironmentFault
 from .backends.base import Completion, LLMRequest
 
 _SCHEMA = """
@@ -65,12 +66,18 @@ class CallCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            str(self.path), timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        self._conn.executescript(_SCHEMA)
+        try:
+            self._conn = sqlite3.connect(
+                str(self.path), timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise EnvironmentFault(
+                f"the call cache {self.path} cannot be opened ({error}): if it is damaged, move it aside and run again "
+                "(a new cache starts empty: the calls stored in the old one are made again)"
+            ) from error
 
     # --- LLM call results -------------------------------------------------------------------
 
@@ -156,18 +163,26 @@ class CallCache:
             return self._conn.execute(sql, args).fetchone()
 
     def _transaction(self) -> "_Transaction":
-        return _Transaction(self._conn)
+        return _Transaction(self._conn, self.path)
 
 
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): takes the write lock up front, so two
     processes sharing a cache wait for each other instead of failing on a lock upgrade."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn, self._path = conn, path
 
     def __enter__(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        except sqlite3.OperationalError as error:
+            if "full" not in str(error):
+                raise
+            raise EnvironmentFault(
+                f"the call cache {self._path} could not store a result ({error}): free disk space, then run the same "
+                "command again (every result stored so far is kept)"
+            ) from error
