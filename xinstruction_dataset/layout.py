@@ -2,6 +2,7 @@
 them out). Every file is written through `storage.AtomicFile`: complete or absent, never torn.
 
     <output_dir>/run/fingerprint.json                        what shaped this folder's outputs
+    <output_dir>/run/lock.json                               the run holding this folder (runlock)
     <output_dir>/filtered/<lang>/[shard-IIIII-of-NNNNN/]     kept / rejects / quarantine / summary
     <output_dir>/cache/calls.sqlite                          every LLM call and embedding (resume)
     <output_dir>/cache/datasets/                             the `datasets` cache of export
@@ -38,6 +39,11 @@ class RunLayout:
     @property
     def fingerprint_file(self) -> Path:
         return self.root / "run" / "fingerprint.json"
+
+    @property
+    def lock_file(self) -> Path:
+        """Held by the one run that writes this folder now (`runlock.RunLock`)."""
+        return self.root / "run" / "lock.json"
 
     @property
     def export_folder(self) -> Path:

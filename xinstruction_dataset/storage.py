@@ -2,6 +2,8 @@
 
 A file is written under a temporary name beside its final one, flushed to disk, then renamed:
 a run killed at any moment leaves the previous complete file (or none), never a truncated one.
+Each writer has its own temporary name (`<name>.<pid>.<random>.tmp`, in the same folder so the
+rename stays atomic): two writers of one path never write into, or rename away, each other's file.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
@@ -22,11 +25,17 @@ class AtomicFile:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
-        self._raw: IO[bytes] = open(self.tmp, "wb")
-        self.file: IO[str] = (
-            gzip.open(self._raw, "wt", encoding="utf-8") if self.path.name.endswith(".gz") else open(self._raw.fileno(), "w", encoding="utf-8", closefd=False)
-        )
+        self.tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        # "xb": never reuse a file that is there (a name collision is an error, not a shared file)
+        self._raw: IO[bytes] = open(self.tmp, "xb")
+        try:
+            self.file: IO[str] = (
+                gzip.open(self._raw, "wt", encoding="utf-8") if self.path.name.endswith(".gz") else open(self._raw.fileno(), "w", encoding="utf-8", closefd=False)
+            )
+        except BaseException:
+            self._raw.close()
+            self.tmp.unlink(missing_ok=True)
+            raise
 
     def write(self, text: str) -> None:
         self.file.write(text)
@@ -35,16 +44,26 @@ class AtomicFile:
         self.file.write(json.dumps(data, ensure_ascii=False, sort_keys=sort_keys) + "\n")
 
     def commit(self) -> None:
-        self.file.close()
-        self._raw.flush()
-        os.fsync(self._raw.fileno())
-        self._raw.close()
-        os.replace(self.tmp, self.path)
+        try:
+            self.file.close()
+            self._raw.flush()
+            os.fsync(self._raw.fileno())
+            self._raw.close()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self._discard()  # a failed commit leaves no temporary file either
+            raise
 
     def abort(self) -> None:
-        self.file.close()
-        self._raw.close()
-        self.tmp.unlink(missing_ok=True)
+        """Drop the temporary file; it is removed even when closing the streams fails (a disk
+        full on the final flush), and the first such error is raised after the cleanup."""
+        try:
+            try:
+                self.file.close()
+            finally:
+                self._raw.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "AtomicFile":
         return self
@@ -53,7 +72,14 @@ class AtomicFile:
         if exc_type is None:
             self.commit()
         else:
+            self._discard()
+
+    def _discard(self) -> None:
+        """abort() for a block that already failed: the block's own error is the one to report."""
+        try:
             self.abort()
+        except OSError:
+            pass
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], sort_keys: bool = True) -> int:

@@ -6,6 +6,7 @@ import argparse
 
 from ..fingerprint import check_fingerprint
 from ..layout import RunLayout
+from ..runlock import RunLock
 from .recipe_args import recipe_from_args
 
 
@@ -39,12 +40,14 @@ def run(args: argparse.Namespace) -> int:
     from ..filtering.sources import parse_shard
 
     recipe = recipe_from_args(args)
-    check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force, write=not args.dry_run)
     shard = parse_shard(args.shard) if args.shard else None
-    if args.dry_run:
+    if args.dry_run:  # reads only: takes no lock
+        check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force, write=False)
         print(describe_plan(recipe, shard=shard, merge=args.merge))
         return 0
-    reports = run_curation(recipe, shard=shard, merge=args.merge, progress=not args.no_progress)
+    with RunLock(RunLayout(recipe.output_path).lock_file):
+        check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force)
+        reports = run_curation(recipe, shard=shard, merge=args.merge, progress=not args.no_progress)
     print()
     for report in reports:
         print(report.format())

@@ -11,6 +11,7 @@ from ..filtering.pipeline import filter_language, output_dir_for
 from .recipe_args import recipe_from_args
 from ..fingerprint import check_fingerprint
 from ..layout import RunLayout
+from ..runlock import RunLock
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,14 +42,15 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
-    check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force)
     shard = _shard(args.shard)
-    failed = False
-    for language in recipe.languages:
-        out_dir = output_dir_for(recipe, language, shard)
-        summary = filter_language(recipe, language, shard=shard, out_dir=out_dir, progress=not args.no_progress)
-        _print_summary(language, out_dir, summary)
-        failed |= summary.documents_in == 0
+    with RunLock(RunLayout(recipe.output_path).lock_file):
+        check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force)
+        failed = False
+        for language in recipe.languages:
+            out_dir = output_dir_for(recipe, language, shard)
+            summary = filter_language(recipe, language, shard=shard, out_dir=out_dir, progress=not args.no_progress)
+            _print_summary(language, out_dir, summary)
+            failed |= summary.documents_in == 0
     if failed:
         raise UserError("a language had no input documents: check the recipe's sources and --shard")
     return 0
