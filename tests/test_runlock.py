@@ -70,7 +70,7 @@ def dead_pid() -> int:
 @pytest.mark.timeout(300)
 def test_second_concurrent_filter_run_is_refused_and_first_run_is_intact(tmp_path: Path) -> None:
     recipe = big_recipe(tmp_path, 45_000)
-    lock_file = RunLayout(tmp_path / "out").lock_file
+    lock_file = RunLayout(tmp_path / "out").lock_file()
     first = cli("filter", str(recipe), "--no-progress")
     try:
         deadline = time.monotonic() + 120
@@ -88,7 +88,7 @@ def test_second_concurrent_filter_run_is_refused_and_first_run_is_intact(tmp_pat
         _, err = second.communicate(timeout=60)
         refused_in = time.monotonic() - started
         still_running = first.poll() is None
-        assert second.returncode == 2, err
+        assert second.returncode == 3, err  # an environment fault (errors.py)
         assert still_running, "the first run ended before the second was refused: make the corpus bigger"
         assert refused_in < 30
         lines = err.strip().splitlines()
@@ -112,11 +112,11 @@ def test_second_concurrent_filter_run_is_refused_and_first_run_is_intact(tmp_pat
 
 def test_cli_is_refused_while_this_process_holds_the_lock(tmp_path: Path) -> None:
     recipe = big_recipe(tmp_path, 50)
-    lock_file = RunLayout(tmp_path / "out").lock_file
+    lock_file = RunLayout(tmp_path / "out").lock_file()
     with RunLock(lock_file):
         process = cli("filter", str(recipe), "--no-progress")
         _, err = process.communicate(timeout=60)
-        assert process.returncode == 2
+        assert process.returncode == 3
         assert err.startswith("error: ") and f"PID {os.getpid()}" in err and str(lock_file) in err
         assert "delete" in err  # says what to do
         assert not (tmp_path / "out" / "filtered").exists()  # nothing was written
@@ -127,10 +127,10 @@ def test_cli_is_refused_while_this_process_holds_the_lock(tmp_path: Path) -> Non
 
 def test_curate_dry_run_takes_no_lock_and_build_and_curate_are_refused(tmp_path: Path, capsys) -> None:
     recipe = big_recipe(tmp_path, 50)
-    lock_file = RunLayout(tmp_path / "out").lock_file
+    lock_file = RunLayout(tmp_path / "out").lock_file()
     with RunLock(lock_file):
         for command in ("curate", "build"):
-            assert main([command, str(recipe), "--no-progress"]) == 2
+            assert main([command, str(recipe), "--no-progress"]) == 3
             assert f"PID {os.getpid()}" in capsys.readouterr().err
         main(["curate", str(recipe), "--dry-run"])  # whatever the plan says, the lock is not in the way
         assert "in use by another run" not in capsys.readouterr().err
@@ -256,3 +256,12 @@ def test_failed_commit_in_a_block_leaves_no_temporary_file(tmp_path: Path) -> No
 
             sink.file.close = disk_full
     assert list(tmp_path.iterdir()) == []
+
+
+def test_shards_of_one_folder_lock_separately(tmp_path):
+    layout = RunLayout(tmp_path / "out")
+    assert layout.lock_file((0, 1)) == layout.lock_file()
+    with RunLock(layout.lock_file((0, 2))), RunLock(layout.lock_file((1, 2))):  # side by side
+        with pytest.raises(UserError, match="PID"):
+            with RunLock(layout.lock_file((1, 2))):
+                pass

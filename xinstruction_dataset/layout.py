@@ -40,10 +40,13 @@ class RunLayout:
     def fingerprint_file(self) -> Path:
         return self.root / "run" / "fingerprint.json"
 
-    @property
-    def lock_file(self) -> Path:
-        """Held by the one run that writes this folder now (`runlock.RunLock`)."""
-        return self.root / "run" / "lock.json"
+    def lock_file(self, shard: tuple[int, int] | None = None) -> Path:
+        """Held by the one run that writes this folder now (`runlock.RunLock`). Shard `i/n` runs
+        write only their own files (the call cache is safe to share), so shards of one folder may
+        run side by side on one machine: each has a lock of its own."""
+        if shard is None or shard[1] == 1:
+            return self.root / "run" / "lock.json"
+        return self.root / "run" / f"lock-{shard_suffix(shard)}.json"
 
     @property
     def export_folder(self) -> Path:

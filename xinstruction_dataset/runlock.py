@@ -47,7 +47,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import EnvironmentFault
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class _Found:
 class RunLock:
     """Context manager holding `path` (`RunLayout(output_dir).lock_file`) for one run.
 
-    Raises `UserError` on entry while another live run holds it."""
+    Raises `EnvironmentFault` (exit 3) on entry while another live run holds it."""
 
     def __init__(self, path: str | Path, *, stale_after: float = STALE_AFTER, heartbeat_interval: float = HEARTBEAT_INTERVAL):
         self.path = Path(path)
@@ -104,10 +104,10 @@ class RunLock:
                 continue  # released between our two looks: try again
             reason = self._stale_reason(found)
             if reason is None:
-                raise UserError(self._refusal(found))
+                raise EnvironmentFault(self._refusal(found))
             log.warning("taking over the stale lock %s (%s)", self.path, reason)
             self._take_over(found)
-        raise UserError(f"could not take the run lock {self.path}: other runs keep taking it; run again when they are done")
+        raise EnvironmentFault(f"could not take the run lock {self.path}: other runs keep taking it; run again when they are done")
 
     def release(self) -> None:
         self._stop.set()

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
+
+
+logger = logging.getLogger(__name__)
 
 
 class AtomicFile:
@@ -38,20 +43,22 @@ class AtomicFile:
             raise
 
     def write(self, text: str) -> None:
-        self.file.write(text)
+        with self._naming_errors():
+            self.file.write(text)
 
     def write_json_line(self, data: Any, sort_keys: bool = False) -> None:
-        self.file.write(json.dumps(data, ensure_ascii=False, sort_keys=sort_keys) + "\n")
+        self.write(json.dumps(data, ensure_ascii=False, sort_keys=sort_keys) + "\n")
 
     def commit(self) -> None:
         try:
-            self.file.close()
-            self._raw.flush()
-            os.fsync(self._raw.fileno())
-            self._raw.close()
-            os.replace(self.tmp, self.path)
+            with self._naming_errors():
+                self.file.close()
+                self._raw.flush()
+                os.fsync(self._raw.fileno())
+                self._raw.close()
+                os.replace(self.tmp, self.path)
         except BaseException:
-            self._discard()  # a failed commit leaves no temporary file either
+            self.discard()  # a failed commit leaves no temporary file either
             raise
 
     def abort(self) -> None:
@@ -72,14 +79,24 @@ class AtomicFile:
         if exc_type is None:
             self.commit()
         else:
-            self._discard()
+            self.discard()
 
-    def _discard(self) -> None:
-        """abort() for a block that already failed: the block's own error is the one to report."""
+    def discard(self) -> None:
+        """abort() after another failure: that failure is the one to report, so this never raises."""
         try:
             self.abort()
-        except OSError:
-            pass
+        except OSError as error:  # the temp file is gone (abort's finally); the close error is secondary
+            logger.debug("closing %s after a failure: %s", self.tmp, error)
+
+    @contextmanager
+    def _naming_errors(self) -> Iterator[None]:
+        """A write error (a full disk says only "No space left on device") names the file."""
+        try:
+            yield
+        except OSError as error:
+            if error.filename is not None:
+                raise
+            raise OSError(error.errno, error.strerror or str(error), str(self.path)) from error
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], sort_keys: bool = True) -> int:

@@ -6,13 +6,13 @@ import argparse
 import time
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import PartialFailure
 from ..curation.curate import run_curation
 from ..filtering.pipeline import filter_language
 from .recipe_args import recipe_from_args
 from ..fingerprint import check_fingerprint
 from ..hub.cards import update_card
-from ..hub.export import export_language
+from ..hub.export import export_language, staged_folder
 from ..layout import EXPORT_FOLDER, RunLayout
 from ..runlock import RunLock
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     progress = not args.no_progress
     layout = RunLayout(recipe.output_path)
-    with RunLock(layout.lock_file):
+    with RunLock(layout.lock_file()):
         check_fingerprint(recipe, layout, force=args.force)
         folder = layout.export_folder
         start = time.perf_counter()
@@ -48,22 +48,25 @@ def run(args: argparse.Namespace) -> int:
             summary = filter_language(recipe, language, progress=progress)
             print(f"\n== {language}: filter\n{summary.format()}")
         empty = []
-        # One curation run for all languages: models and embedder are set up once.
-        for report in run_curation(recipe, progress=progress):
-            print(f"\n== {report.language}: curate\n{report.format()}")
-            if not report.curated:
-                empty.append(report.language)  # the other languages still get exported
-                continue
-            result = export_language(
-                folder, report.language, data_dir=layout.curated_root,
-                cache_dir=layout.datasets_cache, progress=progress, update_card=False,
-            )
-            print(f"\n== {report.language}: export\n{result.num_examples} records -> {', '.join(result.files)}")
-        if len(empty) < len(recipe.languages):
-            update_card(folder)
+        # One curation run for all languages: models and embedder are set up once. The export is
+        # staged: every language and the card replace the folder together, or nothing changes.
+        reports = run_curation(recipe, progress=progress)
+        with staged_folder(folder) as staging:
+            for report in reports:
+                print(f"\n== {report.language}: curate\n{report.format()}")
+                if not report.curated:
+                    empty.append(report.language)  # the other languages still get exported
+                    continue
+                result = export_language(
+                    staging, report.language, data_dir=layout.curated_root,
+                    cache_dir=layout.datasets_cache, progress=progress, update_card=False,
+                )
+                print(f"\n== {report.language}: export\n{result.num_examples} records -> {', '.join(result.files)}")
+            if len(empty) < len(recipe.languages):
+                update_card(staging)
         print(f"\ndone in {time.perf_counter() - start:.1f} s: {folder}")
         if empty:
-            raise UserError(
+            raise PartialFailure(
                 f"no record was curated for {', '.join(empty)}: see <output_dir>/curation/<language>/rejects.jsonl "
                 "for each document's reason, then adjust the recipe (models, thresholds) and run again"
             )

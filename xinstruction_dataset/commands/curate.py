@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force, write=False)
         print(describe_plan(recipe, shard=shard, merge=args.merge))
         return 0
-    with RunLock(RunLayout(recipe.output_path).lock_file):
+    with RunLock(RunLayout(recipe.output_path).lock_file(shard)):
         check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force)
         reports = run_curation(recipe, shard=shard, merge=args.merge, progress=not args.no_progress)
     print()

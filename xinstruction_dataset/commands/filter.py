@@ -43,7 +43,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     shard = _shard(args.shard)
-    with RunLock(RunLayout(recipe.output_path).lock_file):
+    with RunLock(RunLayout(recipe.output_path).lock_file(shard)):
         check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force)
         failed = False
         for language in recipe.languages:

@@ -99,14 +99,14 @@ def filter_documents(
                 _route(item, filters, sinks, summary)
                 if summary.documents_in % 256 == 0:
                     bar.set_postfix(kept=summary.kept, rejected=sum(summary.rejected.values()), refresh=False)
+        summary.elapsed_s = time.perf_counter() - start
+        summary.block_stats = {block.name: dict(block.stats) for block in filters}
+        for sink in sinks.values():
+            sink.commit()
     except BaseException:
         for sink in sinks.values():
-            sink.abort()
+            sink.discard()  # the first error (e.g. which file hit a full disk) is the one raised
         raise
-    summary.elapsed_s = time.perf_counter() - start
-    summary.block_stats = {block.name: dict(block.stats) for block in filters}
-    for sink in sinks.values():
-        sink.commit()
     write_json(out_dir / "summary.json", summary.to_dict())
     return summary
 
