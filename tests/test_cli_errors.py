@@ -22,9 +22,9 @@ from corpora import read_corpus
 from xinstruction_dataset.errors import EXIT_ENVIRONMENT, EXIT_USAGE
 
 
-def run_cli(*args: str, cwd: Path | None = None, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, prefix: tuple[str, ...] = (), **env_changes: str) -> subprocess.CompletedProcess:
     command = [*prefix, sys.executable, "-m", "xinstruction_dataset.cli", *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_changes}
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
@@ -159,3 +159,20 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path: Path) ->
     assert len(lines) == 1 and "disk is full" in lines[0] and str(small) in lines[0], done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert done.stdout.split("LEFT:", 1)[1].strip() == "", "temporary files left on the full disk"
+
+
+@pytest.mark.timeout(300)
+def test_hub_down_and_hub_refusing_the_token_are_one_line(hub, tmp_path: Path, monkeypatch) -> None:
+    from hub_folders import xinstruction_folder
+
+    folder = xinstruction_folder(tmp_path, {"sw": 3})
+    publish = ["publish", str(folder), "--repo-id", "org/errors", "--version", "1.0.0", "--retries", "2"]
+    down = run_cli(*publish, HF_ENDPOINT=dead_endpoint())
+    assert down.returncode == EXIT_ENVIRONMENT and "Traceback" not in down.stderr, down.stderr[-2000:]
+    assert [line for line in down.stderr.splitlines() if line.startswith("error:")] == [
+        line for line in down.stderr.splitlines() if "the Hub cannot be reached" in line
+    ]
+    monkeypatch.delenv("HF_TOKEN")
+    refused = run_cli(*publish)
+    assert refused.returncode == EXIT_ENVIRONMENT and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    assert "HTTP 401" in refused.stderr and "hf auth login" in refused.stderr

@@ -19,7 +19,7 @@ from xinstruction_dataset.commands import publish as publish_command
 from xinstruction_dataset.commands import xalpacaeval as xalpacaeval_command
 from xinstruction_dataset.features import XALPACAEVAL_FEATURES
 from xinstruction_dataset.hub.publish import IncompletePublish, PublishError, publish_folder
-from xinstruction_dataset.hub.retry import RetryPolicy
+from xinstruction_dataset.hub.retry import HubRefused, RetryPolicy
 from xinstruction_dataset.xalpacaeval import export_xalpacaeval
 
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
@@ -191,7 +191,7 @@ def test_backoff_doubles_up_to_the_cap():
 
 def test_without_a_token_the_hub_refuses_and_nothing_is_tagged(hub, repo_id, folder, monkeypatch):
     monkeypatch.delenv("HF_TOKEN")
-    with pytest.raises(IncompletePublish, match="HTTP 401"):
+    with pytest.raises(HubRefused, match="HTTP 401.*hf auth login"):
         publish_folder(folder, repo_id, "1.0.0", retry=FAST_RETRY)
 
 

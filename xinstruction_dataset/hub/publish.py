@@ -23,6 +23,7 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
+from ..errors import EnvironmentFault
 from .cards import ChangelogEntry, detect_dataset, read_changelog, render_card, update_card
 from .check import check_card
 from .layout import CARD_FILE, DATA_DIR, scan_folder
@@ -42,7 +43,7 @@ class PublishError(ValueError):
     """A publish that must not happen (a changed version, an older version, a bad card): one clear line."""
 
 
-class IncompletePublish(PublishError):
+class IncompletePublish(PublishError, EnvironmentFault):
     """A publish that failed on the way (after its retries): the version is not tagged; re-run it."""
 
 
@@ -133,7 +134,7 @@ def publish_folder(
         commit = call_with_retries(lambda: _commit_files(api, files, repo_id, message, entry.summary), retry, f"commit {tag}")
         step = "tag"
         call_with_retries(lambda: _create_tag(api, repo_id, tag, commit, f"{message}: {entry.summary}"), retry, f"tag {tag}")
-    except PublishError:
+    except (PublishError, EnvironmentFault):
         raise
     except Exception as error:
         status = http_status(error)

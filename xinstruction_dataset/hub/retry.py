@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
+from ..errors import EnvironmentFault
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -59,16 +61,52 @@ def _retry_after(error: BaseException) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
+class HubUnreachable(EnvironmentFault):
+    """No answer from the Hub after every attempt (connection refused, reset, timed out)."""
+
+
+class HubRefused(EnvironmentFault):
+    """The Hub refused the credentials (401/403)."""
+
+
 def call_with_retries(step: Callable[[], T], policy: RetryPolicy, description: str) -> T:
-    """Run `step`; on a 429/5xx answer wait and run it again, up to `policy.attempts` times in all."""
+    """Run `step`; on a 429/5xx answer or a connection failure wait and run it again, up to
+    `policy.attempts` times in all. A Hub that stays unreachable, or refuses the token, ends as
+    one clear `EnvironmentFault` (exit 3) instead of the transport's traceback."""
     for attempt in range(1, policy.attempts + 1):
         try:
             return step()
         except Exception as error:
             status = http_status(error)
-            if status not in RETRYABLE_STATUS or attempt == policy.attempts:
+            if status in (401, 403):
+                raise HubRefused(
+                    f"{description}: the Hub refused the request (HTTP {status}): log in with `hf auth login` "
+                    "or set HF_TOKEN to a token with write access to this repo"
+                ) from error
+            unreachable = status is None and _is_connection_error(error)
+            if not (unreachable or status in RETRYABLE_STATUS):
+                raise
+            if attempt == policy.attempts:
+                if unreachable:
+                    raise HubUnreachable(
+                        f"{description}: the Hub cannot be reached after {attempt} attempt(s) ({type(error).__name__}: {error}); "
+                        "check the network and HF_ENDPOINT, then run the same command again"
+                    ) from error
                 raise
             delay = policy.delay(attempt, _retry_after(error))
-            logger.warning("%s: HTTP %s, retry %d/%d in %.2f s", description, status, attempt, policy.attempts - 1, delay)
+            logger.warning("%s: %s, retry %d/%d in %.2f s", description, f"HTTP {status}" if status else type(error).__name__, attempt, policy.attempts - 1, delay)
             policy.sleep(delay)
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    """A failure to reach the server at all, by the transport's own exception types (httpx's
+    ConnectError/ReadTimeout... are not OSErrors, so they are recognised by name)."""
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, (ConnectionError, TimeoutError)) or any(
+            word in type(current).__name__ for word in ("Connect", "Timeout", "RemoteProtocol")
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
