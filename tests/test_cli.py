@@ -172,3 +172,17 @@ def test_no_progress_silences_library_bars_and_httpx_request_lines(tmp_path):
     finally:
         datasets.enable_progress_bars()
         huggingface_hub.utils.enable_progress_bars()
+
+
+def test_curate_exits_1_when_some_calls_failed_and_a_rerun_retries_them(tmp_path, start_tgi_server, capsys):
+    from fake_llm import reply_for_prompt
+
+    server = start_tgi_server(reply=lambda prompt, params: reply_for_prompt(prompt))
+    recipe = _build_recipe(tmp_path, server.url, ["sw"])
+    assert main(["filter", str(recipe), "--no-progress"]) == 0
+    first = json.loads((tmp_path / "run" / "filtered" / "sw" / "kept.jsonl").read_text().splitlines()[0])
+    server.inject("503", count=3, match=first["text"][:60])  # the 3 attempts (retries: 2) of its one call
+    assert main(["curate", str(recipe), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "1 of" in err and "calls failed" in err and "run the same command again" in err
+    assert main(["curate", str(recipe), "--no-progress"]) == 0  # the faults are used up: retried, done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import PartialFailure
 from ..fingerprint import check_fingerprint
 from ..layout import RunLayout
 from ..runlock import RunLock
@@ -56,4 +57,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nshard {shard[0]}/{shard[1]} labelled; when every shard is done: xinstruction curate {args.recipe} --merge")
     else:
         print(f"\ncurated shards: {root / 'curated'}; rejects and summaries: {root / 'curation'}")
+    _raise_if_partial(reports)
     return 0
+
+
+def _raise_if_partial(reports) -> None:
+    """Exit 1 (errors.py) when calls failed or a merged language curated nothing: the run is
+    complete, but a rerun (after fixing the cause) has work to do."""
+    failed = sum(n for report in reports for key, n in report.calls.items() if key.endswith("_failed"))
+    calls = sum(n for report in reports for key, n in report.calls.items() if not key.endswith("_failed"))
+    empty = [report.language for report in reports if report.curated == 0]
+    problems = [f"{failed} of {calls} calls failed (run the same command again to retry them)"] if failed else []
+    problems += [f"no record was curated for {', '.join(empty)} (see curation/<language>/rejects.jsonl)"] if empty else []
+    if problems:
+        raise PartialFailure("; ".join(problems))
