@@ -176,3 +176,13 @@ def test_hub_down_and_hub_refusing_the_token_are_one_line(hub, tmp_path: Path, m
     refused = run_cli(*publish)
     assert refused.returncode == EXIT_ENVIRONMENT and "Traceback" not in refused.stderr, refused.stderr[-2000:]
     assert "HTTP 401" in refused.stderr and "hf auth login" in refused.stderr
+
+
+def test_a_secret_in_an_error_is_never_printed(tmp_path: Path) -> None:
+    """The error line is redacted: a token from the environment never reaches the terminal."""
+    secret = "hf_" + "S3cr3tT0kenValue" * 2
+    recipe = write_recipe(tmp_path / "r.yaml", output_dir=str(tmp_path / secret))
+    (tmp_path / secret).write_text("a file where the output folder should be")
+    done = run_cli("filter", str(recipe), HF_TOKEN=secret)
+    assert done.returncode == EXIT_ENVIRONMENT, done.stderr[-2000:]
+    assert secret not in done.stderr and secret not in done.stdout and "***" in done.stderr

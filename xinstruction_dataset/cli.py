@@ -11,6 +11,7 @@ import traceback
 from . import __version__
 from .commands import COMMAND_MODULES
 from .errors import EXIT_ENVIRONMENT, EXIT_USAGE, UserError, describe_os_error
+from .redact import redact
 
 __all__ = ["UserError", "build_parser", "main"]
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             raise  # a bug: the full traceback is what a report needs
         if args.verbose:
             traceback.print_exc()
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {redact(message)}", file=sys.stderr)
         return code
 
 

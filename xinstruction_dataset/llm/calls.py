@@ -32,6 +32,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..redact import redact
 from .backends.base import BackendError, Completion, LLMBackend, LLMRequest
 from .cache import CallCache
 
@@ -144,7 +145,7 @@ class CallScheduler:
         try:
             completion = await self._call_once_per_key(key, request)
         except _CallFailed as failure:
-            message = str(failure)
+            message = redact(str(failure))  # written to the cache and to rejects: no secret in it
             self.cache.record_failure(key, self.backend.model_id, request, message)
             self.failing_in_a_row += 1
             self.last_error = message

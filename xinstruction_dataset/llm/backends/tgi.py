@@ -29,23 +29,23 @@ body may echo the request's headers.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
 from huggingface_hub import AsyncInferenceClient, get_token
-from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 from huggingface_hub.utils import build_hf_headers, get_async_session, hf_raise_for_status
 
+from ...redact import scrub_secrets
 from .base import BackendError, Completion, LLMBackend, LLMRequest, RetryableError
 from .text import ContextLimits, TokenCounter, fit_to_context
 from .tgi_config import ROUTE_CLASSES, ROUTES, ChatRoute, GenerateRoute, TGIConfig
+from .tgi_errors import classify_error as _classify
+from .tgi_errors import final_error as _final_error
 
 __all__ = [
     "HF_HOSTS", "ROUTES", "ChatRoute", "Endpoint", "EndpointPool", "GenerateRoute", "TGIBackend", "TGIConfig",
@@ -59,9 +59,6 @@ except ImportError:  # pragma: no cover - depends on the installed huggingface_h
 
 logger = logging.getLogger(__name__)
 
-# 424: TGI's "generation" error (e.g. out of GPU memory mid-batch): transient.
-RETRYABLE_STATUS = frozenset({408, 409, 424, 425, 429}) | frozenset(range(500, 600))
-
 # Hosts that get huggingface_hub's login token (HF_TOKEN) without `token_env`: Hugging Face's own.
 HF_HOSTS = ("huggingface.co", "hf.space", "endpoints.huggingface.cloud")
 
@@ -70,23 +67,6 @@ def is_hf_host(url: str) -> bool:
     """Whether `url` is one of Hugging Face's hosts (`HF_HOSTS` or a subdomain of one)."""
     host = (urlparse(url).hostname or "").lower().rstrip(".")
     return any(host == h or host.endswith("." + h) for h in HF_HOSTS)
-
-
-# Anything that looks like a credential: `Bearer <x>`, an Authorization header's value, `hf_<x>`.
-_SECRET_PATTERNS = (
-    (re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)[^\"'\s,;}]+(\s+[^\"'\s,;}]+)?"), r"\1***"),
-    (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;}]+"), r"\1***"),
-    (re.compile(r"\bhf_[A-Za-z0-9]{6,}"), "hf_***"),
-)
-
-
-def scrub_secrets(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
-    """`text` with every value in `secrets` and every token-looking string replaced by `***`."""
-    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 # --- endpoints and the pool that spreads load over them -------------------------------------
@@ -362,56 +342,6 @@ class TGIBackend(LLMBackend):
             raise
         except Exception as error:  # noqa: BLE001 - every client/transport error is classified
             raise _classify(error, endpoint.url, endpoint.secrets()) from error
-
-
-def _classify(error: Exception, url: str, secrets: tuple[str, ...] = ()) -> BackendError:
-    """A client-side exception as RetryableError (worth another attempt) or BackendError, its
-    text scrubbed of `secrets` and of anything that looks like a token."""
-    classified = _classify_raw(error, url)
-    return type(classified)(scrub_secrets(str(classified), secrets))
-
-
-def _classify_raw(error: Exception, url: str) -> BackendError:
-    http_error = _http_error_in(error)
-    if http_error is not None:
-        status = http_error.response.status_code
-        kind = RetryableError if status in RETRYABLE_STATUS else BackendError
-        # TGI's typed errors (overloaded, validation...) carry the server's message; else the body.
-        detail = f"{type(error).__name__}: {error}" if error is not http_error else _body(http_error.response)
-        return kind(f"{url}: HTTP {status}: {detail}")
-    if isinstance(error, (asyncio.TimeoutError, InferenceTimeoutError, httpx.TimeoutException)):
-        return RetryableError(f"{url}: timed out")
-    if isinstance(error, httpx.TransportError):
-        return RetryableError(f"{url}: connection error: {type(error).__name__}: {error}")
-    if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError, KeyError, AttributeError)):
-        # A 200 whose body is not (the expected) JSON (proxies, overloaded servers): try again.
-        return RetryableError(f"{url}: malformed reply: {type(error).__name__}: {error}")
-    return BackendError(f"{url}: {type(error).__name__}: {error}")
-
-
-def _http_error_in(error: BaseException) -> HfHubHTTPError | None:
-    """The HTTP error behind `error`: itself, or the cause of a TGI error huggingface_hub raised
-    from it (OverloadedError, ValidationError...)."""
-    for candidate in (error, error.__cause__):
-        if isinstance(candidate, HfHubHTTPError) and candidate.response is not None:
-            return candidate
-    return None
-
-
-def _body(response: Any) -> str:
-    try:
-        text = response.text
-    except Exception:  # noqa: BLE001 - a streamed/closed body: the status says enough
-        return "(no body)"
-    # Cut before scrubbing would leave half a token: scrub the whole (bounded) head, then cut.
-    return scrub_secrets(" ".join(str(text)[:4000].split()))[:500]
-
-
-def _final_error(errors: list[str], secrets: tuple[str, ...] = ()) -> str:
-    last = errors[-1]
-    if len(errors) > 1:
-        last = f"failed after {len(errors)} attempts; last error: {last}"
-    return scrub_secrets(last, secrets)
 
 
 def _login_token() -> str | None:

@@ -1,0 +1,72 @@
+"""What a failed TGI request means: worth another attempt (`RetryableError`) or not
+(`BackendError`), with a message that names the endpoint and never carries a secret (a server's
+error body may echo the request's headers: it is scrubbed, then cut)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
+
+from ...redact import scrub_secrets
+from .base import BackendError, RetryableError
+
+try:  # huggingface_hub 2.x ships httpx under this name; 1.x uses httpx itself
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
+    import httpx  # type: ignore[no-redef]
+
+# 424: TGI's "generation" error (e.g. out of GPU memory mid-batch): transient.
+RETRYABLE_STATUS = frozenset({408, 409, 424, 425, 429}) | frozenset(range(500, 600))
+
+
+def classify_error(error: Exception, url: str, secrets: tuple[str, ...] = ()) -> BackendError:
+    """A client-side exception as RetryableError (worth another attempt) or BackendError, its
+    text scrubbed of `secrets` and of anything that looks like a token."""
+    classified = _classify_raw(error, url)
+    return type(classified)(scrub_secrets(str(classified), secrets))
+
+
+def _classify_raw(error: Exception, url: str) -> BackendError:
+    http_error = _http_error_in(error)
+    if http_error is not None:
+        status = http_error.response.status_code
+        kind = RetryableError if status in RETRYABLE_STATUS else BackendError
+        # TGI's typed errors (overloaded, validation...) carry the server's message; else the body.
+        detail = f"{type(error).__name__}: {error}" if error is not http_error else _body(http_error.response)
+        return kind(f"{url}: HTTP {status}: {detail}")
+    if isinstance(error, (asyncio.TimeoutError, InferenceTimeoutError, httpx.TimeoutException)):
+        return RetryableError(f"{url}: timed out")
+    if isinstance(error, httpx.TransportError):
+        return RetryableError(f"{url}: connection error: {type(error).__name__}: {error}")
+    if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError, KeyError, AttributeError)):
+        # A 200 whose body is not (the expected) JSON (proxies, overloaded servers): try again.
+        return RetryableError(f"{url}: malformed reply: {type(error).__name__}: {error}")
+    return BackendError(f"{url}: {type(error).__name__}: {error}")
+
+
+def _http_error_in(error: BaseException) -> HfHubHTTPError | None:
+    """The HTTP error behind `error`: itself, or the cause of a TGI error huggingface_hub raised
+    from it (OverloadedError, ValidationError...)."""
+    for candidate in (error, error.__cause__):
+        if isinstance(candidate, HfHubHTTPError) and candidate.response is not None:
+            return candidate
+    return None
+
+
+def _body(response: Any) -> str:
+    try:
+        text = response.text
+    except Exception:  # noqa: BLE001 - a streamed/closed body: the status says enough
+        return "(no body)"
+    # Cut before scrubbing would leave half a token: scrub the whole (bounded) head, then cut.
+    return scrub_secrets(" ".join(str(text)[:4000].split()))[:500]
+
+
+def final_error(errors: list[str], secrets: tuple[str, ...] = ()) -> str:
+    last = errors[-1]
+    if len(errors) > 1:
+        last = f"failed after {len(errors)} attempts; last error: {last}"
+    return scrub_secrets(last, secrets)
