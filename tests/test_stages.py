@@ -431,20 +431,23 @@ def test_sharded_run_merges_to_the_same_output(tmp_path: Path) -> None:
     assert records[0]["provenance"]["generator_model"] == "fake/model"
 
 
-def test_tei_embedder_speaks_the_feature_extraction_protocol(cache: CallCache) -> None:
-    """TEI's `POST /` with {"inputs": [...]}, through huggingface_hub's feature_extraction."""
+def test_tei_embedder_speaks_the_feature_extraction_protocol(cache: CallCache, monkeypatch) -> None:
+    """TEI's `POST /` with {"inputs": [...]}, through huggingface_hub's feature_extraction; the
+    login token is not sent to a host that is not Hugging Face's."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from xinstruction_dataset.curation.config import EmbeddingConfig
     from xinstruction_dataset.curation.diversify import TEIEmbedder
 
-    seen = []
+    seen, authorizations = [], []
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "LoginTokenNotForYou" * 2)
 
     class TEI(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append((self.path, body["inputs"]))
+            authorizations.append(self.headers.get("Authorization"))
             out = json.dumps([[float(len(t)), 1.0, 0.0] for t in body["inputs"]]).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -464,5 +467,38 @@ def test_tei_embedder_speaks_the_feature_extraction_protocol(cache: CallCache) -
         assert sorted(t for _, batch in seen for t in batch) == ["a", "bbb", "cc"] and {p for p, _ in seen} == {"/"}
         embed_texts(["a", "cc", "bbb"], embedder, cache, batch_size=8, progress=False)
         assert len(seen) == 2  # served from the cache
+        assert all(not value for value in authorizations)
     finally:
+        server.shutdown()
+
+
+def test_a_hung_tei_endpoint_is_a_clear_error_within_its_timeout(cache: CallCache) -> None:
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from xinstruction_dataset.curation.config import EmbeddingConfig
+    from xinstruction_dataset.curation.diversify import TEIEmbedder
+    from xinstruction_dataset.errors import EnvironmentFault
+
+    release = threading.Event()
+
+    class Hung(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            release.wait(30)  # never answers within the client's deadline
+
+        def log_message(self, *args) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hung)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        embedder = TEIEmbedder(EmbeddingConfig(backend="tei", url=url, timeout=1.0))
+        start = time.monotonic()
+        with pytest.raises(EnvironmentFault, match=f"TEI endpoint {url}.*run the same command again"):
+            embed_texts(["a", "b"], embedder, cache, batch_size=8, progress=False)
+        assert time.monotonic() - start < 10
+    finally:
+        release.set()
         server.shutdown()

@@ -150,6 +150,7 @@ class EmbeddingConfig(ConfigModel):
     url: Annotated[str, NotFingerprinted("throughput")] = ""  # tei: the endpoint's base URL
     batch_size: Annotated[int, Field(ge=1), NotFingerprinted("throughput")] = 64
     concurrency: Annotated[int, Field(ge=1), NotFingerprinted("throughput")] = 8  # tei: requests in flight
+    timeout: Annotated[float, Field(gt=0), NotFingerprinted("throughput")] = 120.0  # tei: seconds per request
 
     @model_validator(mode="after")
     def _tei_needs_url(self) -> "EmbeddingConfig":

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ...errors import EnvironmentFault
 from ...llm.backends.base import content_key
+from ...redact import redact
 from ..config import EmbeddingConfig
 
 
@@ -56,22 +58,36 @@ def _packaged_minilm() -> str:
 
 
 class TEIEmbedder(Embedder):
-    """A text-embeddings-inference server through huggingface_hub's `feature_extraction`."""
+    """A text-embeddings-inference server through huggingface_hub's `feature_extraction`.
+
+    Every request has a deadline (`timeout`), and huggingface_hub's login token goes only to
+    Hugging Face's own hosts (as for the LLM endpoints: `llm.backends.tgi.is_hf_host`)."""
 
     def __init__(self, config: EmbeddingConfig):
         self.model_id = config.model
         self.url = config.url
         self.concurrency = config.concurrency
         self.batch_size = config.batch_size
+        self.timeout = config.timeout
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        vectors = asyncio.run(self._embed(texts))
+        try:
+            vectors = asyncio.run(self._embed(texts))
+        except Exception as error:  # noqa: BLE001 - any failure of the server is one clear line
+            raise EnvironmentFault(
+                f"TEI endpoint {self.url}: {type(error).__name__}: {redact(str(error))[:300]}; check the endpoint, then "
+                "run the same command again (embeddings stored so far are kept)"
+            ) from error
         return _normalised(np.asarray(vectors, dtype=np.float32))
 
     async def _embed(self, texts: list[str]) -> np.ndarray:
         from huggingface_hub import AsyncInferenceClient
 
-        client = AsyncInferenceClient(base_url=self.url)
+        from ...llm.backends.tgi import is_hf_host
+
+        # huggingface_hub sends its login token when given none: blank the header for other hosts.
+        headers = None if is_hf_host(self.url) else {"authorization": ""}
+        client = AsyncInferenceClient(base_url=self.url, timeout=self.timeout, headers=headers)
         slots = asyncio.Semaphore(self.concurrency)
         step = max(1, -(-len(texts) // self.concurrency))
 
