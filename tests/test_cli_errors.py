@@ -186,3 +186,26 @@ def test_a_secret_in_an_error_is_never_printed(tmp_path: Path) -> None:
     done = run_cli("filter", str(recipe), HF_TOKEN=secret)
     assert done.returncode == EXIT_ENVIRONMENT, done.stderr[-2000:]
     assert secret not in done.stderr and secret not in done.stdout and "***" in done.stderr
+
+
+@pytest.mark.timeout(300)
+def test_a_full_disk_under_the_call_cache_is_one_line_and_keeps_what_was_stored(tmp_path: Path, start_tgi_server) -> None:
+    """curate with its call cache on a 64 KiB tmpfs: the cache fills up mid-run."""
+    from fake_llm import reply_for_prompt
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs `unshare -m` (root in a Linux container) to mount a small tmpfs")
+    server = start_tgi_server(reply=lambda prompt, params: reply_for_prompt(prompt))
+    small = tmp_path / "small"
+    small.mkdir()
+    model = {"backend": "tgi", "model": "test/echo-model", "endpoints": [server.url], "retries": 0}
+    curation = {"cache": str(small / "calls.sqlite"), "models": {"generator": model}, "generate": {"candidates": 1}}
+    recipe = write_recipe(tmp_path / "r.yaml", curation=curation)
+    assert run_cli("filter", str(recipe), "--no-progress").returncode == 0
+    mount = f"mount -t tmpfs -o size=160k tmpfs {small} && exec \"$@\""  # room to open it, not to finish
+    done = run_cli("curate", str(recipe), "--no-progress", prefix=("unshare", "-m", "sh", "-c", mount, "sh"))
+    assert done.returncode == EXIT_ENVIRONMENT, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "calls.sqlite" in lines[0] and "free disk space" in lines[0], done.stderr[-2000:]
+    assert "could not store a result" in lines[0]  # it failed mid-run, with results stored before
+    assert "Traceback" not in done.stderr

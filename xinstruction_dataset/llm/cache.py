@@ -74,10 +74,11 @@ class CallCache:
             self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as error:
-            raise EnvironmentFault(
-                f"the call cache {self.path} cannot be opened ({error}): if it is damaged, move it aside and run again "
-                "(a new cache starts empty: the calls stored in the old one are made again)"
-            ) from error
+            hint = (
+                "free disk space, then run the same command again" if "full" in str(error)
+                else "if it is damaged, move it aside and run again (a new cache starts empty: the calls stored in the old one are made again)"
+            )
+            raise EnvironmentFault(f"the call cache {self.path} cannot be opened ({error}): {hint}") from error
 
     # --- LLM call results -------------------------------------------------------------------
 
