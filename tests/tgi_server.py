@@ -1,8 +1,14 @@
 """A server that speaks TGI's protocol, for tests and benchmarks (real HTTP on 127.0.0.1).
 
 Routes: `POST /generate` and `POST /` (TGI's native route; `/` answers a one-element list, as TGI
-does), `POST /v1/chat/completions` (OpenAI-compatible), `GET /info`, `GET /health`, and
-`GET /stats` (the request log, below; not TGI's).
+does), `POST /v1/chat/completions` and `POST /v1/completions` (OpenAI-compatible chat and text
+completions), `GET /info`, `GET /health`, and `GET /stats` (the request log, below; not TGI's).
+
+`limits_route` picks how the server tells its limits: `"info"` (TGI's `GET /info`, the default),
+`"props"` (llama.cpp's `GET /props`: `default_generation_settings.n_ctx` = `max_total_tokens`,
+`total_slots` = `max_concurrent_requests`), `"models"` (vLLM's `GET /v1/models`: `data[0].max_model_len`
+= `max_total_tokens`, no slot count) or `"none"`; `has_info=False` is `"none"`.
+`completion_bodies` keeps the JSON bodies `POST /v1/completions` received.
 
 The "model" is a deterministic function `reply(prompt, parameters) -> str` (default: echoes the
 prompt's last words and the seed). Like TGI, the server honours `stop` (the stop string ends the
@@ -61,6 +67,7 @@ from typing import Any
 FAULT_KINDS = ("429", "503", "hang", "malformed", "drop", "huge", "echo_headers")
 SERVICE_TIMES = ("fixed", "lognormal")
 REPLIES = ("echo", "curation")
+LIMITS_ROUTES = ("info", "props", "models", "none")
 Reply = Callable[[str, dict[str, Any]], str]
 
 
@@ -172,6 +179,7 @@ class TGIServer:
         port: int = 0,
         info_hang: bool = False,
         huge_reply_bytes: int = 20_000_000,
+        limits_route: str | None = None,
     ) -> None:
         self.reply = reply
         self.model_id = model_id
@@ -190,6 +198,11 @@ class TGIServer:
         self.has_info = has_info  # False: like vLLM, no /info
         self.info_hang = info_hang  # True: /info never answers (until the server stops)
         self.huge_reply_bytes = huge_reply_bytes  # the text size of fault `huge`
+        self.limits_route = limits_route or ("info" if has_info else "none")  # see the module docstring
+        if self.limits_route not in LIMITS_ROUTES:
+            raise ValueError(f"limits_route must be one of {LIMITS_ROUTES}")
+        self.has_info = self.has_info and self.limits_route == "info"
+        self.completion_bodies: list[dict[str, Any]] = []  # bodies POST /v1/completions received
         self.port = port
         self.attempts: Counter[str] = Counter()  # every generation request, by prompt
         self.successes: Counter[str] = Counter()  # generation requests answered 200 with a result
@@ -397,6 +410,22 @@ class TGIServer:
             "router": "text-generation-router",
         }
 
+    def props(self) -> dict[str, Any]:
+        """llama.cpp's `GET /props` (the fields the client reads, and a few others)."""
+        return {
+            "default_generation_settings": {"id": 0, "n_ctx": self.max_total_tokens, "params": {"n_predict": -1}},
+            "total_slots": self.max_concurrent_requests,
+            "model_path": f"/models/{self.model_id}.gguf",
+            "chat_template": "",
+        }
+
+    def models(self) -> dict[str, Any]:
+        """vLLM's `GET /v1/models`."""
+        return {"object": "list", "data": [{
+            "id": self.model_id, "object": "model", "created": 0, "owned_by": "vllm", "root": self.model_id,
+            "parent": None, "max_model_len": self.max_total_tokens, "permission": [],
+        }]}
+
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -472,6 +501,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             self._send(200, app.info())
+        elif self.path == "/props" and app.limits_route == "props":
+            self._send(200, app.props())
+        elif self.path == "/v1/models" and app.limits_route == "models":
+            self._send(200, app.models())
         elif self.path == "/stats":
             self._send(200, app.stats())
         else:
@@ -488,6 +521,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._native(app, body, as_list=self.path == "/")
         elif self.path == "/v1/chat/completions":
             self._chat(app, body)
+        elif self.path == "/v1/completions":
+            self._completions(app, body)
         else:
             self._send(404, {"error": "not found"})
 
@@ -543,6 +578,44 @@ class _Handler(BaseHTTPRequestHandler):
         if status == 200:
             app.count_success(prompt)
 
+    def _completions(self, app: TGIServer, body: dict[str, Any]) -> None:
+        """OpenAI text completions (vLLM, SGLang, llama.cpp): the raw prompt, no chat template."""
+        with app._lock:
+            app.completion_bodies.append(body)
+        prompt = body.get("prompt", "")
+        prompt = str(prompt[0] if isinstance(prompt, list) and prompt else prompt or "")
+        stop = body.get("stop") or []
+        parameters = {
+            "max_new_tokens": body.get("max_tokens") or 16,  # OpenAI's default
+            "stop": [stop] if isinstance(stop, str) else stop,
+            "seed": body.get("seed"),
+            "temperature": body.get("temperature"),
+            "top_p": body.get("top_p"),
+            "top_k": body.get("top_k"),
+        }
+        result = self._generate(app, prompt, parameters)
+        if result is None:
+            return
+        status, out = result
+        if status == 200:
+            text = out["generated_text"]
+            for stop_string in parameters["stop"]:  # OpenAI-style servers leave the stop string out
+                if stop_string and text.endswith(stop_string):
+                    text = text[: -len(stop_string)]
+            out = {
+                "id": "cmpl-test",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": body.get("model") or app.model_id,
+                "choices": [{"index": 0, "text": text, "logprobs": None,
+                             "finish_reason": "stop" if out["finish_reason"] != "length" else "length"}],
+                "usage": {"prompt_tokens": out["prompt_tokens"], "completion_tokens": out["generated_tokens"],
+                          "total_tokens": out["prompt_tokens"] + out["generated_tokens"]},
+            }
+        self._send(status, out)
+        if status == 200:
+            app.count_success(prompt)
+
     def _generate(self, app: TGIServer, prompt: str, parameters: dict[str, Any]) -> tuple[int, Any] | None:
         """The model's answer, or None when the request ended without one (fault or kill)."""
         try:
@@ -584,6 +657,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-concurrent-requests", type=int, default=None)
     parser.add_argument("--max-input-tokens", type=int, default=1024)
     parser.add_argument("--max-total-tokens", type=int, default=2048)
+    parser.add_argument("--limits-route", choices=LIMITS_ROUTES, default="info",
+                        help="how the server tells its limits: TGI /info, llama.cpp /props, vLLM /v1/models, none")
     parser.add_argument("--reply", choices=REPLIES, default="echo", help="curation: a model for `xinstruction build`")
     parser.add_argument("--needs-refinement", type=float, default=0.3, help="--reply curation: share judged needs_refinement")
     parser.add_argument("--bad", type=float, default=0.2, help="--reply curation: share judged bad (the rest: good)")
@@ -592,7 +667,7 @@ def main(argv: list[str] | None = None) -> None:
     server = TGIServer(reply=reply, slots=args.slots, latency=args.latency, service_time=args.service_time,
                        sigma=args.sigma, seed=args.seed, max_concurrent_requests=args.max_concurrent_requests,
                        max_input_tokens=args.max_input_tokens, max_total_tokens=args.max_total_tokens,
-                       port=args.port).start()
+                       port=args.port, limits_route=args.limits_route).start()
     print(server.url, flush=True)
     threading.Event().wait()
 

@@ -1,21 +1,25 @@
 """Remote models over HTTP: TGI, and any OpenAI-compatible server (vLLM, SGLang, llama.cpp).
 
-One `huggingface_hub.AsyncInferenceClient` per endpoint, speaking one of two routes (`generate`:
-TGI's native route; `chat`: OpenAI-compatible). The options (`TGIConfig`) and the routes live in
-tgi_config.py; this module runs the endpoints.
+One `huggingface_hub.AsyncInferenceClient` (and one `get_async_session()` client) per endpoint,
+speaking one of three routes (`generate`: TGI's native route; `chat`: OpenAI chat completions;
+`completions`: OpenAI text completions). The options (`TGIConfig`) and the routes live in
+tgi_config.py, the limits probe in tgi_limits.py; this module runs the endpoints.
 
 Several endpoints of one model share the load: each request takes the endpoint with the lowest
 share of its slots in use (least in flight), skipping endpoints cooling down after a failure.
-An endpoint's slot count is what its `/info` reports (`max_concurrent_requests`), capped by
-`max_concurrency`; until `/info` has answered, an endpoint gets one request, which asks it.
+An endpoint's slot count is what the server reports (`/info`'s `max_concurrent_requests`, or
+llama.cpp's `/props` `total_slots`), capped by `max_concurrency`; until the server has been
+asked, an endpoint gets one request, which asks it.
 A failed attempt (429, 5xx, connection error, timeout, malformed reply) is retried with
 exponential backoff and jitter, on whichever endpoint is best then; the last error is raised.
-Input over the context (`max_input_tokens` from `/info` or the config) is fitted first
+Input over the context (`max_input_tokens` / `max_total_tokens` from the config, else from the
+server: `/info`, `/props` n_ctx, `/v1/models` max_model_len) is fitted first
 (`text.fit_to_context`): truncated or rejected by `context_policy`, never sent to fail.
 
-`/info` is asked once per endpoint, under the endpoint's `timeout`: if it times out, fails or
-answers garbage, the endpoint is treated as a server without `/info` (the configured limits
-apply) and one warning is logged; only a connection error (server down) is retried as a failure.
+The limits are asked once per endpoint, under the endpoint's `timeout` (tgi_limits.py: `/info`,
+else `/props`, else `/v1/models`; the source is logged at INFO): if that times out, fails or
+answers garbage, the configured limits apply and one warning is logged; only a connection error
+(server down) is retried as a failure.
 
 Credentials: `token_env` names an environment variable with the endpoints' token; without it
 huggingface_hub's own (HF_TOKEN, `hf auth login`) is sent only to Hugging Face's own hosts
@@ -38,18 +42,19 @@ from typing import Any
 from urllib.parse import urlparse
 
 from huggingface_hub import AsyncInferenceClient, get_token
-from huggingface_hub.utils import build_hf_headers, get_async_session, hf_raise_for_status
+from huggingface_hub.utils import build_hf_headers, get_async_session
 
 from ...redact import scrub_secrets
 from .base import BackendError, Completion, LLMBackend, LLMRequest, RetryableError
 from .text import ContextLimits, TokenCounter, fit_to_context
-from .tgi_config import ROUTE_CLASSES, ROUTES, ChatRoute, GenerateRoute, TGIConfig
+from .tgi_config import ROUTE_CLASSES, ROUTES, ChatRoute, CompletionsRoute, GenerateRoute, TGIConfig
 from .tgi_errors import classify_error as _classify
 from .tgi_errors import final_error as _final_error
+from .tgi_limits import NO_SOURCE, LimitsError, describe, read_limits
 
 __all__ = [
-    "HF_HOSTS", "ROUTES", "ChatRoute", "Endpoint", "EndpointPool", "GenerateRoute", "TGIBackend", "TGIConfig",
-    "is_hf_host", "scrub_secrets",
+    "HF_HOSTS", "ROUTES", "ChatRoute", "CompletionsRoute", "Endpoint", "EndpointPool", "GenerateRoute", "TGIBackend",
+    "TGIConfig", "is_hf_host", "scrub_secrets",
 ]
 
 try:  # huggingface_hub 2.x ships httpx under this name; 1.x uses httpx itself
@@ -81,7 +86,7 @@ class EndpointStats:
 
 @dataclass
 class Endpoint:
-    """One server of the model: its client, its slots, what /info said, its health."""
+    """One server of the model: its clients, its slots, the limits it reported, its health."""
 
     url: str
     cap: int
@@ -89,20 +94,23 @@ class Endpoint:
     timeout: float
     ramp_start: int
     window: int = 0  # requests it may have now (AIMD): set to ramp_start, +1 a success, halved a failure
-    info: dict[str, Any] | None = None  # None until /info answered ({} if the server has none)
+    info: dict[str, Any] | None = None  # limits in /info's keys; None until asked ({} if none)
+    limits_source: str | None = None  # where `info` came from: /info, /props, /v1/models, "the recipe"
     in_flight: int = 0
     consecutive_failures: int = 0
     cooling_until: float = 0.0
     stats: EndpointStats = field(default_factory=EndpointStats)
     _client: AsyncInferenceClient | None = None
     _client_loop: asyncio.AbstractEventLoop | None = None
+    _http: Any = None  # huggingface_hub's get_async_session() client (route `completions`)
+    _http_loop: asyncio.AbstractEventLoop | None = None
 
     def __post_init__(self) -> None:
         self.window = self.ramp_start
 
     @property
     def limit(self) -> int:
-        """Slots: /info's max_concurrent_requests capped by config; one until /info answered."""
+        """Slots: the server's max_concurrent_requests capped by config; one until it was asked."""
         if self.info is None:
             return 1
         reported = self.info.get("max_concurrent_requests")
@@ -129,48 +137,65 @@ class Endpoint:
             self._client_loop = loop
         return self._client
 
+    def http(self) -> Any:
+        """huggingface_hub's plain async HTTP client for the running event loop (route
+        `completions`: huggingface_hub has no call for /v1/completions on an endpoint URL)."""
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._http_loop is not loop:
+            self._http, self._http_loop = get_async_session(), loop
+        return self._http
+
     async def aclose(self) -> None:
         client, self._client, self._client_loop = self._client, None, None
         if client is not None:
             await client.close()
+        http, self._http, self._http_loop = self._http, None, None
+        if http is not None:
+            await http.aclose()
 
     def auth_headers(self) -> dict[str, str]:
-        """Headers for a request this module sends itself (/info): the endpoint's token; without
-        one, huggingface_hub's login token only for Hugging Face's hosts."""
+        """Headers for a request sent without AsyncInferenceClient (limits, /v1/completions): the
+        endpoint's token; without one, huggingface_hub's login token only for Hugging Face's hosts."""
         return build_hf_headers(token=self.token or (None if is_hf_host(self.url) else False))
 
     async def probe(self) -> None:
-        """Ask /info once, within `timeout`. A server without /info (404: vLLM, llama.cpp) gets
-        the configured limits; so does one whose /info times out, fails or answers garbage (one
-        warning). A connection error (server down) raises a RetryableError: asked again later."""
+        """Read the server's limits once, within `timeout` (tgi_limits.py: /info, else /props,
+        else /v1/models; a server with none gets the configured limits). The source is logged at
+        INFO. A probe that times out, fails or answers garbage also gets the configured limits
+        (one warning). A connection error (server down) raises a RetryableError: asked again later."""
         try:
             async with get_async_session() as http:
-                response = await asyncio.wait_for(
-                    http.get(self.url + "/info", headers=self.auth_headers(), timeout=self.timeout), timeout=self.timeout
+                limits = await asyncio.wait_for(
+                    read_limits(http, self.url, self.auth_headers(), self.timeout), timeout=self.timeout
                 )
-                if response.status_code in (404, 405):
-                    self.info = {}
-                    return
-                hf_raise_for_status(response)
-                info = response.json()
-            if not isinstance(info, dict):
-                raise ValueError(f"not a JSON object: {type(info).__name__}")
         except (asyncio.TimeoutError, httpx.TimeoutException):
-            self._no_info(f"no answer within the timeout ({self.timeout:g}s)")
+            self._no_info("/info, /props, /v1/models", f"no answer within the timeout ({self.timeout:g}s)")
             return
         except httpx.TransportError as error:  # refused, reset: the server is down
             raise _classify(error, self.url, self.secrets()) from error
-        except Exception as error:  # noqa: BLE001 - an HTTP error or a bad body: as without /info
-            self._no_info(str(_classify(error, self.url, self.secrets())))
+        except LimitsError as error:  # an HTTP error or a bad body: as without limits routes
+            self._no_info(error.path, str(_classify(error.error, self.url, self.secrets())))
             return
-        self.info = info
-        logger.info("endpoint %s: %s", self.url, {k: info.get(k) for k in ("model_id", "max_concurrent_requests", "max_input_tokens")})
+        except Exception as error:  # noqa: BLE001 - anything else the client raised: as without limits routes
+            self._no_info("/info, /props, /v1/models", str(_classify(error, self.url, self.secrets())))
+            return
+        self.info, self.limits_source = limits.info, limits.source
+        if limits.source == NO_SOURCE:
+            logger.info(
+                "endpoint %s: no /info, /props or /v1/models; limits from the recipe (max_concurrency=%d, "
+                "max_input_tokens/max_total_tokens from the spec, if set)", self.url, self.cap,
+            )
+        else:
+            logger.info(
+                "endpoint %s: limits from %s: %s; %d slots (max_concurrency %d)",
+                self.url, limits.source, describe(limits), self.limit, self.cap,
+            )
 
-    def _no_info(self, why: str) -> None:
-        self.info = {}
+    def _no_info(self, path: str, why: str) -> None:
+        self.info, self.limits_source = {}, NO_SOURCE
         logger.warning(
-            "endpoint %s: /info failed (%s); using the configured limits (max_concurrency=%d, "
-            "max_input_tokens/max_total_tokens from the spec, if set)", self.url, why[:300], self.cap,
+            "endpoint %s: %s failed (%s); using the configured limits (max_concurrency=%d, "
+            "max_input_tokens/max_total_tokens from the spec, if set)", self.url, path, why[:300], self.cap,
         )
 
     def secrets(self) -> tuple[str, ...]:
@@ -237,7 +262,7 @@ class EndpointPool:
             condition.notify(1 + max(0, opened))
 
     async def probe(self, endpoint: Endpoint) -> None:
-        """Ask the endpoint's /info (its one slot is held), then wake requests for its new slots."""
+        """Ask the endpoint's limits (its one slot is held), then wake requests for its new slots."""
         await endpoint.probe()
         condition = self._cond()
         async with condition:
@@ -283,7 +308,7 @@ class TGIBackend(LLMBackend):
 
     @property
     def max_concurrency(self) -> int:  # type: ignore[override]
-        """Slots over all endpoints: what /info said where it has answered, else the cap."""
+        """Slots over all endpoints: what the server said where it was asked, else the cap."""
         return sum(e.limit if e.info is not None else e.cap for e in self.pool.endpoints)
 
     def endpoint_stats(self) -> dict[str, dict[str, Any]]:
@@ -336,7 +361,7 @@ class TGIBackend(LLMBackend):
     async def _send(self, endpoint: Endpoint, request: LLMRequest) -> Completion:
         try:
             return await asyncio.wait_for(
-                self.route.send(endpoint.client(), request, self.config), timeout=self.config.timeout
+                self.route.send(endpoint, request, self.config), timeout=self.config.timeout
             )
         except BackendError:
             raise

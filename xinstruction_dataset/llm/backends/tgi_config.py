@@ -2,18 +2,26 @@
 spoken (the routes). Split from tgi.py, which runs the endpoints: a recipe is checked against
 `TGIConfig` when it is loaded, without importing an HTTP client.
 
-Two routes, one strategy class each:
+Three routes, one strategy class each (`send(endpoint, request, config)`):
 
 - `generate` (`GenerateRoute`): TGI's native route (`text_generation`, POST `/`), raw prompts;
   what the paper's completion-style prompts need.
-- `chat` (`ChatRoute`): `/v1/chat/completions` (`chat_completion`); servers without TGI's native
-  route (llama.cpp has no `/`) and chat models. A completion prompt goes as one user message.
+- `chat` (`ChatRoute`): `/v1/chat/completions` (`chat_completion`); chat models with a chat
+  template. A completion prompt goes as one user message (the server wraps it in its template).
+- `completions` (`CompletionsRoute`): the OpenAI text-completions route `/v1/completions`, the raw
+  prompt with no template: base models and the paper's prompts on vLLM, SGLang and llama.cpp.
+  huggingface_hub has no call for it on a plain endpoint URL, so the JSON is posted with the
+  endpoint's `get_async_session()` client, its timeout and its headers (tgi.py: `Endpoint`).
+
+Every route cuts the text at the first stop string (TGI keeps it; OpenAI servers leave it out)
+and fails a reply over `max_reply_bytes` (`check_reply_size`).
 """
 
 from __future__ import annotations
 
+import json
 import os
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import Field, field_validator, model_validator
 
@@ -24,9 +32,12 @@ from .text import CONTEXT_POLICIES, cut_at_stop
 if TYPE_CHECKING:
     from huggingface_hub import AsyncInferenceClient
 
-ROUTES = ("generate", "chat")
+ROUTES = ("generate", "chat", "completions")
 REPLY_BYTES_MARGIN = 1024  # bytes a reply may have beyond max_reply_bytes_per_token x max_new_tokens
 REPLY_PREFIX_CHARS = 80  # how much of a too-large reply its error quotes
+# A JSON body may escape each byte of its text as `\uXXXX` (6 bytes); plus room for the rest of it.
+JSON_ESCAPE_FACTOR = 6
+JSON_BODY_MARGIN = 64 * 1024
 
 _THROUGHPUT = NotFingerprinted("throughput")
 
@@ -55,7 +66,7 @@ class TGIConfig(ConfigModel):
     max_total_tokens: Annotated[int | None, Field(ge=2)] = None
     tokenizer: str | None = None  # a tokenizer name or path (loaded offline) to count tokens exactly
     bytes_per_token: Annotated[float, Field(gt=0)] = 2.0  # the estimate without a tokenizer (deliberately high)
-    served_model: str | None = None  # the `model` field of chat requests; default: `model`
+    served_model: str | None = None  # the `model` field of chat/completions requests; default: `model`
     # A reply may have at most this many UTF-8 bytes per requested token (max_new_tokens), plus
     # REPLY_BYTES_MARGIN; a longer one fails the call (`reply_too_large`, see `check_reply_size`).
     # Not fingerprinted: it decides which calls fail, never what a kept reply says.
@@ -92,17 +103,28 @@ class TGIConfig(ConfigModel):
 # --- routes: one strategy per kind of server API -------------------------------------------
 
 
+class RouteEndpoint(Protocol):
+    """What a route needs of an endpoint (tgi.py's `Endpoint`)."""
+
+    url: str
+    timeout: float
+
+    def client(self) -> AsyncInferenceClient: ...  # huggingface_hub's client, for this event loop
+    def http(self) -> Any: ...  # huggingface_hub's `get_async_session()` client, for this event loop
+    def auth_headers(self) -> dict[str, str]: ...
+
+
 class GenerateRoute:
     """TGI's native route: the raw prompt in, generated text and token count out."""
 
     name = "generate"
 
-    async def send(self, client: AsyncInferenceClient, request: LLMRequest, config: TGIConfig) -> Completion:
+    async def send(self, endpoint: RouteEndpoint, request: LLMRequest, config: TGIConfig) -> Completion:
         if request.prompt is None:
             raise BackendError("route `generate` takes completion prompts; use route `chat` for messages")
         params = request.params
         greedy = params.temperature == 0
-        output = await client.text_generation(
+        output = await endpoint.client().text_generation(
             request.prompt,
             details=True,
             max_new_tokens=params.max_new_tokens,
@@ -130,9 +152,9 @@ class ChatRoute:
 
     name = "chat"
 
-    async def send(self, client: AsyncInferenceClient, request: LLMRequest, config: TGIConfig) -> Completion:
+    async def send(self, endpoint: RouteEndpoint, request: LLMRequest, config: TGIConfig) -> Completion:
         params = request.params
-        output = await client.chat_completion(
+        output = await endpoint.client().chat_completion(
             _messages(request),
             model=config.served_model or config.model,
             max_tokens=params.max_new_tokens,
@@ -157,7 +179,69 @@ class ChatRoute:
         )
 
 
-ROUTE_CLASSES: dict[str, type[GenerateRoute] | type[ChatRoute]] = {"generate": GenerateRoute, "chat": ChatRoute}
+class CompletionsRoute:
+    """The OpenAI text-completions route (`POST /v1/completions`): the raw prompt, no chat
+    template (vLLM, SGLang, llama.cpp; base models). Posted with the endpoint's huggingface_hub
+    session, timeout and headers (its token; the login token only to Hugging Face's hosts).
+
+    The body is read in pieces and the call fails (`reply_too_large`) as soon as it is larger
+    than a reply within `max_reply_bytes` can be as JSON: an oversized reply is never held whole."""
+
+    name = "completions"
+    path = "/v1/completions"
+
+    async def send(self, endpoint: RouteEndpoint, request: LLMRequest, config: TGIConfig) -> Completion:
+        if request.prompt is None:
+            raise BackendError("route `completions` takes completion prompts; use route `chat` for messages")
+        from huggingface_hub.utils import hf_raise_for_status  # not at import: recipes load without it
+
+        url = endpoint.url + self.path
+        async with endpoint.http().stream(
+            "POST", url, json=self.payload(request, config), headers=endpoint.auth_headers(), timeout=endpoint.timeout
+        ) as response:
+            hf_raise_for_status(response)  # 4xx/5xx: classified by tgi_errors (its body read if small)
+            body = await _read_capped(response, request, config)
+        return self.parse(body, url, request, config)
+
+    @staticmethod
+    def payload(request: LLMRequest, config: TGIConfig) -> dict[str, Any]:
+        params = request.params
+        body: dict[str, Any] = {
+            "model": config.served_model or config.model,
+            "prompt": request.prompt,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,  # 0: greedy on vLLM, SGLang and llama.cpp
+            "top_p": params.top_p,
+            "seed": params.seed,
+            "stop": list(params.stop) or None,
+            # not an OpenAI field; vLLM, SGLang and llama.cpp read it from the body
+            "top_k": params.top_k or None,
+        }
+        return {key: value for key, value in body.items() if value is not None}
+
+    @staticmethod
+    def parse(body: bytes, url: str, request: LLMRequest, config: TGIConfig) -> Completion:
+        reply = json.loads(body)  # a JSONDecodeError is a malformed reply: retried
+        choices = reply.get("choices") if isinstance(reply, dict) else None
+        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+            raise RetryableError(f"{url}: malformed reply: no choices")
+        choice = choices[0]
+        text = choice.get("text")
+        if not isinstance(text, str):
+            raise RetryableError(f"{url}: malformed reply: choices[0].text is {type(text).__name__}")
+        check_reply_size(text, request, config)
+        usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
+        return _completion(
+            text,
+            request,
+            prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
+            completion_tokens=_int_or_none(usage.get("completion_tokens")),
+            finish_reason=choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None,
+        )
+
+
+Route = GenerateRoute | ChatRoute | CompletionsRoute
+ROUTE_CLASSES: dict[str, type[Route]] = {"generate": GenerateRoute, "chat": ChatRoute, "completions": CompletionsRoute}
 
 
 def max_reply_bytes(request: LLMRequest, config: TGIConfig) -> int:
@@ -199,3 +283,28 @@ def _completion(
     return Completion(text, prompt_tokens, completion_tokens, "stop_sequence" if stopped else finish_reason)
 
 
+async def _read_capped(response: Any, request: LLMRequest, config: TGIConfig) -> bytes:
+    """A streamed response's body, or a BackendError `reply_too_large` once it is over what a
+    reply within `max_reply_bytes` can take as JSON (told by Content-Length before reading)."""
+    cap = max_reply_bytes(request, config)
+    body_cap = JSON_ESCAPE_FACTOR * cap + JSON_BODY_MARGIN
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > body_cap:
+        raise _body_too_large(f"{int(declared)} bytes", body_cap, request, config)
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > body_cap:
+            raise _body_too_large(f"more than {body_cap} bytes", body_cap, request, config)
+    return bytes(body)
+
+
+def _body_too_large(size: str, body_cap: int, request: LLMRequest, config: TGIConfig) -> BackendError:
+    return BackendError(
+        f"reply_too_large: a reply body of {size} > {body_cap} (the JSON of a text of at most "
+        f"{config.max_reply_bytes_per_token} bytes x {request.params.max_new_tokens} max_new_tokens + {REPLY_BYTES_MARGIN})"
+    )
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,0 +1,106 @@
+"""Limits an endpoint reports about itself, read once per endpoint by `Endpoint.probe` (tgi.py).
+
+Asked in order; the first route the server has (anything but 404/405) is the source:
+
+- `/info` (TGI): `max_concurrent_requests`, `max_input_tokens`, `max_total_tokens`, kept as TGI
+  sends them.
+- `/props` (llama.cpp): `default_generation_settings.n_ctx` (the context of one slot: input and
+  output together) as `max_total_tokens`, `total_slots` as `max_concurrent_requests`.
+- `/v1/models` (vLLM, SGLang): `data[0].max_model_len` as `max_total_tokens`; no slot count (the
+  recipe's `max_concurrency` stays the limit).
+
+Each is turned into the keys of TGI's `/info` (`Limits.info`). A server with none of them gets the
+recipe's limits. The recipe's `max_input_tokens` / `max_total_tokens` override what a server says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from huggingface_hub.utils import hf_raise_for_status
+
+LIMIT_SOURCES = ("/info", "/props", "/v1/models")
+NO_SOURCE = "the recipe"  # `Limits.source` when the server has none of LIMIT_SOURCES
+
+
+@dataclass
+class Limits:
+    source: str  # one of LIMIT_SOURCES, or NO_SOURCE
+    info: dict[str, Any] = field(default_factory=dict)  # in TGI's /info keys
+
+
+class LimitsError(Exception):
+    """A limits route that answered, but not with usable limits (an HTTP error or a bad body)."""
+
+    def __init__(self, path: str, error: Exception) -> None:
+        super().__init__(f"{path}: {type(error).__name__}: {error}")
+        self.path = path
+        self.error = error
+
+
+async def read_limits(http: Any, url: str, headers: dict[str, str], timeout: float) -> Limits:
+    """The first of LIMIT_SOURCES the server at `url` has, as `Limits`. Transport errors and
+    timeouts propagate as they are (the caller tells a server down from a slow one); any other
+    failure of a route that answered is a `LimitsError` naming it."""
+    for path in LIMIT_SOURCES:
+        response = await http.get(url + path, headers=headers, timeout=timeout)
+        if response.status_code in (404, 405):
+            continue
+        try:
+            hf_raise_for_status(response)
+            return Limits(path, _PARSERS[path](response.json()))
+        except Exception as error:  # noqa: BLE001 - an HTTP error or a bad body: named, then reported
+            raise LimitsError(path, error) from error
+    return Limits(NO_SOURCE)
+
+
+def describe(limits: Limits) -> str:
+    """The limits a source gave, for the log line (`key=value`, the ones it had)."""
+    keys = ("max_concurrent_requests", "max_input_tokens", "max_total_tokens")
+    said = [f"{key}={limits.info[key]}" for key in keys if limits.info.get(key) is not None]
+    return ", ".join(said) or "no limits"
+
+
+def _info(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValueError(f"not a JSON object: {type(body).__name__}")
+    return body
+
+
+def _props(body: Any) -> dict[str, Any]:
+    settings = _info(body).get("default_generation_settings")
+    if not isinstance(settings, dict):
+        raise ValueError("no default_generation_settings object")
+    return _present(
+        max_total_tokens=_positive(settings.get("n_ctx"), "default_generation_settings.n_ctx"),
+        max_concurrent_requests=_positive(body.get("total_slots"), "total_slots"),
+        model_id=body.get("model_path") if isinstance(body.get("model_path"), str) else None,
+    )
+
+
+def _models(body: Any) -> dict[str, Any]:
+    data = _info(body).get("data")
+    if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+        raise ValueError("no data[0] model object")
+    model = data[0]
+    return _present(
+        max_total_tokens=_positive(model.get("max_model_len"), "data[0].max_model_len"),
+        model_id=model.get("id") if isinstance(model.get("id"), str) else None,
+    )
+
+
+def _positive(value: Any, name: str) -> int | None:
+    """A positive integer, None when absent; anything else is a bad body."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} is not a positive integer: {value!r}")
+    return value
+
+
+def _present(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+_PARSERS = {"/info": _info, "/props": _props, "/v1/models": _models}
