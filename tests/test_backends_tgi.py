@@ -46,7 +46,7 @@ def assert_all_ok(results, n):
     [
         ({"backend": "tgi", "model": "m", "endpoints": ["http://h:1"], "max_concurency": 4}, "max_concurency"),
         ({"backend": "tgi", "model": "m", "endpoints": ["http://h:1"], "timeout": "fast"}, "timeout"),
-        ({"backend": "tgi", "model": "m", "endpoints": ["http://h:1"], "route": "completions"}, "route"),
+        ({"backend": "tgi", "model": "m", "endpoints": ["http://h:1"], "route": "embeddings"}, "route"),
         ({"backend": "tgi", "model": "m", "endpoints": ["h:1"]}, "not http"),
         ({"backend": "tgi", "model": "m"}, "endpoints"),
         ({"backend": "tgi", "model": "m", "endpoints": ["http://h:1"], "context_policy": "drop"}, "context_policy"),
