@@ -12,6 +12,7 @@ disk; finished ones go to the language's `LabelSink` at once).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
@@ -24,6 +25,8 @@ from ..llm.calls import CallScheduler
 from .flow import FIRST
 from .pairs import Reject
 from .stage import DONE, Stage, Work
+
+logger = logging.getLogger(__name__)
 
 ADMIT_PER_SLOT = 2  # documents in flight per server slot: each has one or two calls queued
 # Fresh calls failing in a row (each after the backend's own retries) that mean the backend is
@@ -48,6 +51,18 @@ class LanguageJob:
     active: int = 0
     fed: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+CLOSE_TIMEOUT_S = 10.0
+
+
+async def _close(scheduler: CallScheduler) -> None:
+    """Close a backend's clients, within a deadline: a client whose requests were just cancelled
+    must not hold the run open (the results are all stored; the sockets go with the process)."""
+    try:
+        await asyncio.wait_for(scheduler.aclose(), timeout=CLOSE_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        logger.warning("closing the clients of %s took over %.0f s; left to the process exit", scheduler.backend.model_id, CLOSE_TIMEOUT_S)
 
 
 class Sink(Protocol):
@@ -82,7 +97,7 @@ class Engine:
                 raise group_error.exceptions[0] from None
             finally:
                 for scheduler in self.distinct:
-                    await scheduler.aclose()
+                    await _close(scheduler)
 
     def admit_limit(self) -> int:
         return ADMIT_PER_SLOT * sum(s.limit for s in self.distinct)

@@ -164,10 +164,11 @@ class Endpoint:
         INFO. A probe that times out, fails or answers garbage also gets the configured limits
         (one warning). A connection error (server down) raises a RetryableError: asked again later."""
         try:
-            async with get_async_session() as http:
-                limits = await asyncio.wait_for(
-                    read_limits(http, self.url, self.auth_headers(), self.timeout), timeout=self.timeout
-                )
+            # The endpoint's own client (closed with the endpoint), not a client per probe: closing
+            # a client whose connect was just cancelled can wait forever.
+            limits = await asyncio.wait_for(
+                read_limits(self.http(), self.url, self.auth_headers(), self.timeout), timeout=self.timeout
+            )
         except (asyncio.TimeoutError, httpx.TimeoutException):
             self._no_info("/info, /props, /v1/models", f"no answer within the timeout ({self.timeout:g}s)")
             return
@@ -250,7 +251,10 @@ class EndpointPool:
                 try:
                     await asyncio.wait_for(condition.wait(), timeout=self._until_cooled())
                 except asyncio.TimeoutError:
-                    continue  # an endpoint finished cooling down: look again
+                    # An endpoint finished cooling down: look again. A notify that raced this timeout
+                    # is lost by asyncio.Condition (3.11): pass it on, or a waiter with no timeout
+                    # could wait forever (seen: a run against a dead server hung 2 times in 7).
+                    condition.notify(1)
             endpoint.in_flight += 1
             return endpoint
 
