@@ -7,42 +7,20 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import pytest
 
+from test_backends_tgi import assert_all_ok, long_prompt, requests, run_all, tgi
 from test_curate_faults import documents, recipe_for, reply
 from xinstruction_dataset.curation.curate import run_curation
-from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, backend_config, build_backend
-from xinstruction_dataset.llm.backends.text import TRUNCATION_MARK
-from xinstruction_dataset.llm.cache import CallCache
-from xinstruction_dataset.llm.calls import CallRunner
+from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, backend_config
 
-FAST_RETRY = {"backoff": 0.01, "backoff_max": 0.05}
 TGI_LOGGER = "xinstruction_dataset.llm.backends.tgi"
 
 
 def completions(urls, **options):
-    return build_backend(
-        {"backend": "tgi", "model": "test/model", "endpoints": list(urls), "route": "completions", **FAST_RETRY, **options}
-    )
-
-
-def requests(n, *, prefix="document", max_new_tokens=16, stop=(), seed=0):
-    params = GenerationParams(max_new_tokens=max_new_tokens, stop=stop, seed=seed)
-    return [(i, LLMRequest(prompt=f"{prefix} {i} says hello", params=params)) for i in range(n)]
-
-
-def run_all(backend, tmp_path, reqs, name="calls"):
-    with CallCache(tmp_path / f"{name}.sqlite") as cache:
-        runner = CallRunner(backend, cache, progress=False)
-        return runner.run_all(reqs), runner.stats, cache.failures()
-
-
-def assert_all_ok(results, n):
-    assert len(results) == n
-    assert not {tag: r.error for tag, r in results.items() if not r.ok}
+    return tgi(urls, **{"route": "completions", **options})
 
 
 # --- the route ----------------------------------------------------------------------------
@@ -113,25 +91,6 @@ def test_messages_are_refused_with_the_route_to_use(tgi_server, tmp_path):
 # --- faults -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", ["429", "503", "malformed", "drop"])
-def test_faults_are_retried_and_no_call_repeats(start_tgi_server, tmp_path, fault):
-    server = start_tgi_server(slots=4, latency=0.01)
-    server.inject(fault, count=10)
-    results, _, failures = run_all(completions([server.url], retries=8), tmp_path, requests(30))
-    assert_all_ok(results, 30)
-    assert not failures and not server.repeated_after_success()
-    assert sum(server.attempts.values()) == 30 + 10
-
-
-def test_hang_past_the_timeout_is_retried(start_tgi_server, tmp_path):
-    server = start_tgi_server(slots=8)
-    server.inject("hang", count=2)
-    started = time.monotonic()
-    results, _, _ = run_all(completions([server.url], timeout=0.5), tmp_path, requests(6))
-    assert_all_ok(results, 6)
-    assert time.monotonic() - started < 5 and not server.repeated_after_success()
-
-
 def test_failure_after_retries_names_the_last_error(start_tgi_server, tmp_path):
     server = start_tgi_server(slots=2)
     server.inject("503", count=3, match="document 1 ")
@@ -166,29 +125,6 @@ def test_token_rules_match_the_other_routes(start_tgi_server, tmp_path, monkeypa
 
 
 # --- context ------------------------------------------------------------------------------
-
-
-def long_prompt():
-    return "HEADER: write an instruction.\n" + "word " * 2000 + "\n### English Instruction:"
-
-
-def test_overlong_input_is_truncated_middle_out(start_tgi_server, tmp_path):
-    server = start_tgi_server(max_input_tokens=300, max_total_tokens=400)
-    reqs = [("long", LLMRequest(prompt=long_prompt(), params=GenerationParams(max_new_tokens=64)))]
-    results, _, _ = run_all(completions([server.url]), tmp_path, reqs)
-    assert results["long"].ok
-    (sent,) = server.attempts
-    assert sent.startswith("HEADER:") and sent.endswith("### English Instruction:") and TRUNCATION_MARK in sent
-    assert 422 not in server.status_counts
-
-
-def test_overlong_input_is_rejected_and_never_sent(start_tgi_server, tmp_path):
-    server = start_tgi_server(max_input_tokens=300, max_total_tokens=400)
-    reqs = [("long", LLMRequest(prompt=long_prompt(), params=GenerationParams(max_new_tokens=64))),
-            ("short", LLMRequest(prompt="hi"))]
-    results, _, failures = run_all(completions([server.url], context_policy="reject"), tmp_path, reqs)
-    assert results["short"].ok and "exceeds the model's input budget" in results["long"].error
-    assert list(server.attempts) == ["hi"] and len(failures) == 1
 
 
 def test_server_422_on_overlong_input_is_not_retried(start_tgi_server, tmp_path):

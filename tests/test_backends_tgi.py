@@ -127,21 +127,27 @@ def test_load_spreads_over_endpoints(start_tgi_server, tmp_path):
 # --- faults -------------------------------------------------------------------------------
 
 
+# Routes that take raw prompts: the fault and context tests hold for each of them.
+PROMPT_ROUTES = ["generate", "completions"]
+
+
+@pytest.mark.parametrize("route", PROMPT_ROUTES)
 @pytest.mark.parametrize("fault", ["429", "503", "malformed", "drop"])
-def test_faults_are_retried_and_no_call_repeats(start_tgi_server, tmp_path, fault):
+def test_faults_are_retried_and_no_call_repeats(start_tgi_server, tmp_path, fault, route):
     server = start_tgi_server(slots=4, latency=0.01)
     server.inject(fault, count=10)
-    results, stats, failures = run_all(tgi([server.url], retries=8), tmp_path, requests(30))
+    results, stats, failures = run_all(tgi([server.url], retries=8, route=route), tmp_path, requests(30))
     assert_all_ok(results, 30)
     assert not failures and not server.repeated_after_success()
     assert sum(server.attempts.values()) == 30 + 10
 
 
-def test_hang_past_the_timeout_is_retried(start_tgi_server, tmp_path):
+@pytest.mark.parametrize("route", PROMPT_ROUTES)
+def test_hang_past_the_timeout_is_retried(start_tgi_server, tmp_path, route):
     server = start_tgi_server(slots=8)
     server.inject("hang", count=2)
     started = time.monotonic()
-    results, _, _ = run_all(tgi([server.url], timeout=0.5), tmp_path, requests(6))
+    results, _, _ = run_all(tgi([server.url], timeout=0.5, route=route), tmp_path, requests(6))
     assert_all_ok(results, 6)
     assert time.monotonic() - started < 5
     assert not server.repeated_after_success()
@@ -197,20 +203,22 @@ def long_prompt():
     return "HEADER: write an instruction.\n" + "word " * 2000 + "\n### English Instruction:"
 
 
-def test_overlong_input_is_truncated_middle_out(start_tgi_server, tmp_path):
+@pytest.mark.parametrize("route", PROMPT_ROUTES)
+def test_overlong_input_is_truncated_middle_out(start_tgi_server, tmp_path, route):
     server = start_tgi_server(max_input_tokens=300, max_total_tokens=400)
     reqs = [("long", LLMRequest(prompt=long_prompt(), params=GenerationParams(max_new_tokens=64)))]
-    results, _, _ = run_all(tgi([server.url]), tmp_path, reqs)
+    results, _, _ = run_all(tgi([server.url], route=route), tmp_path, reqs)
     assert results["long"].ok
     (sent,) = server.attempts
     assert sent.startswith("HEADER:") and sent.endswith("### English Instruction:") and TRUNCATION_MARK in sent
     assert 422 not in server.status_counts
 
 
-def test_overlong_input_is_rejected_with_a_reason_and_never_sent(start_tgi_server, tmp_path):
+@pytest.mark.parametrize("route", PROMPT_ROUTES)
+def test_overlong_input_is_rejected_with_a_reason_and_never_sent(start_tgi_server, tmp_path, route):
     server = start_tgi_server(max_input_tokens=300, max_total_tokens=400)
     reqs = [("long", LLMRequest(prompt=long_prompt(), params=GenerationParams(max_new_tokens=64))), ("short", LLMRequest(prompt="hi"))]
-    results, _, failures = run_all(tgi([server.url], context_policy="reject"), tmp_path, reqs)
+    results, _, failures = run_all(tgi([server.url], context_policy="reject", route=route), tmp_path, reqs)
     assert results["short"].ok
     assert "exceeds the model's input budget" in results["long"].error and "context_policy=reject" in results["long"].error
     assert list(server.attempts) == ["hi"] and len(failures) == 1

@@ -546,37 +546,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chat(self, app: TGIServer, body: dict[str, Any]) -> None:
         prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages") or [])
-        parameters = {
-            "max_new_tokens": body.get("max_tokens"),
-            "stop": body.get("stop") or [],
-            "seed": body.get("seed"),
-            "temperature": body.get("temperature"),
-            "top_p": body.get("top_p"),
-            "top_k": body.get("top_k"),
-        }
-        result = self._generate(app, prompt, parameters)
-        if result is None:
-            return
-        status, out = result
-        if status == 200:
-            text = out["generated_text"]
-            for stop in parameters["stop"]:  # OpenAI-style servers leave the stop string out
-                if stop and text.endswith(stop):
-                    text = text[: -len(stop)]
-            out = {
-                "id": "chatcmpl-test",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model") or app.model_id,
-                "system_fingerprint": "test",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "logprobs": None, "finish_reason": "stop" if out["finish_reason"] != "length" else "length"}],
-                "usage": {"prompt_tokens": out["prompt_tokens"], "completion_tokens": out["generated_tokens"],
-                          "total_tokens": out["prompt_tokens"] + out["generated_tokens"]},
-            }
-        self._send(status, out)
-        if status == 200:
-            app.count_success(prompt)
+
+        def choice(text: str, finish: str) -> dict[str, Any]:
+            return {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": finish}
+
+        self._openai(app, body, prompt, body.get("max_tokens"), choice, "chatcmpl-test", "chat.completion", system_fingerprint="test")
 
     def _completions(self, app: TGIServer, body: dict[str, Any]) -> None:
         """OpenAI text completions (vLLM, SGLang, llama.cpp): the raw prompt, no chat template."""
@@ -584,9 +558,21 @@ class _Handler(BaseHTTPRequestHandler):
             app.completion_bodies.append(body)
         prompt = body.get("prompt", "")
         prompt = str(prompt[0] if isinstance(prompt, list) and prompt else prompt or "")
+
+        def choice(text: str, finish: str) -> dict[str, Any]:
+            return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+
+        max_tokens = body.get("max_tokens") or 16  # OpenAI's default
+        self._openai(app, body, prompt, max_tokens, choice, "cmpl-test", "text_completion")
+
+    def _openai(
+        self, app: TGIServer, body: dict[str, Any], prompt: str, max_tokens: Any,
+        choice: Callable[[str, str], dict[str, Any]], reply_id: str, kind: str, **extra: Any,
+    ) -> None:
+        """The part the OpenAI routes share: parameters, the model's answer, the reply's shape."""
         stop = body.get("stop") or []
         parameters = {
-            "max_new_tokens": body.get("max_tokens") or 16,  # OpenAI's default
+            "max_new_tokens": max_tokens,
             "stop": [stop] if isinstance(stop, str) else stop,
             "seed": body.get("seed"),
             "temperature": body.get("temperature"),
@@ -602,13 +588,14 @@ class _Handler(BaseHTTPRequestHandler):
             for stop_string in parameters["stop"]:  # OpenAI-style servers leave the stop string out
                 if stop_string and text.endswith(stop_string):
                     text = text[: -len(stop_string)]
+            finish = "stop" if out["finish_reason"] != "length" else "length"
             out = {
-                "id": "cmpl-test",
-                "object": "text_completion",
+                "id": reply_id,
+                "object": kind,
                 "created": int(time.time()),
                 "model": body.get("model") or app.model_id,
-                "choices": [{"index": 0, "text": text, "logprobs": None,
-                             "finish_reason": "stop" if out["finish_reason"] != "length" else "length"}],
+                **extra,
+                "choices": [choice(text, finish)],
                 "usage": {"prompt_tokens": out["prompt_tokens"], "completion_tokens": out["generated_tokens"],
                           "total_tokens": out["prompt_tokens"] + out["generated_tokens"]},
             }

@@ -191,8 +191,8 @@ class RunLock:
                 # Changed since we judged it: a heartbeat or a new holder. Put it back.
                 try:
                     os.link(aside, self.path)
-                except FileExistsError:
-                    pass  # a third run has the lock now; the moved holder sees the loss at its next beat
+                except FileExistsError:  # the moved holder sees the loss at its next beat
+                    log.warning("a third run took the lock %s while it was being handed back", self.path)
         finally:
             aside.unlink(missing_ok=True)
 
