@@ -4,4 +4,4 @@ A module's `register` adds its parser and sets `func` to a callable taking the p
 returning an exit code.
 """
 
-COMMAND_MODULES = ("filter", "build", "export", "curate", "publish", "card", "xalpacaeval")
+COMMAND_MODULES = ("filter", "build", "export", "curate", "publish", "card", "xalpacaeval", "eval", "report")
