@@ -44,7 +44,29 @@ def test_configs():
 def test_released_configs_are_the_files(source, config):
     ds = load_xalpacaeval(config, source_dir=source)
     assert ds.features == XALPACAEVAL_FEATURES and ds.split == "test" and ds.num_rows == 805
-    assert ds[10] == {"id": "10", "subset": "helpful_base", "instruction": f"[fake {config} instruction #10] Describe item 70.", "language": config}
+    assert ds[10] == {"id": 10, "dataset": "helpful_base", "instruction": f"[fake {config} instruction #10] Describe item 70.", "language": config}
+
+
+def test_features_keep_the_source_shape(source, tmp_path):
+    """The source's names and types: integer `id`, `dataset` (not renamed), `instruction`; the
+    exported Parquet files carry the same, so a script keyed on `id`/`dataset` reads them as is."""
+    released = json.loads((source / "english.json").read_text())[0]
+    assert set(released) == {"id", "dataset", "instruction"} and isinstance(released["id"], int)
+    assert XALPACAEVAL_FEATURES["id"].dtype == "int64" and XALPACAEVAL_FEATURES["dataset"].dtype == "string"
+    assert "subset" not in XALPACAEVAL_FEATURES
+    for config in ("en", "cross-sw"):
+        row = load_xalpacaeval(config, source_dir=source)[0]
+        assert row["id"] == released["id"] and row["dataset"] == released["dataset"]
+    folder = tmp_path / "x-alpacaeval"
+    export_xalpacaeval(folder, source_dir=source, configs=["ko"])
+    loaded = datasets.load_dataset(str(folder), "ko", split="test")
+    assert loaded.features == XALPACAEVAL_FEATURES and type(loaded[5]["id"]) is int
+
+
+def test_a_string_id_is_not_the_release(source):
+    edit(source, "chinese.json", lambda items: items[2].update(id="2"))
+    with pytest.raises(XAlpacaEvalError, match=r"chinese.json: item 2 has id '2'; X-AlpacaEval ids are integers"):
+        load_source(source)
 
 
 def test_cross_lingual_configs_name_the_answer_language(source):
@@ -88,6 +110,7 @@ def test_export_is_a_loadable_folder_with_its_card(source, tmp_path):
     card = (folder / "README.md").read_text()
     assert "license: cc-by-nc-4.0" in card and "{PLUG}: Leveraging Pivot Language" in card
     assert "| `zh` | Chinese | 805 |" in card and "| `cross-ur` | Urdu | 805 |" in card
+    assert "not** the X-Instruction paper's test set" in card and "`dataset`: the AlpacaEval source set" in card
     assert check_card(folder) == []
 
 

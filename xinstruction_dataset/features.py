@@ -27,10 +27,12 @@ XINSTRUCTION_FEATURES = datasets.Features(
     }
 )
 
+# The source's own names and types (`id` an integer, `dataset` the AlpacaEval source set): the
+# scoring scripts people already have key on both.
 XALPACAEVAL_FEATURES = datasets.Features(
     {
-        "id": datasets.Value("string"),
-        "subset": datasets.Value("string"),
+        "id": datasets.Value("int64"),
+        "dataset": datasets.Value("string"),
         "instruction": datasets.Value("string"),
         "language": datasets.Value("string"),
     }

@@ -4,11 +4,14 @@ Source: hub dataset `zhihz0535/X-AlpacaEval` at a pinned revision, one JSON arra
 (`english.json`, `chinese.json`, `korean.json`, `italian.json`, `spanish.json`), each item
 `{"id", "dataset", "instruction"}`: the 805 AlpacaEval instructions, professionally translated.
 
-Configs (features `XALPACAEVAL_FEATURES`: id, subset, instruction, language):
+Configs (features `XALPACAEVAL_FEATURES`: id, dataset, instruction, language). The source's
+field names and types are kept (`id` an integer, `dataset` the AlpacaEval source set): the
+scoring scripts people already have (PLUG's `calculate_pair_judge_score.py`) key on both.
 
-- `en zh ko it es`: the released instructions; `subset` is the item's AlpacaEval source set;
+- `en zh ko it es`: the released instructions;
 - `cross-<code>` for each X-Instruction language: the English instruction followed by
-  "Answer in <Language>.", the setting X-Instruction's paper evaluates tuned models in; there
+  "Answer in <Language>.". These are this project's construction, in the style of the prompts
+  X-Instruction's paper evaluates tuned models with; they are not the paper's test set. There
   `language` is the language the answer should be in.
 
 `export_xalpacaeval(folder)` writes them to a hub-ready folder with its own card (licence
@@ -44,8 +47,8 @@ class XAlpacaEvalError(ValueError):
 
 @dataclass(frozen=True)
 class BenchmarkItem:
-    id: str
-    subset: str
+    id: int
+    dataset: str  # the AlpacaEval source set (helpful_base, koala, oasst, selfinstruct, vicuna)
     instruction: str
 
 
@@ -87,10 +90,12 @@ def read_source_file(path: str | Path) -> list[BenchmarkItem]:
 def _parse_item(item: Any, path: Path, index: int) -> BenchmarkItem:
     if not isinstance(item, dict) or "id" not in item or "instruction" not in item:
         raise XAlpacaEvalError(f"{path}: item {index} is not an object with `id`, `dataset` and `instruction`")
+    if not isinstance(item["id"], int) or isinstance(item["id"], bool):
+        raise XAlpacaEvalError(f"{path}: item {index} has id {item['id']!r}; X-AlpacaEval ids are integers")
     instruction = item["instruction"]
     if not isinstance(instruction, str) or not instruction.strip():
         raise XAlpacaEvalError(f"{path}: item {index} (id {item['id']}) has an empty instruction")
-    return BenchmarkItem(id=str(item["id"]), subset=str(item.get("dataset") or ""), instruction=instruction)
+    return BenchmarkItem(id=item["id"], dataset=str(item.get("dataset") or ""), instruction=instruction)
 
 
 def validate(items_by_language: dict[str, list[BenchmarkItem]], paths: dict[str, Path] | None = None) -> None:
@@ -104,13 +109,13 @@ def validate(items_by_language: dict[str, list[BenchmarkItem]], paths: dict[str,
         ids = [item.id for item in items]
         duplicates = sorted(i for i, n in Counter(ids).items() if n > 1)
         if duplicates:
-            raise XAlpacaEvalError(f"{where[code]}: duplicate id(s) {', '.join(duplicates[:5])}")
+            raise XAlpacaEvalError(f"{where[code]}: duplicate id(s) {', '.join(map(str, duplicates[:5]))}")
         if set(ids) != set(reference_ids):
             only_here = sorted(set(ids) - set(reference_ids))[:5]
             only_there = sorted(set(reference_ids) - set(ids))[:5]
             raise XAlpacaEvalError(
                 f"{where[code]}: ids differ from {where[reference_code]} "
-                f"(only here: {', '.join(only_here) or '-'}; only there: {', '.join(only_there) or '-'})"
+                f"(only here: {', '.join(map(str, only_here)) or '-'}; only there: {', '.join(map(str, only_there)) or '-'})"
             )
 
 
@@ -122,16 +127,16 @@ def load_source(source_dir: str | Path | None = None, revision: str = REVISION) 
     return items
 
 
-def config_rows(config: str, source: dict[str, list[BenchmarkItem]]) -> list[dict[str, str]]:
+def config_rows(config: str, source: dict[str, list[BenchmarkItem]]) -> list[dict[str, Any]]:
     """The rows of one config, from validated source items."""
     if config in SOURCE_FILES:
-        return [{"id": i.id, "subset": i.subset, "instruction": i.instruction, "language": config} for i in source[config]]
+        return [{"id": i.id, "dataset": i.dataset, "instruction": i.instruction, "language": config} for i in source[config]]
     code = config.removeprefix(CROSS_PREFIX)
     if not config.startswith(CROSS_PREFIX) or code not in LANGUAGES:
         raise ValueError(f"unknown X-AlpacaEval config {config!r}; configs are: {', '.join(config_names())}")
     suffix = LANGUAGES[code].answer_suffix
     return [
-        {"id": i.id, "subset": i.subset, "instruction": f"{i.instruction.rstrip()} {suffix}", "language": code}
+        {"id": i.id, "dataset": i.dataset, "instruction": f"{i.instruction.rstrip()} {suffix}", "language": code}
         for i in source["en"]
     ]
 
