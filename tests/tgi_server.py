@@ -12,9 +12,25 @@ completions), `GET /info`, `GET /health`, and `GET /stats` (the request log, bel
 
 The "model" is a deterministic function `reply(prompt, parameters) -> str` (default: echoes the
 prompt's last words and the seed). Like TGI, the server honours `stop` (the stop string ends the
-text, kept in it), `max_new_tokens` (a word is a token), rejects input over `max_input_tokens`
-with 422 (a token is 4 UTF-8 bytes here), and answers 429 "Model is overloaded" past
-`max_concurrent_requests` requests at once. `slots` requests are processed at once, each taking
+text, kept in it), `max_new_tokens` (a word is a token), and answers 429 "Model is overloaded" past
+`max_concurrent_requests` requests at once.
+
+It refuses what the real servers refuse, with their status codes and messages (`flavour`):
+- `"tgi"` (the default; TGI's router `validation.rs`): 422 `Input validation error: ...` for
+  `temperature <= 0`, `top_p` outside (0, 1), `top_k <= 0`, `max_new_tokens == 0`, more stop
+  strings than `max_stop_sequences`, empty `inputs`, input over `max_input_tokens` or input +
+  `max_new_tokens` over `max_total_tokens`. On the OpenAI routes TGI reads no `top_k` (ignored),
+  takes `temperature: 0` as greedy, and ignores `model`.
+- `"vllm"`: no native route, limits from `/v1/models`; 404 `The model `X` does not exist.` for a
+  `model` it does not serve; 400 for `temperature < 0`, `top_p` outside (0, 1], `top_k` other than
+  -1, 0 or >= 1, `max_tokens < 1`, and input + `max_tokens` over the context ("This model's
+  maximum context length is ...").
+- `"llamacpp"`: no native route, limits from `/props`; 400 `exceed_context_size_error` for input
+  + `max_tokens` over `n_ctx`; any sampling value is taken.
+Tokens are counted by `count` (a function, e.g. a real tokenizer), else by `tokens_per_byte`:
+a number (tokens per UTF-8 byte, every script), or None (the default): a byte-fallback tokenizer,
+a token per 4 ASCII bytes and one per byte of any other script (Thai, Tamil, Bengali...: a client
+estimating 2 bytes a token sends twice too little). Chat messages add `CHAT_TEMPLATE_TOKENS` each. `slots` requests are processed at once, each taking
 `latency` seconds; the rest queue (FIFO), so the server's limit is slots / latency requests a second.
 `service_time="lognormal"` draws each request's time from a log-normal distribution with mean
 `latency` and shape `sigma` (seeded by `seed`, so a run is reproducible up to arrival order);
@@ -64,6 +80,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+FLAVOURS = ("tgi", "vllm", "llamacpp")
+CHAT_TEMPLATE_TOKENS = 4  # a chat template's role markers, per message
 FAULT_KINDS = ("429", "503", "hang", "malformed", "drop", "huge", "echo_headers")
 SERVICE_TIMES = ("fixed", "lognormal")
 REPLIES = ("echo", "curation")
@@ -142,9 +160,30 @@ def curation_reply(needs_refinement: float = 0.3, bad: float = 0.2) -> Reply:
     return reply
 
 
-def count_tokens(text: str) -> int:
-    """The server's tokenizer: 4 UTF-8 bytes a token (clients estimate more, never fewer)."""
-    return math.ceil(len(text.encode("utf-8")) / 4)
+def count_tokens(text: str, tokens_per_byte: float | None = None) -> int:
+    """The server's tokenizer: `tokens_per_byte` tokens a UTF-8 byte; None: a byte-fallback
+    tokenizer (a token per 4 ASCII bytes, a token per byte of every other script)."""
+    data = text.encode("utf-8")
+    if tokens_per_byte is not None:
+        return math.ceil(len(data) * tokens_per_byte)
+    non_ascii = sum(1 for byte in data if byte >= 0x80)
+    return math.ceil((len(data) - non_ascii) / 4) + non_ascii
+
+
+class Refusal(Exception):
+    """A request the real server refuses: its status and JSON body."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(status, body)
+        self.status, self.body = status, body
+
+
+def tgi_refusal(message: str) -> Refusal:
+    return Refusal(422, {"error": f"Input validation error: {message}", "error_type": "validation"})
+
+
+def vllm_refusal(message: str, status: int = 400, kind: str = "BadRequestError") -> Refusal:
+    return Refusal(status, {"object": "error", "message": message, "type": kind, "param": None, "code": status})
 
 
 @dataclass
@@ -180,7 +219,20 @@ class TGIServer:
         info_hang: bool = False,
         huge_reply_bytes: int = 20_000_000,
         limits_route: str | None = None,
+        flavour: str = "tgi",
+        tokens_per_byte: float | None = None,
+        count: Callable[[str], int] | None = None,
+        max_stop_sequences: int = 4,
     ) -> None:
+        if flavour not in FLAVOURS:
+            raise ValueError(f"flavour must be one of {FLAVOURS}")
+        self.flavour = flavour
+        self.tokens_per_byte = tokens_per_byte
+        self._count = count
+        self.max_stop_sequences = max_stop_sequences
+        if flavour != "tgi":  # vLLM and llama.cpp have no /generate and no /info
+            native_route = False
+            limits_route = limits_route or ("models" if flavour == "vllm" else "props")
         self.reply = reply
         self.model_id = model_id
         self.slots = slots
@@ -209,6 +261,9 @@ class TGIServer:
         self.status_counts: Counter[int] = Counter()
         self.authorizations: Counter[str | None] = Counter()  # Authorization headers seen
         self.peak_active = 0  # most generation requests handled at once
+        # (requests in progress with this one, requests answered before it) at each arrival
+        self.arrivals: list[tuple[int, int]] = []
+        self.refusals: list[str] = []  # the messages of refused requests (validation, context, model)
         self._active = 0
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -328,6 +383,7 @@ class TGIServer:
                 return False
             self._active += 1
             self.peak_active = max(self.peak_active, self._active)
+            self.arrivals.append((self._active, sum(self.successes.values())))
             return True
 
     def _leave(self) -> None:
@@ -336,9 +392,18 @@ class TGIServer:
 
     # --- the model ------------------------------------------------------------------------
 
-    def generate(self, prompt: str, parameters: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """(status, body) of one generation: faults, overload, validation, queue, reply."""
+    def count_tokens(self, text: str) -> int:
+        """This server's token count of `text` (`count`, else `tokens_per_byte`)."""
+        return self._count(text) if self._count is not None else count_tokens(text, self.tokens_per_byte)
+
+    def generate(
+        self, prompt: str, parameters: dict[str, Any], *, route: str = "generate", prompt_tokens: int | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """(status, body) of one generation: faults, overload, validation, queue, reply.
+        `route`: generate, chat or completions (what is validated depends on it and the flavour);
+        `prompt_tokens`: the input's count where the route adds to the prompt (a chat template)."""
         arrival = time.monotonic()
+        tokens = self.count_tokens(prompt) if prompt_tokens is None else prompt_tokens
         with self._lock:
             self.attempts[prompt] += 1
         fault = self._take_fault(prompt)
@@ -347,19 +412,22 @@ class TGIServer:
         if not self._enter():
             return 429, {"error": "Model is overloaded", "error_type": "overloaded"}
         try:
-            invalid = self._validate(prompt, parameters)
-            if invalid:
-                return 422, {"error": f"Input validation error: {invalid}", "error_type": "validation"}
+            try:
+                self._validate(prompt, tokens, parameters, route)
+            except Refusal as refusal:
+                with self._lock:
+                    self.refusals.append(str(refusal.body.get("error") or refusal.body.get("message")))
+                return refusal.status, refusal.body
             start, end = self._book_slot()
             if self._stopping.wait(max(0.0, end - time.monotonic())):
                 raise _Abort()
-            text, finish_reason, tokens = self._run_model(prompt, parameters)
+            text, finish_reason, new_tokens = self._run_model(prompt, parameters)
         finally:
             self._leave()
         with self._lock:
             self.requests.append((arrival, start, end))
-        return 200, {"generated_text": text, "finish_reason": finish_reason, "generated_tokens": tokens,
-                     "prompt_tokens": count_tokens(prompt)}
+        return 200, {"generated_text": text, "finish_reason": finish_reason, "generated_tokens": new_tokens,
+                     "prompt_tokens": tokens}
 
     def _fault_reply(self, fault: str) -> tuple[int, dict[str, Any]]:
         if fault == "429":
@@ -373,13 +441,77 @@ class TGIServer:
             return 200, {"generated_text": text, "finish_reason": "length", "generated_tokens": 1, "prompt_tokens": 1}
         raise _Abort(fault)  # hang (released by stop), drop, malformed, echo_headers: handled by the handler
 
-    def _validate(self, prompt: str, parameters: dict[str, Any]) -> str | None:
-        tokens = count_tokens(prompt)
-        new_tokens = int(parameters.get("max_new_tokens") or 20)
+    def _validate(self, prompt: str, tokens: int, parameters: dict[str, Any], route: str) -> None:
+        """Raise the `Refusal` the real server (`flavour`) answers to this request, if any."""
+        if self.flavour == "vllm":
+            self._validate_vllm(tokens, parameters)
+        elif self.flavour == "llamacpp":
+            self._validate_llamacpp(tokens, parameters)
+        else:
+            self._validate_tgi(prompt, tokens, parameters, route)
+
+    def _validate_tgi(self, prompt: str, tokens: int, parameters: dict[str, Any], route: str) -> None:
+        """TGI's router (validation.rs), in its order. The OpenAI routes read no top_k, and take
+        temperature 0 as greedy (the native route refuses it)."""
+        temperature, top_p, top_k = parameters.get("temperature"), parameters.get("top_p"), parameters.get("top_k")
+        if route != "generate" and temperature == 0:
+            temperature = None
+        if temperature is not None and temperature <= 0:
+            raise tgi_refusal("`temperature` must be strictly positive")
+        if top_p is not None and not 0 < top_p < 1:
+            raise tgi_refusal("`top_p` must be > 0.0 and < 1.0")
+        if route == "generate" and top_k is not None and top_k <= 0:
+            raise tgi_refusal("`top_k` must be strictly positive")
+        max_new_tokens = parameters.get("max_new_tokens")
+        if max_new_tokens is not None and max_new_tokens <= 0:
+            raise tgi_refusal("`max_new_tokens` must be strictly positive")
+        stop = parameters.get("stop") or []
+        if len(stop) > self.max_stop_sequences:
+            raise tgi_refusal(f"`stop` supports up to {self.max_stop_sequences} stop sequences. Given: {len(stop)}")
+        if not prompt:
+            raise tgi_refusal("`inputs` cannot be empty")
+        new_tokens = int(max_new_tokens or 20)
         if tokens > self.max_input_tokens:
-            return f"`inputs` must have less than {self.max_input_tokens} tokens. Given: {tokens}"
+            raise tgi_refusal(f"`inputs` must have less than {self.max_input_tokens} tokens. Given: {tokens}")
         if tokens + new_tokens > self.max_total_tokens:
-            return f"`inputs` tokens + `max_new_tokens` must be <= {self.max_total_tokens}. Given: {tokens} `inputs` tokens and {new_tokens} `max_new_tokens`"
+            raise tgi_refusal(
+                f"`inputs` tokens + `max_new_tokens` must be <= {self.max_total_tokens}. "
+                f"Given: {tokens} `inputs` tokens and {new_tokens} `max_new_tokens`"
+            )
+
+    def _validate_vllm(self, tokens: int, parameters: dict[str, Any]) -> None:
+        """vLLM's SamplingParams checks and its context check (400 BadRequestError)."""
+        temperature, top_p, top_k = parameters.get("temperature"), parameters.get("top_p"), parameters.get("top_k")
+        if temperature is not None and temperature < 0:
+            raise vllm_refusal(f"temperature must be non-negative, got {temperature}.")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise vllm_refusal(f"top_p must be in (0, 1], got {top_p}.")
+        if top_k is not None and top_k < -1:
+            raise vllm_refusal(f"top_k must be -1 (disable), or at least 1, got {top_k}.")
+        max_tokens = parameters.get("max_new_tokens")
+        if max_tokens is not None and max_tokens < 1:
+            raise vllm_refusal(f"max_tokens must be at least 1, got {max_tokens}.")
+        new_tokens = int(max_tokens or 16)
+        if tokens + new_tokens > self.max_total_tokens:
+            raise vllm_refusal(
+                f"This model's maximum context length is {self.max_total_tokens} tokens. However, you requested "
+                f"{tokens + new_tokens} tokens ({tokens} in the messages, {new_tokens} in the completion). "
+                "Please reduce the length of the messages or completion."
+            )
+
+    def _validate_llamacpp(self, tokens: int, parameters: dict[str, Any]) -> None:
+        """llama.cpp's server: only the context (n_ctx) is checked."""
+        new_tokens = int(parameters.get("max_new_tokens") or 16)
+        if tokens + new_tokens > self.max_total_tokens:
+            raise Refusal(400, {"error": {
+                "code": 400, "message": "the request exceeds the available context size, try increasing it",
+                "type": "exceed_context_size_error", "n_prompt_tokens": tokens, "n_ctx": self.max_total_tokens,
+            }})
+
+    def check_model(self, model: Any) -> Refusal | None:
+        """vLLM answers 404 to a `model` it does not serve; TGI and llama.cpp ignore the field."""
+        if self.flavour == "vllm" and model != self.model_id:
+            return vllm_refusal(f"The model `{model}` does not exist.", 404, "NotFoundError")
         return None
 
     def _run_model(self, prompt: str, parameters: dict[str, Any]) -> tuple[str, str, int]:
@@ -402,7 +534,7 @@ class TGIServer:
             "model_pipeline_tag": "text-generation",
             "max_concurrent_requests": self.max_concurrent_requests,
             "max_best_of": 2,
-            "max_stop_sequences": 4,
+            "max_stop_sequences": self.max_stop_sequences,
             "max_input_tokens": self.max_input_tokens,
             "max_total_tokens": self.max_total_tokens,
             "validation_workers": 2,
@@ -545,12 +677,15 @@ class _Handler(BaseHTTPRequestHandler):
             app.count_success(body.get("inputs", ""))
 
     def _chat(self, app: TGIServer, body: dict[str, Any]) -> None:
-        prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages") or [])
+        contents = [str(m.get("content", "")) for m in body.get("messages") or []]
+        prompt = "\n".join(contents)
+        tokens = sum(app.count_tokens(content) + CHAT_TEMPLATE_TOKENS for content in contents)
 
         def choice(text: str, finish: str) -> dict[str, Any]:
             return {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": finish}
 
-        self._openai(app, body, prompt, body.get("max_tokens"), choice, "chatcmpl-test", "chat.completion", system_fingerprint="test")
+        self._openai(app, body, prompt, body.get("max_tokens"), choice, "chatcmpl-test", "chat.completion",
+                     route="chat", prompt_tokens=tokens, system_fingerprint="test")
 
     def _completions(self, app: TGIServer, body: dict[str, Any]) -> None:
         """OpenAI text completions (vLLM, SGLang, llama.cpp): the raw prompt, no chat template."""
@@ -562,14 +697,21 @@ class _Handler(BaseHTTPRequestHandler):
         def choice(text: str, finish: str) -> dict[str, Any]:
             return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
 
-        max_tokens = body.get("max_tokens") or 16  # OpenAI's default
-        self._openai(app, body, prompt, max_tokens, choice, "cmpl-test", "text_completion")
+        max_tokens = body.get("max_tokens", 16)  # OpenAI's default
+        self._openai(app, body, prompt, max_tokens, choice, "cmpl-test", "text_completion", route="completions")
 
     def _openai(
         self, app: TGIServer, body: dict[str, Any], prompt: str, max_tokens: Any,
-        choice: Callable[[str, str], dict[str, Any]], reply_id: str, kind: str, **extra: Any,
+        choice: Callable[[str, str], dict[str, Any]], reply_id: str, kind: str, *, route: str,
+        prompt_tokens: int | None = None, **extra: Any,
     ) -> None:
         """The part the OpenAI routes share: parameters, the model's answer, the reply's shape."""
+        refused = app.check_model(body.get("model"))
+        if refused is not None:
+            with app._lock:
+                app.refusals.append(refused.body["message"])
+            self._send(refused.status, refused.body)
+            return
         stop = body.get("stop") or []
         parameters = {
             "max_new_tokens": max_tokens,
@@ -577,9 +719,9 @@ class _Handler(BaseHTTPRequestHandler):
             "seed": body.get("seed"),
             "temperature": body.get("temperature"),
             "top_p": body.get("top_p"),
-            "top_k": body.get("top_k"),
+            "top_k": body.get("top_k") if app.flavour != "tgi" else None,  # TGI's OpenAI routes have no top_k
         }
-        result = self._generate(app, prompt, parameters)
+        result = self._generate(app, prompt, parameters, route=route, prompt_tokens=prompt_tokens)
         if result is None:
             return
         status, out = result
@@ -603,10 +745,10 @@ class _Handler(BaseHTTPRequestHandler):
         if status == 200:
             app.count_success(prompt)
 
-    def _generate(self, app: TGIServer, prompt: str, parameters: dict[str, Any]) -> tuple[int, Any] | None:
+    def _generate(self, app: TGIServer, prompt: str, parameters: dict[str, Any], **route: Any) -> tuple[int, Any] | None:
         """The model's answer, or None when the request ended without one (fault or kill)."""
         try:
-            return app.generate(prompt, parameters)
+            return app.generate(prompt, parameters, **route)
         except _Abort as abort:
             if str(abort) == "malformed":
                 self._send_raw(200, b'{"generated_text": "trunc')
@@ -644,8 +786,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-concurrent-requests", type=int, default=None)
     parser.add_argument("--max-input-tokens", type=int, default=1024)
     parser.add_argument("--max-total-tokens", type=int, default=2048)
-    parser.add_argument("--limits-route", choices=LIMITS_ROUTES, default="info",
+    parser.add_argument("--limits-route", choices=LIMITS_ROUTES, default=None,
                         help="how the server tells its limits: TGI /info, llama.cpp /props, vLLM /v1/models, none")
+    parser.add_argument("--flavour", choices=FLAVOURS, default="tgi",
+                        help="whose validation and error replies: TGI's router, vLLM's or llama.cpp's server")
+    parser.add_argument("--tokens-per-byte", type=float, default=None,
+                        help="tokens a UTF-8 byte; default: a byte-fallback tokenizer (1 a non-ASCII byte, 1/4 an ASCII one)")
     parser.add_argument("--reply", choices=REPLIES, default="echo", help="curation: a model for `xinstruction build`")
     parser.add_argument("--needs-refinement", type=float, default=0.3, help="--reply curation: share judged needs_refinement")
     parser.add_argument("--bad", type=float, default=0.2, help="--reply curation: share judged bad (the rest: good)")
@@ -654,7 +800,8 @@ def main(argv: list[str] | None = None) -> None:
     server = TGIServer(reply=reply, slots=args.slots, latency=args.latency, service_time=args.service_time,
                        sigma=args.sigma, seed=args.seed, max_concurrent_requests=args.max_concurrent_requests,
                        max_input_tokens=args.max_input_tokens, max_total_tokens=args.max_total_tokens,
-                       port=args.port, limits_route=args.limits_route).start()
+                       port=args.port, limits_route=args.limits_route, flavour=args.flavour,
+                       tokens_per_byte=args.tokens_per_byte).start()
     print(server.url, flush=True)
     threading.Event().wait()
 

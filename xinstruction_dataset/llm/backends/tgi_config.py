@@ -159,7 +159,7 @@ class ChatRoute:
             model=config.served_model or config.model,
             max_tokens=params.max_new_tokens,
             temperature=params.temperature,
-            top_p=params.top_p,
+            top_p=_top_p(params.top_p),
             seed=params.seed,
             stop=list(params.stop) or None,
             # top_k is not an OpenAI field; TGI, vLLM, SGLang and llama.cpp read it from the body.
@@ -211,7 +211,7 @@ class CompletionsRoute:
             "prompt": request.prompt,
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,  # 0: greedy on vLLM, SGLang and llama.cpp
-            "top_p": params.top_p,
+            "top_p": _top_p(params.top_p),
             "seed": params.seed,
             "stop": list(params.stop) or None,
             # not an OpenAI field; vLLM, SGLang and llama.cpp read it from the body
@@ -267,6 +267,12 @@ def check_reply_size(text: str, request: LLMRequest, config: TGIConfig) -> None:
             f"{request.params.max_new_tokens} max_new_tokens + {REPLY_BYTES_MARGIN}); "
             f"starts {text[:REPLY_PREFIX_CHARS]!r}"
         )
+
+
+def _top_p(top_p: float) -> float | None:
+    """`top_p` for the OpenAI routes: none at 1 (the OpenAI default, so the same sampling), as
+    TGI answers 422 to `top_p >= 1` on these routes too."""
+    return top_p if top_p < 1 else None
 
 
 def _messages(request: LLMRequest) -> list[dict[str, str]]:
