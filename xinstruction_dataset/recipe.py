@@ -21,6 +21,7 @@ from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, ValidationE
 from typing_extensions import Required, TypedDict
 
 from .curation.config import CurationConfig
+from .execution.settings import ExecutorSettings
 from .filtering.filters.spec import FilterSpec
 from .filtering.sources import SourceSpec
 from .options import ConfigModel, LanguageCode, NotFingerprinted, readable_error
@@ -65,6 +66,8 @@ class Recipe(ConfigModel):
     filters: list[FilterSpec] = Field(default_factory=list)
     output_dir: Annotated[NonEmpty, NotFingerprinted("output path")] = "runs/default"
     curation: CurationConfig = Field(default_factory=CurationConfig)
+    # Where the CPU-heavy steps run (local processes or a Ray cluster): never changes the outputs.
+    executor: Annotated[ExecutorSettings, NotFingerprinted("throughput")] = Field(default_factory=ExecutorSettings)
     publish: Annotated[PublishPlan, AfterValidator(_versioned), NotFingerprinted("release plan")] = Field(default_factory=dict)
     _base_dir: Path = PrivateAttr(default=Path("."))
 

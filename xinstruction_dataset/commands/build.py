@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..errors import PartialFailure
 from ..curation.curate import run_curation
-from ..filtering.pipeline import filter_language
+from ..filtering.pipeline import filter_languages
+from .filter import add_executor_arguments, executor_from_args
 from .recipe_args import recipe_from_args
 from ..fingerprint import check_fingerprint
 from ..hub.cards import update_card
@@ -33,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output-dir", help="override the recipe's output_dir")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--force", action="store_true", help="go on in an output_dir made with a different recipe (see run/fingerprint.json)")
+    add_executor_arguments(parser)
     parser.set_defaults(func=run, input=None, text_field="text")
 
 
@@ -40,12 +42,12 @@ def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     progress = not args.no_progress
     layout = RunLayout(recipe.output_path)
+    executor = executor_from_args(args, recipe.executor)
     with RunLock(layout.lock_file()):
         check_fingerprint(recipe, layout, force=args.force)
         folder = layout.export_folder
         start = time.perf_counter()
-        for language in recipe.languages:
-            summary = filter_language(recipe, language, progress=progress)
+        for language, summary in filter_languages(recipe, recipe.languages, executor=executor, progress=progress).items():
             print(f"\n== {language}: filter\n{summary.format()}")
         empty = []
         # One curation run for all languages: models and embedder are set up once. The export is

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
+from ..execution import Executor, ExecutorSettings, make_executor
 from ..filtering.runner import FilterSummary
-from ..filtering.pipeline import filter_language, output_dir_for
+from ..filtering.pipeline import filter_languages, output_dir_for
 from .recipe_args import recipe_from_args
 from ..fingerprint import check_fingerprint
 from ..layout import RunLayout
@@ -25,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_recipe_arguments(parser)
-    parser.add_argument("--shard", metavar="I/N", help="process only shard I of N (0-based), e.g. 3/16")
+    parser.add_argument("--shard", metavar="I/N", help="process only shard I of N (0-based), e.g. 3/16 (by hand; --executor ray spreads one run over many machines)")
+    add_executor_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs stay)")
     parser.add_argument("--force", action="store_true", help="go on in an output_dir made with a different recipe (see run/fingerprint.json)")
     parser.set_defaults(func=run)
@@ -40,16 +42,39 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", help="override the recipe's output_dir")
 
 
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """--executor / --workers / --ray-address: override the recipe's `executor:` block."""
+    parser.add_argument("--executor", choices=["local", "ray"], help="where filter tasks run: local worker processes (default) or a Ray cluster (needs the [ray] extra)")
+    parser.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: every core; 1 runs in this process)")
+    parser.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (host:port from `ray start --head`, or `auto`); implies --executor ray")
+
+
+def executor_from_args(args: argparse.Namespace, settings: ExecutorSettings) -> Executor:
+    """The recipe's executor settings with the command line's overrides applied."""
+    overrides = {}
+    if getattr(args, "executor", None):
+        overrides["kind"] = args.executor
+    if getattr(args, "ray_address", None):
+        overrides.update(kind="ray", ray_address=args.ray_address)
+    if getattr(args, "workers", None) is not None:
+        if args.workers < 1:
+            raise UserError(f"--workers {args.workers}: give 1 or more worker processes")
+        overrides["workers"] = args.workers
+    if overrides.get("kind") == "local" and getattr(args, "ray_address", None):
+        raise UserError("--ray-address needs --executor ray (or leave --executor out)")
+    return make_executor(settings.model_copy(update=overrides))
+
+
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     shard = _shard(args.shard)
+    executor = executor_from_args(args, recipe.executor)
     with RunLock(RunLayout(recipe.output_path).lock_file(shard)):
         check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force)
         failed = False
-        for language in recipe.languages:
-            out_dir = output_dir_for(recipe, language, shard)
-            summary = filter_language(recipe, language, shard=shard, out_dir=out_dir, progress=not args.no_progress)
-            _print_summary(language, out_dir, summary)
+        summaries = filter_languages(recipe, recipe.languages, executor=executor, shard=shard, progress=not args.no_progress)
+        for language, summary in summaries.items():
+            _print_summary(language, output_dir_for(recipe, language, shard), summary)
             failed |= summary.documents_in == 0
     if failed:
         raise UserError("a language had no input documents: check the recipe's sources and --shard")

@@ -1,16 +1,28 @@
-"""Recipe-level wiring: which sources and filters a language gets, and where its outputs go."""
+"""Recipe-level wiring: which sources and filters a language gets, the tasks they make, and the
+whole-language dedup and merge that turn task outputs into the language's files.
+
+    plan_tasks         one task per source file (see tasks.py)
+    executor.map       every task of every language at once, on local processes or Ray
+    merge_language     dedup across the language's tasks (duplicates.py), then kept.jsonl,
+                       rejects.jsonl, quarantine.jsonl and summary.json in input order
+"""
 
 from __future__ import annotations
 
 import itertools
+import json
+import time
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 from ..documents import Document
+from ..execution import Executor, make_executor
 from ..layout import RunLayout
-from .runner import FilterSummary, filter_documents
-from .filters import build_filter
-from .sources import BadInput, SourceSpec, iter_source
+from ..storage import AtomicFile, write_json
+from .duplicates import DEDUP_BLOCKS, DedupPlan, find_duplicates
+from .runner import OUTPUT_FILES, FilterSummary
+from .sources import BadInput, SourceSpec, expand_source, iter_source
+from .tasks import FilterTask, run_filter_task, summary_of, task_folder
 
 
 class RecipeLike(Protocol):
@@ -41,20 +53,104 @@ def output_dir_for(recipe: RecipeLike, language: str, shard: tuple[int, int] = (
 
 def iter_language(recipe: RecipeLike, language: str, shard: tuple[int, int] = (0, 1)) -> Iterator[Document | BadInput]:
     """All sources of `language`, chained, each sharded the same way."""
-    sources = recipe.sources_for(language)
-    if not sources:
-        raise ValueError(f"the recipe has no source for language {language!r}; add one under `sources:`")
+    sources = _sources(recipe, language)
     return itertools.chain.from_iterable(iter_source(s, recipe.resolve(s.path), shard) for s in sources)
 
 
+def _sources(recipe: RecipeLike, language: str) -> list[SourceSpec]:
+    sources = recipe.sources_for(language)
+    if not sources:
+        raise ValueError(f"the recipe has no source for language {language!r}; add one under `sources:`")
+    return sources
+
+
+def plan_tasks(recipe: RecipeLike, language: str, out_dir: Path, shard: tuple[int, int] = (0, 1)) -> list[FilterTask]:
+    """The language's tasks, in input order. A `--shard i/n` run counts records across the files
+    of a source, so there each source is one task (a source's records stay in one stream)."""
+    chain = [spec for spec in recipe.filters]
+    filters = tuple(json.dumps(spec.model_dump(), sort_keys=True) for spec in chain if spec.type not in DEDUP_BLOCKS)
+    dedup = DedupPlan.from_chain(chain)
+    tasks: list[FilterTask] = []
+    for source in _sources(recipe, language):
+        path = recipe.resolve(source.path)
+        files = [path] if path.startswith("hf:") or shard[1] > 1 else expand_source(path)
+        for file in files:
+            index = len(tasks)
+            tasks.append(FilterTask(language, index, source.model_dump(), file, shard, filters, dedup, str(task_folder(out_dir, index))))
+    return tasks
+
+
+def filter_languages(
+    recipe: RecipeLike,
+    languages: list[str],
+    *,
+    executor: Executor | None = None,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> dict[str, FilterSummary]:
+    """Filter every language: all tasks on the executor at once, then each language's dedup and
+    merge. Finished tasks (completion markers) are not run again."""
+    executor = executor or make_executor()
+    start = time.perf_counter()
+    plans = {language: plan_tasks(recipe, language, output_dir_for(recipe, language, shard), shard) for language in languages}
+    tasks = [task for language in languages for task in plans[language]]
+    results = executor.map(run_filter_task, tasks, desc="filter tasks", progress=progress)
+    summaries, position = {}, 0
+    for language in languages:
+        count = len(plans[language])
+        summary = merge_language(plans[language], results[position:position + count], output_dir_for(recipe, language, shard))
+        summary.elapsed_s = time.perf_counter() - start
+        write_json(output_dir_for(recipe, language, shard) / "summary.json", summary.to_dict())
+        summaries[language] = summary
+        position += count
+    return summaries
+
+
 def filter_language(
-    recipe: RecipeLike, language: str, *, shard: tuple[int, int] = (0, 1), out_dir: Path | None = None, progress: bool = True
+    recipe: RecipeLike, language: str, *, shard: tuple[int, int] = (0, 1), executor: Executor | None = None, progress: bool = True
 ) -> FilterSummary:
-    filters = [build_filter(spec, language) for spec in recipe.filters]
-    return filter_documents(
-        iter_language(recipe, language, shard),
-        filters,
-        out_dir or output_dir_for(recipe, language, shard),
-        progress=progress,
-        desc=f"filter {language}",
-    )
+    return filter_languages(recipe, [language], executor=executor, shard=shard, progress=progress)[language]
+
+
+def merge_language(tasks: list[FilterTask], results: list[dict[str, Any]], out_dir: Path) -> FilterSummary:
+    """Dedup across `tasks`, then write the language's files from the tasks' (input order)."""
+    summary = FilterSummary()
+    for result in results:
+        summary.add(summary_of(result))
+    plan = tasks[0].dedup if tasks else None
+    duplicates = find_duplicates([Path(t.folder) for t in tasks], plan) if plan else [{} for _ in tasks]
+    sinks = {name: AtomicFile(out_dir / name) for name in OUTPUT_FILES}
+    try:
+        for task, rejected in zip(tasks, duplicates):
+            _merge_task(Path(task.folder), rejected, sinks, summary)
+        for sink in sinks.values():
+            sink.commit()
+    except BaseException:
+        for sink in sinks.values():
+            sink.discard()
+        raise
+    if plan:
+        dedup_stats = {"in": summary.kept + sum(len(r) for r in duplicates), "kept": summary.kept}
+        for rejected in duplicates:
+            for reason in rejected.values():
+                block, why, _ = reason.split(":", 2)
+                key = f"rejected:{why}"
+                dedup_stats[key] = dedup_stats.get(key, 0) + 1
+        summary.block_stats[plan.near_block or plan.exact_block] = dedup_stats
+    return summary
+
+
+def _merge_task(folder: Path, rejected: dict[int, str], sinks: dict[str, AtomicFile], summary: FilterSummary) -> None:
+    for name in ("rejects.jsonl", "quarantine.jsonl"):
+        with open(folder / name, encoding="utf-8") as f:
+            for line in f:
+                sinks[name].write(line)
+    with open(folder / "kept.jsonl", encoding="utf-8") as f:
+        for row, line in enumerate(f):
+            reason = rejected.get(row)
+            if reason is None:
+                sinks["kept.jsonl"].write(line)
+                continue
+            sinks["rejects.jsonl"].write_json_line({**json.loads(line), "reason": reason})
+            summary.kept -= 1
+            summary.rejected[":".join(reason.split(":")[:2])] += 1

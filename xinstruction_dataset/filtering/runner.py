@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -47,6 +47,24 @@ class FilterSummary:
             "block_stats": self.block_stats,
             "elapsed_s": round(self.elapsed_s, 3),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FilterSummary":
+        return cls(
+            documents_in=data["documents_in"], kept=data["kept"], rejected=Counter(data["rejected"]),
+            quarantined=Counter(data["quarantined"]), block_stats=data["block_stats"], elapsed_s=data["elapsed_s"],
+        )
+
+    def add(self, other: "FilterSummary") -> None:
+        """Add another task's counts to these (elapsed time is the caller's to set)."""
+        self.documents_in += other.documents_in
+        self.kept += other.kept
+        self.rejected.update(other.rejected)
+        self.quarantined.update(other.quarantined)
+        for block, stats in other.block_stats.items():
+            mine = self.block_stats.setdefault(block, {})
+            for key, count in stats.items():
+                mine[key] = mine.get(key, 0) + count
 
     def format(self) -> str:
         lines = [
@@ -86,8 +104,10 @@ def filter_documents(
     *,
     progress: bool = True,
     desc: str = "filter",
+    on_kept: Callable[[Document], None] | None = None,
 ) -> FilterSummary:
-    """Filter a stream into `out_dir` (see the module docstring for the files written)."""
+    """Filter a stream into `out_dir` (see the module docstring for the files written);
+    `on_kept` sees each kept document (the pipeline's dedup signatures)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sinks = {name: AtomicFile(out_dir / name) for name in OUTPUT_FILES}
@@ -96,7 +116,8 @@ def filter_documents(
     try:
         with tqdm(items, desc=desc, unit="doc", disable=not progress, mininterval=0.5) as bar:
             for item in bar:
-                _route(item, filters, sinks, summary)
+                if _route(item, filters, sinks, summary) and on_kept is not None:
+                    on_kept(item)
                 if summary.documents_in % 256 == 0:
                     bar.set_postfix(kept=summary.kept, rejected=sum(summary.rejected.values()), refresh=False)
         summary.elapsed_s = time.perf_counter() - start
@@ -111,19 +132,21 @@ def filter_documents(
     return summary
 
 
-def _route(item: Document | BadInput, filters: list[BaseFilter], sinks: dict[str, AtomicFile], summary: FilterSummary) -> None:
+def _route(item: Document | BadInput, filters: list[BaseFilter], sinks: dict[str, AtomicFile], summary: FilterSummary) -> bool:
+    """Write `item` where it belongs; True when it was kept."""
     summary.documents_in += 1
     if isinstance(item, BadInput):
         summary.quarantined[item.reason.split(":")[0]] += 1
         sinks["quarantine.jsonl"].write_json_line(item.to_dict())
-        return
+        return False
     reason = apply_filters(item, filters)
     if reason is None:
         summary.kept += 1
         sinks["kept.jsonl"].write_json_line(item.to_dict())
-    else:
-        summary.rejected[reason] += 1
-        sinks["rejects.jsonl"].write_json_line({**item.to_dict(), "reason": reason})
+        return True
+    summary.rejected[reason] += 1
+    sinks["rejects.jsonl"].write_json_line({**item.to_dict(), "reason": reason})
+    return False
 
 
 def read_documents(path: str | Path) -> Iterator[Document]:

@@ -75,11 +75,12 @@ def iter_source(spec: SourceSpec, path: str, shard: tuple[int, int] = (0, 1)) ->
     if path.startswith("hf:"):
         yield from _sharded(_iter_hub(spec, path), shard)
         return
-    files = _expand(path)
+    files = expand_source(path)
     yield from _sharded(_iter_files(spec, files), shard)
 
 
-def _expand(path: str) -> list[str]:
+def expand_source(path: str) -> list[str]:
+    """The files of a source path or glob, sorted; a path that matches nothing is an error with the fix."""
     files = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
     if not files or not Path(files[0]).exists():
         raise FileNotFoundError(f"source {path!r} matches no file; check the `path` of this source in the recipe")

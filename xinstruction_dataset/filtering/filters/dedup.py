@@ -1,8 +1,11 @@
 """Duplicate removal: `exact_dedup`, `near_dedup` (MinHash LSH) and `dedup` (both, exact first).
 
-The first document seen wins; later copies are rejected with the id of the one kept. These
-blocks hold an index of what they have kept, so one instance sees one stream: documents spread
-over `--shard i/n` runs are deduplicated within each shard only.
+In a filter run (`xinstruction filter`/`build`) these blocks do not run document by document:
+the pipeline runs them last, over the whole language across every task and machine, clusters
+duplicates (connected components) and keeps the smallest id of each cluster (see
+filtering/duplicates.py). Called on a stream by hand (`block(doc)`), a block links each document
+to every earlier one, kept or not, so chains (A~B, B~C) are one cluster there too; a stream
+cannot see later documents, so there the earliest of a cluster is kept.
 
 Text is normalised before hashing (Unicode NFKC, case-folded, punctuation dropped, whitespace
 collapsed), so copies that differ in case, spacing or quotes are exact duplicates. Near
@@ -37,6 +40,11 @@ def normalise(text: str) -> str:
     return _NOT_WORD.sub(" ", folded).strip()
 
 
+def exact_digest(normalised: str) -> bytes:
+    """16 bytes that stand for the normalised text in exact-duplicate tests."""
+    return hashlib.blake2b(normalised.encode("utf-8"), digest_size=16).digest()
+
+
 class ExactIndex:
     """Digest of the normalised text -> id of the first document with it (16 bytes a key)."""
 
@@ -45,7 +53,7 @@ class ExactIndex:
 
     def check_and_add(self, doc: Document, normalised: str) -> str | None:
         """The id of an earlier identical document, or None after recording this one."""
-        digest = hashlib.blake2b(normalised.encode("utf-8"), digest_size=16).digest()
+        digest = exact_digest(normalised)
         earlier = self._first.get(digest)
         if earlier is None:
             self._first[digest] = doc.id
@@ -90,7 +98,7 @@ class MinHashIndex:
         self._scheme = "affine32"
         self._permutations = MinHash(num_perm=num_perm, seed=seed, scheme=self._scheme).permutations
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        self._ids: list[str] = []  # LSH key (insertion number) -> document id
+        self._ids: list[str] = []  # LSH key (insertion number) -> id of its cluster's first document
         self._signatures: list[np.ndarray] = []
 
     def signature(self, normalised: str):
@@ -100,16 +108,15 @@ class MinHashIndex:
 
     def check_and_add(self, doc: Document, normalised: str) -> str | None:
         minhash = self.signature(normalised)
-        # Candidates come back as a set: take the earliest kept match so the answer is reproducible.
-        for key in sorted(self._lsh.query(minhash)):
-            if not self.verify or self._similarity(minhash, key) >= self.threshold:
-                return self._ids[key]
+        # Candidates come back as a set: sorted, so the answer is reproducible. Every document is
+        # indexed, duplicates too, and names its cluster's first document: A~B, B~C is one cluster.
+        matches = [key for key in sorted(self._lsh.query(minhash)) if not self.verify or self._similarity(minhash, key) >= self.threshold]
         key = len(self._ids)
         self._lsh.insert(key, minhash, check_duplication=False)
-        self._ids.append(doc.id)
+        self._ids.append(self._ids[matches[0]] if matches else doc.id)
         if self.verify:
             self._signatures.append(minhash.hashvalues.astype(np.uint32))
-        return None
+        return self._ids[key] if matches else None
 
     def _similarity(self, minhash, key: int) -> float:
         return float(np.mean(minhash.hashvalues.astype(np.uint32) == self._signatures[key]))

@@ -1,0 +1,78 @@
+"""`RayExecutor`: the same tasks on a Ray cluster (`pip install -e ".[ray]"`).
+
+Each task is a Ray task of one CPU. Ray runs a task again when its worker process or its whole
+node dies (`max_retries`); a task's own exception is not retried (bad input stays bad). Tasks
+write their outputs to the run folder, so that folder must be on a filesystem every node sees
+(NFS, a mounted bucket); the results sent back are small (counts and paths).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+from tqdm.auto import tqdm
+
+from ..errors import EnvironmentFault
+from .executor import TaskFunction
+
+log = logging.getLogger(__name__)
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise EnvironmentFault('--executor ray needs Ray: pip install -e ".[ray]" (or pip install "ray>=2.9")') from None
+    return ray
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, address: str | None = None, retries: int = 3):
+        self.address = address
+        self.retries = retries
+
+    def describe(self) -> str:
+        return f"Ray executor at {self.address or 'a local Ray instance'}"
+
+    def map(self, function: TaskFunction, tasks: Sequence[Any], *, desc: str = "tasks", progress: bool = True) -> list[Any]:
+        ray = _import_ray()
+        started_here = not ray.is_initialized()
+        if started_here:
+            self._connect(ray)
+        try:
+            remote = ray.remote(num_cpus=1, max_retries=self.retries, retry_exceptions=False)(function)
+            refs = [remote.remote(task) for task in tasks]
+            index_of = {ref: index for index, ref in enumerate(refs)}
+            results: list[Any] = [None] * len(tasks)
+            waiting = list(refs)
+            with tqdm(total=len(tasks), desc=f"{desc} (ray)", unit="task", disable=not progress, smoothing=0.1) as bar:
+                while waiting:
+                    done, waiting = ray.wait(waiting, num_returns=1)
+                    for ref in done:
+                        results[index_of[ref]] = self._result(ray, ref)
+                        bar.update()
+            return results
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _connect(self, ray) -> None:
+        options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
+        if not self.address:
+            options["include_dashboard"] = False  # a local instance for this run only
+        try:
+            ray.init(address=self.address or None, **options)
+        except ConnectionError as e:
+            raise EnvironmentFault(f"cannot reach the Ray cluster at {self.address!r} ({e}); start it with `ray start --head` or fix --ray-address") from None
+
+    @staticmethod
+    def _result(ray, ref) -> Any:
+        """The task's value; its own exception raised as itself (Ray wraps it in RayTaskError)."""
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as e:
+            cause = e.as_instanceof_cause()
+            raise (e.cause if isinstance(e.cause, BaseException) else cause) from None
