@@ -143,13 +143,12 @@ def test_faults_are_retried_and_no_call_repeats(start_tgi_server, tmp_path, faul
 
 
 @pytest.mark.parametrize("route", PROMPT_ROUTES)
-def test_hang_past_the_timeout_is_retried(start_tgi_server, tmp_path, route):
+def test_hang_past_the_timeout_is_retried(start_tgi_server, tmp_path, route, hang_guard):
     server = start_tgi_server(slots=8)
     server.inject("hang", count=2)
-    started = time.monotonic()
-    results, _, _ = run_all(tgi([server.url], timeout=0.5, route=route), tmp_path, requests(6))
+    results, _, _ = hang_guard(run_all, tgi([server.url], timeout=0.5, route=route), tmp_path, requests(6))
     assert_all_ok(results, 6)
-    assert time.monotonic() - started < 5
+    assert sum(server.attempts.values()) == 6 + 2  # the two hung attempts were given up and sent again
     assert not server.repeated_after_success()
 
 
@@ -257,10 +256,3 @@ def test_ramp_opens_one_slot_per_success_and_halves_on_failure():
     assert endpoint.capacity == 10
     endpoint.record_failure(TGIConfig(model="m", endpoints=["http://h:1"], backoff=0.0))
     assert endpoint.capacity == 5 and endpoint.cooling(time.monotonic() - 1)
-
-
-def test_a_cold_server_gets_the_ramp_not_a_burst(start_tgi_server, tmp_path):
-    server = start_tgi_server(slots=2, latency=0.02, max_concurrent_requests=64)
-    results, _, _ = run_all(tgi([server.url], ramp_start=3), tmp_path, requests(40))
-    assert_all_ok(results, 40)
-    assert 3 < server.peak_active <= 3 + 40

@@ -18,6 +18,9 @@ CONTEXT_POLICIES = ("truncate", "reject")
 TRUNCATION_MARK = "\n[...]\n"
 # Per-message overhead of chat templates (role markers, separators), in tokens.
 CHAT_MESSAGE_OVERHEAD = 8
+# The share of a server's bytes-per-token that a calibrated estimate takes (`TokenCounter.calibrate`):
+# a count is not additive, so a cut of the text may take a little more per byte than the whole.
+CALIBRATION_MARGIN = 0.9
 
 
 class ContextOverflow(BackendError):
@@ -53,6 +56,22 @@ class TokenCounter:
         if self._count_tokens is not None:
             return self._count_tokens(text)
         return math.ceil(len(text.encode("utf-8")) / self.bytes_per_token)
+
+    def calibrate(self, request: LLMRequest, server_tokens: int) -> bool:
+        """Learn from a server that counted `server_tokens` for `request` (in its refusal of an
+        input over the context): the estimate's bytes a token is lowered to what that count
+        implies, with a margin, so the request refitted and every later one fits. Only ever
+        lowered, and never for an exact tokenizer. True if the estimate changed."""
+        if self.exact or server_tokens <= 0:
+            return False
+        texts = [request.prompt] if request.prompt is not None else [c for _, c in request.messages or ()]
+        size = sum(len(text.encode("utf-8")) for text in texts)
+        # All of the server's count is put on the text (a chat template's tokens too): lower still.
+        implied = CALIBRATION_MARGIN * size / server_tokens
+        if implied >= self.bytes_per_token:
+            return False
+        self.bytes_per_token = implied
+        return True
 
     def count_request(self, request: LLMRequest) -> int:
         if request.prompt is not None:

@@ -14,7 +14,10 @@ A failed attempt (429, 5xx, connection error, timeout, malformed reply) is retri
 exponential backoff and jitter, on whichever endpoint is best then; the last error is raised.
 Input over the context (`max_input_tokens` / `max_total_tokens` from the config, else from the
 server: `/info`, `/props` n_ctx, `/v1/models` max_model_len) is fitted first
-(`text.fit_to_context`): truncated or rejected by `context_policy`, never sent to fail.
+(`text.fit_to_context`): truncated or rejected by `context_policy`. Without `tokenizer` the
+count is an estimate (`bytes_per_token`); a server that refuses an input as too long and says
+what it counted (TGI 422, vLLM and llama.cpp 400) lowers the estimate and the request is fitted
+again (`TokenCounter.calibrate`), so a low estimate costs one refused request, not a failed call.
 
 The limits are asked once per endpoint, under the endpoint's `timeout` (tgi_limits.py: `/info`,
 else `/props`, else `/v1/models`; the source is logged at INFO): if that times out, fails or
@@ -48,6 +51,7 @@ from ...redact import scrub_secrets
 from .base import BackendError, Completion, LLMBackend, LLMRequest, RetryableError
 from .text import ContextLimits, TokenCounter, fit_to_context
 from .tgi_config import ROUTE_CLASSES, ROUTES, ChatRoute, CompletionsRoute, GenerateRoute, TGIConfig
+from .tgi_errors import InputTooLong
 from .tgi_errors import classify_error as _classify
 from .tgi_errors import final_error as _final_error
 from .tgi_limits import NO_SOURCE, LimitsError, describe, read_limits
@@ -66,6 +70,7 @@ logger = logging.getLogger(__name__)
 
 # Hosts that get huggingface_hub's login token (HF_TOKEN) without `token_env`: Hugging Face's own.
 HF_HOSTS = ("huggingface.co", "hf.space", "endpoints.huggingface.cloud")
+REFITS = 3  # times a request refused as too long is fitted again with a recalibrated estimate
 
 
 def is_hf_host(url: str) -> bool:
@@ -349,8 +354,7 @@ class TGIBackend(LLMBackend):
         try:
             if endpoint.info is None:
                 await self.pool.probe(endpoint)
-            fitted = fit_to_context(request, endpoint.context(self.config), self.counter, self.config.context_policy)
-            completion = await self._send(endpoint, fitted)
+            completion = await self._send_fitted(endpoint, request)
             opened = endpoint.record_success()
             return completion
         except RetryableError:
@@ -361,6 +365,25 @@ class TGIBackend(LLMBackend):
             raise
         finally:
             await self.pool.release(endpoint, opened)
+
+    async def _send_fitted(self, endpoint: Endpoint, request: LLMRequest) -> Completion:
+        """Send `request` fitted to the endpoint's context. The byte estimate of its tokens can
+        be low (a byte-fallback tokenizer on Thai or Tamil counts about a token a byte): a server
+        that refuses the input and says what it counted recalibrates the estimate, and the
+        request is fitted again and resent (up to REFITS times)."""
+        for refit in range(REFITS + 1):
+            fitted = fit_to_context(request, endpoint.context(self.config), self.counter, self.config.context_policy)
+            try:
+                return await self._send(endpoint, fitted)
+            except InputTooLong as refused:
+                if refit == REFITS or not self.counter.calibrate(fitted, refused.server_tokens):
+                    raise
+                logger.warning(
+                    "endpoint %s counted %d tokens in an input estimated at %d: the estimate is now %.2f bytes a "
+                    "token (set `tokenizer` to count exactly)", endpoint.url, refused.server_tokens,
+                    self.counter.count_request(fitted), self.counter.bytes_per_token,
+                )
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def _send(self, endpoint: Endpoint, request: LLMRequest) -> Completion:
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
@@ -22,11 +23,37 @@ except ImportError:  # pragma: no cover - depends on the installed huggingface_h
 RETRYABLE_STATUS = frozenset({408, 409, 424, 425, 429}) | frozenset(range(500, 600))
 
 
+# How each server says how many tokens it counted in an input over its context: TGI (422,
+# "`inputs` must have less than N tokens. Given: M" / "... Given: M `inputs` tokens and ..."),
+# vLLM (400, "... you requested T tokens (M in the messages, K in the completion)") and
+# llama.cpp (400 exceed_context_size_error, "n_prompt_tokens": M).
+SERVER_TOKEN_COUNTS = (
+    re.compile(r"`inputs`.*?Given: (\d+)"),
+    re.compile(r"\((\d+) in the messages, \d+ in the completion\)"),
+    re.compile(r'"n_prompt_tokens":\s*(\d+)'),
+)
+
+
+class InputTooLong(BackendError):
+    """The server refused an input over its context and said how many tokens it counted
+    (`server_tokens`): the client's estimate was low. tgi.py recalibrates and refits."""
+
+    def __init__(self, message: str, server_tokens: int) -> None:
+        super().__init__(message)
+        self.server_tokens = server_tokens
+
+
 def classify_error(error: Exception, url: str, secrets: tuple[str, ...] = ()) -> BackendError:
-    """A client-side exception as RetryableError (worth another attempt) or BackendError, its
-    text scrubbed of `secrets` and of anything that looks like a token."""
+    """A client-side exception as RetryableError (worth another attempt), InputTooLong or
+    BackendError, its text scrubbed of `secrets` and of anything that looks like a token."""
     classified = _classify_raw(error, url)
-    return type(classified)(scrub_secrets(str(classified), secrets))
+    text = scrub_secrets(str(classified), secrets)
+    if type(classified) is BackendError:
+        for pattern in SERVER_TOKEN_COUNTS:
+            found = pattern.search(text)
+            if found:
+                return InputTooLong(text, int(found.group(1)))
+    return type(classified)(text)
 
 
 def _classify_raw(error: Exception, url: str) -> BackendError:
