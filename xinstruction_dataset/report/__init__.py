@@ -1,0 +1,77 @@
+"""The run report: one folder (`index.html` and its data files) that shows where a run's
+documents went, what the judge said, how long the texts are, what it cost, and every curated and
+rejected pair, with a review loop (accept / veto, downloaded as `review.jsonl`, applied by
+`xinstruction export --review`). It opens from disk with no network and no server.
+
+    report/index.html        the page (Jinja2 template, matplotlib SVG charts inline)
+    report/report.js, .css   its script and style
+    report/data/             the sample browser's data, compressed and paged (samples.py)
+
+The report reads a run's outputs and writes only its own folder, which replaces the previous
+report whole when it is complete (a staging folder, then renames).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .collect import Collected, collect_language
+from .cost import run_cost
+from .page import render_page
+from .run_files import RunFiles
+from .samples import SampleBook
+
+REPORT_FOLDER = "report"  # under the run's output_dir, beside curated/ and x-instruction/
+
+
+@dataclass
+class ReportResult:
+    folder: Path
+    samples: int
+    seconds: float
+
+    @property
+    def index(self) -> Path:
+        return self.folder / "index.html"
+
+
+def default_report_folder(run_dir: str | Path) -> Path:
+    return Path(run_dir) / REPORT_FOLDER
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, cache: str | Path | None = None, progress: bool = True) -> ReportResult:
+    """Write the report of the run in `run_dir` into `out_dir` (default `<run_dir>/report`).
+    `cache`: the run's call cache, when the recipe put it elsewhere than `<run_dir>/cache`."""
+    started = time.perf_counter()
+    run = RunFiles.open(run_dir)
+    folder = Path(out_dir) if out_dir else default_report_folder(run.root)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(f".{folder.name}.staging-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    try:
+        book, collected = SampleBook(staging), Collected()
+        for files in run.languages:
+            collect_language(files, book, collected, progress=progress)
+        book.close()
+        summaries = [files.curation_summary for files in run.languages if files.curation_summary]
+        curated = sum(summary.get("curated", 0) for summary in summaries)
+        cost = run_cost(Path(cache) if cache else run.layout.default_cache(), run.config, summaries, curated)
+        render_page(staging, run, collected, cost, book.count)
+        _swap_in(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ReportResult(folder, book.count, time.perf_counter() - started)
+
+
+def _swap_in(staging: Path, folder: Path) -> None:
+    """The new report replaces the old one with two renames; the old one is then removed."""
+    retired = folder.with_name(f".{folder.name}.retired-{uuid.uuid4().hex[:8]}")
+    if folder.exists():
+        folder.rename(retired)
+    staging.rename(folder)
+    shutil.rmtree(retired, ignore_errors=True)

@@ -1,0 +1,153 @@
+"""What a report reads of a run folder (paths from `layout.RunLayout`), and nothing else.
+
+A report sits downstream of every step: it reads the filter and curation summaries, the curated
+shards, the curation rejects and work files, and the filtered documents, but never writes them.
+Big files are streamed; the filtered documents and the pool pairs are reached by byte offset
+(`LineIndex`), so joining a reject to its document's text needs no file in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from ..layout import RunLayout
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+@dataclass
+class LanguageFiles:
+    """The summaries and data files of one language of a run."""
+
+    language: str
+    layout: RunLayout
+    filter_summary: dict[str, Any] = field(default_factory=dict)
+    curation_summary: dict[str, Any] = field(default_factory=dict)
+
+    def kept_files(self) -> list[Path]:
+        """The filter's kept documents: one file, or one per filter shard."""
+        base = self.layout.filtered(self.language)
+        if (base / "kept.jsonl").is_file():
+            return [base / "kept.jsonl"]
+        return sorted(base.glob("shard-*/kept.jsonl"))
+
+    def filter_reject_files(self) -> list[Path]:
+        base = self.layout.filtered(self.language)
+        return [base / "rejects.jsonl"] if (base / "rejects.jsonl").is_file() else sorted(base.glob("shard-*/rejects.jsonl"))
+
+    def curated_files(self) -> list[Path]:
+        return sorted(self.layout.curated(self.language).glob("*.jsonl"))
+
+    def pair_files(self) -> list[Path]:
+        return sorted((self.layout.language_dir(self.language) / "work").glob("pairs-*.jsonl"))
+
+    @property
+    def rejects_file(self) -> Path:
+        return self.layout.rejects(self.language)
+
+
+@dataclass
+class RunFiles:
+    """A finished (or partly finished) run folder."""
+
+    root: Path
+    languages: list[LanguageFiles]
+    config: dict[str, Any]  # the resolved `curation:` config the run wrote, or {}
+
+    @classmethod
+    def open(cls, root: str | Path) -> "RunFiles":
+        layout = RunLayout(Path(root))
+        if not layout.root.is_dir():
+            raise FileNotFoundError(f"run folder {layout.root} does not exist: pass the output_dir of a filter, curate or build run")
+        codes = sorted(
+            {p.parent.name for p in (layout.root / "curation").glob("*/summary.json")}
+            | {p.parent.name for p in (layout.root / "filtered").glob("*/summary.json")}
+            | {p.parent.parent.name for p in (layout.root / "filtered").glob("*/shard-*/summary.json")}
+        )
+        if not codes:
+            raise FileNotFoundError(
+                f"{layout.root} holds no filter or curation summary (filtered/<lang>/summary.json, curation/<lang>/summary.json): "
+                "run `xinstruction build RECIPE` (or filter and curate) into it first"
+            )
+        languages = [
+            LanguageFiles(code, layout, _filter_summary(layout, code), read_json(layout.summary(code)))
+            for code in codes
+        ]
+        config = yaml.safe_load(layout.config_file.read_text(encoding="utf-8")) if layout.config_file.is_file() else {}
+        return cls(layout.root, languages, (config or {}).get("curation") or {})
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.root)
+
+
+def _filter_summary(layout: RunLayout, language: str) -> dict[str, Any]:
+    """The language's filter summary; a sharded filter run's shard summaries, added up."""
+    single = layout.filtered(language) / "summary.json"
+    if single.is_file():
+        return read_json(single)
+    total: dict[str, Any] = {"documents_in": 0, "kept": 0, "rejected": {}, "quarantined": {}}
+    for path in sorted(layout.filtered(language).glob("shard-*/summary.json")):
+        part = read_json(path)
+        total["documents_in"] += part.get("documents_in", 0)
+        total["kept"] += part.get("kept", 0)
+        for key in ("rejected", "quarantined"):
+            for reason, n in part.get(key, {}).items():
+                total[key][reason] = total[key].get(reason, 0) + n
+    return total if total["documents_in"] else {}
+
+
+def iter_jsonl(files: list[Path]) -> Iterator[dict[str, Any]]:
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
+
+
+class LineIndex:
+    """Byte offsets of the JSON lines of some files, by a key of each line: `get(key)` reads that
+    one line back. Memory holds the keys and offsets, never the text."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+        self.offsets: dict[str, tuple[int, int]] = {}
+        self._handles: dict[int, Any] = {}
+
+    def add(self, key: str, file_index: int, offset: int) -> None:
+        self.offsets.setdefault(key, (file_index, offset))
+
+    def scan(self, key_of) -> Iterator[dict[str, Any]]:
+        """Read every line once, index it under `key_of(row)`, and yield the row."""
+        for index, path in enumerate(self.files):
+            with open(path, "rb") as f:
+                offset = 0
+                for line in f:
+                    if line.strip():
+                        row = json.loads(line)
+                        self.add(key_of(row), index, offset)
+                        yield row
+                    offset += len(line)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        where = self.offsets.get(key)
+        if where is None:
+            return None
+        index, offset = where
+        handle = self._handles.get(index)
+        if handle is None:
+            handle = self._handles[index] = open(self.files[index], "rb")
+        handle.seek(offset)
+        return json.loads(handle.readline())
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
