@@ -1,0 +1,124 @@
+"""The local executor: worker processes give the same outputs as one process, finished tasks are
+skipped on a re-run (completion markers), a worker that dies is replaced and its task run again,
+a task's own error is raised as itself, and the local path never imports ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from corpora import read_corpus
+
+from xinstruction_dataset.errors import EnvironmentFault
+from xinstruction_dataset.execution import ExecutorSettings, make_executor
+from xinstruction_dataset.execution.local import LocalExecutor
+from xinstruction_dataset.filtering.pipeline import DEFAULT_FILTERS, filter_languages
+from xinstruction_dataset.recipe import Recipe
+
+LANGUAGES = ["fi", "sw", "th"]
+
+
+def write_sources(root: Path, files_per_language: int = 3, docs: int = 24) -> Recipe:
+    """Each language's corpus cut into `files_per_language` files, the last with a copy of the
+    first file's first document (a cross-file duplicate)."""
+    sources = []
+    for language in LANGUAGES:
+        rows = read_corpus(language, docs)
+        step = len(rows) // files_per_language
+        for part in range(files_per_language):
+            chunk = rows[part * step:(part + 1) * step]
+            if part == files_per_language - 1:
+                chunk = chunk + [{**rows[0], "id": f"zz-copy-{rows[0]['id']}"}]
+            path = root / "sources" / language / f"part-{part}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in chunk), encoding="utf-8")
+        sources.append({"path": str(root / "sources" / language / "*.jsonl"), "language": language})
+    return Recipe.from_dict({"name": "exec", "sources": sources, "filters": DEFAULT_FILTERS, "output_dir": str(root / "run")})
+
+
+def outputs(recipe: Recipe) -> dict[str, bytes]:
+    """The language files, with the run's own folder (in each document's origin) left out."""
+    folder, root = recipe.output_path / "filtered", str(recipe.output_path.parent).encode()
+    return {
+        f"{language}/{name}": (folder / language / name).read_bytes().replace(root, b"ROOT")
+        for language in LANGUAGES for name in ("kept.jsonl", "rejects.jsonl", "quarantine.jsonl")
+    }
+
+
+def markers(recipe: Recipe) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in sorted(recipe.output_path.glob("filtered/*/tasks/*/done.json"))}
+
+
+def test_two_workers_write_what_one_process_writes_and_reruns_skip_finished_tasks(tmp_path):
+    one, two = write_sources(tmp_path / "one"), write_sources(tmp_path / "two")
+    summaries = filter_languages(one, LANGUAGES, executor=LocalExecutor(workers=1), progress=False)
+    filter_languages(two, LANGUAGES, executor=LocalExecutor(workers=2), progress=False)
+    assert outputs(one) == outputs(two)
+    for language in LANGUAGES:
+        assert summaries[language].rejected["dedup:exact_duplicate_of"] == 1  # the copy in another file
+    assert len(markers(two)) == 3 * len(LANGUAGES)
+
+    before = markers(two)
+    changed = tmp_path / "two" / "sources" / "sw" / "part-1.jsonl"
+    changed.write_text(changed.read_text(encoding="utf-8").splitlines(keepends=True)[0], encoding="utf-8")
+    filter_languages(two, LANGUAGES, executor=LocalExecutor(workers=2), progress=False)
+    after = markers(two)
+    redone = {path for path in before if before[path] != after[path]}
+    assert redone == {str(two.output_path / "filtered" / "sw" / "tasks" / "task-00001" / "done.json")}
+
+
+def die_once(flag: str) -> int:
+    """A task whose worker process dies the first time it runs (as if killed), then succeeds."""
+    if not os.path.exists(flag):
+        Path(flag).touch()
+        os._exit(9)
+    return os.getpid()
+
+
+def always_die(_: str) -> int:
+    os._exit(9)
+
+
+def bad_input(text: str) -> int:
+    raise ValueError(f"bad input {text}")
+
+
+def test_a_dead_worker_is_replaced_and_its_task_run_again(tmp_path):
+    flags = [str(tmp_path / f"flag-{i}") for i in range(4)]
+    pids = LocalExecutor(workers=2, retries=4).map(die_once, flags, progress=False)
+    assert len(pids) == 4 and all(os.path.exists(flag) for flag in flags)
+
+
+def test_workers_that_keep_dying_end_the_run_with_the_cause(tmp_path):
+    with pytest.raises(EnvironmentFault, match="worker processes died 2 times"):
+        LocalExecutor(workers=2, retries=1).map(always_die, ["a", "b"], progress=False)
+
+
+def test_a_task_error_is_raised_as_itself_not_retried():
+    with pytest.raises(ValueError, match="bad input x"):
+        LocalExecutor(workers=2, retries=3).map(bad_input, ["x", "x"], progress=False)
+
+
+def test_settings_pick_the_executor_and_ray_is_optional():
+    assert make_executor(ExecutorSettings(workers=3)).describe() == "local executor, 3 worker process(es)"
+    assert make_executor(ExecutorSettings(kind="ray", ray_address="10.0.0.1:6379")).name == "ray"
+    with pytest.raises(ValueError):
+        ExecutorSettings(workers=0)
+
+
+def test_the_local_path_never_imports_ray(tmp_path):
+    recipe = write_sources(tmp_path, files_per_language=2, docs=6)
+    (tmp_path / "recipe.yaml").write_text(json.dumps(recipe.to_dict()), encoding="utf-8")
+    script = (
+        "import sys; from xinstruction_dataset.cli import main\n"
+        f"code = main(['filter', {str(tmp_path / 'recipe.yaml')!r}, '--workers', '2', '--no-progress'])\n"
+        "assert code == 0, code\n"
+        "print('ray imported' if any(m == 'ray' or m.startswith('ray.') for m in sys.modules) else 'no ray')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("no ray")
