@@ -15,6 +15,7 @@ from ..fingerprint import check_fingerprint
 from ..hub.cards import update_card
 from ..hub.export import export_language, staged_folder
 from ..layout import EXPORT_FOLDER, RunLayout
+from ..report import write_report
 from ..runlock import RunLock
 
 
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
             if len(empty) < len(recipe.languages):
                 update_card(staging)
         print(f"\ndone in {time.perf_counter() - start:.1f} s: {folder}")
+        report = write_report(layout.root, progress=progress)  # also for a partial run: it shows why
+        print(f"report: {report.index}")
         if empty:
             raise PartialFailure(
                 f"no record was curated for {', '.join(empty)}: see <output_dir>/curation/<language>/rejects.jsonl "
