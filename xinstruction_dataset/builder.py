@@ -9,12 +9,12 @@ Two sources feed the same features:
   (`records.py`: JSONL, JSONL.gz or Parquet) under `data_dir/<code>/` or directly in `data_dir`;
 - `source="paper"`: the data the paper released, hub dataset `James-WYang/X-Instruction`, one
   `<code>.json` per language, fetched with `hf_hub_download` at a pinned revision (or read from
-  `data_dir/<code>.json` when given), mapped onto the same features.
+  `data_dir/<code>.json` when given), read streaming in any shape `paper_shapes` knows (Alpaca,
+  prompt/response, ShareGPT; array, JSON lines or {"data": [...]}), mapped onto the same features.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ import datasets
 from .citations import X_INSTRUCTION
 from .features import XINSTRUCTION_FEATURES
 from .languages import LANGUAGES, get_language
+from .paper_shapes import read_pairs
 from .records import Provenance, Record, read_shard, stable_id
 
 logger = logging.getLogger(__name__)
@@ -132,20 +133,22 @@ def build_language(
             raise e.__cause__ from None
         raise
     if not builder.info.splits or builder.info.splits["train"].num_examples == 0:
-        where = data_dir or f"{PAPER_REPO_ID}@{paper_revision}"
-        raise ValueError(f"no {language!r} records in {where}: nothing to build (curation rejects say why each document was dropped)")
+        if source == "paper":
+            where = data_dir or f"{PAPER_REPO_ID}@{paper_revision}"
+            raise ValueError(f"no {language!r} records in {where}: every record has an empty instruction or output")
+        raise ValueError(f"no {language!r} records in {data_dir}: nothing to build (curation rejects say why each document was dropped)")
     return builder.as_dataset(split="train")
 
 
 def read_paper_file(path: str, language: str, revision: str = PAPER_REVISION) -> Iterator[Record]:
-    """Map the released `<code>.json` (a JSON array, or JSON lines, of {instruction, [input], output})
-    onto X-Instruction records; provenance says where each came from and that the rest is unknown."""
+    """Map a released `<code>.json` (any shape `paper_shapes` reads, streamed) onto X-Instruction
+    records; provenance says where each came from and that the rest is unknown. Records with an
+    empty instruction or output are skipped and counted in one warning."""
     get_language(language)
-    for index, item in enumerate(_json_items(path)):
-        instruction = " ".join(part for part in (item.get("instruction"), item.get("input")) if part).strip()
-        output = (item.get("output") or "").strip()
+    skipped = 0
+    for index, instruction, output in read_pairs(path):
         if not instruction or not output:
-            logger.warning("%s: item %d has an empty instruction or output; skipped", path, index)
+            skipped += 1
             continue
         yield Record(
             id=stable_id(language, instruction, output),
@@ -158,19 +161,5 @@ def read_paper_file(path: str, language: str, revision: str = PAPER_REVISION) ->
                 prompt_version=PAPER_PROMPT_VERSION,
             ),
         )
-
-
-def _json_items(path: str) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        head = f.read(1)
-        while head and head.isspace():
-            head = f.read(1)
-        f.seek(0)
-        if head == "[":
-            items = json.load(f)
-        else:
-            items = (json.loads(line) for line in f if line.strip())
-        for item in items:
-            if not isinstance(item, dict):
-                raise ValueError(f"{path}: expected objects with instruction/output, got {type(item).__name__}")
-            yield item
+    if skipped:
+        logger.warning("%s: %d records with an empty instruction or output skipped", path, skipped)
