@@ -431,55 +431,77 @@ def test_sharded_run_merges_to_the_same_output(tmp_path: Path) -> None:
     assert records[0]["provenance"]["generator_model"] == "fake/model"
 
 
-def test_tei_embedder_speaks_the_feature_extraction_protocol(cache: CallCache, monkeypatch) -> None:
-    """TEI's `POST /` with {"inputs": [...]}, through huggingface_hub's feature_extraction; the
-    login token is not sent to a host that is not Hugging Face's."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
+def _tei(url, **options):
     from xinstruction_dataset.curation.config import EmbeddingConfig
     from xinstruction_dataset.curation.diversify import TEIEmbedder
+    from xinstruction_dataset.llm.backends.tgi_errors import RetryPolicy
 
-    seen, authorizations = [], []
+    embedder = TEIEmbedder(EmbeddingConfig(backend="tei", url=url, **options))
+    embedder.retry = RetryPolicy(retries=3, backoff=0.01, backoff_max=0.05)  # the policy, with short waits
+    return embedder
+
+
+@pytest.fixture
+def tei_server():
+    from tei_server import TEIServer
+
+    server = TEIServer(max_client_batch_size=4).start()
+    yield server
+    server.stop()
+
+
+def test_tei_embedder_speaks_the_feature_extraction_protocol(cache: CallCache, monkeypatch, tei_server) -> None:
+    """TEI's `POST /` with {"inputs": [...]}, through huggingface_hub's feature_extraction; the
+    login token is not sent to a host that is not Hugging Face's; batches are cut to the
+    server's max_client_batch_size (TEI answers 413 past it)."""
+    from tei_server import vector
+
     monkeypatch.setenv("HF_TOKEN", "hf_" + "LoginTokenNotForYou" * 2)
-
-    class TEI(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append((self.path, body["inputs"]))
-            authorizations.append(self.headers.get("Authorization"))
-            out = json.dumps([[float(len(t)), 1.0, 0.0] for t in body["inputs"]]).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        def log_message(self, *args) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), TEI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        embedder = TEIEmbedder(EmbeddingConfig(backend="tei", url=f"http://127.0.0.1:{server.server_address[1]}", concurrency=2))
-        vectors = embed_texts(["bbb", "a", "cc"], embedder, cache, batch_size=8, progress=False)
-        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0) and vectors[0][0] > vectors[2][0] > vectors[1][0]
-        assert sorted(t for _, batch in seen for t in batch) == ["a", "bbb", "cc"] and {p for p, _ in seen} == {"/"}
-        embed_texts(["a", "cc", "bbb"], embedder, cache, batch_size=8, progress=False)
-        assert len(seen) == 2  # served from the cache
-        assert all(not value for value in authorizations)
-    finally:
-        server.shutdown()
+    texts = [f"text {i}" for i in range(11)]
+    embedder = _tei(tei_server.url, concurrency=2)
+    vectors = embed_texts(texts, embedder, cache, batch_size=64, progress=False)
+    expected = np.asarray([vector(t, 8) for t in texts], dtype=np.float32)
+    assert np.allclose(vectors, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-6)
+    assert sum(tei_server.batches) == 11 and max(tei_server.batches) <= 4 and 413 not in tei_server.status_counts
+    embed_texts(list(reversed(texts)), embedder, cache, batch_size=64, progress=False)
+    assert sum(tei_server.batches) == 11  # served from the cache
+    assert all(not value for value in tei_server.authorizations)
 
 
-def test_a_hung_tei_endpoint_is_a_clear_error_within_its_timeout(cache: CallCache) -> None:
+@pytest.mark.parametrize("fault", ["503", "429"])
+def test_tei_faults_are_retried_and_the_run_goes_on(cache: CallCache, tei_server, fault) -> None:
+    tei_server.inject(fault, count=2)
+    vectors = embed_texts([f"t{i}" for i in range(6)], _tei(tei_server.url, concurrency=1), cache, batch_size=64, progress=False)
+    assert vectors.shape == (6, 8) and tei_server.status_counts[int(fault)] == 2
+
+
+def test_tei_faults_past_the_retries_are_one_clear_line(cache: CallCache, tei_server) -> None:
+    from xinstruction_dataset.errors import EnvironmentFault
+
+    tei_server.inject("503", count=100)
+    with pytest.raises(EnvironmentFault, match=r"TEI endpoint .*failed after 4 attempts.*503.*run the same command again"):
+        embed_texts(["a", "b"], _tei(tei_server.url), cache, batch_size=8, progress=False)
+
+
+def test_the_tei_server_refuses_a_batch_over_its_limit(tei_server) -> None:
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps({"inputs": [str(i) for i in range(5)]}).encode()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(tei_server.url + "/embed", body, {"Content-Type": "application/json"}))
+    assert refused.value.code == 413
+    assert json.loads(refused.value.read()) == {"error": "batch size 5 > maximum allowed batch size 4", "error_type": "Validation"}
+
+
+def test_a_hung_tei_endpoint_is_a_clear_error_within_its_timeout(cache: CallCache, hang_guard) -> None:
     import threading
-    import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from xinstruction_dataset.curation.config import EmbeddingConfig
     from xinstruction_dataset.curation.diversify import TEIEmbedder
     from xinstruction_dataset.errors import EnvironmentFault
+    from xinstruction_dataset.llm.backends.tgi_errors import RetryPolicy
 
     release = threading.Event()
 
@@ -495,10 +517,9 @@ def test_a_hung_tei_endpoint_is_a_clear_error_within_its_timeout(cache: CallCach
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         embedder = TEIEmbedder(EmbeddingConfig(backend="tei", url=url, timeout=1.0))
-        start = time.monotonic()
-        with pytest.raises(EnvironmentFault, match=f"TEI endpoint {url}.*run the same command again"):
-            embed_texts(["a", "b"], embedder, cache, batch_size=8, progress=False)
-        assert time.monotonic() - start < 10
+        embedder.retry = RetryPolicy(retries=1, backoff=0.01, backoff_max=0.05)
+        with pytest.raises(EnvironmentFault, match=f"TEI endpoint {url}.*timed out.*run the same command again"):
+            hang_guard(embed_texts, ["a", "b"], embedder, cache, 8, seconds=30)
     finally:
         release.set()
         server.shutdown()

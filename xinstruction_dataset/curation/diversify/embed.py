@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -19,8 +20,11 @@ from tqdm.auto import tqdm
 from ...devices import resolve_device
 from ...errors import EnvironmentFault
 from ...llm.backends.base import content_key
+from ...llm.backends.tgi_errors import RetryPolicy, classify_error, retrying
 from ...redact import redact
 from ..config import EmbeddingConfig
+
+logger = logging.getLogger(__name__)
 
 
 class Embedder(ABC):
@@ -63,7 +67,13 @@ class TEIEmbedder(Embedder):
     """A text-embeddings-inference server through huggingface_hub's `feature_extraction`.
 
     Every request has a deadline (`timeout`), and huggingface_hub's login token goes only to
-    Hugging Face's own hosts (as for the LLM endpoints: `llm.backends.tgi.is_hf_host`)."""
+    Hugging Face's own hosts (as for the LLM endpoints: `llm.backends.tgi.is_hf_host`).
+    A failed request (429, 5xx, connection error, timeout) is retried under the LLM endpoints'
+    retry policy (`llm.backends.tgi_errors.RetryPolicy`, TGI's defaults): one 503 does not end
+    the run. Batches are cut to the server's `max_client_batch_size` (TEI's `GET /info`), which
+    TEI enforces with a 413."""
+
+    retry = RetryPolicy()  # the TGI backend's defaults (retries, backoff, backoff_max)
 
     def __init__(self, config: EmbeddingConfig):
         self.model_id = config.model
@@ -71,6 +81,7 @@ class TEIEmbedder(Embedder):
         self.concurrency = config.concurrency
         self.batch_size = config.batch_size
         self.timeout = config.timeout
+        self.max_client_batch_size: int | None = None  # from /info, asked once
 
     def embed(self, texts: list[str]) -> np.ndarray:
         try:
@@ -91,17 +102,45 @@ class TEIEmbedder(Embedder):
         headers = None if is_hf_host(self.url) else {"authorization": ""}
         client = AsyncInferenceClient(base_url=self.url, timeout=self.timeout, headers=headers)
         slots = asyncio.Semaphore(self.concurrency)
-        step = max(1, -(-len(texts) // self.concurrency))
 
         async def one(batch: list[str]) -> np.ndarray:
             async with slots:
-                return await client.feature_extraction(batch)
+                return await retrying(lambda: self._post(client, batch), self.retry)
 
         try:
+            if self.max_client_batch_size is None:
+                self.max_client_batch_size = await self._max_client_batch_size()
+            step = min(max(1, -(-len(texts) // self.concurrency)), self.max_client_batch_size or len(texts) or 1)
             parts = await asyncio.gather(*(one(texts[i : i + step]) for i in range(0, len(texts), step)))
         finally:
             await client.close()
         return np.concatenate([np.atleast_2d(p) for p in parts])
+
+    async def _post(self, client: Any, batch: list[str]) -> np.ndarray:
+        try:
+            return await client.feature_extraction(batch)
+        except Exception as error:  # noqa: BLE001 - every client/transport error is classified
+            raise classify_error(error, self.url) from error
+
+    async def _max_client_batch_size(self) -> int:
+        """TEI's `max_client_batch_size` from `GET /info`; 0 (no cap) where the server has none."""
+        from huggingface_hub.utils import build_hf_headers, get_async_session
+
+        from ...llm.backends.tgi import is_hf_host
+
+        headers = build_hf_headers(token=None if is_hf_host(self.url) else False)
+        http = get_async_session()
+        try:
+            response = await http.get(self.url.rstrip("/") + "/info", headers=headers, timeout=self.timeout)
+            response.raise_for_status()
+            info = response.json()
+        except Exception as error:  # noqa: BLE001 - a server without /info: batches as configured
+            logger.info("TEI endpoint %s: no /info (%s); batches as configured", self.url, type(error).__name__)
+            return 0
+        finally:
+            await http.aclose()
+        size = info.get("max_client_batch_size") if isinstance(info, dict) else None
+        return size if isinstance(size, int) and size > 0 else 0
 
 
 def _normalised(vectors: np.ndarray) -> np.ndarray:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,9 +50,8 @@ from ...redact import scrub_secrets
 from .base import BackendError, Completion, LLMBackend, LLMRequest, RetryableError
 from .text import ContextLimits, TokenCounter, fit_to_context
 from .tgi_config import ROUTE_CLASSES, ROUTES, ChatRoute, CompletionsRoute, GenerateRoute, TGIConfig
-from .tgi_errors import InputTooLong
+from .tgi_errors import InputTooLong, RetryPolicy, retrying
 from .tgi_errors import classify_error as _classify
-from .tgi_errors import final_error as _final_error
 from .tgi_limits import NO_SOURCE, LimitsError, describe, read_limits
 
 __all__ = [
@@ -291,9 +289,13 @@ class EndpointPool:
         return max(0.001, min(waits)) if waits else None
 
 
+def retry_policy(config: TGIConfig) -> RetryPolicy:
+    return RetryPolicy(config.retries, config.backoff, config.backoff_max)
+
+
 def backoff_delay(attempt: int, config: TGIConfig) -> float:
-    """Exponential backoff with jitter: base * 2^attempt, capped, times a random 0.5-1.0."""
-    return min(config.backoff_max, config.backoff * 2**attempt) * random.uniform(0.5, 1.0)
+    """The retry policy's backoff (tgi_errors.RetryPolicy): base * 2^attempt, capped, jittered."""
+    return retry_policy(config).delay(attempt)
 
 
 # --- the backend ----------------------------------------------------------------------------
@@ -328,17 +330,12 @@ class TGIBackend(LLMBackend):
         }
 
     async def acomplete(self, request: LLMRequest) -> Completion:
-        errors: list[str] = []
-        for attempt in range(self.config.retries + 1):
-            if attempt:
-                await asyncio.sleep(backoff_delay(attempt - 1, self.config))
-            try:
-                return await self._attempt(request)
-            except RetryableError as error:
-                errors.append(str(error))
-            except BackendError as error:  # not retryable: its text may carry a reply's prefix
-                raise BackendError(scrub_secrets(str(error), self._secrets())) from None
-        raise RetryableError(_final_error(errors, self._secrets())) from None
+        try:
+            return await retrying(lambda: self._attempt(request), retry_policy(self.config), self._secrets())
+        except RetryableError:
+            raise
+        except BackendError as error:  # not retryable: its text may carry a reply's prefix
+            raise BackendError(scrub_secrets(str(error), self._secrets())) from None
 
     def _secrets(self) -> tuple[str, ...]:
         return tuple(s for e in self.pool.endpoints for s in e.secrets())
