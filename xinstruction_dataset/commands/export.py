@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..hub.cards import update_card
 from ..hub.export import export_language, staged_folder
+from ..hub.review import Review
 from ..languages import LANGUAGE_CODES
 from ..layout import RunLayout
 from ..recipe import Recipe
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--data-dir", help="curated shards folder (shards) or folder of <code>.json files (paper; default: download the pinned release)")
     group.add_argument("--recipe", help="take the curated shards from this recipe's output_dir/curated")
     parser.add_argument("--cache-dir", help="datasets cache for the build (default: datasets' cache)")
+    parser.add_argument("--review", metavar="REVIEW_JSONL", help="a hand review downloaded from the run report (review.jsonl): vetoed records are dropped, the review goes into provenance")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -40,12 +42,15 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     total = 0
     folder = Path(args.folder)
+    review = Review.load(args.review) if args.review else None
+    if review is not None:
+        review.check_languages(args.language)
     # Every language and the card, or none of them: a failure leaves the folder as it was.
     with staged_folder(folder) as staging:
         for language in args.language:
             result = export_language(
                 staging, language, source=args.source, data_dir=data_dir, cache_dir=args.cache_dir,
-                progress=not args.no_progress, update_card=False,
+                progress=not args.no_progress, update_card=False, review=review,
             )
             total += result.num_examples
             print(f"{language}: {result.num_examples} records -> {', '.join(result.files)}")

@@ -219,6 +219,7 @@ def _template_context(
         "total_examples": sum(c.num_examples for c in configs),
         "length_columns": [column for column in ("instruction", "output") if any(column in c.lengths for c in configs)],
         "has_labels": any(c.labels for c in configs),
+        "reviewed_configs": [c for c in configs if c.review is not None],
         "language_header": "Answer language" if profile.dataset == "x-alpacaeval" else "Language",
         "method_rows": _method_rows(configs),
         "answer_suffix_example": LANGUAGES["sw"].answer_suffix,

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from .layout import DATA_DIR, shard_name
+from .review import Review
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +54,19 @@ def export_dataset(
     max_rows_per_file: int = MAX_ROWS_PER_FILE,
     update_card: bool = True,
     progress: bool = True,
+    schema_metadata: dict[bytes, bytes] | None = None,
 ) -> ExportResult:
     """Write `dataset` as `data/<config>/<split>-*.parquet` in `folder`, replacing that split only,
-    then regenerate the folder's card from the data it now holds."""
+    then regenerate the folder's card from the data it now holds. `schema_metadata` goes into
+    every file's Parquet schema (a review's counts: `review.ReviewCounts`)."""
     folder = Path(folder)
     count = max(1, -(-dataset.num_rows // max_rows_per_file))
     table_batches = dataset.with_format("arrow").iter(batch_size=BATCH_ROWS)
+    schema = dataset.features.arrow_schema
+    if schema_metadata:
+        schema = schema.with_metadata({**(schema.metadata or {}), **schema_metadata})
     with tqdm(total=dataset.num_rows, desc=f"export {config}/{split}", unit="rec", disable=not progress) as bar:
-        files = _write_config_split(folder, config, split, _counting(table_batches, bar), dataset.features.arrow_schema, count, max_rows_per_file)
+        files = _write_config_split(folder, config, split, _counting(table_batches, bar), schema, count, max_rows_per_file)
     if update_card:
         from .cards import update_card as regenerate
 
@@ -171,11 +177,14 @@ def export_language(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     update_card: bool = True,
+    review: Review | None = None,
 ) -> ExportResult:
     """Build one X-Instruction language with the `XInstruction` builder and export it.
 
     Exporting several languages, pass `update_card=False` and call `cards.update_card(folder)`
-    once at the end: each update reads the statistics of every config in the folder."""
+    once at the end: each update reads the statistics of every config in the folder.
+    `review`: a hand review (`review.py`); its vetoed records are left out, and every record's
+    provenance says whether and how it was reviewed."""
     from ..builder import build_language
 
     dataset = build_language(
@@ -184,4 +193,8 @@ def export_language(
         data_dir=str(data_dir) if data_dir else None,
         cache_dir=str(cache_dir) if cache_dir else None,
     )
-    return export_dataset(dataset, folder, language, "train", progress=progress, update_card=update_card)
+    metadata = None
+    if review is not None:
+        dataset, counts = review.apply(dataset, language)
+        metadata = counts.to_metadata()
+    return export_dataset(dataset, folder, language, "train", progress=progress, update_card=update_card, schema_metadata=metadata)

@@ -59,13 +59,20 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, cach
         book.close()
         summaries = [files.curation_summary for files in run.languages if files.curation_summary]
         curated = sum(summary.get("curated", 0) for summary in summaries)
-        cost = run_cost(Path(cache) if cache else run.layout.default_cache(), run.config, summaries, curated)
+        cost = run_cost(Path(cache) if cache else _cache_of(run), run.config, summaries, curated)
         render_page(staging, run, collected, cost, book.count)
         _swap_in(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ReportResult(folder, book.count, time.perf_counter() - started)
+
+
+def _cache_of(run: RunFiles) -> Path:
+    """The run's call cache: the recipe's `curation.cache` when it is absolute (a relative one is
+    relative to the recipe, which a run folder does not name: pass `cache`), else the default."""
+    configured = Path(run.config.get("cache") or "")
+    return configured if configured.is_absolute() else run.layout.default_cache()
 
 
 def _swap_in(staging: Path, folder: Path) -> None:
