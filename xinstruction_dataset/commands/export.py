@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..hub.cards import update_card
 from ..hub.export import export_language, staged_folder
+from ..hub.training_formats import FORMATS, export_language_as, write_format_card
 from ..hub.review import Review
 from ..languages import LANGUAGE_CODES
 from ..layout import RunLayout
@@ -34,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cache-dir", help="datasets cache for the build (default: datasets' cache)")
     parser.add_argument("--review", metavar="REVIEW_JSONL", help="a hand review downloaded from the run report (review.jsonl): vetoed records are dropped, the review goes into provenance")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--format", choices=("records", *FORMATS), default="records",
+        help="records: X-Instruction records with provenance (default); alpaca: instruction + ' Answer in <Language>.', "
+        "empty input, output; messages: OpenAI/TRL chat [{role, content}]. alpaca and messages also go to jsonl/<code>.jsonl",
+    )
+    parser.add_argument("--system", help="--format messages: a system prompt put first in every conversation")
     parser.set_defaults(func=run)
 
 
@@ -48,13 +55,19 @@ def run(args: argparse.Namespace) -> int:
     # Every language and the card, or none of them: a failure leaves the folder as it was.
     with staged_folder(folder) as staging:
         for language in args.language:
-            result = export_language(
-                staging, language, source=args.source, data_dir=data_dir, cache_dir=args.cache_dir,
-                progress=not args.no_progress, update_card=False, review=review,
-            )
+            if args.format == "records":
+                result = export_language(
+                    staging, language, source=args.source, data_dir=data_dir, cache_dir=args.cache_dir,
+                    progress=not args.no_progress, update_card=False, review=review,
+                )
+            else:  # a training format (hub/training_formats.py)
+                result = export_language_as(
+                    staging, language, args.format, system=args.system, source=args.source, data_dir=data_dir,
+                    cache_dir=args.cache_dir, progress=not args.no_progress, review=review,
+                )
             total += result.num_examples
             print(f"{language}: {result.num_examples} records -> {', '.join(result.files)}")
-        update_card(staging)
+        update_card(staging) if args.format == "records" else write_format_card(staging, args.format)
     print(f"exported {total} records in {time.perf_counter() - start:.1f} s to {folder}")
     print(f"load with: load_dataset({str(folder.resolve())!r}, {args.language[0]!r})")
     return 0
