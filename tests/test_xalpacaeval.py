@@ -9,6 +9,7 @@ import datasets
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
+from corpora import CORPORA_DIR
 from hub_folders import write_xalpacaeval_sources
 from xinstruction_dataset.features import XALPACAEVAL_FEATURES
 from xinstruction_dataset.hub.check import check_card
@@ -125,3 +126,18 @@ def test_download_path_fetches_the_pinned_files_from_the_hub(hub, source):
     items = load_source(revision=commit.oid)
     assert {code: len(v) for code, v in items.items()} == {code: 805 for code in SOURCE_FILES}
     assert items["it"][1].instruction == "[fake it instruction #1] Describe item 7."
+
+
+def test_the_real_release_shape_loads_with_its_own_names_and_types():
+    """`../shared/xalpacaeval-shape`: the hub files' exact shape (english.json the real 805
+    AlpacaEval instructions, ids 1..805): every config keeps the integer id and `dataset`."""
+    shape = CORPORA_DIR.parent / "xalpacaeval-shape"
+    if not (shape / "english.json").is_file():
+        raise FileNotFoundError(f"{shape} not found: the tests need ../shared/xalpacaeval-shape beside the repository")
+    released = json.loads((shape / "english.json").read_text(encoding="utf-8"))
+    english = load_xalpacaeval("en", source_dir=shape)
+    assert english.features == XALPACAEVAL_FEATURES and english.num_rows == 805
+    assert english.to_list()[:3] == [{**item, "language": "en"} for item in released[:3]]
+    assert english["id"] == list(range(1, 806)) and set(english["dataset"]) == {"helpful_base", "koala", "oasst", "selfinstruct", "vicuna"}
+    swahili = load_xalpacaeval("cross-sw", source_dir=shape)
+    assert swahili["id"] == english["id"] and swahili["dataset"] == english["dataset"]
