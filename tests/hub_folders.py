@@ -14,7 +14,7 @@ from xinstruction_dataset.hub.export import export_dataset
 from xinstruction_dataset.records import Provenance, Record
 from xinstruction_dataset.xalpacaeval import EXPECTED_ITEMS, SOURCE_FILES
 
-LABELS = ("good", "good", "fair")
+LABELS = ("good", "good", "needs_refinement")  # labels the judge gives (curation/pairs.py LABELS)
 SUBSETS = ("helpful_base", "koala", "oasst", "selfinstruct", "vicuna")
 
 

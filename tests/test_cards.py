@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+import pyarrow.parquet as pq
+import yaml
 from hub_folders import write_xinstruction_config, xinstruction_folder
+from xinstruction_dataset.hub import check as check_module
 from xinstruction_dataset.commands import card as card_command
 from xinstruction_dataset.hub.cards import ChangelogEntry, read_changelog, read_hand_written, render_card, update_card
 from xinstruction_dataset.hub.check import check_card
@@ -35,10 +38,15 @@ def card_cli(argv: list[str]) -> int:
 
 def test_rendered_card_is_generated_from_the_data(folder):
     card = (folder / "README.md").read_text()  # written by the export
-    assert card == render_card(folder)
+    # Counted from the Parquet files here, not by the card code: the metadata must say the same.
+    parquet = {d.name: list(d.glob("*.parquet")) for d in (folder / "data").iterdir()}
+    rows = {c: sum(pq.ParquetFile(f).metadata.num_rows for f in files) for c, files in parquet.items() if files}
+    metadata = yaml.safe_load(card.split("---\n", 2)[1])
+    declared = {info["config_name"]: sum(s["num_examples"] for s in info["splits"]) for info in metadata["dataset_info"]}
+    assert declared == rows and rows["sw"] == 6
     assert "size_categories:\n- n<1K" in card and "language:\n- en\n- fi\n- sw\n" in card
     assert "  - split: train\n    path: data/sw/train-*" in card
-    assert re.match(r"\| `sw` \| Swahili \| 6 \| \d+ ± \d+ \| \d+ ± \d+ \| good 67% · fair 33% \|", stats_row(card, "sw"))
+    assert re.match(r"\| `sw` \| Swahili \| 6 \| \d+ ± \d+ \| \d+ ± \d+ \| good 67% · needs_refinement 33% \|", stats_row(card, "sw"))
     assert "- Judge: `test/judge`" in card and "- Refinement rounds: up to 2" in card
     assert "X-Instruction: Aligning Language Model" in card and "{PLUG}: Leveraging Pivot Language" in card
     assert check_card(folder) == []
@@ -156,8 +164,33 @@ def test_check_catches_each_planted_defect_with_its_line_and_a_fix(folder, plant
         assert check_card(folder) == []
 
 
-def test_at_least_eight_distinct_defects_are_covered():
-    assert len({code for _, _, code in DEFECTS}) >= 8
+# Codes for a card missing a whole part (no per-line defect to plant): tested below.
+WHOLE_CARD_CODES = {"no-card", "front-matter", "configs-missing", "stats-table", "changelog"}
+
+
+def test_every_code_the_checker_emits_has_a_planted_defect():
+    """Read from check.py itself: a new check without a planted defect here fails this test."""
+    source = (Path(check_module.__file__)).read_text()
+    emitted = set(re.findall(r'CardProblem\([^,]+, "([a-z-]+)"', source))  # CardProblem(line, code, ...)
+    emitted |= set(re.findall(r'(?:__contains__|is_language_code), "([a-z-]+)"', source))  # the vocabulary table
+    assert len(emitted) >= 15, emitted  # the pattern still finds the checker's codes
+    assert emitted - WHOLE_CARD_CODES == {code for _, _, code in DEFECTS}
+
+
+@pytest.mark.parametrize("code, damage", [
+    ("no-card", lambda card: None),
+    ("front-matter", lambda card: card.split("---\n", 2)[2]),
+    ("configs-missing", lambda card: re.sub(r"configs:\n(?:[ -].*\n)+", "", card, count=1)),
+    ("stats-table", lambda card: card.replace("<!-- generated:statistics start -->", "")),
+    ("changelog", lambda card: card.replace("<!-- generated:changelog start -->", "")),
+])
+def test_check_catches_a_card_missing_a_whole_part(folder, code, damage):
+    damaged = damage((folder / "README.md").read_text())
+    if damaged is None:
+        (folder / "README.md").unlink()
+    else:
+        (folder / "README.md").write_text(damaged)
+    assert code in [p.code for p in check_card(folder)]
 
 
 def test_regenerate_cards_script_updates_and_checks(folder, capsys):

@@ -406,5 +406,10 @@ def test_dedup_is_deterministic_and_options_switch_parts_off():
 
 
 def test_blocks_report_their_configuration():
-    assert json.dumps([build_filter(spec, "th").config() for spec in DEFAULT_CHAIN])  # serialisable for provenance
+    configs = [build_filter(spec, "th").config() for spec in DEFAULT_CHAIN]
+    assert all(configs)  # every block says how it was built
+    restored = json.loads(json.dumps(configs))  # provenance and summaries store them as JSON
+    assert [sorted(map(str, c)) for c in configs] == [sorted(c) for c in restored]
+    assert restored[DEFAULT_CHAIN.index({"type": "language"})]["language"] == "th"
+    assert build_filter({"type": "length", "min_chars": 50}).config()["min_chars"] == 50
     assert build_filter({"type": "dedup", "num_perm": 64}).config()["num_perm"] == 64
