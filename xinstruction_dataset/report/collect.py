@@ -65,7 +65,12 @@ def collect_language(files: LanguageFiles, book: SampleBook, collected: Collecte
                 dist.clusters[language][sample.cluster] += 1
             if sample.doc_id in probabilities:
                 dist.lang_prob[language]["curated"].append(probabilities[sample.doc_id])
-        if files.rejects_file.is_file():
+        if files.curation_summary and not files.rejects_file.is_file():
+            raise FileNotFoundError(
+                f"{files.rejects_file} is missing (its summary.json is there): run the same `xinstruction curate` "
+                "command again to write it, then the report"
+            )
+        if files.curation_summary:
             for reject in tqdm(iter_jsonl([files.rejects_file]), desc=f"report {language}: rejects", unit="doc", disable=not progress):
                 sample = _rejected(reject, pairs, kept)
                 number = book.add(sample)
