@@ -100,18 +100,15 @@ def _normal(xs: np.ndarray, mean: float, sd: float) -> np.ndarray:
 
 
 def histogram_chart(series: dict[str, list[float]], xlabel: str, *, bins: int | Iterable[float] = 30, discrete: bool = False) -> str:
-    """One step histogram per named series (counts)."""
+    """One step histogram per named series (counts); `discrete`: one bin per whole number."""
     with rc_context(STYLE):
         figure = _figure(7.5, 2.8)
         axes = figure.add_subplot()
+        values_all = [v for values in series.values() for v in values]
+        if discrete and values_all and max(values_all) - min(values_all) < 80:
+            bins = np.arange(math.floor(min(values_all)) - 0.5, math.ceil(max(values_all)) + 1.5)
         for name, values in series.items():
-            if not values:
-                continue
-            if discrete:
-                found = sorted(set(values))
-                edges = np.concatenate([[v - 0.5 for v in found], [found[-1] + 0.5]]) if len(found) < 40 else bins
-                axes.hist(values, bins=edges, histtype="step", linewidth=1.5, label=f"{name} (n={len(values):,})")
-            else:
+            if values:
                 axes.hist(values, bins=bins, histtype="step", linewidth=1.5, label=f"{name} (n={len(values):,})")
         axes.set_xlabel(xlabel)
         axes.set_ylabel("count")
