@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--force", action="store_true", help="go on in an output_dir made with a different recipe (see run/fingerprint.json)")
     add_executor_arguments(parser)
+    parser.add_argument("--dry-run", action="store_true", help="check the recipe and print the steps, sources and endpoints a build would use; reads, fetches and calls nothing")
     parser.set_defaults(func=run, input=None, text_field="text")
 
 
@@ -44,6 +45,11 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     layout = RunLayout(recipe.output_path)
     executor = executor_from_args(args, recipe.executor)
+    if args.dry_run:  # no lock, no fingerprint: a dry run writes nothing
+        from .build_plan import describe_build
+
+        print(describe_build(recipe, executor.describe()))
+        return 0
     with RunLock(layout.lock_file()):
         check_fingerprint(recipe, layout, force=args.force)
         folder = layout.export_folder

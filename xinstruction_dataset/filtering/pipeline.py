@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, Iterator, Protocol
@@ -23,6 +24,9 @@ from .duplicates import DEDUP_BLOCKS, DedupPlan, find_duplicates
 from .runner import OUTPUT_FILES, FilterSummary
 from .sources import BadInput, SourceSpec, expand_source, iter_source
 from .tasks import FilterTask, run_filter_task, summary_of, task_folder
+
+
+log = logging.getLogger(__name__)
 
 
 class RecipeLike(Protocol):
@@ -94,6 +98,7 @@ def filter_languages(
     start = time.perf_counter()
     plans = {language: plan_tasks(recipe, language, output_dir_for(recipe, language, shard), shard) for language in languages}
     tasks = [task for language in languages for task in plans[language]]
+    log.info("filter: %d task(s) for %d language(s) on the %s", len(tasks), len(languages), executor.describe())
     results = executor.map(run_filter_task, tasks, desc="filter tasks", progress=progress)
     summaries, position = {}, 0
     for language in languages:

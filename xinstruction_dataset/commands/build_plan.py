@@ -1,0 +1,51 @@
+"""`build --dry-run`: what a build would do, from the recipe alone. Nothing is read, fetched or
+called: `hf:` sources are named, not streamed; endpoints are listed, not probed. So a recipe can
+be checked on a laptop with no network before it goes to a cluster."""
+
+from __future__ import annotations
+
+from ..filtering.duplicates import DEDUP_BLOCKS, DedupPlan
+from ..layout import RunLayout
+from ..recipe import Recipe
+
+
+def describe_build(recipe: Recipe, executor_line: str) -> str:
+    layout = RunLayout(recipe.output_path)
+    config = recipe.curation
+    chain = [spec.type for spec in recipe.filters if spec.type not in DEDUP_BLOCKS]
+    dedup = DedupPlan.from_chain(recipe.filters)
+    lines = [
+        f"recipe {recipe.name} {recipe.version}: build {', '.join(recipe.languages)}",
+        f"executor: {executor_line}",
+        f"output: {recipe.output_path} (must be on a filesystem every node sees when the executor is a cluster)",
+        "steps:",
+        f"  1. filter: {' -> '.join(chain) or '(no block)'}, one task per source file, in parallel",
+        f"  2. dedup over each whole language: {_dedup_line(dedup)}",
+        f"  3. curate: generate {config.generate.candidates} candidate(s)/doc, judge ({config.judge.scale}), "
+        f"refine up to {config.refine.rounds} round(s), diversify to {config.diversify.target_size} per language "
+        f"({config.diversify.embedding.backend} embeddings)",
+        f"  4. export: {layout.export_folder}",
+        "sources:",
+    ]
+    for language in recipe.languages:
+        for source in recipe.sources_for(language):
+            path = recipe.resolve(source.path)
+            how = "hub streaming (not contacted now)" if path.startswith("hf:") else "local file(s)"
+            lines.append(f"  {language}: {path} [{how}, text field {source.text_field!r}]")
+    lines.append("endpoints:")
+    for role, model in config.models.resolved().items():
+        endpoints = getattr(model, "endpoints", None)
+        where = ", ".join(endpoints) if endpoints else f"in process ({model.backend})"
+        limit = f", up to {model.max_concurrency} requests in flight each" if endpoints else ""
+        lines.append(f"  {role}: {getattr(model, 'model', '')} at {where}{limit}")
+    return "\n".join(lines)
+
+
+def _dedup_line(plan: DedupPlan | None) -> str:
+    if plan is None:
+        return "none (the chain has no dedup block)"
+    parts = ["exact" if plan.exact_block else ""]
+    if plan.near_block:
+        options = plan.near_options
+        parts.append(f"MinHash near duplicates (Jaccard >= {options['threshold']}, {options['num_perm']} permutations)")
+    return " + ".join(p for p in parts if p) + "; clusters keep their smallest id"
