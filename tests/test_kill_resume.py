@@ -77,26 +77,37 @@ def test_sigkill_at_random_points_then_resume_gives_identical_output(tmp_path: P
     server = start_tgi_server(reply=model, slots=SLOTS, latency=0.05, max_input_tokens=2048, max_total_tokens=4096)
 
     clean = write_recipe(tmp_path / "clean", server.url)
-    started = time.monotonic()
     finish(curate(clean))
-    clean_seconds = time.monotonic() - started
     clean_calls = Counter(model.calls)
     model.calls.clear()
 
     killed = write_recipe(tmp_path / "killed", server.url)
     rng = random.Random(20240527)
     kills = []
-    for _ in range(KILLS):
+    mid_run = 0  # kills that fell after this process had made calls, with calls still to make
+    total = len(clean_calls)
+    for k in range(KILLS):
+        before = sum(model.calls.values())
+        # Killed at a point of the work, not of the clock (start-up time varies with the machine's
+        # load): once a random share of the distinct calls, rising kill after kill, is made.
+        target = int(total * rng.uniform(k, k + 1) / (KILLS + 1))
         process = curate(killed)
-        delay = rng.uniform(0.5, clean_seconds)
-        try:
-            process.wait(timeout=delay)
-            kills.append(f"finished before {delay:.1f}s")
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            kills.append(f"killed at {delay:.1f}s")
+        deadline = time.monotonic() + 120
+        while process.poll() is None and len(set(model.calls)) < target and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if process.poll() is not None:
+            kills.append(f"finished before {target} distinct calls")
+            continue
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        made = sum(model.calls.values()) - before
+        work_left = set(clean_calls) - set(model.calls)
+        mid_run += made > 0 and bool(work_left)
+        kills.append(f"killed at {target} distinct calls after {made} calls, {len(work_left)} left")
+    assert mid_run >= 1, f"no kill landed mid-run (every one fell in start-up or after the work): {kills}"
+    left_before_resume = set(clean_calls) - set(model.calls)
     finish(curate(killed))
+    assert left_before_resume, f"the kills left nothing for the resume to do: {kills}"
 
     assert outputs(tmp_path / "killed") == outputs(tmp_path / "clean"), kills
     assert set(model.calls) == set(clean_calls), kills
