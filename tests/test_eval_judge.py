@@ -189,3 +189,27 @@ def test_bad_model_spec_and_missing_answers_are_one_line(evaluation, capsys):
     assert main(["eval", "judge", "M1", "M2", "--judge", "{backend: tgi, model: m, endpoint: x}", "--output-dir", str(out)]) == 2
     err = capsys.readouterr().err
     assert "unknown key" in err and "endpoint" in err and err.count("\n") == 1
+
+
+def test_report_command_reprints_and_redraws(evaluation, start_tgi_server, capsys):
+    server = start_tgi_server(reply=ScriptedJudge(), max_total_tokens=8192)
+    assert judge(evaluation, server, "xinstruction", "--configs", "ko") == 0
+    first = capsys.readouterr().out
+    folder = evaluation[1] / "judgments" / "xinstruction" / "M1-vs-M2"
+    assert main(["eval", "report", str(folder), "--chart", "rates.svg"]) == 0
+    again = capsys.readouterr().out
+    assert first.startswith(again) and "ko Korean" in again and again.rstrip().splitlines()[-1].startswith("all ")
+    assert "<svg" in (folder / "rates.svg").read_text()
+
+
+def test_failed_answers_leave_the_config_unwritten_and_a_rerun_finishes(tmp_path, start_tgi_server, capsys):
+    source = write_xalpacaeval_sources(tmp_path / "source")
+    server = start_tgi_server(reply=answerer("M1"), max_total_tokens=8192)
+    server.inject("503", count=6, match="instruction #2]")  # every attempt (1 + 2 retries) of item 2, in both configs
+    args = ["eval", "answer", "--model", spec(server, "test/M1"), "--name", "M1", "--configs", "ko", "cross-id", "--limit", "3",
+            "--source-dir", str(source), "--output-dir", str(tmp_path / "eval"), "--no-progress"]
+    assert main(args) == 1
+    assert "answers failed in ko, cross-id" in capsys.readouterr().err
+    assert not (tmp_path / "eval" / "answers" / "M1").exists() or not list((tmp_path / "eval" / "answers" / "M1").iterdir())
+    assert main(args) == 0
+    assert [a["output"] for a in json.loads((tmp_path / "eval" / "answers" / "M1" / "ko.json").read_text())] == [f"M1 answers item {i}" for i in range(3)]
