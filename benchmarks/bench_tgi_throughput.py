@@ -3,7 +3,11 @@
 Each endpoint is a `tests/tgi_server.py` process that works on `--slots` requests at once, each
 taking `--latency` seconds, and queues the rest (it reports TGI's default queue limit,
 `max_concurrent_requests` 128, in /info), so no client can beat slots / latency requests a second
-per endpoint. The figure printed is achieved requests/s over that limit (target: >= 0.95), for
+per endpoint. Every figure is run twice: with a fixed service time, and with a log-normal one of
+the same mean (`--sigma`), where a client that sends in batches of the slot count waits for each
+batch's slowest request. With log-normal times the limit is slots / (the mean of the times the
+server drew, from its `GET /stats`). The figure printed is *answered* requests/s (failed calls do
+not count) over that limit (target: >= 0.95), for
 CallRunner + TGIBackend with 1 and 2 endpoints, and for distilabel's `InferenceEndpointsLLM` +
 `TextGeneration` on the same server, run in its own virtual environment (its pins clash with
 ours) as a subprocess:
@@ -30,7 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import ROOT, default_distilabel_python, distilabel_unavailable, tgi_servers
+from _common import ROOT, default_distilabel_python, distilabel_unavailable, server_stats, tgi_servers
 
 sys.path.insert(0, str(ROOT))
 
@@ -39,6 +43,11 @@ from xinstruction_dataset.llm.cache import CallCache  # noqa: E402
 from xinstruction_dataset.llm.calls import CallRunner  # noqa: E402
 
 TARGET = 0.95
+SERVICE_TIMES = ("fixed", "lognormal")
+
+
+def service_options(service: str, sigma: float) -> list[str]:
+    return ["--service-time", service, "--sigma", str(sigma)]
 
 DISTILABEL_SCRIPT = textwrap.dedent(
     """
@@ -72,14 +81,22 @@ class Measurement:
 
     @property
     def ratio(self) -> float:
-        return self.requests / self.elapsed / self.limit
+        """Answered requests a second over the limit: a failed call is no throughput."""
+        return self.answered / self.elapsed / self.limit
 
     def line(self) -> str:
         verdict = "ok" if self.ratio >= TARGET else f"below {TARGET}"
         return (
-            f"{self.label:<58} {self.answered:>5}/{self.requests:<5} in {self.elapsed:6.2f} s = "
-            f"{self.requests / self.elapsed:7.1f} req/s = {self.ratio:.3f} of limit ({verdict})"
+            f"{self.label:<70} {self.answered:>5}/{self.requests:<5} answered in {self.elapsed:6.2f} s = "
+            f"{self.answered / self.elapsed:7.1f} req/s = {self.ratio:.3f} of limit {self.limit:.1f} ({verdict})"
         )
+
+
+def drawn_limit(urls: list[str], slots: int, fallback: float) -> float:
+    """slots / mean service time the servers drew (their /stats), over all endpoints."""
+    stats = [server_stats(url) for url in urls]
+    busy, count = sum(s.get("busy", 0.0) for s in stats), sum(s["count"] for s in stats)
+    return len(urls) * slots / (busy / count) if count and busy else fallback
 
 
 def bench_ours(urls: list[str], route: str, n: int, limit: float) -> Measurement:
@@ -110,26 +127,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--waves", type=int, default=50, help="requests per endpoint = waves x slots")
+    parser.add_argument("--sigma", type=float, default=0.5, help="shape of the log-normal service time")
     parser.add_argument("--distilabel-python", default=default_distilabel_python())
     args = parser.parse_args(argv)
 
     per_endpoint = args.slots / args.latency
     n = args.waves * args.slots
-    print(f"server: {args.slots} slots x {args.latency} s latency = limit {per_endpoint:.1f} req/s per endpoint; "
+    print(f"server: {args.slots} slots x {args.latency} s mean latency = limit {per_endpoint:.1f} req/s per endpoint; "
           f"{n} requests per endpoint; target >= {TARGET}")
-    for route in ("generate", "chat"):
-        for endpoints in (1, 2):
-            with tgi_servers(endpoints, args.slots, args.latency) as urls:
-                print(bench_ours(urls, route, n * endpoints, per_endpoint * endpoints).line(), flush=True)
+    for service in SERVICE_TIMES:
+        for route in ("generate", "chat"):
+            for endpoints in (1, 2):
+                with tgi_servers(endpoints, args.slots, args.latency, *service_options(service, args.sigma)) as urls:
+                    measured = bench_ours(urls, route, n * endpoints, per_endpoint * endpoints)
+                    measured.limit = drawn_limit(urls, args.slots, measured.limit)
+                    measured.label += f" {service}"
+                print(measured.line(), flush=True)
 
     why_not = distilabel_unavailable(args.distilabel_python)
     if why_not:
         print(f"distilabel: not measured: {why_not}")
         return
-    for batch in sorted({50, args.slots}):
-        with tgi_servers(1, args.slots, args.latency) as urls:
-            outcome = bench_distilabel(args.distilabel_python, urls[0], n, batch, per_endpoint)
-        print(outcome if isinstance(outcome, str) else outcome.line(), flush=True)
+    for service in SERVICE_TIMES:
+        for batch in sorted({50, args.slots}):
+            with tgi_servers(1, args.slots, args.latency, *service_options(service, args.sigma)) as urls:
+                outcome = bench_distilabel(args.distilabel_python, urls[0], n, batch, per_endpoint)
+                if not isinstance(outcome, str):
+                    outcome.limit = drawn_limit(urls, args.slots, outcome.limit)
+                    outcome.label += f" {service}"
+            print(outcome if isinstance(outcome, str) else outcome.line(), flush=True)
     print("distilabel: one base_url per InferenceEndpointsLLM, so no 2-endpoint figure "
           "(spreading needs several LLM steps in a pipeline)")
 
