@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ..llm.backends import backend_config
+from ..llm.backends import LLMRequest, backend_config
 from ..llm.calls import CallResult, CallRunner
 from .aggregate import combine, in_model_terms
 from .prompts import PromptFile
@@ -67,7 +67,7 @@ def judge_items(items: list[dict[str, Any]], protocol: Protocol, prompt: PromptF
     return JudgeRun(judgments, failed_calls=len(failed))
 
 
-def _request(item: dict[str, Any], model_1_first: bool, attempt: int, protocol: Protocol, prompt: PromptFile, chat: bool):
+def _request(item: dict[str, Any], model_1_first: bool, attempt: int, protocol: Protocol, prompt: PromptFile, chat: bool) -> LLMRequest:
     shown = (item["output_1"], item["output_2"]) if model_1_first else (item["output_2"], item["output_1"])
     return prompt.request(protocol.values(item, *shown), protocol.params(attempt), chat=chat)
 
