@@ -13,6 +13,10 @@ Tests point the clients at it with `HF_ENDPOINT=server.url` and drive it with:
 - `server.requests`: every request seen, to assert what a client did (or did not) do;
 - `server.commits(repo_id)`, `server.refs(repo_id)`: the repo's history, without the clients.
 
+Like the Hub, `/api/validate-yaml` and a commit that adds `README.md` refuse card metadata with a
+licence, task category, size category, multilinguality or language code the Hub does not know
+(400; lists in tests/hub_vocabulary.py, kept apart from the project's own).
+
 Use it as a context manager, or through the `hub_server` / `hub` pytest fixtures of
 `conftest_hub.py` (which fixes `HF_ENDPOINT` before the clients are imported).
 """
@@ -32,6 +36,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
+
+from hub_vocabulary import metadata_errors
 
 DEFAULT_BRANCH = "main"
 GITATTRIBUTES = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n*.arrow filter=lfs diff=lfs merge=lfs -text\n"
@@ -340,6 +346,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             return self._send_json(400, {"errors": [{"message": f"invalid YAML: {e}"}], "warnings": []})
         if metadata is not None and not isinstance(metadata, dict):
             return self._send_json(400, {"errors": [{"message": "metadata must be a mapping"}], "warnings": []})
+        errors = metadata_errors(content)
+        if errors:
+            return self._send_json(400, {"errors": [{"message": e} for e in errors], "warnings": []})
         return self._send_json(200, {"errors": [], "warnings": []})
 
     def _route_create_repo(self, authorized: bool) -> int:
@@ -414,6 +423,10 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                 deleted.append(value["path"])
             else:
                 raise HubError(400, f"unsupported commit operation {key!r}")
+        if "README.md" in regular:  # the Hub refuses a commit whose card metadata it does not accept
+            errors = metadata_errors(regular["README.md"].decode("utf-8", errors="replace"))
+            if errors:
+                raise HubError(400, "Invalid metadata in README.md.\n" + "\n".join(f"- {e}" for e in errors))
         commit = self.state.commit(
             stored, rev, header.get("summary", ""), header.get("description", ""), regular, lfs, deleted, header.get("parentCommit")
         )
