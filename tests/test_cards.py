@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import re
 from pathlib import Path
@@ -13,7 +12,7 @@ import pyarrow.parquet as pq
 import yaml
 from hub_folders import write_xinstruction_config, xinstruction_folder
 from xinstruction_dataset.hub import check as check_module
-from xinstruction_dataset.commands import card as card_command
+from xinstruction_dataset.cli import main
 from xinstruction_dataset.hub.cards import ChangelogEntry, read_changelog, read_hand_written, render_card, update_card
 from xinstruction_dataset.hub.check import check_card
 
@@ -30,10 +29,8 @@ def stats_row(card: str, config: str) -> str:
 
 
 def card_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="xinstruction")
-    card_command.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """`xinstruction card ...` through the real entry point (cli.main)."""
+    return main(argv)
 
 
 def test_rendered_card_is_generated_from_the_data(folder):

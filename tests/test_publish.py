@@ -4,8 +4,9 @@ after every test that the token appears in no output, log, written file or publi
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import hashlib
+import sys
 import importlib.util
 from pathlib import Path
 
@@ -13,10 +14,7 @@ import datasets
 import pytest
 
 from hub_folders import write_xalpacaeval_sources, write_xinstruction_config, xinstruction_folder, xinstruction_records
-from xinstruction_dataset.cli import UserError
-from xinstruction_dataset.commands import card as card_command
-from xinstruction_dataset.commands import publish as publish_command
-from xinstruction_dataset.commands import xalpacaeval as xalpacaeval_command
+from xinstruction_dataset.cli import main
 from xinstruction_dataset.features import XALPACAEVAL_FEATURES
 from xinstruction_dataset.hub.publish import IncompletePublish, PublishError, publish_folder
 from xinstruction_dataset.hub.retry import HubRefused, RetryPolicy
@@ -26,17 +24,10 @@ FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
 
 
 def run_command(argv: list[str]) -> int:
-    """Run one of this area's subcommands as `xinstruction` does (parser, func, one-line errors)."""
-    parser = argparse.ArgumentParser(prog="xinstruction")
-    subparsers = parser.add_subparsers()
-    for module in (publish_command, card_command, xalpacaeval_command):
-        module.register(subparsers)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (UserError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}")
-        return 2
+    """Run a subcommand through the real entry point (`xinstruction` = cli.main: its parser, its
+    one-line errors on stderr and exit codes), output moved to stdout for the asserts."""
+    with contextlib.redirect_stderr(sys.stdout):
+        return main(argv)
 
 
 @pytest.fixture
