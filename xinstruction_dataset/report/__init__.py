@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,13 +54,20 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, cach
     staging = folder.with_name(f".{folder.name}.staging-{uuid.uuid4().hex[:8]}")
     staging.mkdir()
     try:
-        book, collected = SampleBook(staging), Collected()
-        for files in run.languages:
-            collect_language(files, book, collected, progress=progress)
-        book.close()
         summaries = [files.curation_summary for files in run.languages if files.curation_summary]
         curated = sum(summary.get("curated", 0) for summary in summaries)
-        cost = run_cost(Path(cache) if cache else _cache_of(run), run.config, summaries, curated)
+        with ThreadPoolExecutor(1, thread_name_prefix="report-cost") as background:
+            # The cache is read while the samples are written: SQLite works without the GIL.
+            cost = background.submit(run_cost, Path(cache) if cache else _cache_of(run), run.config, summaries, curated)
+            book, collected = SampleBook(staging), Collected()
+            try:
+                for files in run.languages:
+                    collect_language(files, book, collected, progress=progress)
+            except BaseException:
+                book.abort()
+                raise
+            book.close()
+            cost = cost.result()
         render_page(staging, run, collected, cost, book.count)
         _swap_in(staging, folder)
     except BaseException:

@@ -12,6 +12,7 @@ and the full text of a sample when it is opened.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from .data_files import write_data_file
 
 PAGE_ROWS = 250
+WRITERS = 2  # pages compressed at once (zlib releases the GIL); at most 2 x WRITERS pages in memory
 PREVIEW_CHARS = 300
 KINDS = ("curated", "rejected")
 NO_ROUND = -1
@@ -73,6 +75,8 @@ class SampleBook:
         self.texts: list[dict[str, Any]] = []
         self.count = 0
         self.first_of: dict[tuple[str, str, str], int] = {}  # (language, kind, reason) -> first sample
+        self._writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="report-pages")
+        self._writing: list[Future] = []
 
     def add(self, sample: Sample) -> int:
         number = self.count
@@ -94,13 +98,24 @@ class SampleBook:
         if not self.previews:
             return
         page = (self.count - 1) // PAGE_ROWS
-        write_data_file(self.folder, f"p/{page:05d}", self.previews)
-        write_data_file(self.folder, f"t/{page:05d}", self.texts)
+        for kind, rows in (("p", self.previews), ("t", self.texts)):
+            self._writing.append(self._writers.submit(write_data_file, self.folder, f"{kind}/{page:05d}", rows))
         self.previews, self.texts = [], []
+        while len(self._writing) > 2 * WRITERS:
+            self._writing.pop(0).result()  # raises a writer's error here (a full disk)
+
+    def abort(self) -> None:
+        """Stop writing (the report failed; its staging folder goes)."""
+        self._writers.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> dict[str, Any]:
         """Write the last page and the index; returns the index."""
         self._flush()
+        try:
+            for written in self._writing:
+                written.result()
+        finally:
+            self._writers.shutdown(cancel_futures=True)
         index = {
             "count": self.count,
             "page_rows": PAGE_ROWS,

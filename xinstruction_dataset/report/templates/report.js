@@ -68,7 +68,7 @@ const XReport = (() => {
     }
     form.addEventListener("change", () => applyFilters());
     let typing = null;
-    form.elements.q.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(applyFilters, 250); });
+    form.elements.q.addEventListener("input", () => { clearTimeout(typing); setStatus("searching…"); typing = setTimeout(applyFilters, 250); });
     form.addEventListener("submit", (event) => { event.preventDefault(); applyFilters(); });
   }
 
