@@ -3,7 +3,10 @@ shared corpora's sentences, about 1,100 characters each), its report written by 
 `write_report`, then opened in headless chromium. Prints the run's size, the report's time and
 size, and the browser's times (targets: report < 30 s, page ready < 5 s).
 
-    python benchmarks/bench_report.py [--curated 30000 20000] [--keep DIR] [--screenshot docs/report.png]
+    python benchmarks/bench_report.py [--languages th ta] [--curated 30000 20000] [--keep DIR] [--screenshot PNG]
+
+docs/report.png: `--languages sw id --curated 3000 2000 --screenshot docs/report.png` (this
+machine's chromium has no Thai or Tamil font).
 
 The synthetic run has every file a real build writes (filter and curation summaries, kept
 documents, filter rejects, pool pairs, curation rejects, curated shards, the resolved config, and a
@@ -36,7 +39,6 @@ from xinstruction_dataset.records import stable_id
 from xinstruction_dataset.report import write_report
 from xinstruction_dataset.storage import write_json, write_text
 
-LANGUAGES = ("th", "ta")
 PROMPTS = {"generate": "instruction_v1", "judge": "judge_five_point_v1", "refine": "refine_instruction_v1"}
 TOPICS = ["the harvest", "a football match", "the election", "the flood", "school fees", "a new hospital", "a concert", "fish prices"]
 
@@ -185,11 +187,11 @@ def write_cache(layout: RunLayout, calls: list[tuple[str, str, str]]) -> None:
     connection.close()
 
 
-def make_run(root: Path, curated: list[int], seed: int) -> None:
+def make_run(root: Path, languages: list[str], curated: list[int], seed: int) -> None:
     layout = RunLayout(root)
     rng = random.Random(seed)
     calls = []
-    for language, count in zip(LANGUAGES, curated):
+    for language, count in zip(languages, curated):
         synthetic = SyntheticLanguage(layout, language, count, rng)
         synthetic.write()
         calls += synthetic.calls
@@ -201,7 +203,7 @@ def make_run(root: Path, curated: list[int], seed: int) -> None:
 
 def search_query(root: Path) -> str:
     """The last words of one curated record's instruction: a search that must find it."""
-    with open(next((root / "curated" / LANGUAGES[-1]).glob("*.jsonl")), encoding="utf-8") as f:
+    with open(next(next((root / "curated").iterdir()).glob("*.jsonl")), encoding="utf-8") as f:
         return json.loads(f.readline())["instruction"].rsplit(",", 1)[-1].strip()
 
 
@@ -217,7 +219,7 @@ def open_in_browser(index: Path, query: str, screenshot: Path | None) -> dict[st
 
     options = webdriver.ChromeOptions()
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,900", f"--user-data-dir={tempfile.mkdtemp()}"):
+                 "--disable-component-update", "--disable-sync", "--window-size=1280,1400", f"--user-data-dir={tempfile.mkdtemp()}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     figures = {}
@@ -242,14 +244,24 @@ def open_in_browser(index: Path, query: str, screenshot: Path | None) -> dict[st
             driver.execute_script("window.scrollTo(0, 0)")
             time.sleep(0.5)
             driver.save_screenshot(str(screenshot))
+            save_small_png(screenshot)
     finally:
         driver.quit()
     return figures
 
 
+def save_small_png(path: Path) -> None:
+    """The screenshot in 64 colours (a page of text and flat charts loses nothing visible)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--curated", type=int, nargs=2, default=[30_000, 20_000], metavar=("TH", "TA"), help="curated samples per language")
+    parser.add_argument("--languages", nargs="+", default=["th", "ta"], help="languages of the synthetic run (texts from the shared corpora)")
+    parser.add_argument("--curated", type=int, nargs="+", default=[30_000, 20_000], help="curated samples per language (one number per language)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic run")
     parser.add_argument("--keep", type=Path, help="write the run here and keep it (default: a temporary folder, removed)")
     parser.add_argument("--screenshot", type=Path, help="save a screenshot of the page's top here")
@@ -258,7 +270,9 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-report-"))
     try:
         started = time.perf_counter()
-        make_run(root, args.curated, args.seed)
+        if len(args.curated) != len(args.languages):
+            parser.error("--curated needs one number per language")
+        make_run(root, args.languages, args.curated, args.seed)
         print(f"synthetic run: {sum(args.curated):,} curated samples, {folder_mb(root):,.0f} MB on disk, written in {time.perf_counter() - started:.1f} s")
         result = write_report(root, progress=False)
         print(f"report: {result.samples:,} samples (curated and rejected) in {result.seconds:.1f} s (target < 30 s); {folder_mb(result.folder):,.1f} MB; {result.index}")

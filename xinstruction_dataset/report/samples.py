@@ -74,7 +74,6 @@ class SampleBook:
         self.previews: list[dict[str, Any]] = []
         self.texts: list[dict[str, Any]] = []
         self.count = 0
-        self.first_of: dict[tuple[str, str, str], int] = {}  # (language, kind, reason) -> first sample
         self._writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="report-pages")
         self._writing: list[Future] = []
 
@@ -88,7 +87,6 @@ class SampleBook:
             "ins_len": len(sample.instruction), "out_len": len(sample.output), "reason": sample.reason, "cluster": sample.cluster,
         })
         self.texts.append({"ins": sample.instruction, "out": sample.output, "source": sample.source, "url": sample.url, "details": sample.details})
-        self.first_of.setdefault((sample.language, sample.kind, sample.group), number)
         self.count += 1
         if len(self.previews) == PAGE_ROWS:
             self._flush()

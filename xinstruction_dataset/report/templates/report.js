@@ -5,6 +5,7 @@
 
 const XReport = (() => {
   const PAGE_SIZE = 50;
+  const SHOWN_CHARS = 200;  // of a response in the table (the search looks at the whole preview)
   const pending = new Map();  // data file name -> {resolve, reject}
   const loaded = new Map();   // data file name -> Promise of its payload
   const storageKey = "xinstruction-review:" + location.pathname;
@@ -158,7 +159,7 @@ const XReport = (() => {
     open.addEventListener("click", () => toggleFull(tr, sample));
     number.append(" ", open);
     tr.append(number, cell(value("language", sample)), cell(kind), cell(value("label", sample)), cell(round === -1 ? "" : String(round)),
-      cell(row.reason, "reason"), cell(more(row.ins, row.ins_len), "text"), cell(more(row.out, row.out_len), "text"));
+      cell(row.reason, "reason"), cell(more(row.ins, row.ins_len), "text"), cell(more(row.out.slice(0, SHOWN_CHARS), row.out_len), "text"));
     tr.append(kind === "curated" ? reviewCell(tr, row, sample) : cell(""));
     return tr;
   }
