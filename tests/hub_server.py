@@ -24,6 +24,7 @@ Use it as a context manager, or through the `hub_server` / `hub` pytest fixtures
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -356,7 +357,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         if body.get("type") != "dataset":
             raise HubError(400, "this test server hosts dataset repos only")
         repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
-        self.state.create_repo(repo_id, bool(body.get("private")))
+        # huggingface_hub >= 1.x sends `visibility`; older clients `private`
+        private = body.get("visibility") == "private" if "visibility" in body else bool(body.get("private"))
+        self.state.create_repo(repo_id, private)
         return self._send_json(200, {"url": f"{self._base_url}/datasets/{repo_id}", "name": repo_id, "id": repo_id})
 
     def _route_repo_info(self, authorized: bool, repo: str, rev: str = DEFAULT_BRANCH) -> int:
@@ -633,6 +636,18 @@ class HubServer:
                 history.append(repo.commits[oid])
                 oid = repo.commits[oid].parent
             return history
+
+    def rename_commit(self, repo_id: str, oid: str, new_oid: str) -> None:
+        """Give commit `oid` the id `new_oid` (branches, tags and children follow): a test can
+        hold a repo whose history has a known commit id, e.g. a pinned upstream revision."""
+        with self.state.lock:
+            repo = self.state.repos[repo_id]
+            repo.commits[new_oid] = dataclasses.replace(repo.commits.pop(oid), oid=new_oid)
+            for refs in (repo.branches, repo.tags):
+                refs.update({name: new_oid for name, target in refs.items() if target == oid})
+            for key, child in list(repo.commits.items()):
+                if child.parent == oid:
+                    repo.commits[key] = dataclasses.replace(child, parent=new_oid)
 
     def files(self, repo_id: str, revision: str = DEFAULT_BRANCH) -> dict[str, bytes]:
         """Path -> content of every file at `revision`."""
