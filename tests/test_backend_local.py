@@ -68,3 +68,46 @@ def test_runner_over_the_local_model(local_backend, tmp_path):
         again = runner.run_all(requests)
     assert all(r.ok for r in results.values()) and all(r.cached for r in again.values())
     assert runner.stats.sent == 2 and runner.stats.completion_tokens > 0
+
+
+def test_concurrent_requests_decode_in_one_batch_each_with_its_own_settings(local_backend):
+    """Four requests submitted together: one batch; each row keeps its own stop strings, length
+    and seed (a seed repeated in the batch gives the same text, as it does alone)."""
+    sampled = GenerationParams(max_new_tokens=10, temperature=1.0, top_p=0.95, top_k=40, seed=5)
+    requests = [
+        LLMRequest(prompt=PROMPT, params=GenerationParams(max_new_tokens=3, temperature=0)),
+        LLMRequest(prompt="Once upon a time, in a small village,", params=sampled),
+        LLMRequest(prompt=PROMPT + "Describe", params=GenerationParams(max_new_tokens=24, temperature=0, stop=(" ",))),
+        LLMRequest(prompt="Once upon a time, in a small village,", params=sampled),
+    ]
+    before = len(local_backend.batcher.batch_sizes)
+    futures = [local_backend.submit(r) for r in requests]
+    results = [f.result(timeout=300) for f in futures]
+    assert max(local_backend.batcher.batch_sizes[before:]) > 1  # decoded together, not one by one
+    short, story, stopped, story_again = results
+    assert short.completion_tokens <= 3 and short.finish_reason in ("length", "eos_token")
+    assert stopped.finish_reason == "stop_sequence" and " " not in stopped.text.strip()
+    assert story.text == story_again.text and story.completion_tokens <= 10
+    alone = local_backend.complete(requests[1])
+    assert alone.completion_tokens <= 10 and alone.text  # seeded sampling also runs alone
+
+
+def test_a_request_over_the_context_fails_alone_not_its_batch(local_backend):
+    strict = LocalBackend(LocalConfig(context_policy="reject", max_input_tokens=16))
+    fits = strict.submit(LLMRequest(prompt="Hello", params=GenerationParams(max_new_tokens=2, temperature=0)))
+    with pytest.raises(ContextOverflow):
+        strict.submit(LLMRequest(prompt=PROMPT, params=GenerationParams(max_new_tokens=2)))
+    assert fits.result(timeout=300).completion_tokens >= 1
+
+
+def test_device_auto_is_the_cpu_here_and_cuda_is_refused_without_a_gpu(local_backend):
+    import torch
+
+    from xinstruction_dataset.devices import resolve_device
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto") == expected == local_backend.loaded.device
+    assert str(next(local_backend.loaded.model.parameters()).device).startswith(expected)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")

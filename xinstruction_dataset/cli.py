@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 def quiet_libraries(*, progress: bool) -> None:
     """httpx logs every request at INFO (thousands of lines in a curation run); `--no-progress`
     also silences the progress bars of `datasets` and `huggingface_hub`."""
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if not progress:
         import datasets
         import huggingface_hub.utils

