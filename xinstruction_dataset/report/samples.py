@@ -22,7 +22,6 @@ from .data_files import write_data_file
 PAGE_ROWS = 250
 WRITERS = 2  # pages compressed at once (zlib releases the GIL); at most 2 x WRITERS pages in memory
 PREVIEW_CHARS = 300
-KINDS = ("curated", "rejected")
 NO_ROUND = -1
 
 
