@@ -121,6 +121,7 @@ def test_every_document_accounted_for_under_faults(tmp_path: Path, start_tgi_ser
     assert outputs(tmp_path) == first
 
 
+@pytest.mark.timeout(120)  # a hang guard: the early stop itself is asserted on the calls below
 def test_a_run_whose_endpoint_is_down_stops_early_and_stays_retryable(tmp_path: Path) -> None:
     from xinstruction_dataset.curation.engine import FAILING_IN_A_ROW, BackendDown
     from xinstruction_dataset.llm.cache import CallCache
@@ -131,10 +132,8 @@ def test_a_run_whose_endpoint_is_down_stops_early_and_stays_retryable(tmp_path: 
     many = [dict(d, id=f"{d['id']}-{i}", text=f"{d['text']} ({i})") for i in range(8) for d in documents()]  # 128 documents
     recipe = recipe_for(tmp_path, dead, many)
     recipe.curation.models.generator["retries"] = 1
-    start = time.monotonic()
     with pytest.raises(BackendDown, match=r"the last \d+ calls failed, none succeeded") as stopped:
         run_curation(recipe, progress=False)
-    assert time.monotonic() - start < 60
     assert "run the same command again" in str(stopped.value)
     with CallCache(tmp_path / "cache" / "calls.sqlite") as cache:
         failures = cache.failures()
