@@ -219,3 +219,22 @@ def test_xalpacaeval_export_from_the_cli(tmp_path, capsys):
     assert main(["xalpacaeval", "export", str(tmp_path / "bad"), "--source-dir", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error:") and "nowhere" in err, err
+
+
+# --- the main job ----------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(1500)
+def test_the_readmes_main_job_on_builder_default_yaml(tmp_path, capsys):
+    """`xinstruction build builder/default.yaml` (the README's fresh-machine command; the embedded
+    model on CPU, the packaged samples), its output moved to tmp_path: a hub-ready folder that
+    loads, every document accounted for."""
+    recipe = Path(__file__).resolve().parents[1] / "builder" / "default.yaml"
+    spec = yaml.safe_load(recipe.read_text())
+    assert main(["build", str(recipe), "--output-dir", str(tmp_path / "run"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    folders = [p.parent for p in (tmp_path / "run").rglob("README.md") if (p.parent / "data").is_dir()]
+    assert folders, out
+    for language in spec["languages"]:
+        loaded = datasets.load_dataset(str(folders[0]), language, split="train", cache_dir=str(tmp_path / "cache"))
+        assert loaded.num_rows >= 1 and set(loaded["language"]) == {language}
