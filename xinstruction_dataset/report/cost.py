@@ -5,7 +5,9 @@ and every call that failed for good; it does not store which stage made a call, 
 classed by its prompt: each stage's template (named in the run's `curation/config.yaml`) has a
 fixed head and tail that the rendered prompt keeps, even when its middle was cut to fit the
 context. The calls the stages asked for come from the summaries' deterministic counters; what
-they asked for beyond what was paid was served from the cache (a resumed run, a repeated request).
+they asked for beyond what was paid was answered by an identical stored call (a repeated document
+or prompt). Cache hits of a resumed run are not in any file: the engine's per-run `calls` counter
+is printed, not saved.
 
 Throughput is measured on the cache's own clock: the time between consecutive stored calls,
 counting gaps under `IDLE_GAP_S` only (a pause between two runs is not work).
