@@ -5,7 +5,8 @@
 
 const XReport = (() => {
   const PAGE_SIZE = 50;
-  const SHOWN_CHARS = 200;  // of a response in the table (the search looks at the whole preview)
+  const SHOWN_CHARS = 200;
+  const SEARCH_PARALLEL = 8;  // preview pages loaded at once by a search  // of a response in the table (the search looks at the whole preview)
   const pending = new Map();  // data file name -> {resolve, reject}
   const loaded = new Map();   // data file name -> Promise of its payload
   const storageKey = "xinstruction-review:" + location.pathname;
@@ -110,15 +111,26 @@ const XReport = (() => {
   }
 
   async function searchText(rows, query, search) {
-    const pages = [...new Set(rows.map((s) => Math.floor(s / state.index.page_rows)))];
-    const found = [];
-    let done = 0;
+    // Preview pages are loaded a few at a time (each is a script load), then searched in memory.
+    const byPage = new Map();
     for (const sample of rows) {
-      if (search !== state.search) return null;
-      const row = await preview(sample);
       const page = Math.floor(sample / state.index.page_rows);
-      if ((row.ins + "\n" + row.out + "\n" + row.id + "\n" + row.doc).toLowerCase().includes(query)) found.push(sample);
-      if (sample % state.index.page_rows === 0 || page !== done) { done = page; setStatus(`searching… ${pages.indexOf(page) + 1} of ${pages.length} pages`); }
+      if (!byPage.has(page)) byPage.set(page, []);
+      byPage.get(page).push(sample);
+    }
+    const pages = [...byPage.keys()];
+    const found = [];
+    for (let i = 0; i < pages.length; i += SEARCH_PARALLEL) {
+      const batch = pages.slice(i, i + SEARCH_PARALLEL);
+      const loadedPages = await Promise.all(batch.map((page) => load(pageName("p", page * state.index.page_rows))));
+      if (search !== state.search) return null;
+      batch.forEach((page, j) => {
+        for (const sample of byPage.get(page)) {
+          const row = loadedPages[j][sample % state.index.page_rows];
+          if ((row.ins + "\n" + row.out + "\n" + row.id + "\n" + row.doc).toLowerCase().includes(query)) found.push(sample);
+        }
+      });
+      setStatus(`searching… ${Math.min(i + SEARCH_PARALLEL, pages.length)} of ${pages.length} pages`);
     }
     return found;
   }
