@@ -38,7 +38,7 @@ def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(downloads: Path):
-    """One chromium for the module, with a fresh profile and downloads going to `downloads`."""
+    """One chromium for the module, offline, with a fresh profile and downloads going to `downloads`."""
     options = webdriver.ChromeOptions()
     for flag in CHROME_FLAGS:
         options.add_argument(flag)
@@ -47,6 +47,9 @@ def browser(downloads: Path):
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    # No network: the report must work from disk alone.
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions", {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
     yield driver
     driver.quit()
 
@@ -91,6 +94,9 @@ def test_funnel_in_the_dom_is_the_summaries(browser, run_dir: Path) -> None:
         cells = browser.find_elements(By.CSS_SELECTOR, f"#funnel-table td[data-language='{language}']")
         shown = {cell.get_attribute("data-key"): int(cell.text.replace(",", "")) for cell in cells}
         assert {key: shown[key] for key in expected} == expected
+    # The page's script and style come from disk (and the browser is offline: see `browser`).
+    linked = browser.execute_script("return [...document.querySelectorAll('script[src], link[href], img[src]')].map((e) => e.src || e.href)")
+    assert linked and all(url.startswith("file://") for url in linked), linked
 
 
 def test_sample_browser_filters_by_reject_reason_and_searches(browser, run_dir: Path) -> None:
@@ -104,6 +110,15 @@ def test_sample_browser_filters_by_reject_reason_and_searches(browser, run_dir: 
     assert len(rows) == sum(bad.values())
     assert {row.get_attribute("data-reason") for row in rows} == {"judge:bad"}
     assert {row.get_attribute("data-kind") for row in rows} == {"rejected"}
+
+    # Label and round filters combine with it: refined pairs that ended good.
+    choose(browser, "reason", "")
+    choose(browser, "label", "good")
+    choose(browser, "round", "1")
+    WebDriverWait(browser, 10).until(lambda d: shown_rows(d) and all(r.find_elements(By.TAG_NAME, "td")[4].text == "1" for r in shown_rows(d)))
+    assert {r.find_elements(By.TAG_NAME, "td")[3].text for r in shown_rows(browser)} == {"good"}
+    refined_good = [r for lang in LANGUAGES for r in jsonl(next((run_dir / "curated" / lang).glob("*.jsonl"))) if r["provenance"]["refinement_round"] == 1]
+    assert {r["id"] for r in refined_good} <= {r.get_attribute("data-id") for r in shown_rows(browser)}
 
     # The reject-reasons table links into the browser: one language's reason.
     link = browser.find_element(By.CSS_SELECTOR, "a.show-reason[data-language='sw'][data-reason='diversify:not_selected']")
