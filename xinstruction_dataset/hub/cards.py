@@ -112,14 +112,14 @@ def load_profile(dataset: str, cards_dir: str | Path | None = None) -> CardProfi
 
 
 def detect_dataset(folder: str | Path) -> str:
-    """Which dataset a folder holds, from its data's columns (`output`: X-Instruction; `subset`: X-AlpacaEval)."""
+    """Which dataset a folder holds, from its data's columns (`output`: X-Instruction; `dataset`: X-AlpacaEval)."""
     layout = scan_folder(folder)
     for splits in layout.configs.values():
         first = next(iter(splits.values())).files[0]
         names = pq.read_schema(Path(folder) / first).names
         if "output" in names:
             return "x-instruction"
-        if "subset" in names:
+        if "dataset" in names:  # X-AlpacaEval keeps its source's `dataset` column
             return "x-alpacaeval"
     raise ValueError(f"{folder}: cannot tell which dataset it holds (no data/<config>/*.parquet with known columns); pass --dataset")
 
