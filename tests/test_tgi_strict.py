@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 
+from corpora import read_corpus
 from tgi_server import CHAT_TEMPLATE_TOKENS, TGIServer
 from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, build_backend
 from xinstruction_dataset.llm.cache import CallCache
@@ -60,7 +61,7 @@ def test_tgi_refuses_empty_inputs_and_counts_thai_a_token_a_byte(start_tgi_serve
     assert post(server.url + "/generate", {"inputs": ""})[1]["error"] == "Input validation error: `inputs` cannot be empty"
     thai = THAI * 2  # 176 bytes, 174 of them not ASCII: 174 + 1 tokens (2 bytes a token would be 88)
     status, body = post(server.url + "/generate", {"inputs": thai * 2, "parameters": {"max_new_tokens": 5}})
-    assert status == 422 and body["error"].endswith("must have less than 200 tokens. Given: 349")
+    assert status == 422 and body["error"].endswith("must have less than 200 tokens. Given: 350")
     assert post(server.url + "/generate", {"inputs": thai, "parameters": {"max_new_tokens": 5}})[0] == 200
 
 
@@ -136,6 +137,20 @@ def test_a_token_a_byte_server_never_fails_a_call_for_the_estimate(start_tgi_ser
     assert llm.counter.bytes_per_token < 1.0
     later = run_all(llm, tmp_path, [thai_request(f"later{i}", 1000 + i) for i in range(3)], name="later")
     assert all(r.ok for r in later.values()) and len(server.refusals) == 1
+
+
+@pytest.mark.parametrize("flavour, route", [("tgi", "generate"), ("tgi", "chat"), ("vllm", "completions")])
+def test_the_estimate_never_sends_latin_text_the_server_refuses(start_tgi_server, tmp_path, flavour, route):
+    """Swahili (Latin script) near the context at a token per 3 bytes: the default estimate
+    (2 bytes a token) fits it without a single refusal; no calibration is needed."""
+    server = start_tgi_server(flavour=flavour, max_input_tokens=400, max_total_tokens=500)
+    text = " ".join(doc["text"] for doc in read_corpus("sw", 20))
+    llm = backend(server.url, route)
+    reqs = [(n, LLMRequest(prompt=f"Write an instruction.\n{text[:n]}\n### English Instruction:",
+                           params=GenerationParams(max_new_tokens=32))) for n in (700, 900, 1100, 2000, 5000)]
+    results = run_all(llm, tmp_path, reqs)
+    assert {tag: r.error for tag, r in results.items() if not r.ok} == {}
+    assert server.refusals == [] and llm.counter.bytes_per_token == 2.0
 
 
 def _byte_tokenizer(folder):

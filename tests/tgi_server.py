@@ -29,8 +29,9 @@ It refuses what the real servers refuse, with their status codes and messages (`
   + `max_tokens` over `n_ctx`; any sampling value is taken.
 Tokens are counted by `count` (a function, e.g. a real tokenizer), else by `tokens_per_byte`:
 a number (tokens per UTF-8 byte, every script), or None (the default): a byte-fallback tokenizer,
-a token per 4 ASCII bytes and one per byte of any other script (Thai, Tamil, Bengali...: a client
-estimating 2 bytes a token sends twice too little). Chat messages add `CHAT_TEMPLATE_TOKENS` each. `slots` requests are processed at once, each taking
+a token per 3 ASCII bytes (a multilingual tokenizer on Swahili or Finnish; English does better) and
+one per byte of any other script (Thai, Tamil, Bengali...: a client estimating 2 bytes a token
+sends twice too much). Chat messages add `CHAT_TEMPLATE_TOKENS` each. `slots` requests are processed at once, each taking
 `latency` seconds; the rest queue (FIFO), so the server's limit is slots / latency requests a second.
 `service_time="lognormal"` draws each request's time from a log-normal distribution with mean
 `latency` and shape `sigma` (seeded by `seed`, so a run is reproducible up to arrival order);
@@ -82,6 +83,7 @@ from typing import Any
 
 FLAVOURS = ("tgi", "vllm", "llamacpp")
 CHAT_TEMPLATE_TOKENS = 4  # a chat template's role markers, per message
+ASCII_BYTES_PER_TOKEN = 3  # the default count's bytes a token of Latin-script text
 FAULT_KINDS = ("429", "503", "hang", "malformed", "drop", "huge", "echo_headers")
 SERVICE_TIMES = ("fixed", "lognormal")
 REPLIES = ("echo", "curation")
@@ -162,12 +164,12 @@ def curation_reply(needs_refinement: float = 0.3, bad: float = 0.2) -> Reply:
 
 def count_tokens(text: str, tokens_per_byte: float | None = None) -> int:
     """The server's tokenizer: `tokens_per_byte` tokens a UTF-8 byte; None: a byte-fallback
-    tokenizer (a token per 4 ASCII bytes, a token per byte of every other script)."""
+    tokenizer (a token per `ASCII_BYTES_PER_TOKEN` ASCII bytes, a token per byte of every other script)."""
     data = text.encode("utf-8")
     if tokens_per_byte is not None:
         return math.ceil(len(data) * tokens_per_byte)
     non_ascii = sum(1 for byte in data if byte >= 0x80)
-    return math.ceil((len(data) - non_ascii) / 4) + non_ascii
+    return math.ceil((len(data) - non_ascii) / ASCII_BYTES_PER_TOKEN) + non_ascii
 
 
 class Refusal(Exception):
@@ -791,7 +793,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flavour", choices=FLAVOURS, default="tgi",
                         help="whose validation and error replies: TGI's router, vLLM's or llama.cpp's server")
     parser.add_argument("--tokens-per-byte", type=float, default=None,
-                        help="tokens a UTF-8 byte; default: a byte-fallback tokenizer (1 a non-ASCII byte, 1/4 an ASCII one)")
+                        help="tokens a UTF-8 byte; default: a byte-fallback tokenizer (1 a non-ASCII byte, 1/3 an ASCII one)")
     parser.add_argument("--reply", choices=REPLIES, default="echo", help="curation: a model for `xinstruction build`")
     parser.add_argument("--needs-refinement", type=float, default=0.3, help="--reply curation: share judged needs_refinement")
     parser.add_argument("--bad", type=float, default=0.2, help="--reply curation: share judged bad (the rest: good)")
