@@ -4,8 +4,8 @@
    to a `LocalBackend` with batch_size 1, 4 and 8 (1 is one request at a time, as before batching).
 2. The main job, `xinstruction build builder/default.yaml` as the README runs it (a copy with its
    output in a temporary folder, a fresh call cache each time), timed as a whole command:
-   - "before": one request at a time (`batch_size: 1`), or the code of `--before-rev REV`
-     (a git worktree of that commit, run with the same Python);
+   - "before": one request at a time (`batch_size: 1`), or the code of `--before-rev REV` with
+     that revision's own default recipe (a git worktree of that commit, run with the same Python);
    - "after": this checkout's default recipe.
    Runs alternate before/after `--repeats` times, so both see the same machine load.
 
@@ -57,12 +57,13 @@ def tokens_per_second(batch_size: int, requests: int, new_tokens: int) -> tuple[
     return sum(r.completion_tokens for r in results) / elapsed, statistics.mean(sizes)
 
 
-def main_job_recipe(folder: Path, batch_size: int | None) -> Path:
-    recipe = yaml.safe_load((ROOT / "builder" / "default.yaml").read_text())
+def main_job_recipe(folder: Path, batch_size: int | None, code: Path) -> Path:
+    """The README's main job as `code` has it: its own builder/default.yaml, output moved to `folder`."""
+    recipe = yaml.safe_load((code / "builder" / "default.yaml").read_text())
     recipe["output_dir"] = str(folder / "run")
     for source in recipe["sources"]:
         if not source["path"].startswith("package:"):
-            source["path"] = str((ROOT / "builder" / source["path"]).resolve())
+            source["path"] = str((code / "builder" / source["path"]).resolve())
     if batch_size is not None:
         recipe["curation"]["models"]["generator"]["batch_size"] = batch_size
     path = folder / "recipe.yaml"
@@ -100,7 +101,7 @@ def main_job(repeats: int, before_rev: str | None) -> None:
                     folder.mkdir()
                     batch = 1 if label == "before" and not before_rev else None
                     code = before_code if label == "before" else ROOT
-                    seconds, records = time_build(main_job_recipe(folder, batch), code)
+                    seconds, records = time_build(main_job_recipe(folder, batch, code), code)
                     times[label].append(seconds)
                     print(f"  main job {label:6} run {n + 1}: {seconds:6.1f} s  ({records})", flush=True)
             what = f"code of {before_rev}" if before_rev else "batch_size 1"
