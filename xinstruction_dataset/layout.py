@@ -14,6 +14,7 @@ them out). Every file is written through `storage.AtomicFile`: complete or absen
     <output_dir>/curation/<lang>/work/spill-*/               sorted runs of a labelling or merge run
     <output_dir>/curated/<lang>/train-00000-of-0000N.jsonl   curated shards (the builder's input)
     <output_dir>/x-instruction/                              the hub-ready folder `build` exports
+    <output_dir>/report/                                     the run report (`xinstruction report`)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 EXPORT_FOLDER = "x-instruction"
+REPORT_FOLDER = "report"
 _WORK_FILE = re.compile(r"^pairs-(\d{5})-of-(\d{5})\.jsonl$")
 
 
@@ -51,6 +53,10 @@ class RunLayout:
     @property
     def export_folder(self) -> Path:
         return self.root / EXPORT_FOLDER
+
+    @property
+    def report_folder(self) -> Path:
+        return self.root / REPORT_FOLDER
 
     @property
     def datasets_cache(self) -> Path:

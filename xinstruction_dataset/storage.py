@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import secrets
+import shutil
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
@@ -138,3 +140,22 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
         for line in f:
             if line.strip():
                 yield json.loads(line)
+
+
+def swap_in_folder(staging: Path, folder: Path) -> None:
+    """`staging` (complete) replaces `folder` with two renames; the old folder is then removed.
+    A process killed between the renames leaves only the retired folder: `restore_retired`."""
+    retired = folder.with_name(f".{folder.name}.retired-{uuid.uuid4().hex[:8]}")
+    if folder.exists():
+        folder.rename(retired)
+    staging.rename(folder)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def restore_retired(folder: Path) -> None:
+    """A process killed between the two renames of a swap left only the retired folder: put it back."""
+    if folder.exists():
+        return
+    retired = sorted(folder.parent.glob(f".{folder.name}.retired-*")) if folder.parent.is_dir() else []
+    if retired:
+        retired[-1].rename(folder)

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from ..storage import restore_retired, swap_in_folder
 from .layout import DATA_DIR, shard_name
 from .review import Review
 
@@ -93,7 +94,7 @@ def _write_config_split(
                 if not old.name.startswith(f"{split}-"):
                     shutil.copy2(old, staging / old.name)
         names = _write_shards(staging, split, batches, schema, count, max_rows)
-        _swap_in(staging, final)
+        swap_in_folder(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -120,14 +121,6 @@ def _write_shards(target: Path, split: str, batches: Iterable[pa.Table], schema:
     return names
 
 
-def _swap_in(staging: Path, final: Path) -> None:
-    retired = final.with_name(f".{final.name}.retired-{uuid.uuid4().hex[:8]}")
-    if final.exists():
-        final.rename(retired)
-    staging.rename(final)
-    shutil.rmtree(retired, ignore_errors=True)
-
-
 @contextmanager
 def staged_folder(folder: str | Path) -> Iterator[Path]:
     """A staging copy of `folder` to export into; it replaces `folder` when the block succeeds."""
@@ -140,20 +133,10 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
         staging.mkdir(parents=True)
     try:
         yield staging
-        _swap_in(staging, folder)
+        swap_in_folder(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def restore_retired(folder: Path) -> None:
-    """A process killed between the two renames of a swap left only the retired folder: put it back."""
-    if folder.exists():
-        return
-    retired = sorted(folder.parent.glob(f".{folder.name}.retired-*")) if folder.parent.is_dir() else []
-    if retired:
-        retired[-1].rename(folder)
-        logger.warning("restored %s from %s (an earlier export was killed mid-swap)", folder, retired[-1].name)
 
 
 def _link_or_copy(source: str, target: str) -> None:

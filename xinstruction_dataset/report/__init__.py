@@ -20,13 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..layout import REPORT_FOLDER, RunLayout
+from ..storage import swap_in_folder
 from .collect import Collected, collect_language
 from .cost import run_cost
 from .page import render_page
 from .run_files import RunFiles
 from .samples import SampleBook
 
-REPORT_FOLDER = "report"  # under the run's output_dir, beside curated/ and x-instruction/
 
 
 @dataclass
@@ -41,7 +42,7 @@ class ReportResult:
 
 
 def default_report_folder(run_dir: str | Path) -> Path:
-    return Path(run_dir) / REPORT_FOLDER
+    return RunLayout(Path(run_dir)).report_folder
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, cache: str | Path | None = None, progress: bool = True) -> ReportResult:
@@ -69,7 +70,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, cach
             book.close()
             cost = cost.result()
         render_page(staging, run, collected, cost, book.count)
-        _swap_in(staging, folder)
+        swap_in_folder(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -81,12 +82,3 @@ def _cache_of(run: RunFiles) -> Path:
     relative to the recipe, which a run folder does not name: pass `cache`), else the default."""
     configured = Path(run.config.get("cache") or "")
     return configured if configured.is_absolute() else run.layout.default_cache()
-
-
-def _swap_in(staging: Path, folder: Path) -> None:
-    """The new report replaces the old one with two renames; the old one is then removed."""
-    retired = folder.with_name(f".{folder.name}.retired-{uuid.uuid4().hex[:8]}")
-    if folder.exists():
-        folder.rename(retired)
-    staging.rename(folder)
-    shutil.rmtree(retired, ignore_errors=True)
