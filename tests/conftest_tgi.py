@@ -10,7 +10,6 @@ from conftest.py. Every server a test starts is killed at teardown.
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,22 +31,6 @@ def start_tgi_server() -> Iterator[Callable[..., TGIServer]]:
     yield start
     for server in servers:
         server.kill()
-
-
-@pytest.fixture
-def hang_guard() -> Callable[..., Any]:
-    """`hang_guard(fn, *args, seconds=60)`: fn's result, or a failure if it has not returned
-    within `seconds` (a hang, not a speed check: the limit is far above any normal run)."""
-
-    def run(fn: Callable[..., Any], *args: Any, seconds: float = 60) -> Any:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            future = pool.submit(fn, *args)
-            try:
-                return future.result(timeout=seconds)
-            except concurrent.futures.TimeoutError:
-                pytest.fail(f"{getattr(fn, '__name__', fn)} hung: no return within {seconds:g}s")
-
-    return run
 
 
 @pytest.fixture
