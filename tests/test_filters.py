@@ -413,3 +413,25 @@ def test_blocks_report_their_configuration():
     assert restored[DEFAULT_CHAIN.index({"type": "language"})]["language"] == "th"
     assert build_filter({"type": "length", "min_chars": 50}).config()["min_chars"] == 50
     assert build_filter({"type": "dedup", "num_perm": 64}).config()["num_perm"] == 64
+
+
+# --------------------------------------------------------------------------- language-ID cascade
+
+
+def test_the_cascade_makes_the_langdetect_chains_decisions_on_the_shared_corpora():
+    """The cascade keeps and rejects exactly what the langdetect chain does, clean and noise."""
+    cascade = [spec if spec["type"] != "language" else {"type": "language", "detector": "cascade"} for spec in DEFAULT_CHAIN]
+    decided = Counter()
+    for code in ALL_LANGUAGES:
+        docs = documents(code)
+        ours, theirs = run_chain(cascade, code, docs), run_chain(DEFAULT_CHAIN, code, documents(code))
+        assert {k: v is None for k, v in ours.items()} == {k: v is None for k, v in theirs.items()}, code
+        decided.update(doc.metadata["lang_detector"] for doc in docs if "lang_detector" in doc.metadata)
+    assert decided["fasttext"] > 0.9 * sum(decided.values())  # the fast path answers most
+    for row in _rows("noise"):
+        if row["expect"].startswith("mixed_language"):
+            continue
+        doc, language = Document.from_dict(row), _noise_language(row)
+        ours = run_chain(cascade, language, [doc])[doc.id]
+        theirs = run_chain(DEFAULT_CHAIN, language, [Document.from_dict(row)])[doc.id]
+        assert (ours is None) == (theirs is None), (doc.id, ours, theirs)
