@@ -12,12 +12,12 @@ import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
 from ..errors import EnvironmentFault
-from .executor import TaskFunction
+TaskFunction = Callable[[Any], Any]  # a module-level function of one picklable task
 
 log = logging.getLogger(__name__)
 

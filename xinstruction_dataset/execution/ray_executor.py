@@ -9,12 +9,12 @@ write their outputs to the run folder, so that folder must be on a filesystem ev
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
 from ..errors import EnvironmentFault
-from .executor import TaskFunction
+TaskFunction = Callable[[Any], Any]  # a module-level function of one picklable task
 
 log = logging.getLogger(__name__)
 
