@@ -359,8 +359,11 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
         # huggingface_hub >= 1.x sends `visibility`; older clients `private`
         private = body.get("visibility") == "private" if "visibility" in body else bool(body.get("private"))
+        url = f"{self._base_url}/datasets/{repo_id}"
+        if repo_id in self.state.repos:  # the Hub's 409 names the existing repo: exist_ok clients read its url
+            return self._send_json(409, {"error": "You already created this dataset repo", "url": url})
         self.state.create_repo(repo_id, private)
-        return self._send_json(200, {"url": f"{self._base_url}/datasets/{repo_id}", "name": repo_id, "id": repo_id})
+        return self._send_json(200, {"url": url, "name": repo_id, "id": repo_id})
 
     def _route_repo_info(self, authorized: bool, repo: str, rev: str = DEFAULT_BRANCH) -> int:
         stored = self.state.repo(repo, authorized)

@@ -185,7 +185,7 @@ DETECTORS: dict[str, Callable[..., LanguageDetector]] = {
 DEFAULT_THRESHOLDS: dict[str, float] = {"langdetect": 0.9, "fasttext": 0.2, "cascade": 0.9}
 
 _detectors: dict[tuple[str, str | None], LanguageDetector] = {}
-_detectors_lock = threading.Lock()
+_detectors_lock = threading.RLock()  # re-entered: the cascade builds its two detectors through get_detector
 
 
 def get_detector(name: str, model_path: str | None = None) -> LanguageDetector:
