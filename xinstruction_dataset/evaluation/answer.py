@@ -54,6 +54,8 @@ def answer_configs(
             summary.failed.setdefault(config, []).append(str(result.error))
         else:
             outputs[config][index] = result.completion.text.strip()
+    # Calls finish in any order: list the failed configs in the order they were asked for.
+    summary.failed = {config: summary.failed[config] for config in rows_by_config if config in summary.failed}
     for config, rows in rows_by_config.items():
         if config in summary.failed:
             logger.warning("%s: %d of %d answers failed; not written (a rerun retries them)", config, len(summary.failed[config]), len(rows))
