@@ -33,6 +33,22 @@ def _figure(width: float, height: float) -> Figure:
         return Figure(figsize=(width, height), layout="constrained")
 
 
+def _stacked_bars(names: list[str], parts: list[tuple[str, str, list[float]]], xlabel: str, height: float) -> str:
+    """One horizontal bar per name, its `parts` (label, colour, value per name) stacked left to right.
+    Call inside the report's `rc_context`."""
+    figure = _figure(7.5, height)
+    axes = figure.add_subplot()
+    left = np.zeros(len(names))
+    for label, colour, values in parts:
+        values = np.asarray(values, dtype=float)
+        axes.barh(names, values, left=left, color=colour, label=label)
+        left += values
+    axes.invert_yaxis()
+    axes.set_xlabel(xlabel)
+    axes.legend(loc="lower right", fontsize=8)
+    return _svg(figure)
+
+
 def funnel_chart(steps: dict[str, list[tuple[str, int]]]) -> str:
     """Main funnel steps per language, as a share of each language's first step."""
     with rc_context(STYLE):
@@ -59,19 +75,10 @@ def judge_chart(rounds: dict[str, dict[int, dict[str, int]]]) -> str:
     """Judge labels per language and round, as stacked bars of pairs."""
     with rc_context(STYLE):
         rows = [(language, round_, labels) for language, by_round in rounds.items() for round_, labels in sorted(by_round.items())]
-        figure = _figure(7.5, 0.35 * len(rows) + 1.2)
-        axes = figure.add_subplot()
         names = [f"{language_name(language)}, round {round_}" for language, round_, _ in rows]
-        left = np.zeros(len(rows))
-        for label, colour in LABEL_COLOURS.items():
-            values = np.array([labels.get(label, 0) for _, _, labels in rows], dtype=float)
-            if values.any():
-                axes.barh(names, values, left=left, color=colour, label=label)
-                left += values
-        axes.invert_yaxis()
-        axes.set_xlabel("pairs judged")
-        axes.legend(loc="lower right", fontsize=8)
-        return _svg(figure)
+        parts = [(label, colour, [labels.get(label, 0) for _, _, labels in rows]) for label, colour in LABEL_COLOURS.items()]
+        # A label no pair got stays out of the legend.
+        return _stacked_bars(names, [part for part in parts if any(part[2])], "pairs judged", 0.35 * len(rows) + 1.2)
 
 
 def length_chart(column: str, lengths: dict[str, list[int]]) -> str:
@@ -120,15 +127,9 @@ def histogram_chart(series: dict[str, list[float]], xlabel: str, *, bins: int | 
 def cost_chart(stages: dict[str, tuple[int, int, int]]) -> str:
     """Calls per stage: paid, served from the cache, failed."""
     with rc_context(STYLE):
-        figure = _figure(7.5, 0.4 * len(stages) + 1.0)
-        axes = figure.add_subplot()
         names = list(stages)
-        left = np.zeros(len(names))
-        for i, (part, colour) in enumerate((("paid", "#1565c0"), ("from cache", "#90caf9"), ("failed", "#c62828"))):
-            values = np.array([stages[name][i] for name in names], dtype=float)
-            axes.barh(names, values, left=left, color=colour, label=part)
-            left += values
-        axes.invert_yaxis()
-        axes.set_xlabel("LLM calls")
-        axes.legend(loc="lower right", fontsize=8)
-        return _svg(figure)
+        parts = [
+            (part, colour, [stages[name][i] for name in names])
+            for i, (part, colour) in enumerate((("paid", "#1565c0"), ("from cache", "#90caf9"), ("failed", "#c62828")))
+        ]
+        return _stacked_bars(names, parts, "LLM calls", 0.4 * len(stages) + 1.0)
