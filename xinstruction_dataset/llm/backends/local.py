@@ -212,6 +212,8 @@ def _prompt(loaded: LoadedModel, request: LLMRequest) -> str:
 
 # One model does one batch at a time, whichever backends (generator, judge, batch sizes) share it.
 _model_lock = threading.Lock()
+# Guards the registry only, so building a backend never waits for a batch being decoded.
+_batchers_lock = threading.Lock()
 _batchers: dict[tuple[int, int], Batcher] = {}
 
 
@@ -221,7 +223,7 @@ def _batcher(loaded: LoadedModel, batch_size: int) -> Batcher:
         with _model_lock:
             return decode_batch(loaded.model, loaded.tokenizer, prompts, [r.params for r in requests], loaded.device)
 
-    with _model_lock:
+    with _batchers_lock:
         key = (id(loaded), batch_size)
         if key not in _batchers:
             _batchers[key] = Batcher(run, max_batch=batch_size, name=f"local-model-{batch_size}")

@@ -121,9 +121,9 @@ def _pick(logits: Any, row: _Row) -> int:
         scores = scores.masked_fill(scores < kth, float("-inf"))
     if params.top_p is not None and params.top_p < 1.0:
         ordered, order = torch.sort(scores, descending=True)
-        cumulative = torch.softmax(ordered, dim=-1).cumsum(-1)
+        probabilities = torch.softmax(ordered, dim=-1)
         # Drop a token once the tokens before it already reach top_p; the top token always stays.
-        drop = (cumulative - torch.softmax(ordered, dim=-1)) > params.top_p
+        drop = (probabilities.cumsum(-1) - probabilities) > params.top_p
         scores = scores.scatter(0, order[drop], float("-inf"))
     return int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=row.generator))
 
