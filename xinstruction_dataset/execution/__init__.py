@@ -7,6 +7,7 @@ retry after a worker died, skips or redoes it). Only `ray_executor.py` imports r
 """
 
 from .executor import Executor, make_executor
+from .groups import Group
 from .settings import ExecutorSettings
 
-__all__ = ["Executor", "ExecutorSettings", "make_executor"]
+__all__ = ["Executor", "ExecutorSettings", "Group", "make_executor"]

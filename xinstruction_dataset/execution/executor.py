@@ -1,12 +1,14 @@
-"""`Executor`: maps a task function over tasks, each result back in task order."""
+"""`Executor`: maps a task function over tasks and, as each group of tasks finishes, runs the
+group's reduce task on the same workers (a language's merge after its filter tasks)."""
 
 from __future__ import annotations
 
 from typing import Any, Callable, Protocol, Sequence
 
+from .groups import Group, ReduceFunction
 from .settings import ExecutorSettings
 
-TaskFunction = Callable[[Any], Any]
+TaskFunction = Callable[[Any], Any]  # a module-level function of one picklable task
 
 
 class Executor(Protocol):
@@ -15,6 +17,13 @@ class Executor(Protocol):
     def map(self, function: TaskFunction, tasks: Sequence[Any], *, desc: str = "tasks", progress: bool = True) -> list[Any]:
         """Run `function(task)` for every task; results in task order. A task's own exception
         is raised (bad input is not retried); a dead worker's task is run again."""
+
+    def map_reduce(
+        self, function: TaskFunction, tasks: Sequence[Any], reduce: ReduceFunction, groups: Sequence[Group], *, desc: str = "tasks", progress: bool = True
+    ) -> list[Any]:
+        """`map`, and `reduce(group.task, [results of group.members])` for every group, started
+        as soon as its members are done (so reduces overlap the other groups' tasks instead of
+        running one after another on the driver); the reduce results in group order."""
 
     def describe(self) -> str:
         """One line for logs: where the tasks run."""

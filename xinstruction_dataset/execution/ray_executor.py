@@ -14,6 +14,8 @@ from typing import Any, Callable, Sequence
 from tqdm.auto import tqdm
 
 from ..errors import EnvironmentFault
+from .groups import Group, ReduceFunction
+
 TaskFunction = Callable[[Any], Any]  # a module-level function of one picklable task
 
 log = logging.getLogger(__name__)
@@ -38,26 +40,41 @@ class RayExecutor:
         return f"Ray executor at {self.address or 'a local Ray instance'}"
 
     def map(self, function: TaskFunction, tasks: Sequence[Any], *, desc: str = "tasks", progress: bool = True) -> list[Any]:
+        return self._execute(function, tasks, None, (), desc, progress)[: len(tasks)]
+
+    def map_reduce(
+        self, function: TaskFunction, tasks: Sequence[Any], reduce: ReduceFunction, groups: Sequence[Group], *, desc: str = "tasks", progress: bool = True
+    ) -> list[Any]:
+        return self._execute(function, tasks, reduce, groups, desc, progress)[len(tasks):]
+
+    def _execute(self, function, tasks, reduce, groups, desc: str, progress: bool) -> list[Any]:
+        """The tasks' results, then the reduces': each reduce is a Ray task that takes its
+        members' results as arguments, so Ray starts it when they are ready, on any node."""
         ray = _import_ray()
         started_here = not ray.is_initialized()
         if started_here:
             self._connect(ray)
         try:
-            remote = ray.remote(num_cpus=1, max_retries=self.retries, retry_exceptions=False)(function)
-            refs = [remote.remote(task) for task in tasks]
-            index_of = {ref: index for index, ref in enumerate(refs)}
-            results: list[Any] = [None] * len(tasks)
-            waiting = list(refs)
-            with tqdm(total=len(tasks), desc=f"{desc} (ray)", unit="task", disable=not progress, smoothing=0.1) as bar:
-                while waiting:
-                    done, waiting = ray.wait(waiting, num_returns=1)
-                    for ref in done:
-                        results[index_of[ref]] = self._result(ray, ref)
-                        bar.update()
-            return results
+            options = ray.remote(num_cpus=1, max_retries=self.retries, retry_exceptions=False)
+            run_task, run_reduce = options(function), options(_reduce_group)
+            refs = [run_task.remote(task) for task in tasks]
+            refs += [run_reduce.remote(reduce, group.task, *(refs[index] for index in group.members)) for group in groups]
+            return self._gather(ray, refs, desc, progress)
         finally:
             if started_here:
                 ray.shutdown()
+
+    def _gather(self, ray, refs: list, desc: str, progress: bool) -> list[Any]:
+        index_of = {ref: index for index, ref in enumerate(refs)}
+        results: list[Any] = [None] * len(refs)
+        waiting = list(refs)
+        with tqdm(total=len(refs), desc=f"{desc} (ray)", unit="task", disable=not progress, smoothing=0.1) as bar:
+            while waiting:
+                done, waiting = ray.wait(waiting, num_returns=1)
+                for ref in done:
+                    results[index_of[ref]] = self._result(ray, ref)
+                    bar.update()
+        return results
 
     def _connect(self, ray) -> None:
         options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
@@ -76,3 +93,8 @@ class RayExecutor:
         except ray.exceptions.RayTaskError as e:
             cause = e.as_instanceof_cause()
             raise (e.cause if isinstance(e.cause, BaseException) else cause) from None
+
+
+def _reduce_group(reduce: ReduceFunction, task: Any, *results: Any) -> Any:
+    """A reduce as a Ray task: Ray passes the members' results (refs given as arguments) as values."""
+    return reduce(task, list(results))

@@ -2,9 +2,10 @@
 whole-language dedup and merge that turn task outputs into the language's files.
 
     plan_tasks         one task per source file (see tasks.py)
-    executor.map       every task of every language at once, on local processes or Ray
+    executor           every task of every language at once, on local processes or Ray, and
+                       each language's merge as soon as its tasks are done (`map_reduce`)
     merge_language     dedup across the language's tasks (duplicates.py), then kept.jsonl,
-                       rejects.jsonl, quarantine.jsonl and summary.json in input order
+                       rejects.jsonl and quarantine.jsonl in input order (summary.json: the driver)
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import itertools
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 from ..documents import Document
-from ..execution import Executor, make_executor
+from ..execution import Executor, Group, make_executor
 from ..layout import RunLayout
 from ..storage import AtomicFile, write_json
 from .duplicates import DEDUP_BLOCKS, DedupPlan, find_duplicates
@@ -92,22 +94,25 @@ def filter_languages(
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
 ) -> dict[str, FilterSummary]:
-    """Filter every language: all tasks on the executor at once, then each language's dedup and
-    merge. Finished tasks (completion markers) are not run again."""
+    """Filter every language: all tasks on the executor at once, each language's dedup and merge
+    on the same workers as soon as its tasks are done (not one language after another on this
+    process at the end). Finished tasks (completion markers) are not run again."""
     executor = executor or make_executor()
     start = time.perf_counter()
     plans = {language: plan_tasks(recipe, language, output_dir_for(recipe, language, shard), shard) for language in languages}
     tasks = [task for language in languages for task in plans[language]]
-    log.info("filter: %d task(s) for %d language(s) on the %s", len(tasks), len(languages), executor.describe())
-    results = executor.map(run_filter_task, tasks, desc="filter tasks", progress=progress)
-    summaries, position = {}, 0
+    merges, position = [], 0
     for language in languages:
         count = len(plans[language])
-        summary = merge_language(plans[language], results[position:position + count], output_dir_for(recipe, language, shard))
+        merges.append(Group(LanguageMerge(tuple(plans[language]), str(output_dir_for(recipe, language, shard))), tuple(range(position, position + count))))
+        position += count
+    log.info("filter: %d task(s) for %d language(s) on the %s", len(tasks), len(languages), executor.describe())
+    merged = executor.map_reduce(run_filter_task, tasks, run_language_merge, merges, desc="filter tasks", progress=progress)
+    summaries = {}
+    for language, summary in zip(languages, merged):
         summary.elapsed_s = time.perf_counter() - start
         write_json(output_dir_for(recipe, language, shard) / "summary.json", summary.to_dict())
         summaries[language] = summary
-        position += count
     return summaries
 
 
@@ -115,6 +120,19 @@ def filter_language(
     recipe: RecipeLike, language: str, *, shard: tuple[int, int] = (0, 1), executor: Executor | None = None, progress: bool = True
 ) -> FilterSummary:
     return filter_languages(recipe, [language], executor=executor, shard=shard, progress=progress)[language]
+
+
+@dataclass(frozen=True)
+class LanguageMerge:
+    """The reduce task of a language: its filter tasks (input order) and its output folder."""
+
+    tasks: tuple[FilterTask, ...]
+    out_dir: str
+
+
+def run_language_merge(merge: LanguageMerge, results: list[dict[str, Any]]) -> FilterSummary:
+    """`merge_language` as an executor reduce (runs in a worker process or on a Ray node)."""
+    return merge_language(list(merge.tasks), results, Path(merge.out_dir))
 
 
 def merge_language(tasks: list[FilterTask], results: list[dict[str, Any]], out_dir: Path) -> FilterSummary:
