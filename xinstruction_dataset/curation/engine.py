@@ -7,6 +7,9 @@ when they are the same server. New documents are admitted while fewer than
 `ADMIT_PER_SLOT x (sum of the schedulers' limits)` are in flight, which keeps every endpoint's
 queue full from the first request to the last and bounds memory (documents are streamed from
 disk; finished ones go to the language's `LabelSink` at once).
+
+While it runs, `progress.LiveProgress` shows documents done / remaining and, per endpoint, the
+calls in flight against the limit and the failures so far (read from the schedulers' counters).
 """
 
 from __future__ import annotations
@@ -17,13 +20,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
-from tqdm.auto import tqdm
-
 from ..documents import Document
 from ..errors import EnvironmentFault
 from ..llm.calls import CallScheduler
 from .flow import FIRST
 from .pairs import Reject
+from .progress import LiveProgress, endpoint_name
 from .stage import DONE, Stage, Work
 
 logger = logging.getLogger(__name__)
@@ -82,22 +84,34 @@ class Engine:
         self.total = total
         self.in_flight_docs = 0
         self._room: asyncio.Condition | None = None
+        self.live = LiveProgress(self.endpoint_names(), total, enabled=progress)
+
+    def endpoint_names(self) -> dict[str, CallScheduler]:
+        """Each distinct scheduler by its name in the progress view (its roles, model, servers)."""
+        return {
+            endpoint_name([role for role, s in self.schedulers.items() if s is scheduler], scheduler): scheduler
+            for scheduler in self.distinct
+        }
 
     async def run(self, jobs: list[LanguageJob]) -> None:
         """Label every job's documents; each job's `finish` runs as soon as its last one is done."""
         self._room = asyncio.Condition()
-        with tqdm(total=self.total, desc="curate", unit="doc", disable=not self.progress, dynamic_ncols=True) as self.bar:
-            try:
-                async with asyncio.TaskGroup() as group:
-                    for job in jobs:
-                        await self._feed(job, group)
-            except BaseExceptionGroup as group_error:
-                # One document's failure (the cache's disk is full, a bug) stops the run: raise
-                # that error itself, not the group the task group wraps it in.
-                raise group_error.exceptions[0] from None
-            finally:
-                for scheduler in self.distinct:
-                    await _close(scheduler)
+        ticker = asyncio.create_task(self.live.ticking()) if self.progress else None
+        try:
+            async with asyncio.TaskGroup() as group:
+                for job in jobs:
+                    await self._feed(job, group)
+        except BaseExceptionGroup as group_error:
+            # One document's failure (the cache's disk is full, a bug) stops the run: raise
+            # that error itself, not the group the task group wraps it in.
+            raise group_error.exceptions[0] from None
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+                await asyncio.wait([ticker])  # gone before the final figures are drawn
+            self.live.close()
+            for scheduler in self.distinct:
+                await _close(scheduler)
 
     def admit_limit(self) -> int:
         return ADMIT_PER_SLOT * sum(s.limit for s in self.distinct)
@@ -106,6 +120,7 @@ class Engine:
         for item in job.documents:
             if isinstance(item, Reject):
                 job.sink.add(item)
+                self.live.document_done()  # counted in the total: done, without a call
                 continue
             async with self._room:
                 await self._room.wait_for(lambda: self.in_flight_docs < self.admit_limit())
@@ -163,15 +178,4 @@ class Engine:
             job.idle.set()
         async with self._room:
             self._room.notify()
-        self._show_progress()
-
-    def _show_progress(self) -> None:
-        stats = [s.stats for s in self.distinct]
-        self.bar.set_postfix(
-            in_flight=sum(s.in_flight for s in self.distinct),
-            calls=sum(s.sent for s in stats),
-            cached=sum(s.cache_hits for s in stats),
-            failed=sum(s.failed for s in stats),
-            refresh=False,
-        )
-        self.bar.update(1)
+        self.live.document_done()

@@ -61,6 +61,7 @@ class CallStats:
     sent: int = 0  # calls made to the backend (a key repeated within a run is sent once)
     done: int = 0  # results with a completion, cached ones included
     failed: int = 0
+    sends_failed: int = 0  # calls to the backend that failed for good (a key shared in flight: once)
     completion_tokens: int = 0  # of fresh calls, where the backend reports them
     busy_s: float = 0.0  # wall time spent inside run()
 
@@ -125,6 +126,7 @@ class CallScheduler:
         self.cache = cache
         self.stats = CallStats()
         self.in_flight = 0
+        self.peak_in_flight = 0  # the most calls in flight at once (live progress shows it)
         self.failing_in_a_row = 0  # fresh calls failed since the last fresh success
         self.last_error = ""
         self._slots: asyncio.Condition | None = None
@@ -173,6 +175,7 @@ class CallScheduler:
             try:
                 completion = await self._call(request)
             except Exception as error:  # noqa: BLE001 - any failure of one call is that call's result
+                self.stats.sends_failed += 1
                 raise _CallFailed(_describe(error)) from error
             # Stored before anyone sees it: a kill after this line never repeats the call.
             self.cache.put(key, self.backend.model_id, request, completion)
@@ -191,6 +194,8 @@ class CallScheduler:
         async with self._slots:
             await self._slots.wait_for(lambda: self.in_flight < self.limit)
             self.in_flight += 1
+            if self.in_flight > self.peak_in_flight:
+                self.peak_in_flight = self.in_flight
         self.stats.sent += 1
         try:
             completion = await self.backend.acomplete(request)
