@@ -164,3 +164,24 @@ def test_a_prefix_shared_by_the_batch_is_computed_once_with_the_same_logits(loca
         alone = last_logits([row])[0]
         assert float((alone - together[i]).abs().max()) < 1.0
         assert float(alone[int(together[i].argmax())]) >= float(alone.max()) - 0.5  # the same token, or a near tie
+
+
+def test_sampling_draws_only_within_top_k_then_top_p():
+    """Temperature, then top-k, then top-p (transformers' order), drawn among the survivors only."""
+    import torch
+
+    from xinstruction_dataset.llm.backends import local_decode
+
+    logits = torch.full((1000,), -5.0)
+    logits[[7, 42, 99, 500]] = torch.tensor([4.0, 3.9, 3.8, 0.0])
+
+    def draws(**settings) -> set[int]:
+        params = GenerationParams(max_new_tokens=1, seed=3, **settings)
+        row = local_decode._Row([1], params, local_decode._generator(params, "cpu"))
+        return {local_decode._pick(logits, row) for _ in range(300)}
+
+    assert draws(temperature=1.0, top_k=2, top_p=1.0) == {7, 42}
+    assert draws(temperature=1.0, top_k=0, top_p=0.5) == {7, 42}  # 7 alone holds ~0.33 < 0.5
+    assert draws(temperature=1.0, top_k=3, top_p=0.99) == {7, 42, 99}
+    assert draws(temperature=0.02, top_k=50, top_p=0.9) == {7}  # a low temperature sharpens first
+    assert draws(temperature=1.0, top_k=0, top_p=1.0) >= {7, 42, 99}  # no cut: the tail can be drawn
