@@ -1,49 +1,57 @@
 """Scale-out figures: filter throughput on more cores and on a Ray cluster, and how many LLM
 requests one client process can drive.
 
-    python benchmarks/bench_scale.py [--docs-per-file 100] [--files 4] [--requests 4000]
+    python benchmarks/bench_scale.py [--docs-per-file 100] [--files 4] [--repeats 5] [--requests 4000]
 
 Prints:
-  * filter docs/s (wall) of the default chain over the 10 shared corpora (each language cut
-    into `--files` files of `--docs-per-file` documents: one task per file), with the local
-    executor on 1 worker (in this process) and 2 worker processes, and with the Ray executor on
-    a 2-node local cluster (`ray start --head` + `ray start --address`, one CPU each), plus the
-    speed-up over 1 worker (the target on a 2-core machine is >= 1.8x for 2 workers);
+  * filter docs/s of the default chain over the 10 shared corpora (each language cut into
+    `--files` files of `--docs-per-file` documents: one task per file), measured on what the user
+    runs: the `xinstruction filter <recipe> --workers N` command, in a process of its own and a
+    fresh output folder each time. With the local executor on 1 worker (in the command's own
+    process) and 2 worker processes, and with the Ray executor on a 2-node local cluster
+    (`ray start --head` + `ray start --address`, one CPU each). The machine may be shared, so the
+    runs are paired and repeated: each repeat runs every configuration once, in an order that
+    alternates between repeats, each repeat after a lull in the machine's other load (`--settle`);
+    the speed-up is the median of the per-repeat ratios to the same
+    repeat's 1-worker run (the target on a 2-core machine is >= 1.8x for 2 workers). Per run:
+    `filter s` (the command's own timer, summary.json `elapsed_s`: planning, every task and
+    every language's dedup and merge), `command s` (the whole command: interpreter start, imports,
+    exit), and `others` (CPU the rest of the machine used meanwhile, in cores, from /proc/stat).
   * the LLM client at saturation: `--requests` calls through CallRunner + the TGI backend
     against tests/tgi_server.py processes with many slots and a short latency (the server is
     never the limit), as requests/s and CPU milliseconds of the client process per request.
-Wall-clock figures: run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
 import argparse
 import json
+import os
+import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from _common import CORPORA, ROOT, tgi_servers
 
 sys.path.insert(0, str(ROOT))
 
-from xinstruction_dataset.execution.local import LocalExecutor  # noqa: E402
-from xinstruction_dataset.filtering.pipeline import DEFAULT_FILTERS, filter_languages  # noqa: E402
+from xinstruction_dataset.filtering.pipeline import DEFAULT_FILTERS  # noqa: E402
 from xinstruction_dataset.languages import LANGUAGE_CODES  # noqa: E402
+from xinstruction_dataset.layout import RunLayout  # noqa: E402
 from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, build_backend  # noqa: E402
 from xinstruction_dataset.llm.cache import CallCache  # noqa: E402
 from xinstruction_dataset.llm.calls import CallRunner  # noqa: E402
 from xinstruction_dataset.recipe import Recipe  # noqa: E402
 
 
-def write_corpus(root: Path, files: int, docs_per_file: int) -> Recipe:
+def write_corpus(root: Path, files: int, docs_per_file: int) -> Path:
     """Each language's shared corpus cycled into `files` files (ids made unique; repeated texts
-    are exact duplicates, so dedup has work to do as on a web crawl)."""
+    are exact duplicates, so dedup has work to do as on a web crawl); returns the recipe file."""
     sources = []
     for code in LANGUAGE_CODES:
         rows = [json.loads(line) for line in open(CORPORA / f"{code}.jsonl", encoding="utf-8")]
@@ -55,38 +63,99 @@ def write_corpus(root: Path, files: int, docs_per_file: int) -> Recipe:
                     row = rows[(part * docs_per_file + i) % len(rows)]
                     f.write(json.dumps({**row, "id": f"{code}-{part}-{i}"}, ensure_ascii=False) + "\n")
         sources.append({"path": str(root / code / "*.jsonl"), "language": code})
-    return Recipe.from_dict({"name": "bench-scale", "sources": sources, "filters": DEFAULT_FILTERS, "output_dir": str(root / "run")})
+    recipe = Recipe.from_dict({"name": "bench-scale", "sources": sources, "filters": DEFAULT_FILTERS, "output_dir": str(root / "run")})
+    path = root / "recipe.yaml"
+    path.write_text(recipe.to_yaml(), encoding="utf-8")
+    return path
 
 
-def time_filter(corpus: Path, files: int, docs_per_file: int, executor) -> tuple[int, float]:
-    """(documents, wall seconds) of one filter run of every language in a fresh output folder."""
-    with tempfile.TemporaryDirectory(dir=corpus) as folder:
-        recipe = write_corpus(Path(folder), files, docs_per_file)
-        started = time.perf_counter()
-        summaries = filter_languages(recipe, recipe.languages, executor=executor, progress=False)
-        return sum(s.documents_in for s in summaries.values()), time.perf_counter() - started
+@dataclass
+class FilterRun:
+    docs: int
+    filter_s: float  # the command's own timer (summary.json elapsed_s)
+    command_s: float  # the whole command, as the user waits for it
+    others: float  # cores the rest of the machine used meanwhile
+
+    @property
+    def rate(self) -> float:
+        return self.docs / self.filter_s
 
 
-def bench_filters(files: int, docs_per_file: int, ray_nodes: int) -> None:
-    with tempfile.TemporaryDirectory() as corpus:
-        corpus_path = Path(corpus)
-        base = None
-        for label, executor in (("local, 1 worker (in process)", LocalExecutor(workers=1)), ("local, 2 worker processes", LocalExecutor(workers=2))):
-            docs, wall = time_filter(corpus_path, files, docs_per_file, executor)
-            base = base or docs / wall
-            print(f"filter  {label:<34} {docs:>6} docs  {wall:6.1f} s  {docs / wall:7.0f} docs/s  x{docs / wall / base:.2f}")
-        if ray_nodes:
-            from xinstruction_dataset.execution.local_cluster import LocalRayCluster
-            from xinstruction_dataset.execution.ray_executor import RayExecutor
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine has spent not idle since boot (steal included)."""
+    user, nice, system, idle, iowait, *rest = (int(x) for x in open("/proc/stat").readline().split()[1:])
+    return (user + nice + system + sum(rest)) / os.sysconf("SC_CLK_TCK")
 
-            cluster = LocalRayCluster(cpus_per_node=1).start(nodes=ray_nodes)
-            try:
-                cluster.wait_for_nodes(ray_nodes)
-                docs, wall = time_filter(corpus_path, files, docs_per_file, RayExecutor(address=cluster.address))
-                label = f"ray, {ray_nodes} nodes x 1 CPU"
-                print(f"filter  {label:<34} {docs:>6} docs  {wall:6.1f} s  {docs / wall:7.0f} docs/s  x{docs / wall / base:.2f}")
-            finally:
-                cluster.stop()
+
+def our_cpu_s() -> float:
+    """CPU seconds of the commands this script ran and waited for (their workers included)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wait_until_idle(limit_s: float, cores: float = 0.3) -> float:
+    """Wait (at most `limit_s`) until the rest of the machine uses under `cores` over one second;
+    the load seen last. A shared machine's other jobs come and go: a repeat starts in a lull."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        busy = machine_busy_s()
+        time.sleep(1.0)
+        load = machine_busy_s() - busy
+        if load < cores or time.monotonic() >= deadline:
+            return load
+        time.sleep(2.0)
+
+
+def run_filter(recipe: Path, output: Path, executor_args: list[str]) -> FilterRun:
+    command = [sys.executable, "-m", "xinstruction_dataset.cli", "filter", str(recipe), "--output-dir", str(output), "--no-progress", *executor_args]
+    busy, ours, started = machine_busy_s(), our_cpu_s(), time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall = time.perf_counter() - started
+    others = (machine_busy_s() - busy) - (our_cpu_s() - ours)
+    if result.returncode != 0:
+        raise RuntimeError(f"`{' '.join(command)}` failed:\n{result.stderr[-3000:]}")
+    summaries = [json.loads((RunLayout(output).filtered(code) / "summary.json").read_text()) for code in LANGUAGE_CODES]
+    return FilterRun(sum(s["documents_in"] for s in summaries), max(s["elapsed_s"] for s in summaries), wall, max(others, 0.0) / wall)
+
+
+def bench_filters(files: int, docs_per_file: int, repeats: int, ray_nodes: int, settle_s: float) -> None:
+    configs = {"local, 1 worker (in process)": ["--workers", "1"], "local, 2 worker processes": ["--workers", "2"]}
+    cluster = None
+    if ray_nodes:
+        from xinstruction_dataset.execution.local_cluster import LocalRayCluster
+
+        cluster = LocalRayCluster(cpus_per_node=1).start(nodes=ray_nodes)
+        cluster.wait_for_nodes(ray_nodes)
+        configs[f"ray, {ray_nodes} nodes x 1 CPU"] = ["--ray-address", cluster.address]
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            recipe = write_corpus(Path(folder), files, docs_per_file)
+            runs = {label: [] for label in configs}
+            for repeat in range(repeats):
+                order = list(configs) if repeat % 2 == 0 else list(reversed(configs))
+                wait_until_idle(settle_s)
+                for number, label in enumerate(order):
+                    runs[label].append(run_filter(recipe, Path(folder) / f"run-{repeat}-{number}", configs[label]))
+                print(f"repeat {repeat + 1}: " + "; ".join(
+                    f"{label.split(' (')[0]}: filter {run[-1].filter_s:.2f} s, command {run[-1].command_s:.2f} s, others {run[-1].others:.2f} cores"
+                    for label, run in runs.items()), flush=True)
+            print_filter_table(runs)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+def print_filter_table(runs: dict[str, list[FilterRun]]) -> None:
+    base = next(iter(runs.values()))
+    for label, measured in runs.items():
+        ratios = [run.rate / one.rate for run, one in zip(measured, base)]
+        command_ratios = [one.command_s / run.command_s for run, one in zip(measured, base)]
+        print(
+            f"filter  {label:<30} {measured[0].docs:>6} docs  {statistics.median(r.filter_s for r in measured):6.2f} s"
+            f"  {statistics.median(r.rate for r in measured):6.0f} docs/s  x{statistics.median(ratios):.2f} (median of {len(ratios)} paired:"
+            f" {' '.join(f'{r:.2f}' for r in ratios)}; whole command x{statistics.median(command_ratios):.2f};"
+            f" others' load median {statistics.median(r.others for r in measured):.2f} cores)"
+        )
 
 
 def bench_client(requests: int, servers: int, slots: int, latency: float) -> None:
@@ -108,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=4, help="files (tasks) per language")
     parser.add_argument("--docs-per-file", type=int, default=100, help="documents per file")
+    parser.add_argument("--repeats", type=int, default=5, help="paired repeats of the filter measurement (the speed-up is their median)")
+    parser.add_argument("--settle", type=float, default=60.0, help="seconds to wait at most, before each repeat, for the rest of the machine to go idle (0: no wait)")
     parser.add_argument("--ray-nodes", type=int, default=2, help="nodes of the local Ray cluster (0: skip Ray)")
     parser.add_argument("--requests", type=int, default=4000, help="LLM calls of the client measurement (0: skip)")
     parser.add_argument("--servers", type=int, default=2, help="TGI-protocol server processes")
@@ -115,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.01, help="seconds per request on the server")
     args = parser.parse_args(argv)
     print(f"cores: {os.cpu_count()}")
-    bench_filters(args.files, args.docs_per_file, args.ray_nodes)
+    print(f"load average at start: {' '.join(open('/proc/loadavg').read().split()[:3])}")
+    bench_filters(args.files, args.docs_per_file, args.repeats, args.ray_nodes, args.settle)
     if args.requests:
         bench_client(args.requests, args.servers, args.slots, args.latency)
 

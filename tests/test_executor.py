@@ -8,13 +8,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from corpora import read_corpus
 
 from xinstruction_dataset.errors import EnvironmentFault
-from xinstruction_dataset.execution import ExecutorSettings, make_executor
+from xinstruction_dataset.execution import ExecutorSettings, Group, make_executor
 from xinstruction_dataset.execution.local import LocalExecutor
 from xinstruction_dataset.filtering.pipeline import DEFAULT_FILTERS, filter_languages
 from xinstruction_dataset.recipe import Recipe
@@ -101,6 +102,77 @@ def test_workers_that_keep_dying_end_the_run_with_the_cause(tmp_path):
 def test_a_task_error_is_raised_as_itself_not_retried():
     with pytest.raises(ValueError, match="bad input x"):
         LocalExecutor(workers=2, retries=3).map(bad_input, ["x", "x"], progress=False)
+
+
+def square_where(x: int) -> tuple[int, int]:
+    return x * x, os.getpid()
+
+
+def total_where(name: str, results: list[tuple[int, int]]) -> tuple[str, list[int], int]:
+    return name, [value for value, _ in results], os.getpid()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_map_reduce_gives_each_group_its_results_in_member_order(workers):
+    groups = [Group("odd", (5, 1, 3)), Group("none", ()), Group("even", (0, 2, 4))]
+    reduced = LocalExecutor(workers=workers).map_reduce(square_where, range(6), total_where, groups, progress=False)
+    assert [(name, values) for name, values, _ in reduced] == [("odd", [25, 1, 9]), ("none", []), ("even", [0, 4, 16])]
+    pids = {pid for _, _, pid in reduced}
+    assert (pids == {os.getpid()}) if workers == 1 else (os.getpid() not in pids)  # 2 workers: reduces run on them
+
+
+def wait_for_flag(flag: str) -> str:
+    """A task that cannot finish before the first group's reduce has run (it writes `flag`)."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(flag):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the reduce did not run before the waiting tasks")
+        time.sleep(0.01)
+    return flag
+
+
+def first_task(flag: str) -> str:
+    return flag
+
+
+def run_either(task: tuple[str, str]) -> str:
+    kind, flag = task
+    return first_task(flag) if kind == "first" else wait_for_flag(flag)
+
+
+def write_flag(flag: str, results: list[str]) -> str:
+    Path(flag).touch()
+    return flag
+
+
+def test_a_ready_reduce_runs_before_the_tasks_still_waiting(tmp_path):
+    """The first group's reduce goes ahead of the later tasks, which wait for it: were it
+    queued behind them, both workers would wait on them and the run would time out."""
+    flag = str(tmp_path / "reduced")
+    tasks = [("first", flag)] + [("wait", flag)] * 4
+    groups = [Group(flag, (0,)), Group(str(tmp_path / "rest"), (1, 2, 3, 4))]
+    assert LocalExecutor(workers=2).map_reduce(run_either, tasks, write_flag, groups, progress=False) == [flag, str(tmp_path / "rest")]
+
+
+def die_in_reduce_once(flag: str, results: list[int]) -> int:
+    """A reduce whose worker dies the first time (as if killed), then succeeds."""
+    if not os.path.exists(flag):
+        Path(flag).touch()
+        os._exit(9)
+    return sum(results)
+
+
+def test_a_reduce_whose_worker_died_runs_again_without_rerunning_finished_tasks(tmp_path):
+    flags = [str(tmp_path / f"task-{i}") for i in range(4)]
+    groups = [Group(str(tmp_path / "reduce"), (0, 1, 2, 3))]  # it starts when no task is in flight
+    assert LocalExecutor(workers=2, retries=2).map_reduce(count_runs, flags, die_in_reduce_once, groups, progress=False) == [4]
+    assert [Path(flag).read_text() for flag in flags] == ["x"] * 4  # each task ran once
+
+
+def count_runs(flag: str) -> int:
+    with open(flag, "a") as f:
+        f.write("x")
+    return 1
 
 
 def test_settings_pick_the_executor_and_ray_is_optional():

@@ -1,9 +1,10 @@
 """`LocalExecutor`: tasks on worker processes of this machine, one per core by default.
 
 Workers are spawned (not forked): a fork would copy the parent's threads and open files half
-way. One pool serves a whole `map_reduce`: a group's reduce (a language's merge) is queued on
-the same workers as soon as its tasks are done, so no second pool is started and the driver
-does no CPU work of its own. A worker that dies (killed, out of memory) breaks the pool: the
+way. One pool serves a whole `map_reduce`: a group's reduce (a language's merge) goes to the
+next free worker as soon as its tasks are done, ahead of the tasks still waiting, so no second
+pool is started, merges overlap the other languages' tasks, and the driver does no CPU work of
+its own. A worker that dies (killed, out of memory) breaks the pool: the
 pool is made again and the unfinished tasks and reduces run again, up to `retries` times. A
 task's own exception is raised at once.
 """
@@ -66,25 +67,30 @@ class LocalExecutor:
 
     @staticmethod
     def _run_pool(run: "_Run", workers: int, bar) -> None:
-        """Run what `run` has left on a fresh pool; finished work leaves `run` as it finishes."""
+        """Run what `run` has left on a fresh pool; finished work leaves `run` as it finishes.
+
+        One piece of work per worker at a time, the next chosen when one finishes: a ready
+        reduce before the next task (the pool's own queue is first come, first served, so a
+        reduce queued behind every task would wait for all of them). The hand-over costs a
+        round trip of about a millisecond per task; tasks take seconds."""
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=end_without_teardown)
         try:
+            reduces, maps = run.reduces_ready(), run.maps_left()
             futures: dict[Future, tuple[str, int]] = {}
-
-            def submit_reduces(numbers: list[int]) -> None:
-                for number in numbers:
-                    futures[pool.submit(*run.reduce_call(number))] = ("reduce", number)
-
-            for index in run.maps_left():
-                futures[pool.submit(run.function, run.tasks[index])] = ("map", index)
-            submit_reduces(run.reduces_ready())
-            while futures:
+            while futures or reduces or maps:
+                while len(futures) < workers and (reduces or maps):
+                    if reduces:
+                        number = reduces.pop(0)
+                        futures[pool.submit(*run.reduce_call(number))] = ("reduce", number)
+                    else:
+                        index = maps.pop(0)
+                        futures[pool.submit(run.function, run.tasks[index])] = ("map", index)
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for future in done:
                     kind, key = futures.pop(future)
                     value = future.result()  # a task's error, or BrokenProcessPool
                     if kind == "map":
-                        submit_reduces(run.map_done(key, value))
+                        reduces += run.map_done(key, value)
                     else:
                         run.reduce_done(key, value)
                     bar.update()
