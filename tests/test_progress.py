@@ -147,7 +147,7 @@ def test_terminal_view_shows_calls_in_flight_against_the_limit(tmp_path: Path, s
     assert URL_SECRET not in screen.getvalue() + "".join(final) and HEADER_SECRET not in screen.getvalue()
 
 
-@pytest.mark.parametrize("value", ["0", "-5", "soon"])
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "inf"])
 def test_a_bad_interval_is_named_with_its_fix(monkeypatch, value: str) -> None:
     monkeypatch.setenv(INTERVAL_ENV, value)
     with pytest.raises(UserError, match=rf"{INTERVAL_ENV}='{value}' is not a number of seconds above 0: set it to e.g. 30"):

@@ -17,6 +17,7 @@ info, path or query; the name also goes through `redact`, so no token reaches th
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 import time
@@ -115,7 +116,7 @@ def line_interval() -> float:
         seconds = float(raw)
     except ValueError:
         seconds = 0.0
-    if not seconds > 0:
+    if not 0 < seconds < math.inf:
         raise UserError(f"{INTERVAL_ENV}={raw!r} is not a number of seconds above 0: set it to e.g. 30, or unset it")
     return seconds
 

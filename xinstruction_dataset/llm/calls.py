@@ -6,7 +6,8 @@ Two ways in, one piece of code behind them:
   stage and language of a run: `await scheduler.complete(request)`. A call starts the moment a
   slot frees (`in_flight < backend.max_concurrency`, re-read each time: a remote backend learns
   its real limit from the server), and a key already in flight waits for that call instead of
-  repeating it.
+  repeating it. Its counters (`in_flight`, `peak_in_flight`, `stats`) are plain integers that
+  curation's live progress reads; nothing on a call's path waits for them.
 - `CallRunner` (sync) wraps a scheduler for code that has a stream of requests and no event loop:
 
       runner = CallRunner(backend, cache, desc="generate sw")
