@@ -257,3 +257,15 @@ def test_ramp_opens_one_slot_per_success_and_halves_on_failure():
     assert endpoint.capacity == 10
     endpoint.record_failure(TGIConfig(model="m", endpoints=["http://h:1"], backoff=0.0))
     assert endpoint.capacity == 5 and endpoint.cooling(time.monotonic() - 1)
+
+
+def test_a_password_in_the_endpoint_url_is_never_logged(tgi_server, tmp_path, caplog):
+    password = "pw-in-the-url-0123"
+    url = tgi_server.url.replace("http://", f"http://curator:{password}@")
+    caplog.set_level(logging.DEBUG)
+    backend = tgi([url])
+    results, _, _ = run_all(backend, tmp_path, requests(2))
+    assert_all_ok(results, 2)
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("xinstruction_dataset"))
+    assert "limits from /info" in ours and "http://***@127.0.0.1" in ours  # the line is there, scrubbed
+    assert password not in ours and password not in repr(backend)

@@ -146,3 +146,20 @@ def test_login_token_still_goes_to_hugging_face_hosts():
     assert explicit.auth_headers()["authorization"] == "Bearer tok123456"
     # the HF host gets huggingface_hub's implicit token (if any is configured)
     assert {k.lower() for k in hf.auth_headers()} >= {"user-agent"}
+
+
+def test_the_cli_log_filter_scrubs_any_library_record():
+    import io
+
+    from xinstruction_dataset.redact import RedactingFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    log = logging.getLogger("some.http.library")
+    log.addHandler(handler)
+    try:
+        log.warning("HTTP Request: %s %s", "GET", "http://curator:pw-0123456789@10.0.0.5:8080/info")
+    finally:
+        log.removeHandler(handler)
+    assert "pw-0123456789" not in stream.getvalue() and "http://***@10.0.0.5:8080/info" in stream.getvalue()

@@ -11,7 +11,7 @@ import traceback
 from . import __version__
 from .commands import COMMAND_MODULES
 from .errors import EXIT_ENVIRONMENT, EXIT_USAGE, UserError, describe_os_error
-from .redact import redact
+from .redact import RedactingFilter, redact
 
 __all__ = ["UserError", "build_parser", "main"]
 
@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     quiet_libraries(progress=not getattr(args, "no_progress", False))
     if not getattr(args, "func", None):
         parser.print_help()

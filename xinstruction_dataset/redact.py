@@ -9,11 +9,14 @@ still safe.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
-# Anything that looks like a credential: `Bearer <x>`, an Authorization header's value, `hf_<x>`.
+# Anything that looks like a credential: `Bearer <x>`, an Authorization header's value, `hf_<x>`,
+# the user info of a URL (`https://user:password@host`).
 _SECRET_PATTERNS = (
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@"), r"\1***@"),
     (re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)[^\"'\s,;}]+(\s+[^\"'\s,;}]+)?"), r"\1***"),
     (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;}]+"), r"\1***"),
     (re.compile(r"\bhf_[A-Za-z0-9]{6,}"), "hf_***"),
@@ -41,3 +44,15 @@ def environment_secrets() -> list[str]:
 def redact(text: str) -> str:
     """`text` without the environment's secrets or anything that looks like a credential."""
     return scrub_secrets(text, environment_secrets())
+
+
+class RedactingFilter(logging.Filter):
+    """A log handler's filter that scrubs every record, whichever library logged it (an HTTP
+    client's request line carries the URL, user info included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = redact(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        return True

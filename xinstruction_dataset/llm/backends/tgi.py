@@ -112,6 +112,11 @@ class Endpoint:
         self.window = self.ramp_start
 
     @property
+    def shown_url(self) -> str:
+        """The URL as logs show it: no user info, no token."""
+        return scrub_secrets(self.url, self.secrets())
+
+    @property
     def limit(self) -> int:
         """Slots: the server's max_concurrent_requests capped by config; one until it was asked."""
         if self.info is None:
@@ -187,19 +192,19 @@ class Endpoint:
         if limits.source == NO_SOURCE:
             logger.info(
                 "endpoint %s: no /info, /props or /v1/models; limits from the recipe (max_concurrency=%d, "
-                "max_input_tokens/max_total_tokens from the spec, if set)", self.url, self.cap,
+                "max_input_tokens/max_total_tokens from the spec, if set)", self.shown_url, self.cap,
             )
         else:
             logger.info(
                 "endpoint %s: limits from %s: %s; %d slots (max_concurrency %d)",
-                self.url, limits.source, describe(limits), self.limit, self.cap,
+                self.shown_url, limits.source, describe(limits), self.limit, self.cap,
             )
 
     def _no_info(self, path: str, why: str) -> None:
         self.info, self.limits_source = {}, NO_SOURCE
         logger.warning(
             "endpoint %s: %s failed (%s); using the configured limits (max_concurrency=%d, "
-            "max_input_tokens/max_total_tokens from the spec, if set)", self.url, path, why[:300], self.cap,
+            "max_input_tokens/max_total_tokens from the spec, if set)", self.shown_url, path, why[:300], self.cap,
         )
 
     def secrets(self) -> tuple[str, ...]:
@@ -315,7 +320,8 @@ class TGIBackend(LLMBackend):
         self.counter = TokenCounter(_tokenizer_counter(config.tokenizer), config.bytes_per_token)
 
     def __repr__(self) -> str:  # no token in here, ever
-        return f"TGIBackend(model={self.model_id!r}, route={self.route.name!r}, endpoints={self.config.endpoints!r})"
+        endpoints = [e.shown_url for e in self.pool.endpoints]
+        return f"TGIBackend(model={self.model_id!r}, route={self.route.name!r}, endpoints={endpoints!r})"
 
     @property
     def max_concurrency(self) -> int:  # type: ignore[override]
@@ -377,7 +383,7 @@ class TGIBackend(LLMBackend):
                     raise
                 logger.warning(
                     "endpoint %s counted %d tokens in an input estimated at %d: the estimate is now %.2f bytes a "
-                    "token (set `tokenizer` to count exactly)", endpoint.url, refused.server_tokens,
+                    "token (set `tokenizer` to count exactly)", endpoint.shown_url, refused.server_tokens,
                     self.counter.count_request(fitted), self.counter.bytes_per_token,
                 )
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
