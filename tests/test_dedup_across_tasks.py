@@ -35,7 +35,7 @@ def chain_texts(seed: int = 13) -> tuple[str, str, str]:
 
 
 def signature(text: str) -> np.ndarray:
-    return MinHashIndex().signature(normalise(text)).hashvalues
+    return MinHashIndex().signature(normalise(text))
 
 
 def similarity(x: str, y: str) -> float:

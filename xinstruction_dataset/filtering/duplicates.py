@@ -34,7 +34,7 @@ import numpy as np
 
 from ..documents import Document
 from ..storage import AtomicFile
-from .filters.dedup import MinHashIndex, exact_digest, normalise
+from .filters.dedup import MinHashIndex, exact_digest, lsh_bands, normalise
 
 DEDUP_BLOCKS = ("exact_dedup", "near_dedup", "dedup")
 _FILES = ("digests.npy", "signatures.npy", "ids.json")
@@ -91,7 +91,7 @@ class SignatureWriter:
         self.ids.append(doc.id)
         self.digests.append(exact_digest(normalised))
         if self.minhash is not None:
-            self.signatures.append(self.minhash.signature(normalised).hashvalues.astype(np.uint32))
+            self.signatures.append(self.minhash.signature(normalised))
 
     def save(self, folder: Path) -> None:
         digests = np.frombuffer(b"".join(self.digests), dtype=np.uint64).reshape(-1, 2)
@@ -176,11 +176,9 @@ def _split_equal_rows(values: np.ndarray, group: np.ndarray):
 
 
 def _link_near_duplicates(folders: list[Path], offsets: np.ndarray, plan: DedupPlan, clusters: _Clusters) -> None:
-    from datasketch.lsh import _optimal_param  # the band layout MinHashLSH would choose
-
     options = plan.near_options
     signatures = [np.load(folder / "signatures.npy", mmap_mode="r") for folder in folders]
-    bands, rows = _optimal_param(options["threshold"], options["num_perm"], 0.5, 0.5)
+    bands, rows = lsh_bands(options["threshold"], options["num_perm"])
     for band in range(bands):
         keys = np.concatenate([_band_keys(s[:, band * rows:(band + 1) * rows]) for s in signatures]) if signatures else np.zeros(0, np.uint64)
         for group in _equal_runs(keys):

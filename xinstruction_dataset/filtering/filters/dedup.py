@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -29,14 +30,14 @@ from .base import BaseFilter, FilterResult, register
 
 _NOT_WORD = re.compile(r"[\W_]+")
 # Turkish dotted/dotless i do not survive case changes: "ıslak".upper().casefold() == "islak",
-# and "İ".casefold() == "i" + U+0307. Fold both to "i" so a re-cased copy is still a copy.
-_TURKISH_I = str.maketrans({"ı": "i", "\u0307": None})
+# and "İ".casefold() == "i" + U+0307. normalise folds both to "i" so a re-cased copy is a copy.
 
 
 def normalise(text: str) -> str:
     """Text as the duplicate tests see it: NFKC, case-folded (Turkish i folded), words separated
     by one space."""
-    folded = unicodedata.normalize("NFKC", text).casefold().translate(_TURKISH_I)
+    # Two str.replace, not str.translate: translate looks every character up in a dict.
+    folded = unicodedata.normalize("NFKC", text).casefold().replace("ı", "i").replace("\u0307", "")
     return _NOT_WORD.sub(" ", folded).strip()
 
 
@@ -64,27 +65,71 @@ _SHINGLE_BASE = np.uint64(0x100000001B3)  # odd 64-bit multiplier of the rolling
 
 
 def shingle_hashes(normalised: str, shingle_chars: int) -> np.ndarray:
-    """32-bit hashes of the distinct character shingles of `normalised`, computed in numpy
-    (a per-shingle Python hash was 2/3 of the dedup time). Deterministic across processes, unlike
-    Python's salted `hash()`. Text shorter than a shingle is one shingle."""
+    """32-bit hashes of the character shingles of `normalised`, one per position (a repeated
+    shingle repeats its hash: a MinHash takes minimums, so repeats change nothing and
+    de-duplicating them cost more than it saved). A polynomial over the code points, summed
+    window slice by slice in numpy; deterministic across processes, unlike Python's salted
+    `hash()`. Text shorter than a shingle is one shingle; empty text has none."""
     codepoints = np.frombuffer(normalised.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    width = max(1, min(shingle_chars, len(codepoints)))
-    windows = np.lib.stride_tricks.sliding_window_view(codepoints, width)
-    powers = _SHINGLE_BASE ** np.arange(width, dtype=np.uint64)  # wraps mod 2**64 on purpose
-    with np.errstate(over="ignore"):
-        mixed = (windows * powers).sum(axis=1, dtype=np.uint64)
-    return np.unique((mixed ^ (mixed >> np.uint64(32))) & np.uint64(0xFFFFFFFF))
+    if not len(codepoints):
+        return np.zeros(0, dtype=np.uint64)  # nothing but punctuation: no shingle
+    width = min(shingle_chars, len(codepoints))
+    count = len(codepoints) - width + 1
+    mixed = codepoints[:count].copy()
+    power = np.uint64(1)
+    with np.errstate(over="ignore"):  # wraps mod 2**64 on purpose
+        for offset in range(1, width):
+            power = power * _SHINGLE_BASE
+            mixed += codepoints[offset : offset + count] * power
+    return (mixed ^ (mixed >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+
+
+_FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
+_EMPTY = np.uint32(0xFFFFFFFF)
+_SHINGLES_AT_ONCE = 2048  # columns of the permutation x shingle product at a time (1 MB)
+
+
+def minhash_signature(hashes: np.ndarray, permutations: np.ndarray) -> np.ndarray:
+    """datasketch's "affine32" MinHash of 32-bit hashes, for all hashes at once: each hash mixed
+    by the MurmurHash3 finalizer, then `min over hashes of (a * h + b) mod 2**32` for each
+    permutation (a, b), as a permutation x hash matrix reduced along its rows. The same values as
+    `MinHash.update_batch` (tested), without its per-hash Python list. No hash gives datasketch's
+    empty signature (all 2**32 - 1)."""
+    a, b = permutations
+    signature = np.full(len(a), _EMPTY, dtype=np.uint32)
+    mixed = hashes.astype(np.uint32)
+    s1, m1, s2, m2, s3 = _FMIX32
+    mixed ^= mixed >> s1
+    mixed *= m1
+    mixed ^= mixed >> s2
+    mixed *= m2
+    mixed ^= mixed >> s3
+    for start in range(0, len(mixed), _SHINGLES_AT_ONCE):
+        block = np.multiply(a[:, None], mixed[start : start + _SHINGLES_AT_ONCE])  # wraps mod 2**32
+        block += b[:, None]
+        np.minimum(signature, block.min(axis=1), out=signature)
+    return signature
+
+
+@lru_cache(maxsize=None)
+def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows per band) that datasketch's MinHashLSH picks for `threshold` (equal weights of
+    false positives and negatives). Computed once: it integrates numerically (~15 ms)."""
+    from datasketch.lsh import _optimal_param
+
+    return _optimal_param(threshold, num_perm, 0.5, 0.5)
 
 
 class MinHashIndex:
-    """MinHash signatures of character shingles in a datasketch LSH index.
+    """MinHash signatures of character shingles in an LSH index (datasketch's band layout and
+    permutations; bands bucketed by their exact values).
 
     LSH returns candidates whose estimated Jaccard similarity is *likely* above the threshold;
     with `verify` each candidate's signature is compared and only a real match counts, at the
     cost of keeping every signature (4 bytes x num_perm per document)."""
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle_chars: int = 5, seed: int = 1, verify: bool = True):
-        from datasketch import MinHash, MinHashLSH
+        from datasketch import MinHash
 
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
@@ -92,34 +137,35 @@ class MinHashIndex:
             raise ValueError(f"shingle_chars must be >= 1, got {shingle_chars}")
         self.threshold, self.num_perm, self.shingle_chars, self.seed = threshold, num_perm, shingle_chars, seed
         self.verify = verify
-        self._minhash = MinHash
-        # Seeded permutations, drawn once (datasketch draws them again for every MinHash): runs
-        # and shards with the same seed produce the same signatures.
-        self._scheme = "affine32"
-        self._permutations = MinHash(num_perm=num_perm, seed=seed, scheme=self._scheme).permutations
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        # Seeded permutations, drawn once: runs and shards with the same seed sign alike.
+        self._permutations = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+        bands, rows = lsh_bands(threshold, num_perm)
+        self._bands = [slice(band * rows, (band + 1) * rows) for band in range(bands)]
+        self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]
         self._ids: list[str] = []  # LSH key (insertion number) -> id of its cluster's first document
         self._signatures: list[np.ndarray] = []
 
-    def signature(self, normalised: str):
-        minhash = self._minhash(num_perm=self.num_perm, seed=self.seed, hashfunc=int, permutations=self._permutations, scheme=self._scheme)
-        minhash.update_batch(shingle_hashes(normalised, self.shingle_chars).tolist())
-        return minhash
+    def signature(self, normalised: str) -> np.ndarray:
+        """The document's MinHash signature: num_perm uint32 values."""
+        return minhash_signature(shingle_hashes(normalised, self.shingle_chars), self._permutations)
 
     def check_and_add(self, doc: Document, normalised: str) -> str | None:
-        minhash = self.signature(normalised)
-        # Candidates come back as a set: sorted, so the answer is reproducible. Every document is
-        # indexed, duplicates too, and names its cluster's first document: A~B, B~C is one cluster.
-        matches = [key for key in sorted(self._lsh.query(minhash)) if not self.verify or self._similarity(minhash, key) >= self.threshold]
+        signature = self.signature(normalised)
+        keys = [signature[band].tobytes() for band in self._bands]
+        candidates = {key for bucket, band_key in zip(self._buckets, keys) for key in bucket.get(band_key, ())}
+        # Sorted, so the answer is reproducible. Every document is indexed, duplicates too, and
+        # names its cluster's first document: A~B, B~C is one cluster.
+        matches = [key for key in sorted(candidates) if not self.verify or self._similarity(signature, key) >= self.threshold]
         key = len(self._ids)
-        self._lsh.insert(key, minhash, check_duplication=False)
+        for bucket, band_key in zip(self._buckets, keys):
+            bucket.setdefault(band_key, []).append(key)
         self._ids.append(self._ids[matches[0]] if matches else doc.id)
         if self.verify:
-            self._signatures.append(minhash.hashvalues.astype(np.uint32))
+            self._signatures.append(signature)
         return self._ids[key] if matches else None
 
-    def _similarity(self, minhash, key: int) -> float:
-        return float(np.mean(minhash.hashvalues.astype(np.uint32) == self._signatures[key]))
+    def _similarity(self, signature: np.ndarray, key: int) -> float:
+        return float(np.mean(signature == self._signatures[key]))
 
     def config(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "num_perm": self.num_perm, "shingle_chars": self.shingle_chars, "seed": self.seed, "verify": self.verify}

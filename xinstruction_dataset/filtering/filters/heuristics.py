@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Annotated, Any, Literal, Sequence
+from typing import Annotated, Any, Iterable, Literal, Sequence
 
 from pydantic import Field
 
@@ -152,26 +152,60 @@ def duplicate_fractions(items: Sequence[str]) -> tuple[float, float]:
     return (repeats / len(items), repeated_chars / total_chars) if items and total_chars else (0.0, 0.0)
 
 
+class RepeatedNgrams:
+    """Where the word n-grams of a text repeat, for n = 1, 2, ... as asked.
+
+    An n-gram occurs twice only where its (n-1)-gram prefix does, so each n looks only at the
+    start positions of the repeated (n-1)-grams: on clean text few remain past n = 3, and the
+    ten n-gram measures of the repetition block cost about what one full pass did."""
+
+    def __init__(self, words: Sequence[str]):
+        self.words = words
+        self.total_chars = sum(map(len, words))
+        self._groups: dict[int, list[list[int]]] = {}
+
+    def groups(self, n: int) -> list[list[int]]:
+        """Start positions of each n-gram seen more than once (ascending), the n-grams in order
+        of first occurrence."""
+        if n not in self._groups:
+            words = self.words
+            if n == 1:
+                counts = Counter(words)
+                starts: Iterable[int] = (i for i, word in enumerate(words) if counts[word] > 1)
+            else:
+                starts = sorted(i for group in self.groups(n - 1) for i in group if i + n <= len(words))
+            by_gram: dict[tuple[str, ...], list[int]] = {}
+            for i in starts:
+                by_gram.setdefault(tuple(words[i : i + n]), []).append(i)
+            self._groups[n] = [group for group in by_gram.values() if len(group) > 1]
+        return self._groups[n]
+
+    def top_char_fraction(self, n: int) -> float:
+        """Characters covered by the most frequent n-gram (the first seen among equals), over all
+        word characters; 0 when no n-gram repeats."""
+        groups = self.groups(n)
+        if not groups:
+            return 0.0
+        top = max(groups, key=len)  # max keeps the first of equals, as Counter.most_common does
+        return len(top) * sum(map(len, self.words[top[0] : top[0] + n])) / self.total_chars
+
+    def duplicated_char_fraction(self, n: int) -> float:
+        """Characters inside n-grams seen earlier in the text (each word counted once)."""
+        covered: set[int] = set()
+        for group in self.groups(n):
+            for start in group[1:]:
+                covered.update(range(start, start + n))
+        return sum(len(self.words[i]) for i in covered) / self.total_chars if self.total_chars else 0.0
+
+
 def top_ngram_char_fraction(words: Sequence[str], n: int) -> float:
     """Characters covered by the most frequent word n-gram, over all word characters."""
-    ngrams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
-    if not ngrams:
-        return 0.0
-    gram, count = ngrams.most_common(1)[0]
-    return count * sum(map(len, gram)) / sum(map(len, words)) if count > 1 else 0.0
+    return RepeatedNgrams(words).top_char_fraction(n)
 
 
 def duplicated_ngram_char_fraction(words: Sequence[str], n: int) -> float:
     """Characters inside word n-grams seen earlier in the text (each word counted once)."""
-    seen: set[tuple[str, ...]] = set()
-    duplicated = [False] * len(words)
-    for i in range(len(words) - n + 1):
-        gram = tuple(words[i : i + n])
-        if gram in seen:
-            duplicated[i : i + n] = [True] * n
-        seen.add(gram)
-    total = sum(map(len, words))
-    return sum(len(w) for w, dup in zip(words, duplicated) if dup) / total if total else 0.0
+    return RepeatedNgrams(words).duplicated_char_fraction(n)
 
 
 class RepetitionOptions(ConfigModel):
@@ -235,13 +269,13 @@ class RepetitionFilter(BaseFilter):
                 return False, f"duplicate_{unit}s:{ceil2(fraction)}"
             if chars > getattr(self, f"max_duplicate_{unit}_chars"):
                 return False, f"duplicate_{unit}_chars:{ceil2(chars)}"
-        words = doc.text.split()
+        repeats = RepeatedNgrams(doc.text.split())
         for n, limit in self.max_top_ngram_chars.items():
-            share = top_ngram_char_fraction(words, n)
+            share = repeats.top_char_fraction(n)
             if share > limit:
                 return False, f"top_{n}gram_chars:{ceil2(share)}"
         for n, limit in self.max_duplicated_ngram_chars.items():
-            share = duplicated_ngram_char_fraction(words, n)
+            share = repeats.duplicated_char_fraction(n)
             if share > limit:
                 return False, f"duplicated_{n}gram_chars:{ceil2(share)}"
         return True
