@@ -124,7 +124,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if not args.skip_tokens:
         base = None
-        for batch_size in (1, 4, 8):
+        for batch_size in (1, 4, 8, 16):
             rate, mean_batch = tokens_per_second(batch_size, args.requests, args.new_tokens)
             base = base or rate
             print(f"batch_size {batch_size}: {rate:6.1f} tokens/s ({rate / base:.2f}x; mean batch {mean_batch:.1f})", flush=True)
