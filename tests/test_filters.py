@@ -435,3 +435,152 @@ def test_the_cascade_makes_the_langdetect_chains_decisions_on_the_shared_corpora
         ours = run_chain(cascade, language, [doc])[doc.id]
         theirs = run_chain(DEFAULT_CHAIN, language, [Document.from_dict(row)])[doc.id]
         assert (ours is None) == (theirs is None), (doc.id, ours, theirs)
+
+
+def test_the_cascade_reads_a_sample_only_to_confirm_the_expected_language():
+    from xinstruction_dataset.filtering.filters.langid import CASCADE_SAMPLE_CHARS, get_detector, text_sample
+
+    assert text_sample("lyhyt teksti") == "lyhyt teksti"  # short texts are read whole
+    long_text = " ".join(doc.text for doc in documents("fi")[:5])
+    sample = text_sample(long_text)
+    assert len(sample) <= CASCADE_SAMPLE_CHARS and sample.split()[0] == long_text.split()[0]
+    assert sample.split()[-1] == long_text.split()[-1]  # head, middle and tail, whole words only
+    assert all(word in long_text.split() for word in sample.split())
+    cascade = get_detector("cascade")
+    # Swahili paragraphs fastText is unsure of as a whole but sure of on the sample: kept on it.
+    confirmed = [
+        doc.text for doc in documents("sw")
+        if cascade.fast.detect(doc.text)[1] < 0.5 and cascade.fast.detect(text_sample(doc.text)) >= ("sw", 0.5)
+    ]
+    assert confirmed
+    assert all(cascade.decide(t, expected="sw")[::2] == ("sw", "fasttext") and cascade.decide(t)[2] == "langdetect" for t in confirmed)
+    # A sample naming another language decides nothing: the full text is read as without one.
+    for doc, _ in noise("wrong_language"):
+        assert cascade.decide(doc.text, expected="sw") == cascade.decide(doc.text), doc.id
+
+
+# ------------------------------------------------------------- faster implementations, same values
+
+
+def _random_texts(seed: int, count: int) -> list[str]:
+    """Short texts mixing cases, scripts, spaces, digits, URLs and combining marks."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = ["a", "A", "Z", "z", "İ", "ı", "ä", "Ü", "ế", "ạ", "\u0301", "ก", "ไ", "ห", "ि", "ं", "ا", "و", "ব", "ா",
+              "[", "^", "_", "`", " ", " ", "  ", "\n", "\t", ".", ",", "1", "2024", "ABC", "http://x.org/a", "a@b.co", "😀", "\U00020000"]
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 60))) for _ in range(count)]
+
+
+def test_quick_langdetect_gives_langdetects_ngrams_and_probabilities():
+    """QuickDetector replaces langdetect's loops; on corpus, noise and random texts its n-grams
+    (same order: the random draws index them) and probabilities are langdetect's, bit for bit."""
+    from langdetect.detector import Detector
+    from langdetect.lang_detect_exception import LangDetectException
+
+    from xinstruction_dataset.filtering.filters.langid import get_detector
+
+    profiles = get_detector("langdetect")._profiles
+    texts = [row["text"] for row in _rows("noise")] + [d.text for code in ALL_LANGUAGES for d in documents(code)[:8]]
+    texts += _random_texts(seed=11, count=400) + ["", " ", "HELLO World", "ÀÉÎ ÕÜ ếạ", "  leading and  double  spaces "]
+
+    def answers(detector):
+        detector.append(text)
+        try:
+            probabilities = [(p.lang, p.prob) for p in detector.get_probabilities()]
+        except LangDetectException as error:
+            probabilities = str(error)
+        return detector.text, probabilities
+
+    for text in texts:
+        theirs, ours = Detector(profiles.factory), profiles.detector()
+        theirs.append(text), ours.append(text)
+        theirs.cleaning_text(), ours.cleaning_text()
+        assert ours.text == theirs.text and ours._extract_ngrams() == theirs._extract_ngrams(), repr(text[:60])
+        assert answers(profiles.detector()) == answers(Detector(profiles.factory)), repr(text[:60])
+
+
+def test_script_counts_match_their_regex_definition():
+    """ScriptCounter counts by table lookup; the counts are those of its defining regexes, beyond
+    the Basic Multilingual Plane (emoji, CJK extension B) and on lone surrogates too."""
+    from xinstruction_dataset.filtering.filters.langid import SCRIPT_RANGES, ScriptCounter
+
+    texts = [row["text"] for row in _rows("noise")] + [d.text for code in ALL_LANGUAGES for d in documents(code)[:5]]
+    texts += _random_texts(seed=5, count=300) + ["\ud800 lone surrogate", "𝐀𝐁 math letters", ""]
+    for script in SCRIPT_RANGES:
+        counter = ScriptCounter(script)
+        for text in texts:
+            expected = (len(counter._native.findall(text)), len(counter._foreign.findall(text)))
+            assert counter.letter_counts(text) == expected, (script, text[:40])
+
+
+def _direct_top_ngram(words: list[str], n: int) -> float:
+    """The Gopher measure counted directly over every n-gram (the former implementation)."""
+    ngrams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    if not ngrams:
+        return 0.0
+    gram, count = ngrams.most_common(1)[0]
+    return count * sum(map(len, gram)) / sum(map(len, words)) if count > 1 else 0.0
+
+
+def _direct_duplicated_ngrams(words: list[str], n: int) -> float:
+    seen, duplicated = set(), [False] * len(words)
+    for i in range(len(words) - n + 1):
+        if tuple(words[i : i + n]) in seen:
+            duplicated[i : i + n] = [True] * n
+        seen.add(tuple(words[i : i + n]))
+    total = sum(map(len, words))
+    return sum(len(w) for w, dup in zip(words, duplicated) if dup) / total if total else 0.0
+
+
+def test_repeated_ngram_measures_equal_a_direct_count():
+    """RepeatedNgrams looks only where shorter n-grams repeat; its measures equal a count over
+    every n-gram, ties for the top n-gram included (the first seen wins)."""
+    import random
+
+    from xinstruction_dataset.filtering.filters.heuristics import RepeatedNgrams
+
+    rng = random.Random(7)
+    texts = [[rng.choice(["a", "bb", "ccc", "d", "eeee"][: rng.randint(1, 5)]) for _ in range(rng.randint(0, 40))] for _ in range(1500)]
+    texts += [doc.text.split() for doc, _ in noise("repetitive")] + [d.text.split() for d in documents("th")[:30]]
+    for words in texts:
+        repeats = RepeatedNgrams(words)
+        for n in range(1, 11):
+            assert repeats.top_char_fraction(n) == _direct_top_ngram(words, n), (words, n)
+            assert repeats.duplicated_char_fraction(n) == _direct_duplicated_ngrams(words, n), (words, n)
+
+
+def test_minhash_signatures_are_the_ones_datasketch_computed():
+    """Signatures are stored by filter tasks and compared across tasks and runs, so the numpy
+    MinHash must keep the values of datasketch's MinHash.update_batch. Expected values were
+    computed with datasketch before the rewrite."""
+    import hashlib
+
+    import numpy as np
+    from datasketch import MinHash
+
+    from xinstruction_dataset.filtering.filters.dedup import MinHashIndex, normalise, shingle_hashes
+
+    text = "Habari za leo! Ndugu İSTANBUL ıslak — “quoted” text, 2024. สวัสดีครับ नमस्ते"
+    assert normalise(text) == "habari za leo ndugu istanbul islak quoted text 2024 สว สด คร บ नमस त"
+    for options, first, digest in [
+        ({}, [5768891, 14613246, 9544831, 243910022], "41a6ff52dc60b856"),
+        ({"num_perm": 16, "shingle_chars": 3, "seed": 7}, [2058045, 47055522, 26857567, 47261792], "d5c208b63f2886de"),
+    ]:
+        signature = MinHashIndex(**options).signature(normalise(text))
+        assert signature.dtype == np.uint32 and signature[:4].tolist() == first
+        assert hashlib.blake2b(signature.astype("<u4").tobytes(), digest_size=8).hexdigest() == digest
+    # A long text (several blocks of the product) against datasketch itself.
+    index = MinHashIndex()
+    long_text = normalise(" ".join(d.text for d in documents("vi")[:20]))
+    reference = MinHash(num_perm=128, seed=1, hashfunc=int, permutations=index._permutations, scheme="affine32")
+    reference.update_batch(shingle_hashes(long_text, 5).tolist())
+    assert len(long_text) > 5000 and np.array_equal(index.signature(long_text), reference.hashvalues)
+
+
+def test_punctuation_only_documents_are_deduplicated_not_crashed():
+    """Normalised to nothing, such text has no shingle (the signature of an empty set); the
+    second copy is an exact duplicate."""
+    block = DedupFilter()
+    assert block(Document("p1", "!!! ??? ... --- *** " * 20)) is None
+    assert _why(block(Document("p2", "... !!! " * 30))) == "exact_duplicate_of:p1"
