@@ -12,11 +12,13 @@ Prints, for one process on one core:
     the block (script check + detector + threshold).
 Throughput is CPU time of this process (time.process_time), so other work on a shared machine
 does not count against it; wall-clock figures are printed beside it. The best of `--repeat`
-runs is shown, so imports and one-off tables (script classes, LSH band layout) are left out,
-and langdetect's per-word n-gram cache is warm (on a large source, frequent words keep it
-mostly warm). The cascade detector alone has no target language, so it reads no sample: the
-block's row is the cascade as filtering runs it. The first-run column is each row's first run: what no earlier row loaded yet
-(the datasketch import for the dedup block, say) counts there.
+runs is shown, so imports and one-off tables (script classes, LSH band layout) are left out.
+The first-run column is each row's first run: what no earlier row loaded yet (the datasketch
+import for the dedup block, say) counts there. Best and first runs read the same documents again
+and again, which flatters any cache of per-text work; the held-out column does not: a child
+process forked before any row ran warms up on the even-indexed documents of each language and
+times the odd-indexed ones once, documents it has never seen. The cascade detector alone has no
+target language, so it reads no sample: the block's row is the cascade as filtering runs it.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core: numpy (MinHash) must 
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable
+
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -70,6 +75,39 @@ def timed(work: Callable[[], int], repeat: int) -> tuple[float, float, float]:
     return max(cpu for cpu, _ in rates), max(wall for _, wall in rates), rates[0][0]
 
 
+Work = Callable[[dict[str, list[dict]]], int]  # runs a row over some corpora, returns docs seen
+
+
+def halves(corpora: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """(even-indexed, odd-indexed) documents of each language."""
+    return {code: rows[0::2] for code, rows in corpora.items()}, {code: rows[1::2] for code, rows in corpora.items()}
+
+
+def held_out(work: Work, corpora: dict[str, list[dict]]) -> float:
+    """CPU docs/s of `work` on documents it has never seen: in a forked child (this process's
+    caches as they are, none of them warmed on the timed documents if no row ran yet), one run
+    over the even half, then the odd half timed once."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    child = multiprocessing.get_context("fork").Process(target=_held_out_child, args=(work, corpora, writer))
+    child.start()
+    writer.close()  # the child's copy stays open: recv() ends in EOFError if the child dies
+    try:
+        rate = reader.recv()
+    except EOFError:
+        raise RuntimeError(f"held-out run died (exit code {child.exitcode}); run the row alone to see why") from None
+    finally:
+        child.join()
+    return rate
+
+
+def _held_out_child(work: Work, corpora: dict[str, list[dict]], writer) -> None:
+    warm_up, timed_half = halves(corpora)
+    work(warm_up)
+    cpu = time.process_time()
+    count = work(timed_half)
+    writer.send(count / (time.process_time() - cpu))
+
+
 def run_blocks(corpora: dict[str, list[dict]], specs: list[dict]) -> int:
     """Every language's documents through fresh blocks built from `specs`; returns docs seen."""
     seen = 0
@@ -92,16 +130,30 @@ def detect_all(detector_name: str, corpora: dict[str, list[dict]]) -> int:
     return sum(map(len, corpora.values()))
 
 
-def throughput_rows(corpora: dict[str, list[dict]], repeat: int) -> Iterable[tuple[str, float, float, float]]:
+def row_work() -> list[tuple[str, Work]]:
+    """(label, work) of every throughput row."""
+    rows: list[tuple[str, Work]] = []
     for name in TIMED_DETECTORS:
-        get_detector(name).detect("warm up: load the profiles or the model before timing")
-        yield f"{name} detector alone", *timed(lambda: detect_all(name, corpora), repeat)
-        yield f"language block ({name})", *timed(lambda: run_blocks(corpora, [{"type": "language", "detector": name}]), repeat)
+        rows.append((f"{name} detector alone", lambda corpora, name=name: detect_all(name, corpora)))
+        block = [{"type": "language", "detector": name}]
+        rows.append((f"language block ({name})", lambda corpora, block=block: run_blocks(corpora, block)))
     for block in BLOCKS:
-        yield f"{block} block", *timed(lambda: run_blocks(corpora, [{"type": block}]), repeat)
+        rows.append((f"{block} block", lambda corpora, specs=[{"type": block}]: run_blocks(corpora, specs)))
     for name in TIMED_DETECTORS:
         chain = [{"type": t, **({"detector": name} if t == "language" else {})} for t in DEFAULT_CHAIN]
-        yield f"default chain ({name})", *timed(lambda: run_blocks(corpora, chain), repeat)
+        rows.append((f"default chain ({name})", lambda corpora, chain=chain: run_blocks(corpora, chain)))
+    return rows
+
+
+def throughput_rows(corpora: dict[str, list[dict]], repeat: int) -> Iterable[tuple[str, float, float, float, float]]:
+    """(label, best CPU docs/s, best wall docs/s, first-run CPU docs/s, held-out CPU docs/s)."""
+    for name in TIMED_DETECTORS:
+        get_detector(name).detect("warm up: load the profiles or the model before timing")
+    rows = row_work()
+    # Every held-out child is forked before this process runs a row: none sees the timed half early.
+    unseen = {label: held_out(work, corpora) for label, work in tqdm(rows, desc="held-out runs", leave=False)}
+    for label, work in rows:
+        yield label, *timed(lambda: work(corpora), repeat), unseen[label]
 
 
 def accuracy_rows(corpora: dict[str, list[dict]]) -> Iterable[list[str]]:
@@ -163,8 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         mean_chars = sum(len(r["text"]) for rows in timing_corpora.values() for r in rows) / n_docs
     print(f"## Throughput: {n_docs} documents of the 10 languages, mean {mean_chars:.0f} chars; one process, best of {args.repeat}\n")
     print_table(
-        ["what", "docs/s per core (CPU time)", "docs/s (wall)", "first run (CPU)"],
-        ([what, f"{cpu:,.0f}", f"{wall:,.0f}", f"{first:,.0f}"] for what, cpu, wall, first in throughput_rows(timing_corpora, args.repeat)),
+        ["what", "docs/s per core (CPU time)", "docs/s (wall)", "first run (CPU)", "held-out (CPU)"],
+        (
+            [what, f"{cpu:,.0f}", f"{wall:,.0f}", f"{first:,.0f}", f"{unseen:,.0f}"]
+            for what, cpu, wall, first, unseen in throughput_rows(timing_corpora, args.repeat)
+        ),
     )
     print("\n## Language ID on the clean corpora: top label correct / kept by the `language` block (default thresholds)\n")
     print_table(

@@ -476,28 +476,84 @@ def test_quick_langdetect_gives_langdetects_ngrams_and_probabilities():
     """QuickDetector replaces langdetect's loops; on corpus, noise and random texts its n-grams
     (same order: the random draws index them) and probabilities are langdetect's, bit for bit."""
     from langdetect.detector import Detector
-    from langdetect.lang_detect_exception import LangDetectException
 
     from xinstruction_dataset.filtering.filters.langid import get_detector
 
     profiles = get_detector("langdetect")._profiles
     texts = [row["text"] for row in _rows("noise")] + [d.text for code in ALL_LANGUAGES for d in documents(code)[:8]]
-    texts += _random_texts(seed=11, count=400) + ["", " ", "HELLO World", "ÀÉÎ ÕÜ ếạ", "  leading and  double  spaces "]
-
-    def answers(detector):
-        detector.append(text)
-        try:
-            probabilities = [(p.lang, p.prob) for p in detector.get_probabilities()]
-        except LangDetectException as error:
-            probabilities = str(error)
-        return detector.text, probabilities
+    texts += _random_texts(seed=11, count=400) + ["", " ", "a", "A", "AB", "HELLO World", "ÀÉÎ ÕÜ ếạ", "  leading and  double  spaces "]
+    # Capitals: a position is skipped when it and the one before are capitals, not at a space.
+    texts += ["ABc aBC AbC A B Ab", "NASA iliripoti KWAMBA", "x ÄÖ ÅÄö"]
+    # Latin letters dropped from non-Latin text leave double spaces: the window restarts, no emission.
+    texts += ["ภาษาไทย abc ภาษาไทย de ภาษาไทย", "हिन्दी भाषा in हिन्दी भाषा", "😀 \U00020000 ก ไ"]
 
     for text in texts:
         theirs, ours = Detector(profiles.factory), profiles.detector()
         theirs.append(text), ours.append(text)
         theirs.cleaning_text(), ours.cleaning_text()
         assert ours.text == theirs.text and ours._extract_ngrams() == theirs._extract_ngrams(), repr(text[:60])
-        assert answers(profiles.detector()) == answers(Detector(profiles.factory)), repr(text[:60])
+        assert _answers(profiles.detector(), text) == _answers(Detector(profiles.factory), text), repr(text[:60])
+
+
+def _answers(detector, text: str) -> tuple[str, list[float] | str]:
+    """The cleaned text and all 55 language probabilities (or langdetect's error)."""
+    from langdetect.lang_detect_exception import LangDetectException
+
+    detector.append(text)
+    try:
+        detector.get_probabilities()
+    except LangDetectException as error:
+        return detector.text, str(error)
+    return detector.text, detector.langprob
+
+
+def test_quick_langdetect_reads_langdetects_windows_whatever_the_profiles_hold():
+    """Profiles made by langdetect hold no gram with a space inside, so on them some window rules
+    never show (no 3-gram across a restart, none from a double space). A profile of every 1- to
+    3-gram of a small alphabet, spaces included, shows each rule: QuickDetector's n-grams and
+    probabilities are still those of langdetect's Detector."""
+    import itertools
+    import random
+    from types import SimpleNamespace
+
+    from langdetect.detector import Detector
+
+    from xinstruction_dataset.filtering.filters.langdetect_fast import QuickProfiles
+
+    rng = random.Random(3)
+    alphabet = "aAbBİıก "
+    grams = ["".join(gram) for n in (1, 2, 3) for gram in itertools.product(alphabet, repeat=n)]
+    factory = SimpleNamespace(word_lang_prob_map={gram: [rng.random(), rng.random()] for gram in grams}, langlist=["x", "y"], seed=0)
+    profiles = QuickProfiles(factory)
+    # Mostly Thai letters: langdetect drops the Latin ones, leaving double spaces; "c" is in no gram.
+    texts = ["".join(rng.choice(alphabet + "c" + "ก" * rng.randint(0, 12)) for _ in range(rng.randint(0, 40))) for _ in range(400)]
+    assert any("  " in _cleaned(profiles.detector(), text) for text in texts)
+    for text in texts:
+        theirs, ours = Detector(factory), profiles.detector()
+        theirs.append(text), ours.append(text)
+        theirs.cleaning_text(), ours.cleaning_text()
+        assert ours._extract_ngrams() == theirs._extract_ngrams(), repr(text)
+        assert _answers(profiles.detector(), text) == _answers(Detector(factory), text), repr(text)
+
+
+def _cleaned(detector, text: str) -> str:
+    detector.append(text)
+    detector.cleaning_text()
+    return detector.text
+
+
+def test_quick_langdetect_decides_every_shared_document_as_langdetect_does():
+    """The langdetect chain's decisions are langdetect's own: on every corpus and noise document,
+    langdetect's Detector and QuickDetector give the same 55 probabilities, bit for bit."""
+    from langdetect.detector import Detector
+
+    from xinstruction_dataset.filtering.filters.langid import get_detector
+
+    profiles = get_detector("langdetect")._profiles
+    texts = [row["text"] for name in (*ALL_LANGUAGES, "noise") for row in _rows(name)]
+    assert len(texts) > 2000
+    for text in texts:
+        assert _answers(profiles.detector(), text) == _answers(Detector(profiles.factory), text), repr(text[:60])
 
 
 def test_script_counts_match_their_regex_definition():
