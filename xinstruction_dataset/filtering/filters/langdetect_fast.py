@@ -88,8 +88,10 @@ class NGramIndex:
 
     def lookup(self, n: int, keys: np.ndarray) -> np.ndarray:
         """Gram id of each n-gram key, or _ABSENT; one sorted search over the distinct keys."""
-        distinct, where = np.unique(keys, return_inverse=True)
         table = self.sorted_keys[n]
+        if not len(table):
+            return np.full(len(keys), _ABSENT, dtype=np.int64)
+        distinct, where = np.unique(keys, return_inverse=True)
         found = np.minimum(np.searchsorted(table, distinct), len(table) - 1)
         ids = np.where(table[found] == distinct, self.sorted_ids[n][found], _ABSENT)
         return ids[where]

@@ -11,7 +11,9 @@ Three checks, cheapest first:
    `cascade`: fastText decides where it is confident (top probability >= 0.5, CASCADE_CONFIDENT)
    and langdetect decides the rest. On ../shared/corpora fastText is confident on 94% of the
    clean paragraphs and never wrong there, and never confident on the Hausa noise it calls
-   Swahili (<= 0.12), so the cascade makes the langdetect chain's decisions at about 6x its speed.
+   Swahili (<= 0.12), so the cascade makes the langdetect chain's decisions at about 3x its speed
+   (held-out documents, benchmarks/bench_filters.py). Of the clean paragraphs langdetect still
+   decides 98 of 2,131: 97 Swahili ones, whose fastText top label is right but at 0.18-0.50.
    fastText first reads a 600-character sample of a long text, which can only confirm the
    target language; anything else is decided on the full text.
    The top label must be the target language ...
@@ -301,8 +303,8 @@ class LanguageFilter(BaseFilter):
 
     Options:
         detector: "langdetect" (default: the more accurate on these languages, see the benchmark),
-            "fasttext" (about 5x faster) or "cascade" (fastText where confident, else langdetect:
-            langdetect's decisions on the shared corpora, about 6x faster).
+            "fasttext" (about 3x faster) or "cascade" (fastText where confident, else langdetect:
+            langdetect's decisions on the shared corpora, about 3x faster).
         threshold: minimum probability of the detected language; default 0.9 for langdetect and
             0.2 for fasttext, whose probabilities run lower (see DEFAULT_THRESHOLDS).
         max_foreign_script_ratio: the largest share of letters outside the language's script
