@@ -57,7 +57,9 @@ def code_points(text: str) -> np.ndarray:
 
 class NGramIndex:
     """langdetect's n-gram profiles as arrays: gram ids, a probability matrix (one row per gram,
-    one column per language, the profile's own floats) and lookups from character ids."""
+    one column per language, the profile's own floats) and lookups from character ids. About
+    40 MB per process beside langdetect's own profiles (the matrix: 87,598 grams x 55 float64);
+    built once, in 0.2 s."""
 
     def __init__(self, word_lang_prob_map: dict[str, list[float]]):
         self.grams = list(word_lang_prob_map)
