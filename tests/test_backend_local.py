@@ -186,3 +186,20 @@ def test_sampling_draws_only_within_top_k_then_top_p():
     assert draws(temperature=1.0, top_k=3, top_p=0.99) == {7, 42, 99}
     assert draws(temperature=0.02, top_k=50, top_p=0.9) == {7}  # a low temperature sharpens first
     assert draws(temperature=1.0, top_k=0, top_p=1.0) >= {7, 42, 99}  # no cut: the tail can be drawn
+
+
+def test_a_folder_whose_settings_act_on_top_of_tokenizer_json_gets_transformers_tokenizer(local_backend, tmp_path):
+    import json
+    import shutil
+
+    from xinstruction_dataset.llm.backends.local_tokenizer import FileTokenizer, load_tokenizer
+
+    source = local_backend.loaded.tokenizer.folder
+    config = json.loads(open(f"{source}/tokenizer_config.json", encoding="utf-8").read())
+    for name, change in (("bos", {"add_bos_token": False}), ("llama", {"tokenizer_class": "LlamaTokenizerFast"}), ("plain", {})):
+        folder = tmp_path / name
+        folder.mkdir()
+        shutil.copy(f"{source}/tokenizer.json", folder)
+        (folder / "tokenizer_config.json").write_text(json.dumps({**config, **change}))
+        loaded = load_tokenizer(str(folder))
+        assert isinstance(loaded, FileTokenizer) == (name == "plain"), name

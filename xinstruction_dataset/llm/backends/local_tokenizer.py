@@ -6,8 +6,9 @@ before handing it to Rust: about 4 s of the README's main job on 2 cores, agains
 tokens, as `tokenizer(text)["input_ids"]` gives), decoding and three special ids, so it reads the
 file directly; `transformers`' tokenizer is loaded only when a chat template is applied.
 
-A folder whose `tokenizer_config.json` asks `transformers` to change the file's special tokens
-(`add_bos_token`, `add_eos_token`) or that has no `tokenizer.json` gets `transformers`' tokenizer:
+A folder with no `tokenizer.json`, another tokenizer class, or a `tokenizer_config.json` setting
+beyond the neutral ones below (`add_bos_token`, `clean_up_tokenization_spaces`, `legacy`...
+change what `transformers` encodes or decodes on top of the file) gets `transformers`' tokenizer:
 there the two could disagree.
 """
 
@@ -19,7 +20,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-_CHANGES_SPECIAL_TOKENS = ("add_bos_token", "add_eos_token")
+# Tokenizer classes that use tokenizer.json's pipeline as it is (others, e.g. Llama's, rebuild
+# their post-processor from settings).
+_FILE_PIPELINE_CLASSES = frozenset({"GemmaTokenizer", "GemmaTokenizerFast", "PreTrainedTokenizerFast", "TokenizersBackend"})
+# Settings that leave the file's encoding and decoding as they are (names, bookkeeping).
+_NEUTRAL_SETTINGS = frozenset({
+    "backend", "tokenizer_class", "is_local", "local_files_only", "model_max_length", "chat_template",
+    "bos_token", "eos_token", "pad_token", "unk_token", "mask_token", "additional_special_tokens",
+    "added_tokens_decoder", "extra_special_tokens", "padding_side", "truncation_side", "model_input_names",
+})
 
 
 def load_tokenizer(folder: str) -> Any:
@@ -27,9 +36,17 @@ def load_tokenizer(folder: str) -> Any:
     special ids: the fast one where it is exact (see module docstring), else transformers'."""
     config_file, tokenizer_file = Path(folder) / "tokenizer_config.json", Path(folder) / "tokenizer.json"
     config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-    if tokenizer_file.is_file() and not any(key in config for key in _CHANGES_SPECIAL_TOKENS):
+    if tokenizer_file.is_file() and _file_alone_decides(config):
         return FileTokenizer(folder, tokenizer_file, config)
     return _transformers_tokenizer(folder)
+
+
+def _file_alone_decides(config: dict[str, Any]) -> bool:
+    """True when transformers would encode and decode exactly as tokenizer.json does: a class
+    that keeps the file's pipeline (checked against transformers in the tests) and no setting
+    that acts on top of it."""
+    settings = {key for key, value in config.items() if not (key == "clean_up_tokenization_spaces" and value is False)}
+    return config.get("tokenizer_class") in _FILE_PIPELINE_CLASSES and settings <= _NEUTRAL_SETTINGS
 
 
 def _transformers_tokenizer(folder: str) -> Any:
