@@ -24,7 +24,8 @@ import importlib.metadata
 import os
 import shutil
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -156,10 +157,26 @@ def _convert_once(gguf_path, name: str, dtype: str) -> Path:
 
 
 def _convert(gguf: Path, out: Path, dtype: str) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """The GGUF as a safetensors folder. `gguf`'s reader parses the file in pure Python, ~14 s on
+    2 cores each time: the model needs two parses (config, weights) and the tokenizer one, so the
+    tokenizer is converted in a second process meanwhile (40 s -> ~25 s on a first run)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        tokenizer_saved = pool.submit(_convert_tokenizer, str(gguf), str(out))
+        _convert_weights(gguf, out, dtype)
+        tokenizer_saved.result()
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+
+def _convert_tokenizer(gguf: str, out: str) -> None:
+    from transformers import AutoTokenizer
+
+    path = Path(gguf)
+    AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True).save_pretrained(out)
+
+
+def _convert_weights(gguf: Path, out: Path, dtype: str) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype), local_files_only=True
     )
@@ -168,7 +185,6 @@ def _convert(gguf: Path, out: Path, dtype: str) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
 
 
 class LocalBackend(LLMBackend):
