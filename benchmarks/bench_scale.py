@@ -8,16 +8,18 @@ Prints:
     `--files` files of `--docs-per-file` documents: one task per file), measured on what the user
     runs: the `xinstruction filter <recipe> --workers N` command, in a process of its own and a
     fresh output folder each time. With the local executor on 1 worker (in the command's own
-    process) and 2 worker processes, and with the Ray executor on a 2-node local cluster
-    (`ray start --head` + `ray start --address`, one CPU each). The machine may be shared, so the
-    runs are paired and repeated: each repeat runs every configuration once, in an order that
-    alternates between repeats, each repeat after a lull in the machine's other load (`--settle`);
-    the speed-up compares the medians of the quiet runs (the rest of the machine used < 0.15
-    cores meanwhile), with the median of the paired ratios and the best runs' ratio beside it
-    (the target on a 2-core machine is >= 1.8x for 2 workers). Per run:
-    `filter s` (the command's own timer, summary.json `elapsed_s`: planning, every task and
-    every language's dedup and merge), `command s` (the whole command: interpreter start, imports,
-    exit), and `others` (CPU the rest of the machine used meanwhile, in cores, from /proc/stat).
+    process) and 2 worker processes, then with the Ray executor on a 2-node local cluster
+    (`ray start --head` + `ray start --address`, one CPU each), started after the local runs so
+    its daemons do not load the machine during them. The machine may be shared, so the runs are
+    paired and repeated: each repeat runs every configuration of its phase once (the Ray phase
+    pairs Ray with 1 worker again), in an order that alternates between repeats, after a lull
+    in the machine's other load (`--settle`). The speed-up compares the medians of the quiet
+    runs (the rest of the machine used < 0.15 cores meanwhile), with the median of the per-repeat
+    ratios and the best runs' ratio beside it (the target on a 2-core machine is >= 1.8x for 2
+    workers). Per run: `filter s` (the command's own timer, summary.json `elapsed_s`: planning,
+    every task and every language's dedup and merge), `command s` (the whole command:
+    interpreter start, imports, exit), and `others` (CPU the rest of the machine used meanwhile,
+    in cores, from /proc/stat less this script's commands and the Ray cluster's processes).
   * the LLM client at saturation: `--requests` calls through CallRunner + the TGI backend
     against tests/tgi_server.py processes with many slots and a short latency (the server is
     never the limit), as requests/s and CPU milliseconds of the client process per request.
@@ -88,10 +90,25 @@ def machine_busy_s() -> float:
     return (user + nice + system + sum(rest)) / os.sysconf("SC_CLK_TCK")
 
 
-def our_cpu_s() -> float:
-    """CPU seconds of the commands this script ran and waited for (their workers included)."""
+def our_cpu_s(cluster=None) -> float:
+    """CPU seconds of the commands this script ran and waited for (their workers included) and
+    of the Ray cluster's processes (daemons and Ray workers: not children of this script)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime + (cluster_cpu_s(cluster) if cluster else 0.0)
+
+
+def cluster_cpu_s(cluster) -> float:
+    import psutil
+
+    total = 0.0
+    for node in cluster.nodes:
+        for process in node.processes():
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue  # ended between the listing and the reading
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 def wait_until_idle(limit_s: float, cores: float = 0.3) -> float:
@@ -107,12 +124,12 @@ def wait_until_idle(limit_s: float, cores: float = 0.3) -> float:
         time.sleep(2.0)
 
 
-def run_filter(recipe: Path, output: Path, executor_args: list[str]) -> FilterRun:
+def run_filter(recipe: Path, output: Path, executor_args: list[str], cluster=None) -> FilterRun:
     command = [sys.executable, "-m", "xinstruction_dataset.cli", "filter", str(recipe), "--output-dir", str(output), "--no-progress", *executor_args]
-    busy, ours, started = machine_busy_s(), our_cpu_s(), time.perf_counter()
+    busy, ours, started = machine_busy_s(), our_cpu_s(cluster), time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     wall = time.perf_counter() - started
-    others = (machine_busy_s() - busy) - (our_cpu_s() - ours)
+    others = (machine_busy_s() - busy) - (our_cpu_s(cluster) - ours)
     if result.returncode != 0:
         raise RuntimeError(f"`{' '.join(command)}` failed:\n{result.stderr[-3000:]}")
     summaries = [json.loads((RunLayout(output).filtered(code) / "summary.json").read_text()) for code in LANGUAGE_CODES]
@@ -120,48 +137,56 @@ def run_filter(recipe: Path, output: Path, executor_args: list[str]) -> FilterRu
 
 
 def bench_filters(files: int, docs_per_file: int, repeats: int, ray_nodes: int, settle_s: float) -> None:
-    configs = {"local, 1 worker (in process)": ["--workers", "1"], "local, 2 worker processes": ["--workers", "2"]}
-    cluster = None
-    if ray_nodes:
-        from xinstruction_dataset.execution.local_cluster import LocalRayCluster
+    """The local runs first, then (its daemons would load the machine during the local runs)
+    the Ray runs on a cluster started for them, each paired with a 1-worker run again."""
+    local = {"local, 1 worker (in process)": ["--workers", "1"], "local, 2 worker processes": ["--workers", "2"]}
+    with tempfile.TemporaryDirectory() as folder:
+        recipe = write_corpus(Path(folder), files, docs_per_file)
+        phases = [measure(recipe, Path(folder) / "local", local, repeats, settle_s)]
+        if ray_nodes:
+            from xinstruction_dataset.execution.local_cluster import LocalRayCluster
 
-        cluster = LocalRayCluster(cpus_per_node=1).start(nodes=ray_nodes)
-        cluster.wait_for_nodes(ray_nodes)
-        configs[f"ray, {ray_nodes} nodes x 1 CPU"] = ["--ray-address", cluster.address]
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            recipe = write_corpus(Path(folder), files, docs_per_file)
-            runs = {label: [] for label in configs}
-            for repeat in range(repeats):
-                order = list(configs) if repeat % 2 == 0 else list(reversed(configs))
-                wait_until_idle(settle_s)
-                for number, label in enumerate(order):
-                    runs[label].append(run_filter(recipe, Path(folder) / f"run-{repeat}-{number}", configs[label]))
-                print(f"repeat {repeat + 1}: " + "; ".join(
-                    f"{label.split(' (')[0]}: filter {run[-1].filter_s:.2f} s, command {run[-1].command_s:.2f} s, others {run[-1].others:.2f} cores"
-                    for label, run in runs.items()), flush=True)
-            print_filter_table(runs)
-    finally:
-        if cluster is not None:
-            cluster.stop()
+            cluster = LocalRayCluster(cpus_per_node=1).start(nodes=ray_nodes)
+            try:
+                cluster.wait_for_nodes(ray_nodes)
+                configs = {next(iter(local)): local[next(iter(local))], f"ray, {ray_nodes} nodes x 1 CPU": ["--ray-address", cluster.address]}
+                phases.append(measure(recipe, Path(folder) / "ray", configs, repeats, settle_s, cluster))
+            finally:
+                cluster.stop()
+    print_filter_table(phases)
+
+
+def measure(recipe: Path, folder: Path, configs: dict[str, list[str]], repeats: int, settle_s: float, cluster=None) -> dict[str, list[FilterRun]]:
+    runs: dict[str, list[FilterRun]] = {label: [] for label in configs}
+    for repeat in range(repeats):
+        order = list(configs) if repeat % 2 == 0 else list(reversed(configs))
+        wait_until_idle(settle_s)
+        for number, label in enumerate(order):
+            runs[label].append(run_filter(recipe, folder / f"run-{repeat}-{number}", configs[label], cluster))
+        print(f"repeat {repeat + 1}: " + "; ".join(
+            f"{label.split(' (')[0]}: filter {run[-1].filter_s:.2f} s, command {run[-1].command_s:.2f} s, others {run[-1].others:.2f} cores"
+            for label, run in runs.items()), flush=True)
+    return runs
 
 
 QUIET_CORES = 0.15  # a run counts as quiet when the rest of the machine used less meanwhile
 
 
-def print_filter_table(runs: dict[str, list[FilterRun]]) -> None:
+def print_filter_table(phases: list[dict[str, list[FilterRun]]]) -> None:
     """Per configuration: the median over its quiet runs (all runs when none was quiet), the
-    speed-up over 1 worker from those medians, and, for the record, the median of the paired
-    ratios over every repeat and the ratio of the best runs (contention only ever slows a run)."""
-    base = next(iter(runs.values()))
-    base_rate = quiet_median_rate(base)
-    for label, measured in runs.items():
+    speed-up over 1 worker (every phase's 1-worker runs) from those medians, and, for the
+    record, the median of the ratios to the 1-worker run of the same repeat and the ratio of
+    the best runs (contention only ever slows a run)."""
+    base_label = next(iter(phases[0]))
+    base = [run for phase in phases for run in phase[base_label]]
+    rows = {base_label: (base, base)} | {label: (measured, phase[base_label]) for phase in phases for label, measured in phase.items() if label != base_label}
+    for label, (measured, pairs) in rows.items():
         quiet = [run for run in measured if run.others < QUIET_CORES]
-        paired = [run.rate / one.rate for run, one in zip(measured, base)]
+        paired = [run.rate / one.rate for run, one in zip(measured, pairs)]
         best = max(run.rate for run in measured) / max(one.rate for one in base)
         print(
-            f"filter  {label:<30} {measured[0].docs:>6} docs  {quiet_median_rate(measured):6.0f} docs/s  x{quiet_median_rate(measured) / base_rate:.2f}"
-            f"  ({len(quiet)} of {len(measured)} runs quiet (others < {QUIET_CORES} cores); all runs paired: median x{statistics.median(paired):.2f}"
+            f"filter  {label:<30} {measured[0].docs:>6} docs  {quiet_median_rate(measured):6.0f} docs/s  x{quiet_median_rate(measured) / quiet_median_rate(base):.2f}"
+            f"  ({len(quiet)} of {len(measured)} runs quiet (others < {QUIET_CORES} cores); paired per repeat: median x{statistics.median(paired):.2f}"
             f" [{' '.join(f'{r:.2f}' for r in paired)}]; best runs x{best:.2f};"
             f" whole command median {statistics.median(run.command_s for run in measured):.1f} s)"
         )
