@@ -19,7 +19,9 @@ Prints:
     workers). Per run: `filter s` (the command's own timer, summary.json `elapsed_s`: planning,
     every task and every language's dedup and merge), `command s` (the whole command:
     interpreter start, imports, exit), and `others` (CPU the rest of the machine used meanwhile,
-    in cores, from /proc/stat less this script's commands and the Ray cluster's processes).
+    in cores, from /proc/stat less this script's commands and the Ray cluster's daemons; unknown
+    for a Ray run, whose worker processes end with the job before their CPU can be read, so the
+    Ray figure is the median of all its runs).
   * the LLM client at saturation: `--requests` calls through CallRunner + the TGI backend
     against tests/tgi_server.py processes with many slots and a short latency (the server is
     never the limit), as requests/s and CPU milliseconds of the client process per request.
@@ -77,7 +79,7 @@ class FilterRun:
     docs: int
     filter_s: float  # the command's own timer (summary.json elapsed_s)
     command_s: float  # the whole command, as the user waits for it
-    others: float  # cores the rest of the machine used meanwhile
+    others: float | None  # cores the rest of the machine used meanwhile (None: cannot be told)
 
     @property
     def rate(self) -> float:
@@ -133,7 +135,10 @@ def run_filter(recipe: Path, output: Path, executor_args: list[str], cluster=Non
     if result.returncode != 0:
         raise RuntimeError(f"`{' '.join(command)}` failed:\n{result.stderr[-3000:]}")
     summaries = [json.loads((RunLayout(output).filtered(code) / "summary.json").read_text()) for code in LANGUAGE_CODES]
-    return FilterRun(sum(s["documents_in"] for s in summaries), max(s["elapsed_s"] for s in summaries), wall, max(others, 0.0) / wall)
+    # Ray's worker processes end with the job, before their CPU can be read: a Ray run's
+    # `others` would count them, so it is left unknown.
+    known = "--ray-address" not in executor_args
+    return FilterRun(sum(s["documents_in"] for s in summaries), max(s["elapsed_s"] for s in summaries), wall, max(others, 0.0) / wall if known else None)
 
 
 def bench_filters(files: int, docs_per_file: int, repeats: int, ray_nodes: int, settle_s: float) -> None:
@@ -164,7 +169,7 @@ def measure(recipe: Path, folder: Path, configs: dict[str, list[str]], repeats: 
         for number, label in enumerate(order):
             runs[label].append(run_filter(recipe, folder / f"run-{repeat}-{number}", configs[label], cluster))
         print(f"repeat {repeat + 1}: " + "; ".join(
-            f"{label.split(' (')[0]}: filter {run[-1].filter_s:.2f} s, command {run[-1].command_s:.2f} s, others {run[-1].others:.2f} cores"
+            f"{label.split(' (')[0]}: filter {run[-1].filter_s:.2f} s, command {run[-1].command_s:.2f} s, others {describe_load(run[-1].others)}"
             for label, run in runs.items()), flush=True)
     return runs
 
@@ -181,7 +186,7 @@ def print_filter_table(phases: list[dict[str, list[FilterRun]]]) -> None:
     base = [run for phase in phases for run in phase[base_label]]
     rows = {base_label: (base, base)} | {label: (measured, phase[base_label]) for phase in phases for label, measured in phase.items() if label != base_label}
     for label, (measured, pairs) in rows.items():
-        quiet = [run for run in measured if run.others < QUIET_CORES]
+        quiet = [run for run in measured if is_quiet(run)]
         paired = [run.rate / one.rate for run, one in zip(measured, pairs)]
         best = max(run.rate for run in measured) / max(one.rate for one in base)
         print(
@@ -192,8 +197,16 @@ def print_filter_table(phases: list[dict[str, list[FilterRun]]]) -> None:
         )
 
 
+def is_quiet(run: FilterRun) -> bool:
+    return run.others is not None and run.others < QUIET_CORES
+
+
+def describe_load(others: float | None) -> str:
+    return f"{others:.2f} cores" if others is not None else "unknown (Ray workers)"
+
+
 def quiet_median_rate(measured: list[FilterRun]) -> float:
-    quiet = [run for run in measured if run.others < QUIET_CORES] or measured
+    quiet = [run for run in measured if is_quiet(run)] or measured
     return statistics.median(run.rate for run in quiet)
 
 
