@@ -2,9 +2,10 @@
 
 Each task is a Ray task of one CPU, spread over the nodes; a group's reduce (a language's merge)
 is a Ray task that takes its tasks' results as arguments, so Ray starts it when they are ready.
-Ray runs a task again when its worker process or its whole node dies (`max_retries`); a task's own exception is not retried (bad input stays bad). Tasks
-write their outputs to the run folder, so that folder must be on a filesystem every node sees
-(NFS, a mounted bucket); the results sent back are small (counts and paths).
+Ray runs a task again when its worker process or its whole node dies (`max_retries`); a task's
+own exception is not retried (bad input stays bad). Tasks write their outputs to the run folder,
+so that folder must be on a filesystem every node sees (NFS, a mounted bucket); the results sent
+back are small (counts and paths).
 """
 
 from __future__ import annotations
