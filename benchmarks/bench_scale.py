@@ -13,15 +13,15 @@ Prints:
     its daemons do not load the machine during them. The machine may be shared, so the runs are
     paired and repeated: each repeat runs every configuration of its phase once (the Ray phase
     pairs Ray with 1 worker again), in an order that alternates between repeats, after a lull
-    in the machine's other load (`--settle`). The speed-up compares the medians of the quiet
-    runs (the rest of the machine used < 0.15 cores meanwhile), with the median of the per-repeat
-    ratios and the best runs' ratio beside it (the target on a 2-core machine is >= 1.8x for 2
-    workers). Per run: `filter s` (the command's own timer, summary.json `elapsed_s`: planning,
-    every task and every language's dedup and merge), `command s` (the whole command:
-    interpreter start, imports, exit), and `others` (CPU the rest of the machine used meanwhile,
-    in cores, from /proc/stat less this script's commands and the Ray cluster's daemons; unknown
-    for a Ray run, whose worker processes end with the job before their CPU can be read, so the
-    Ray figure is the median of all its runs).
+    in the machine's other load (`--settle`). The speed-up is the median ratio to the 1-worker
+    run of the same repeat over the quiet repeats (the rest of the machine used < 0.15 cores
+    during both runs), every repeat's ratio and the best runs' ratio beside it (the target on a
+    2-core machine is >= 1.8x for 2 workers). Per run: `filter s` (the command's own timer,
+    summary.json `elapsed_s`: planning, every task and every language's dedup and merge),
+    `command s` (the whole command: interpreter start, imports, exit), and `others` (CPU the rest
+    of the machine used meanwhile, in cores, from /proc/stat less this script's commands and the
+    Ray cluster's daemons; unknown for a Ray run, whose worker processes end with the job before
+    their CPU can be read: a Ray repeat is quiet when its 1-worker run was).
   * the LLM client at saturation: `--requests` calls through CallRunner + the TGI backend
     against tests/tgi_server.py processes with many slots and a short latency (the server is
     never the limit), as requests/s and CPU milliseconds of the client process per request.
@@ -178,22 +178,23 @@ QUIET_CORES = 0.15  # a run counts as quiet when the rest of the machine used le
 
 
 def print_filter_table(phases: list[dict[str, list[FilterRun]]]) -> None:
-    """Per configuration: the median over its quiet runs (all runs when none was quiet), the
-    speed-up over 1 worker (every phase's 1-worker runs) from those medians, and, for the
-    record, the median of the ratios to the 1-worker run of the same repeat and the ratio of
-    the best runs (contention only ever slows a run)."""
+    """Per configuration: its docs/s (median of its quiet runs, all runs when none was quiet) and
+    the speed-up over 1 worker: the median ratio to the 1-worker run of the same repeat, over the
+    repeats where both runs were quiet (a Ray run's own load is unknown: its 1-worker run's),
+    so neither another job nor the slow drift of a shared machine between repeats enters it;
+    beside it every repeat's ratio and the best runs' ratio (contention only ever slows a run)."""
     base_label = next(iter(phases[0]))
     base = [run for phase in phases for run in phase[base_label]]
     rows = {base_label: (base, base)} | {label: (measured, phase[base_label]) for phase in phases for label, measured in phase.items() if label != base_label}
     for label, (measured, pairs) in rows.items():
-        quiet = [run for run in measured if is_quiet(run)]
         paired = [run.rate / one.rate for run, one in zip(measured, pairs)]
+        quiet = [ratio for ratio, run, one in zip(paired, measured, pairs) if is_quiet(one) and (run.others is None or is_quiet(run))]
+        speedup = statistics.median(quiet or paired)
         best = max(run.rate for run in measured) / max(one.rate for one in base)
         print(
-            f"filter  {label:<30} {measured[0].docs:>6} docs  {quiet_median_rate(measured):6.0f} docs/s  x{quiet_median_rate(measured) / quiet_median_rate(base):.2f}"
-            f"  ({len(quiet)} of {len(measured)} runs quiet (others < {QUIET_CORES} cores); paired per repeat: median x{statistics.median(paired):.2f}"
-            f" [{' '.join(f'{r:.2f}' for r in paired)}]; best runs x{best:.2f};"
-            f" whole command median {statistics.median(run.command_s for run in measured):.1f} s)"
+            f"filter  {label:<30} {measured[0].docs:>6} docs  {quiet_median_rate(measured):6.0f} docs/s  x{speedup:.2f}"
+            f"  ({len(quiet)} of {len(paired)} repeats quiet (others < {QUIET_CORES} cores); every repeat [{' '.join(f'{r:.2f}' for r in paired)}];"
+            f" best runs x{best:.2f}; whole command median {statistics.median(run.command_s for run in measured):.1f} s)"
         )
 
 
