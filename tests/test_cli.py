@@ -35,6 +35,27 @@ def test_every_subcommand_has_help(name, capsys):
     assert "usage: xinstruction" in capsys.readouterr().out
 
 
+def test_a_command_imports_only_its_own_part_of_the_pipeline():
+    """`xinstruction filter` (what a filter worker's command runs) must not pay for curation's
+    models, the hub or the report: each command's parser is built alone."""
+    probe = (
+        "import sys\n"
+        "from xinstruction_dataset.cli import main\n"
+        "try:\n    main(['-v', 'filter', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('datasets', 'matplotlib', 'xinstruction_dataset.hub', 'xinstruction_dataset.report') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "usage: xinstruction filter" in out
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_an_unknown_command_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["filtr", "recipe.yaml"])
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
 def test_no_command_prints_help_and_fails(capsys):
     assert main([]) == 2
     assert "usage: xinstruction" in capsys.readouterr().out
