@@ -640,3 +640,34 @@ def test_punctuation_only_documents_are_deduplicated_not_crashed():
     block = DedupFilter()
     assert block(Document("p1", "!!! ??? ... --- *** " * 20)) is None
     assert _why(block(Document("p2", "... !!! " * 30))) == "exact_duplicate_of:p1"
+
+
+def test_lsh_layout_and_permutations_are_datasketchs_without_importing_it():
+    """The band layout (datasketch integrates with scipy) and the affine32 permutations are
+    computed here so that filter workers do not import datasketch and scipy; both must stay
+    datasketch's, or signatures and candidates would change."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from datasketch import MinHash
+    from datasketch.lsh import _optimal_param
+
+    from xinstruction_dataset.filtering.filters.dedup import affine32_permutations, lsh_bands
+
+    for num_perm in (32, 64, 128, 256):
+        for threshold in (0.3, 0.5, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
+            assert lsh_bands(threshold, num_perm) == _optimal_param(threshold, num_perm, 0.5, 0.5), (threshold, num_perm)
+    for num_perm, seed in ((128, 1), (64, 7), (256, 42)):
+        expected = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+        assert np.array_equal(affine32_permutations(num_perm, seed), expected)
+    probe = (
+        "import sys\n"
+        "from xinstruction_dataset.filtering.filters import build_filter\n"
+        "from xinstruction_dataset.documents import Document\n"
+        "block = build_filter({'type': 'dedup'}, 'id')\n"
+        "block(Document(id='a', text='Kucing itu tidur di atas meja yang panjang.'))\n"
+        "print('datasketch' in sys.modules, 'scipy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
