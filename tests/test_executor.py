@@ -194,3 +194,17 @@ def test_the_local_path_never_imports_ray(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("no ray")
+
+
+def test_a_small_input_runs_in_this_process_unless_the_workers_were_chosen(tmp_path, caplog):
+    """Starting a worker costs about what one core filters of 2 MB: a smaller input runs in the
+    command's own process when the worker count is the default; a chosen count is kept, and an
+    input of unknown size (hub streaming) gets the workers."""
+    auto, chosen = LocalExecutor(), LocalExecutor(workers=2)
+    assert auto.sized_for(10_000).workers == 1 and "in this process" in auto.sized_for(10_000).describe()
+    assert auto.sized_for(None) is auto and auto.sized_for(64 << 20) is auto
+    assert chosen.sized_for(10_000) is chosen
+    recipe = write_sources(tmp_path, files_per_language=2, docs=6)
+    caplog.set_level("INFO", logger="xinstruction_dataset.filtering.pipeline")
+    filter_languages(recipe, LANGUAGES, executor=LocalExecutor(), progress=False)
+    assert "on the local executor, in this process (a small input)" in caplog.text

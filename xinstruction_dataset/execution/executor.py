@@ -28,6 +28,10 @@ class Executor(Protocol):
     def describe(self) -> str:
         """One line for logs: where the tasks run."""
 
+    def sized_for(self, input_bytes: int | None) -> "Executor":
+        """The executor to run an input of `input_bytes` (None: unknown, e.g. hub streaming) on:
+        itself, or a cheaper one where starting workers would cost more than they save."""
+
 
 def make_executor(settings: ExecutorSettings | None = None) -> Executor:
     settings = settings or ExecutorSettings()

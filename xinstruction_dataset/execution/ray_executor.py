@@ -41,6 +41,9 @@ class RayExecutor:
     def describe(self) -> str:
         return f"Ray executor at {self.address or 'a local Ray instance'}"
 
+    def sized_for(self, input_bytes: int | None) -> "RayExecutor":
+        return self  # asked for by name: a cluster runs whatever the input
+
     def map(self, function: TaskFunction, tasks: Sequence[Any], *, desc: str = "tasks", progress: bool = True) -> list[Any]:
         return self._execute(function, tasks, None, (), desc, progress)[: len(tasks)]
 

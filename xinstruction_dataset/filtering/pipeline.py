@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,7 @@ def filter_languages(
     start = time.perf_counter()
     plans = {language: plan_tasks(recipe, language, output_dir_for(recipe, language, shard), shard) for language in languages}
     tasks = [task for language in languages for task in plans[language]]
+    executor = executor.sized_for(_input_bytes(tasks))
     merges, position = [], 0
     for language in languages:
         count = len(plans[language])
@@ -114,6 +116,16 @@ def filter_languages(
         write_json(output_dir_for(recipe, language, shard) / "summary.json", summary.to_dict())
         summaries[language] = summary
     return summaries
+
+
+def _input_bytes(tasks: list[FilterTask]) -> int | None:
+    """Bytes of the tasks' input files; None when a source is streamed (size unknown)."""
+    total = 0
+    for task in tasks:
+        if task.path.startswith("hf:") or not os.path.isfile(task.path):
+            return None
+        total += os.path.getsize(task.path)
+    return total
 
 
 def filter_language(
