@@ -197,9 +197,10 @@ class CascadeDetector:
     name = "cascade"
 
     def __init__(self, model_path: str | None = None):
-        # Built directly, not through get_detector: that runs this constructor under its lock.
-        self.fast = FasttextDetector(model_path)
-        self.slow = LangdetectDetector()
+        # The process's shared detectors: a langdetect block or curation's language checks beside
+        # the cascade must not load langdetect's profiles a second time.
+        self.fast = get_detector(FasttextDetector.name, model_path)
+        self.slow = get_detector(LangdetectDetector.name)
 
     def decide(self, text: str, expected: str | None = None) -> tuple[str, float, str]:
         if expected is not None and len(text) > CASCADE_SAMPLE_CHARS:
@@ -279,6 +280,12 @@ def get_detector(name: str, model_path: str | None = None) -> LanguageDetector:
         return _detectors[key]
 
 
+def _check_model_path(detector: str, model_path: str | None) -> None:
+    """`model_path` names a fastText model: only the detectors that run fastText take one."""
+    if model_path and detector not in (FasttextDetector.name, CascadeDetector.name):
+        raise ValueError("model_path is a fastText model option; set detector: fasttext or cascade")
+
+
 class LanguageOptions(ConfigModel):
     """`{type: language, ...}`: LanguageFilter's options, checked when the recipe loads.
     `language` is normally left out: the chain gets the language it runs for."""
@@ -292,8 +299,7 @@ class LanguageOptions(ConfigModel):
 
     @model_validator(mode="after")
     def _fasttext_only(self) -> "LanguageOptions":
-        if self.model_path and self.detector not in (FasttextDetector.name, CascadeDetector.name):
-            raise ValueError("model_path is a fastText model option; set detector: fasttext")
+        _check_model_path(self.detector, self.model_path)
         return self
 
 
@@ -329,8 +335,7 @@ class LanguageFilter(BaseFilter):
             raise ValueError("the language filter needs the target `language` (the recipe's language code)")
         if detector not in DETECTORS:
             raise ValueError(f"unknown language detector {detector!r}; choose one of: {', '.join(DETECTORS)}")
-        if model_path and detector not in (FasttextDetector.name, CascadeDetector.name):
-            raise ValueError("model_path is a fastText model option; set detector: fasttext")
+        _check_model_path(detector, model_path)
         self.language = get_language(language).code
         self.detector_name = detector
         self.threshold = DEFAULT_THRESHOLDS[detector] if threshold is None else float(threshold)
@@ -360,7 +365,7 @@ class LanguageFilter(BaseFilter):
         if lang != self.language:
             return False, f"wrong_language:{lang}"
         # In the cascade, fastText answered only at >= CASCADE_CONFIDENT: `threshold` is langdetect's.
-        cascade_fast = self.detector_name == CascadeDetector.name and decided_by == FasttextDetector.name
+        cascade_fast = isinstance(detector, CascadeDetector) and decided_by == FasttextDetector.name
         if prob < (CASCADE_CONFIDENT if cascade_fast else self.threshold):
             return False, f"low_confidence:{floor2(prob)}"
         return True
