@@ -3,12 +3,10 @@ group's reduce task on the same workers (a language's merge after its filter tas
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
-from .groups import Group, ReduceFunction
+from .groups import Group, ReduceFunction, TaskFunction
 from .settings import ExecutorSettings
-
-TaskFunction = Callable[[Any], Any]  # a module-level function of one picklable task
 
 
 class Executor(Protocol):

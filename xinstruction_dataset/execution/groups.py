@@ -1,11 +1,13 @@
-"""Groups of tasks with a reduce task each (a language's filter tasks and its merge), and the
-bookkeeping that says which reduces may start once some tasks are done."""
+"""The task and reduce function types; groups of tasks with a reduce task each (a language's
+filter tasks and its merge), and the bookkeeping that says which reduces may start once some
+tasks are done."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+TaskFunction = Callable[[Any], Any]  # a module-level function of one picklable task
 ReduceFunction = Callable[[Any, list], Any]  # module-level: (reduce task, its tasks' results)
 
 

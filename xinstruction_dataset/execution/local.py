@@ -18,14 +18,12 @@ import os
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
 from ..errors import EnvironmentFault
-from .groups import Group, GroupTracker, ReduceFunction
-
-TaskFunction = Callable[[Any], Any]  # a module-level function of one picklable task
+from .groups import Group, GroupTracker, ReduceFunction, TaskFunction
 
 log = logging.getLogger(__name__)
 

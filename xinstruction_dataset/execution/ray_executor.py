@@ -11,14 +11,12 @@ back are small (counts and paths).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
 from ..errors import EnvironmentFault
-from .groups import Group, ReduceFunction
-
-TaskFunction = Callable[[Any], Any]  # a module-level function of one picklable task
+from .groups import Group, ReduceFunction, TaskFunction
 
 log = logging.getLogger(__name__)
 
