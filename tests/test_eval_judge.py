@@ -93,10 +93,10 @@ def test_every_aggregation_row_both_protocols(evaluation, start_tgi_server, prot
     assert {(p["temperature"], p["seed"]) for p in retry} == {(0.7, 1)}
 
     report = json.loads((folder / "report.json").read_text())
-    per_config = {"items": 8, "win": 4, "slight_win": 1, "tie": 2, "loss": 1, "slight_loss": 0, "error": 1,
-                  "win_rate": 0.5, "tie_rate": 0.25, "loss_rate": 0.125, "error_rate": 0.125}
+    per_config = {"items": 8, "win": 4, "slight_win": 1, "tie": 2, "loss": 1, "slight_loss": 0, "error": 1, "delta": 3,
+                  "win_rate": 0.5, "tie_rate": 0.25, "loss_rate": 0.125, "error_rate": 0.125, "delta_rate": 0.375}
     assert report["languages"] == {"ko": per_config, "sw": per_config}
-    assert report["overall"] == {**per_config, **{k: 2 * per_config[k] for k in ("items", "win", "slight_win", "tie", "loss", "slight_loss", "error")}}
+    assert report["overall"] == {**per_config, **{k: 2 * per_config[k] for k in ("items", "win", "slight_win", "tie", "loss", "slight_loss", "error", "delta")}}
     assert (report["model_1"], report["model_2"], report["judge"], report["protocol"]) == ("M1", "M2", "test/judge", protocol)
     assert report["prompt_version"] == {"plug": "eval:judge_plug_pair_v2", "xinstruction": "eval:judge_xinstruction_v1"}[protocol]
     expected_sets: dict[str, list[str]] = {}
