@@ -23,8 +23,7 @@ from ..evaluation.layout import EvalLayout, judgment_variant
 from ..evaluation.prompts import load_eval_prompt
 from ..evaluation.protocols import PROTOCOLS, get_protocol
 from ..evaluation.report import (
-    CHART_FILE, EXPORT_FORMATS, aggregation_rule, export_judgments, format_table, read_judgments, report_from_folder, save_chart,
-    write_report,
+    CHART_FILE, EXPORT_FORMATS, aggregation_rule, export_judgments, format_table, read_judgments, recount, save_chart, write_report,
 )
 from ..llm.backends import backend_config, build_backend
 from ..llm.cache import CallCache
@@ -114,7 +113,7 @@ def _register_judge(actions: argparse._SubParsersAction) -> None:
 def _register_report(actions: argparse._SubParsersAction) -> None:
     report = actions.add_parser("report", help="print (and redraw) the report of a judged pairing; export it in a paper's format")
     report.add_argument("folder", help="a folder written by `xinstruction eval judge` (holds judgments.jsonl)")
-    report.add_argument("--chart", default=CHART_FILE, help=f"redraw the chart under this name in FOLDER (default {CHART_FILE})")
+    report.add_argument("--chart", help=f"redraw the chart under this name in FOLDER (default {CHART_FILE}; under another --aggregation, win_rates-AGGREGATION.png)")
     report.add_argument("--aggregation", choices=AGGREGATIONS, help="recount under another aggregation (see `eval judge --help`); no call is made")
     report.add_argument("--export", action="append", choices=EXPORT_FORMATS, default=[], metavar="FORMAT",
                         help="write the judgments in a paper's format under FOLDER/export/ (plug or xinstruction; see `eval judge --help`)")
@@ -221,10 +220,11 @@ def _export(judgments: list[dict[str, Any]], meta: dict[str, Any], folder: Path,
 
 
 def run_report(args: argparse.Namespace) -> int:
-    report = report_from_folder(args.folder, aggregation=args.aggregation)
-    save_chart(report, Path(args.folder) / args.chart)
+    judgments, meta = read_judgments(args.folder)
+    report = recount(judgments, meta, args.aggregation)
+    same = report.get("aggregation", "per-order") == meta.get("aggregation", "per-order")
+    chart = args.chart or (CHART_FILE if same else f"win_rates-{report['aggregation']}.png")  # the judged chart stays
+    save_chart(report, Path(args.folder) / chart)
     print(format_table(report))
-    if args.export:
-        judgments, _ = read_judgments(args.folder)
-        _export(judgments, report, Path(args.folder), args.export)
+    _export(judgments, report, Path(args.folder), args.export)
     return 0

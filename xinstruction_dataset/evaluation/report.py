@@ -178,9 +178,13 @@ def read_judgments(folder: str | Path) -> tuple[list[dict[str, Any]], dict[str, 
 
 
 def report_from_folder(folder: str | Path, aggregation: str | None = None) -> dict[str, Any]:
-    """Rebuild the report of a judged pairing from its judgments file (`eval report`), under
-    another aggregation when asked (the verdicts are kept per order, so no call is made)."""
-    judgments, meta = read_judgments(folder)
+    """Rebuild the report of a judged pairing from its judgments file (`eval report`)."""
+    return recount(*read_judgments(folder), aggregation)
+
+
+def recount(judgments: list[dict[str, Any]], meta: dict[str, Any], aggregation: str | None = None) -> dict[str, Any]:
+    """The report of judgment records, under another aggregation when asked (the verdicts are
+    kept per order, so no call is made)."""
     if aggregation is not None and aggregation != meta.get("aggregation", "per-order"):
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {aggregation!r}; aggregations: {', '.join(AGGREGATIONS)}")
