@@ -230,7 +230,7 @@ def test_xinstruction_ours_reads_out_of_range_as_missing_and_retries(setup, star
     judgments, report = read_run(setup, "xinstruction")
     assert [j["outcome"] for j in judgments] == OURS_PER_ORDER
     assert judgments[2]["orders"][0]["verdict_from"] == "sampled_retry" and judgments[2]["orders"][0]["replies"][0].startswith("<score1>85")
-    sampled = sorted((item, first) for item, first, p in calls if p.get("do_sample"))
+    sampled = sorted((item, first) for item, first, p in calls if p.get("temperature"))
     assert sampled == [(2, True), (3, True), (4, True)]
     assert report["retried"] == {"verdicts": 1, "items": 1, "ids": {"cross-sw": [2]}}
 
