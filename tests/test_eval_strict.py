@@ -326,7 +326,8 @@ def test_exports_in_the_papers_formats(setup, start_tgi_server, capsys):
 # --- checked inputs ------------------------------------------------------------------------------
 
 BAD_INPUTS = {
-    "missing": ({"ids": [0, 1]}, "M1/ko.json has no answer for 3 of 5 ids (2, 3, 4)"),
+    "missing": ({"ids": [0, 1]}, "M1/ko.json has no answer for 3 of 5 ids (2, 3, 4); it answers the first 2 only: --limit 2 judges those"),
+    "missing in the middle": ({"ids": [0, 2, 4]}, "M1/ko.json has no answer for 2 of 5 ids (1, 3):"),
     "duplicate": ({"ids": [0, 1, 1, 2, 3, 4]}, "M1/ko.json answers ids more than once (1)"),
     "string ids": ({"text": json.dumps([{"id": str(i), "output": "x"} for i in range(5)])},
                    "M1/ko.json has ids that are not integers ('0', '1', '2', '3', '4')"),
@@ -337,19 +338,28 @@ BAD_INPUTS = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_a_bad_answer_file_is_one_line_naming_file_and_ids(tmp_path, case):
+def bad_input_command(tmp_path: Path, case: str) -> list[str]:
     source = write_xalpacaeval_sources(tmp_path / "source")
-    changes, message = BAD_INPUTS[case]
+    changes, _ = BAD_INPUTS[case]
     write_answers(tmp_path / "M1", "ko", "M1", changes.get("ids", range(5)), **({"text": changes["text"]} if "text" in changes else {}))
     write_answers(tmp_path / "M2", "ko", "M2", range(5))
-    command = [sys.executable, "-m", "xinstruction_dataset.cli", "eval", "judge", str(tmp_path / "M1"), str(tmp_path / "M2"),
-               "--judge", "{backend: tgi, model: j, endpoints: ['http://127.0.0.1:9']}", "--configs", "ko", "--limit", "5",
-               "--source-dir", str(source), "--output-dir", str(tmp_path / "eval"), "--no-progress"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2, done.stderr
-    assert message in done.stderr and done.stderr.count("\n") == 1 and "--missing-as-error" in done.stderr
+    return ["eval", "judge", str(tmp_path / "M1"), str(tmp_path / "M2"), "--judge", "{backend: tgi, model: j, endpoints: ['http://127.0.0.1:9']}",
+            "--configs", "ko", "--limit", "5", "--source-dir", str(source), "--output-dir", str(tmp_path / "eval"), "--no-progress"]
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_a_bad_answer_file_is_one_line_naming_file_and_ids(tmp_path, case, capsys):
+    assert main(bad_input_command(tmp_path, case)) == 2
+    err = capsys.readouterr().err
+    assert BAD_INPUTS[case][1] in err and err.count("\n") == 1 and "--missing-as-error" in err
     assert not (tmp_path / "eval" / "judgments").exists()
+
+
+def test_a_bad_answer_file_through_the_real_entry_point(tmp_path):
+    command = [sys.executable, "-m", "xinstruction_dataset.cli", *bad_input_command(tmp_path, "string ids")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert BAD_INPUTS["string ids"][1] in done.stderr and "has no answer for 5 of 5 ids" in done.stderr
 
 
 def test_missing_as_error_counts_them_and_judges_the_rest(tmp_path, start_tgi_server, capsys):

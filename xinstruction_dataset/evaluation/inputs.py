@@ -28,6 +28,7 @@ class InputProblem:
     problem: str  # missing | duplicate | wrong_type | null_output | empty
     ids: tuple[Any, ...]  # the benchmark ids it touches (for wrong_type: the ids as given)
     of: int = 0  # items of the config (for `missing`)
+    answered_first: int = 0  # for `missing`: the file answers exactly the first N items (an `eval answer --limit N`)
 
     def describe(self) -> str:
         shown = ", ".join(repr(i) if not isinstance(i, int) else str(i) for i in self.ids[:SHOWN_IDS])
@@ -40,6 +41,8 @@ class InputProblem:
             "wrong_type": f"has ids that are not integers ({shown}); X-AlpacaEval ids are integers",
             "null_output": f"has a null or non-text output for ids ({shown})",
         }[self.problem]
+        if self.answered_first:
+            text += f"; it answers the first {self.answered_first} only: --limit {self.answered_first} judges those"
         return f"{self.file} {text}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,7 +98,9 @@ def read_answer_file(path: str | Path, ids: list[int]) -> AnswerFile:
         checked.problems.append(InputProblem(path, "null_output", tuple(touched)))
     missing = [i for i in ids if i not in counts]
     if missing:
-        checked.problems.append(InputProblem(path, "missing", tuple(missing), len(ids)))
+        present = [i for i in ids if i in counts]
+        first = len(present) if present and present == ids[: len(present)] else 0
+        checked.problems.append(InputProblem(path, "missing", tuple(missing), len(ids), first))
     bad = set(duplicates) | set(null)
     checked.outputs = {a["id"]: a["output"] for a in typed if a["id"] in wanted and a["id"] not in bad}
     return checked
