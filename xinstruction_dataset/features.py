@@ -27,8 +27,8 @@ XINSTRUCTION_FEATURES = datasets.Features(
     }
 )
 
-# The source's own names and types (`id` an integer, `dataset` the AlpacaEval source set): the
-# scoring scripts people already have key on both.
+# The source's own names and types (`id` an integer, `dataset` the AlpacaEval source set), which
+# PLUG's scoring script reads (with a `category` the release lacks: `eval judge --export plug` adds it).
 XALPACAEVAL_FEATURES = datasets.Features(
     {
         "id": datasets.Value("int64"),

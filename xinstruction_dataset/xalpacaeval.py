@@ -5,8 +5,9 @@ Source: hub dataset `zhihz0535/X-AlpacaEval` at a pinned revision, one JSON arra
 `{"id", "dataset", "instruction"}`: the 805 AlpacaEval instructions, professionally translated.
 
 Configs (features `XALPACAEVAL_FEATURES`: id, dataset, instruction, language). The source's
-field names and types are kept (`id` an integer, `dataset` the AlpacaEval source set): the
-scoring scripts people already have (PLUG's `calculate_pair_judge_score.py`) key on both.
+field names and types are kept (`id` an integer, `dataset` the AlpacaEval source set). PLUG's
+`calculate_pair_judge_score.py` reads both from its `-data` file, and a `category` the release
+lacks (its line 100): `xinstruction eval judge --export plug` writes a data file that has it.
 
 - `en zh ko it es`: the released instructions;
 - `cross-<code>` for each X-Instruction language: the English instruction followed by

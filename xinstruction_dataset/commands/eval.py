@@ -1,4 +1,6 @@
-"""`xinstruction eval answer|judge|report`: evaluate models on X-AlpacaEval as PLUG and X-Instruction do."""
+"""`xinstruction eval answer|judge|report`: evaluate models on X-AlpacaEval with PLUG's or
+X-Instruction's protocol: ours by default (with our improvements, named as ours), or `--strict`
+(the paper's script, exactly)."""
 
 from __future__ import annotations
 
@@ -11,14 +13,18 @@ import yaml
 from pydantic import ValidationError
 
 from ..curation.config import Sampling
-from ..errors import PartialFailure
-from ..evaluation.answer import DEFAULT_TEMPLATE, answer_configs, read_answers
+from ..errors import PartialFailure, UserError
+from ..evaluation.aggregate import AGGREGATIONS
+from ..evaluation.answer import DEFAULT_TEMPLATE, answer_configs
 from ..evaluation.benchmark import benchmark_rows
+from ..evaluation.inputs import MISSING_AS_ERROR, read_answer_file, refuse_problems
 from ..evaluation.judge import judge_items, pair_items, uses_chat
-from ..evaluation.layout import EvalLayout
+from ..evaluation.layout import EvalLayout, judgment_variant
 from ..evaluation.prompts import load_eval_prompt
 from ..evaluation.protocols import PROTOCOLS, get_protocol
-from ..evaluation.report import CHART_FILE, format_table, report_from_folder, save_chart, write_report
+from ..evaluation.report import (
+    CHART_FILE, EXPORT_FORMATS, aggregation_rule, export_judgments, format_table, read_judgments, recount, save_chart, write_report,
+)
 from ..llm.backends import backend_config, build_backend
 from ..llm.cache import CallCache
 from ..llm.calls import CallRunner
@@ -30,7 +36,7 @@ LOCAL_SPEC = "{backend: local}"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("eval", help="evaluate models on X-AlpacaEval: answer, judge pairwise in both orders, report")
+    parser = subparsers.add_parser("eval", help="evaluate models on X-AlpacaEval: answer, judge pairwise in both orders (PLUG's or X-Instruction's protocol), report")
     actions = parser.add_subparsers(dest="eval_action", metavar="ACTION", required=True)
     _register_answer(actions)
     _register_judge(actions)
@@ -68,14 +74,35 @@ def _register_answer(actions: argparse._SubParsersAction) -> None:
 def _register_judge(actions: argparse._SubParsersAction) -> None:
     judge = actions.add_parser(
         "judge", help="a judge compares two models' answers in both orders; prints and writes the report",
-        description="Judge MODEL_1 against MODEL_2 on every item both answered, once in each order, with PLUG's or X-Instruction's "
-        "protocol; combine the orders with PLUG's rules; write OUTPUT_DIR/judgments/PROTOCOL/MODEL_1-vs-MODEL_2/ "
-        "(judgments.jsonl, report.json, the chart) and print the table.",
+        description="Judge MODEL_1 against MODEL_2 on every item, once in each order, with PLUG's or X-Instruction's protocol; "
+        "combine the orders (--aggregation); write OUTPUT_DIR/judgments/PROTOCOL[-VARIANT]/MODEL_1-vs-MODEL_2/ "
+        "(judgments.jsonl, report.json, the chart) and print the table. Default: ours (a sampled retry of unreadable "
+        "verdicts, our reading of out-of-range scores). --strict: the paper's script exactly.",
     )
     judge.add_argument("model_1", metavar="MODEL_1", help="a model name under OUTPUT_DIR/answers, or a folder of <config>.json answer files")
     judge.add_argument("model_2", metavar="MODEL_2", help="the model compared against (same forms)")
     judge.add_argument("--judge", default=LOCAL_SPEC, help=f"judge model spec, inline YAML or a YAML file (default {LOCAL_SPEC!r}; a small base model mostly produces errors)")
     judge.add_argument("--protocol", choices=tuple(PROTOCOLS), default="plug", help="plug: pair-v2 verdicts [[A]]/[[B]]/[[C]]; xinstruction: 0-10 scores in <score1>/<score2> (default plug)")
+    judge.add_argument("--strict", action="store_true",
+                       help="reproduce the paper's script exactly: one call per order (no retry), its reading of replies (X-Instruction: "
+                       "an out-of-range score such as 85 is kept, one its script crashes on, such as 8/10, is an error), its settings "
+                       "(PLUG: temperature 0, top_p 0; X-Instruction: temperature 0, top_p 1), system and user chat messages (the judge "
+                       "needs route: chat), and the question without the 'Answer in X.' of the cross-<code> configs")
+    judge.add_argument("--retry", action=argparse.BooleanOptionalAction, default=None,
+                       help="ours: retry an order without a verdict once, sampled (temperature 0.7, seed 1); on by default, off with --strict; "
+                       "the report counts the verdicts it produced and judgments.jsonl marks them (verdict_from: sampled_retry)")
+    judge.add_argument("--aggregation", choices=AGGREGATIONS, default="per-order",
+                       help="how the two orders make an outcome. per-order (default): with --protocol plug, PLUG's rule "
+                       "(calculate_pair_judge_score.py); with --protocol xinstruction, ours: the higher score wins each order, then "
+                       "PLUG's rule. sum (ours, xinstruction only): each model's scores summed over both orders. X-Instruction's "
+                       "release has no aggregation: both readings are ours")
+    judge.add_argument(MISSING_AS_ERROR, action="store_true",
+                       help="count items whose answer is missing, duplicated, null, or has a non-integer id as errors (listed in the "
+                       "report) instead of stopping with exit 2")
+    judge.add_argument("--export", action="append", choices=EXPORT_FORMATS, default=[], metavar="FORMAT",
+                       help="also write the judgments in a paper's format under the judgments folder's export/: plug (results.jsonl "
+                       "with g1_winner/g2_winner, and data.json with dataset and category, for PLUG's calculate_pair_judge_score.py), "
+                       "xinstruction (score_1/score_2 per order, as utils/gpt4_eval.py writes); repeatable")
     judge.add_argument("--prompt", help="judge prompt: a packaged name or a .txt file (default: the protocol's, e.g. judge_plug_pair_v2)")
     judge.add_argument("--max-new-tokens", type=int, help="judge reply length at most (default: the protocol's, 1024 plug, 256 xinstruction)")
     judge.add_argument("--chart", default=CHART_FILE, help=f"chart file name in the judgments folder; .png or .svg (default {CHART_FILE})")
@@ -84,9 +111,12 @@ def _register_judge(actions: argparse._SubParsersAction) -> None:
 
 
 def _register_report(actions: argparse._SubParsersAction) -> None:
-    report = actions.add_parser("report", help="print (and redraw) the report of a judged pairing")
+    report = actions.add_parser("report", help="print (and redraw) the report of a judged pairing; export it in a paper's format")
     report.add_argument("folder", help="a folder written by `xinstruction eval judge` (holds judgments.jsonl)")
-    report.add_argument("--chart", default=CHART_FILE, help=f"redraw the chart under this name in FOLDER (default {CHART_FILE})")
+    report.add_argument("--chart", help=f"redraw the chart under this name in FOLDER (default {CHART_FILE}; under another --aggregation, win_rates-AGGREGATION.png)")
+    report.add_argument("--aggregation", choices=AGGREGATIONS, help="recount under another aggregation (see `eval judge --help`); no call is made")
+    report.add_argument("--export", action="append", choices=EXPORT_FORMATS, default=[], metavar="FORMAT",
+                        help="write the judgments in a paper's format under FOLDER/export/ (plug or xinstruction; see `eval judge --help`)")
     report.set_defaults(func=run_report)
 
 
@@ -144,35 +174,57 @@ def run_judge(args: argparse.Namespace) -> int:
     missing = [str(folder / f"{c}.json") for c in configs for folder in (folder_1, folder_2) if not (folder / f"{c}.json").is_file()]
     if not configs or missing:
         raise FileNotFoundError(f"no answers to compare: missing {', '.join(missing) or f'a config answered by both {folder_1} and {folder_2}'}; run `xinstruction eval answer` for it")
+    if args.strict and args.retry:
+        raise UserError("--strict makes one call per order, as the paper's script does: drop --retry, or drop --strict to use our retry")
+    retry = not args.strict if args.retry is None else args.retry
+    rule = aggregation_rule(args.protocol, args.aggregation)
     spec = parse_model_spec(args.judge, "--judge")
+    chat = uses_chat(spec)
+    if args.strict and not chat:
+        raise UserError("--strict sends the judge system and user chat messages, as both papers did: give a judge on a chat route, "
+                        "e.g. --judge '{backend: tgi, route: chat, model: gpt-4-0613, endpoints: [https://api.openai.com]}'")
     protocol = get_protocol(args.protocol)
     if args.max_new_tokens is not None:
         protocol = replace(protocol, max_new_tokens=args.max_new_tokens)
     prompt = load_eval_prompt(args.prompt or protocol.prompt)
     prompt.section("user")
     rows = benchmark_rows(configs, source_dir=args.source_dir, revision=args.revision, limit=args.limit)
-    items = [
-        item for config in configs
-        for item in pair_items(rows[config], read_answers(str(folder_1 / f"{config}.json")), read_answers(str(folder_2 / f"{config}.json")), config)
-    ]
+    files = {config: [read_answer_file(folder / f"{config}.json", [row["id"] for row in rows[config]]) for folder in (folder_1, folder_2)]
+             for config in configs}
+    checked = [f for pair in files.values() for f in pair]
+    if not args.missing_as_error:
+        refuse_problems(checked)
+    items = [item for config in configs for item in pair_items(rows[config], *files[config], config, strict=args.strict)]
     backend = build_backend(spec)
     with CallCache(layout.cache) as cache:
         runner = CallRunner(backend, cache, desc=f"judge {args.protocol}", progress=not args.no_progress)
-        run = judge_items(items, protocol, prompt, runner, chat=uses_chat(spec))
+        run = judge_items(items, protocol, prompt, runner, chat=chat, strict=args.strict, retry=retry, aggregation=args.aggregation)
     meta = {"model_1": name_1, "model_2": name_2, "judge": backend.model_id, "protocol": protocol.name,
-            "prompt_version": prompt.version, "configs": configs, "limit": args.limit}
-    out = layout.judgments(protocol.name, name_1, name_2)
+            "prompt_version": prompt.version, "configs": configs, "limit": args.limit,
+            "strict": args.strict, "retry": retry, "aggregation": args.aggregation, "aggregation_rule": rule,
+            "input_errors": [p.to_dict() for f in checked for p in f.problems]}
+    out = layout.judgments(protocol.name, name_1, name_2, judgment_variant(strict=args.strict, retry=retry, aggregation=args.aggregation))
     report = write_report(out, run.judgments, meta, chart_name=args.chart)
     print(format_table(report))
     print(f"calls: {runner.stats.sent} made, {runner.stats.cache_hits} from the cache, {runner.stats.failed} failed")
     print(f"wrote {out / 'report.json'}, {out / args.chart}, {out / 'judgments.jsonl'}")
+    _export(run.judgments, report, out, args.export)
     if run.failed_calls:
         raise PartialFailure(f"{run.failed_calls} judge calls failed (counted as errors above): run the same command again; finished verdicts come from the cache")
     return 0
 
 
+def _export(judgments: list[dict[str, Any]], meta: dict[str, Any], folder: Path, formats: list[str]) -> None:
+    for path in export_judgments(judgments, meta, folder, list(dict.fromkeys(formats))):
+        print(f"wrote {path}")
+
+
 def run_report(args: argparse.Namespace) -> int:
-    report = report_from_folder(args.folder)
-    save_chart(report, Path(args.folder) / args.chart)
+    judgments, meta = read_judgments(args.folder)
+    report = recount(judgments, meta, args.aggregation)
+    same = report.get("aggregation", "per-order") == meta.get("aggregation", "per-order")
+    chart = args.chart or (CHART_FILE if same else f"win_rates-{report['aggregation']}.png")  # the judged chart stays
+    save_chart(report, Path(args.folder) / chart)
     print(format_table(report))
+    _export(judgments, report, Path(args.folder), args.export)
     return 0

@@ -4,6 +4,11 @@
     <root>/judgments/<protocol>/<name 1>-vs-<name 2>/judgments.jsonl  one line per item, both orders
     <root>/judgments/<protocol>/<name 1>-vs-<name 2>/report.json      win/tie/loss/error counts
     <root>/judgments/<protocol>/<name 1>-vs-<name 2>/win_rates.png    the chart
+    <root>/judgments/<protocol>/<name 1>-vs-<name 2>/export/<format>/<config>/  in a paper's format
+
+`<protocol>` is the protocol's name, followed by the variant of a run other than the default
+(`-strict`, `-noretry`, `-sum`: `plug-strict`, `xinstruction-strict-sum`), so one variant never
+overwrites another's verdicts.
     <root>/cache/calls.sqlite                                        every answer and verdict call
 """
 
@@ -38,5 +43,13 @@ class EvalLayout:
     def answer_file(self, name: str, config: str) -> Path:
         return self.answers(name) / f"{config}.json"
 
-    def judgments(self, protocol: str, first: str, second: str) -> Path:
-        return self.root / "judgments" / protocol / f"{safe_name(first)}-vs-{safe_name(second)}"
+    def judgments(self, protocol: str, first: str, second: str, variant: str = "") -> Path:
+        return self.root / "judgments" / f"{protocol}{variant}" / f"{safe_name(first)}-vs-{safe_name(second)}"
+
+
+def judgment_variant(*, strict: bool, retry: bool, aggregation: str) -> str:
+    """The folder suffix of a judge run's variant; "" for the default (ours, retry, per-order)."""
+    parts = ["strict"] if strict else [] if retry else ["noretry"]
+    if aggregation != "per-order":
+        parts.append(aggregation)
+    return "".join(f"-{part}" for part in parts)
