@@ -130,10 +130,6 @@ class LocalFolder:
     files: dict[str, LocalFile]
     layout: FolderLayout
 
-    @property
-    def data_files(self) -> dict[str, LocalFile]:
-        return {path: file for path, file in self.files.items() if path != CARD_FILE}
-
     def with_card(self, card_text: str) -> dict[str, LocalFile]:
         """The files to publish, with `card_text` as the card (it goes up from memory)."""
         return {**self.files, CARD_FILE: LocalFile(card_text.encode("utf-8"))}
@@ -169,7 +165,7 @@ def _walk(root: Path) -> tuple[list[str], list[str]]:
     """(managed files, as repo paths; symlinks among them that leave `root`, as `path -> target`).
 
     Symlinks that stay inside are followed to files; symlinked folders are not walked into (a link
-    to an ancestor would loop), as `Path.rglob` does not.
+    to an ancestor would loop; `Path.rglob` does not walk into them either).
     """
     base = root.resolve()
     listed: list[str] = []
@@ -192,11 +188,6 @@ def _walk(root: Path) -> tuple[list[str], list[str]]:
                 if not name.startswith(".") and readable(here / name) and (here / name).is_file():
                     listed.append((here / name).relative_to(root).as_posix())
     return listed, leaving
-
-
-def local_files(folder: str | Path) -> dict[str, LocalFile]:
-    """Managed files of a folder (repo path -> file); see `scan_local`."""
-    return scan_local(folder).files
 
 
 def remote_files(api: HfApi, repo_id: str, revision: str) -> dict[str, RepoFile]:
