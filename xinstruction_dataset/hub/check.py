@@ -180,8 +180,9 @@ def _check_configs(entries: dict[str, _Entry], layout: FolderLayout) -> Iterator
 def _matches_a_file(layout: FolderLayout, pattern: str) -> bool:
     """Whether a `data_files` pattern matches a file: first among the scanned data files (no new
     listing of the folder), then on disk, for a pattern naming files outside the shard layout."""
-    scanned = (file for splits in layout.configs.values() for split in splits.values() for file in split.files)
-    return any(PurePosixPath(file).match(pattern) for file in scanned) or any(layout.root.glob(pattern))
+    depth = len(PurePosixPath(pattern).parts)  # `match` is anchored at the right end only
+    scanned = (PurePosixPath(file) for splits in layout.configs.values() for split in splits.values() for file in split.files)
+    return any(len(file.parts) == depth and file.match(pattern) for file in scanned) or any(layout.root.glob(pattern))
 
 
 def _check_dataset_info(entries: dict[str, _Entry], layout: FolderLayout) -> Iterator[CardProblem]:

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..storage import restore_retired, swap_in_folder
 from .layout import DATA_DIR, shard_name
+from .repo_files import refuse_symlinks_out_of
 from .review import Review
 
 logger = logging.getLogger(__name__)
@@ -146,8 +147,6 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
 def _refuse_symlinks_out(folder: Path) -> None:
     """An export into a folder whose card or data is a symlink leaving it stops (exit 2, naming
     the links): the export would describe, and a publish upload, files from elsewhere."""
-    from .repo_files import refuse_symlinks_out_of
-
     if folder.is_dir():
         refuse_symlinks_out_of(folder)
 
