@@ -10,6 +10,10 @@ Tests point the clients at it with `HF_ENDPOINT=server.url` and drive it with:
 
 - `server.inject(route, status, nth=..., times=...)`: fault injection, e.g. "the 2nd LFS upload
   answers 500, and so does every later one" (`inject("lfs_upload", 500, nth=2, times=None)`);
+- `server.inject_tag_race(repo_id, tag, at=...)`: "another writer creates the tag first": the
+  next request to create `tag` finds it already made, at the parent of the commit it names
+  (`at="parent"`), at that very commit (`"commit"`: a concurrent run of the same publish), or at
+  another commit with the same files (`"copy"`); it answers 409 as the Hub does;
 - `server.requests`: every request seen, to assert what a client did (or did not) do;
 - `server.commits(repo_id)`, `server.refs(repo_id)`: the repo's history, without the clients.
 
@@ -136,6 +140,7 @@ class HubState:
         self.token = token
         self.repos: dict[str, Repo] = {}
         self.faults: list[Fault] = []
+        self.tag_races: dict[tuple[str, str], str] = {}  # (repo id, tag) -> where the other writer puts it
         self.requests: list[RequestRecord] = []
         self.lock = threading.RLock()
         self._counter = 0
@@ -207,6 +212,19 @@ class HubState:
         repo.commits[oid] = commit
         repo.branches[branch] = oid
         return commit
+
+    def other_writers_tag(self, repo: Repo, tag: str, named: Commit) -> None:
+        """Another writer's tag, made just before a client asks for `tag` at `named` (inject_tag_race)."""
+        at = self.tag_races.pop((repo.repo_id, tag), None)
+        if at == "parent":
+            repo.tags[tag] = named.parent or named.oid
+        elif at == "commit":
+            repo.tags[tag] = named.oid
+        elif at == "copy":  # their own commit of the same files, on no branch
+            self._counter += 1
+            copy = dataclasses.replace(named, oid=hashlib.sha1(f"copy\0{named.oid}\0{self._counter}".encode()).hexdigest(), parent=named.oid, title="other writer")
+            repo.commits[copy.oid] = copy
+            repo.tags[tag] = copy.oid
 
     def take_fault(self, route: str) -> Fault | None:
         for fault in self.faults:
@@ -479,6 +497,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         stored = self.state.repo(repo, authorized)
         commit = self.state.resolve(stored, rev)
         tag = self._json_body()["tag"]
+        self.state.other_writers_tag(stored, tag, commit)
         if tag in stored.tags:
             raise HubError(409, f"Tag {tag} already exists")
         stored.tags[tag] = commit.oid
@@ -612,9 +631,18 @@ class HubServer:
             self.state.faults.append(fault)
         return fault
 
+    def inject_tag_race(self, repo_id: str, tag: str, *, at: str = "parent") -> None:
+        """Another writer creates `tag` in `repo_id` just before the next request to create it
+        (`at`: "parent", "commit" or "copy", see the module docstring); that request gets 409."""
+        if at not in ("parent", "commit", "copy"):
+            raise ValueError(f"at must be parent, commit or copy, not {at!r}")
+        with self.state.lock:
+            self.state.tag_races[(repo_id, tag)] = at
+
     def clear_faults(self) -> None:
         with self.state.lock:
             self.state.faults.clear()
+            self.state.tag_races.clear()
 
     @property
     def requests(self) -> list[RequestRecord]:

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                 )
                 print(f"\n== {report.language}: export\n{result.num_examples} records -> {', '.join(result.files)}")
             if len(empty) < len(recipe.languages):
-                update_card(staging)
+                update_card(staging, folder_name=folder.resolve().name)
         print(f"\ndone in {time.perf_counter() - start:.1f} s: {folder}")
         report = write_report(layout.root, progress=progress)  # also for a partial run: it shows why
         print(f"report: {report.index}")

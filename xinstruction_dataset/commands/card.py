@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from ..hub.cards import DATASETS, detect_dataset, render_card, update_card
+from ..hub.cards import DATASETS, detect_dataset, render_card, write_card
 from ..hub.check import check_card
+from ..hub.layout import FolderLayout
+from ..hub.repo_files import scan_local
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,28 +33,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action.set_defaults(func=func)
 
 
-def _folder(args: argparse.Namespace) -> Path:
+def _folder(args: argparse.Namespace) -> tuple[Path, FolderLayout]:
+    """The folder and its one scan, which refuses a card or data file that is a symlink leaving
+    the folder (exit 2): the card would describe files from elsewhere."""
     folder = Path(args.folder)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder: give a hub-ready dataset folder (README.md + data/<config>/*.parquet)")
-    return folder
+    return folder, scan_local(folder).layout
 
 
 def run_render(args: argparse.Namespace) -> int:
-    folder = _folder(args)
-    sys.stdout.write(render_card(folder, args.dataset or detect_dataset(folder), cards_dir=args.templates))
+    folder, layout = _folder(args)
+    sys.stdout.write(render_card(folder, args.dataset or detect_dataset(folder, layout), cards_dir=args.templates, layout=layout))
     return 0
 
 
 def run_update(args: argparse.Namespace) -> int:
-    folder = _folder(args)
-    path = update_card(folder, args.dataset or detect_dataset(folder), cards_dir=args.templates)
-    print(f"updated {path}")
+    folder, layout = _folder(args)
+    text = render_card(folder, args.dataset or detect_dataset(folder, layout), cards_dir=args.templates, layout=layout)
+    print(f"updated {write_card(folder, text)}")
     return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
-    problems = check_card(_folder(args))
+    folder, layout = _folder(args)
+    problems = check_card(folder, layout=layout)
     for problem in problems:
         print(problem)
     print(f"{len(problems)} problem(s) in {Path(args.folder) / 'README.md'}" if problems else "card OK")

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             total += result.num_examples
             print(f"{language}: {result.num_examples} records -> {', '.join(result.files)}")
-        update_card(staging) if args.format == "records" else write_format_card(staging, args.format)
+        update_card(staging, folder_name=folder.resolve().name) if args.format == "records" else write_format_card(staging, args.format)
     print(f"exported {total} records in {time.perf_counter() - start:.1f} s to {folder}")
     print(f"load with: load_dataset({str(folder.resolve())!r}, {args.language[0]!r})")
     return 0

@@ -49,6 +49,9 @@ HAND_WRITTEN = re.compile(
     r"<!-- hand-written:(?P<name>[\w-]+) start -->\n(?P<body>.*?)<!-- hand-written:(?P=name) end -->", re.S
 )
 CHANGELOG_BLOCK = re.compile(r"<!-- generated:changelog start -->\n(?P<body>.*?)<!-- generated:changelog end -->", re.S)
+# The generated usage line (templates' "## Loading"), and the shape of a Hub repo id (ORG/NAME).
+LOADING_LINE = re.compile(r'^ds = load_dataset\("(?P<id>[^"\n]+)", ', re.M)
+HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 CHANGELOG_LINE = re.compile(r"^- \*\*v(?P<version>\d+\.\d+\.\d+)\*\*: (?P<summary>.+)$", re.M)
 
 METHOD_LABELS = {
@@ -111,9 +114,9 @@ def load_profile(dataset: str, cards_dir: str | Path | None = None) -> CardProfi
     return CardProfile(dataset, directory, yaml.safe_load(profile_path.read_text(encoding="utf-8")) or {})
 
 
-def detect_dataset(folder: str | Path) -> str:
+def detect_dataset(folder: str | Path, layout: FolderLayout | None = None) -> str:
     """Which dataset a folder holds, from its data's columns (`output`: X-Instruction; `dataset`: X-AlpacaEval)."""
-    layout = scan_folder(folder)
+    layout = layout or scan_folder(folder)
     for splits in layout.configs.values():
         first = next(iter(splits.values())).files[0]
         names = pq.read_schema(Path(folder) / first).names
@@ -156,6 +159,9 @@ def render_card(
     existing: str | None = None,
     changelog: list[ChangelogEntry] | None = None,
     cards_dir: str | Path | None = None,
+    repo_id: str | None = None,
+    folder_name: str | None = None,
+    layout: FolderLayout | None = None,
 ) -> str:
     """Render the README.md of `folder` from its data, without writing it.
 
@@ -166,17 +172,20 @@ def render_card(
             sections and (unless `changelog` is given) its changelog are kept.
         changelog: the changelog entries to show instead of the existing ones.
         cards_dir: the templates folder; defaults to `default_cards_dir()`.
+        repo_id, folder_name: what the card's `load_dataset(...)` line names (`dataset_id`): see
+            `card_dataset_id`. A staging copy passes the name of the folder it will replace.
+        layout: the folder's scan when the caller has one.
     """
     folder = Path(folder)
     if existing is None:
         card_path = folder / CARD_FILE
         existing = card_path.read_text(encoding="utf-8") if card_path.exists() else ""
     profile = load_profile(dataset, cards_dir)
-    layout = scan_folder(folder)
+    layout = layout or scan_folder(folder)
     stats = folder_stats(layout)
     kept_sections = read_hand_written(existing)
     entries = sorted(changelog if changelog is not None else read_changelog(existing), key=lambda e: e.version_key)
-    context = _template_context(profile, layout, stats, entries, folder.name)
+    context = _template_context(profile, layout, stats, entries, card_dataset_id(existing, repo_id, folder_name or folder.resolve().name))
     blocks: dict[str, str] = {}
     context["section"] = _section_renderer(profile, kept_sections, blocks)
     text = _normalise(_environment(profile.directory.parent).get_template(f"{dataset}/{TEMPLATE_FILE}").render(**context))
@@ -192,16 +201,40 @@ def update_card(
     *,
     changelog: list[ChangelogEntry] | None = None,
     cards_dir: str | Path | None = None,
+    repo_id: str | None = None,
+    folder_name: str | None = None,
 ) -> Path:
     """Regenerate `folder/README.md` from the data in the folder, keeping hand-written sections.
 
     Returns the path of the card. See `render_card` for the arguments.
     """
+    text = render_card(folder, dataset, changelog=changelog, cards_dir=cards_dir, repo_id=repo_id, folder_name=folder_name)
+    return write_card(folder, text)
+
+
+def write_card(folder: str | Path, text: str) -> Path:
+    """Write `text` as `folder/README.md` unless it already says that; returns the card's path."""
     path = Path(folder) / CARD_FILE
-    text = render_card(folder, dataset, changelog=changelog, cards_dir=cards_dir)
     if not path.exists() or path.read_text(encoding="utf-8") != text:
         write_text(path, text)  # atomic: readers never see a half-written card
     return path
+
+
+def card_dataset_id(existing: str, repo_id: str | None, folder_name: str) -> str:
+    """The dataset id a card's `load_dataset(...)` line names: the repo it is published to
+    (`repo_id`); else the Hub repo the existing card already names (a published folder's card
+    keeps naming its repo through later updates); else the folder's own name."""
+    if repo_id:
+        return repo_id
+    named = named_dataset_id(existing)
+    return named if named and HUB_REPO_ID.fullmatch(named) else folder_name
+
+
+def named_dataset_id(card_text: str) -> str | None:
+    """The dataset id a card's generated `load_dataset(...)` line names, if it has one."""
+    loading = card_text.find("## Loading")
+    named = LOADING_LINE.search(card_text, loading) if loading >= 0 else None
+    return named.group("id") if named else None
 
 
 def _template_context(

@@ -11,14 +11,15 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .cards import CHANGELOG_BLOCK
-from .layout import CARD_FILE, FolderLayout, scan_folder
+from .layout import CARD_FILE, FolderLayout
+from .repo_files import scan_local
 from .vocabulary import (
     KNOWN_METADATA_KEYS,
     LICENSES,
@@ -60,9 +61,16 @@ class _Entry:
     value: Any
 
 
-def check_card(folder: str | Path, card_text: str | None = None) -> list[CardProblem]:
-    """All problems of `folder`'s card (or of `card_text`, checked against `folder`'s data), by line."""
+def check_card(folder: str | Path, card_text: str | None = None, *, layout: FolderLayout | None = None) -> list[CardProblem]:
+    """All problems of `folder`'s card (or of `card_text`, checked against `folder`'s data), by line.
+
+    `layout`: the folder's scan when the caller has one (`repo_files.scan_local`); otherwise the
+    folder is scanned here, which raises `SymlinkOutOfFolder` for a symlink leaving the folder: a
+    card describing files from elsewhere is not a card of this folder.
+    """
     folder = Path(folder)
+    if layout is None:
+        layout = scan_local(folder).layout
     if card_text is None:
         card_path = folder / CARD_FILE
         if not card_path.exists():
@@ -79,7 +87,6 @@ def check_card(folder: str | Path, card_text: str | None = None) -> list[CardPro
     if not isinstance(root, MappingNode):
         return [CardProblem(2, "value-shape", "metadata must be a mapping of keys to values", UPDATE_FIX)]
     entries = {entry.key: entry for entry in _entries(root)}
-    layout = scan_folder(folder)
     problems = [
         *_check_keys(entries.values()),
         *_check_values(entries),
@@ -163,11 +170,19 @@ def _check_configs(entries: dict[str, _Entry], layout: FolderLayout) -> Iterator
             continue
         declared[name] = name_node
         for pattern, pattern_node in _data_file_patterns(fields["data_files"]):
-            if not any(layout.root.glob(pattern)):
+            if not _matches_a_file(layout, pattern):
                 yield CardProblem(_at(pattern_node), "config-files", f"config `{name}`: data_files `{pattern}` matches no file in the folder", f"point it at data/{name}/<split>-*.parquet, or {UPDATE_FIX}")
     for name in layout.configs:
         if name not in declared:
             yield CardProblem(_at(entry.key_node), "config-undeclared", f"data/{name}/ holds data but `configs` does not declare `{name}`", UPDATE_FIX)
+
+
+def _matches_a_file(layout: FolderLayout, pattern: str) -> bool:
+    """Whether a `data_files` pattern matches a file: first among the scanned data files (no new
+    listing of the folder), then on disk, for a pattern naming files outside the shard layout."""
+    depth = len(PurePosixPath(pattern).parts)  # `match` is anchored at the right end only
+    scanned = (PurePosixPath(file) for splits in layout.configs.values() for split in splits.values() for file in split.files)
+    return any(len(file.parts) == depth and file.match(pattern) for file in scanned) or any(layout.root.glob(pattern))
 
 
 def _check_dataset_info(entries: dict[str, _Entry], layout: FolderLayout) -> Iterator[CardProblem]:

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..storage import restore_retired, swap_in_folder
 from .layout import DATA_DIR, shard_name
+from .repo_files import refuse_symlinks_out_of
 from .review import Review
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def export_dataset(
     then regenerate the folder's card from the data it now holds. `schema_metadata` goes into
     every file's Parquet schema (a review's counts: `review.ReviewCounts`)."""
     folder = Path(folder)
+    _refuse_symlinks_out(folder)
     count = max(1, -(-dataset.num_rows // max_rows_per_file))
     table_batches = dataset.with_format("arrow").iter(batch_size=BATCH_ROWS)
     schema = dataset.features.arrow_schema
@@ -92,7 +94,7 @@ def _write_config_split(
         if final.is_dir():
             for old in final.glob("*.parquet"):
                 if not old.name.startswith(f"{split}-"):
-                    shutil.copy2(old, staging / old.name)
+                    shutil.copy2(old, staging / old.name, follow_symlinks=False)  # a link stays a link
         names = _write_shards(staging, split, batches, schema, count, max_rows)
         swap_in_folder(staging, final)
     except BaseException:
@@ -126,9 +128,12 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
     """A staging copy of `folder` to export into; it replaces `folder` when the block succeeds."""
     folder = Path(folder)
     restore_retired(folder)
+    _refuse_symlinks_out(folder)
     staging = folder.with_name(f".{folder.name}.staging-{uuid.uuid4().hex[:8]}")
     if folder.is_dir():
-        shutil.copytree(folder, staging, copy_function=_link_or_copy)
+        # symlinks=True: a link is copied as a link (the staging is a sibling, so relative links
+        # still resolve), never turned into a copy of what it points to.
+        shutil.copytree(folder, staging, symlinks=True, copy_function=_link_or_copy)
     else:
         staging.mkdir(parents=True)
     try:
@@ -137,6 +142,13 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _refuse_symlinks_out(folder: Path) -> None:
+    """An export into a folder whose card or data is a symlink leaving it stops (exit 2, naming
+    the links): the export would describe, and a publish upload, files from elsewhere."""
+    if folder.is_dir():
+        refuse_symlinks_out_of(folder)
 
 
 def _link_or_copy(source: str, target: str) -> None:

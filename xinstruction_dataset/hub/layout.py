@@ -49,20 +49,30 @@ class FolderLayout:
 def scan_folder(folder: str | Path) -> FolderLayout:
     """List configs, splits, files and row counts of a hub-ready folder."""
     root = Path(folder)
-    layout = FolderLayout(root=root)
     data = root / DATA_DIR
     if not data.is_dir():
-        return layout
-    for config_dir in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        splits: dict[str, SplitLayout] = {}
-        for file in sorted(config_dir.glob("*.parquet")):
-            match = _SHARD_NAME.match(file.name)
-            if not match:
-                continue
-            split = splits.setdefault(match.group("split"), SplitLayout())
-            split.files.append(file.relative_to(root).as_posix())
-            split.num_examples += pq.ParquetFile(file).metadata.num_rows
-            split.num_bytes += file.stat().st_size
-        if splits:
-            layout.configs[config_dir.name] = splits
+        return FolderLayout(root=root)
+    listed = [
+        file.relative_to(root).as_posix()
+        for config_dir in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for file in config_dir.glob("*.parquet")
+    ]
+    return layout_of(root, listed)
+
+
+def layout_of(root: str | Path, files: list[str]) -> FolderLayout:
+    """The layout of `root` given its files (relative posix paths), e.g. from a walk already done:
+    `data/<config>/<split>-*.parquet` files count, the rest is ignored."""
+    root = Path(root)
+    layout = FolderLayout(root=root)
+    for relative in sorted(files, key=lambda path: path.split("/")):
+        parts = relative.split("/")
+        match = _SHARD_NAME.match(parts[-1])
+        if len(parts) != 3 or parts[0] != DATA_DIR or parts[1].startswith(".") or not match:
+            continue
+        split = layout.configs.setdefault(parts[1], {}).setdefault(match.group("split"), SplitLayout())
+        file = root / relative
+        split.files.append(relative)
+        split.num_examples += pq.ParquetFile(file).metadata.num_rows
+        split.num_bytes += file.stat().st_size
     return layout

@@ -9,6 +9,10 @@ One version is one commit on `main` (large files pre-uploaded first, then a sing
 - every step is retried with backoff on 429/5xx and is safe to repeat: a run that failed half
   way (uploads done, no commit; or commit done, no tag) is completed by running it again, and
   until the tag exists, the version does not exist;
+- another writer that creates the version's tag first wins (a tag never moves): the publish says
+  so, with both commits, and which version to publish instead;
+- the folder is scanned once (`repo_files.scan_local`, which refuses symlinks that leave it) and
+  that scan is passed down: each file is listed, counted and hashed once per publish;
 - the token comes from `HF_TOKEN` or `huggingface-cli login` (huggingface_hub reads them); it is
   never passed through this module's messages.
 """
@@ -24,10 +28,10 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
 from ..errors import EnvironmentFault
-from .cards import ChangelogEntry, detect_dataset, read_changelog, render_card, update_card
+from .cards import ChangelogEntry, detect_dataset, named_dataset_id, read_changelog, render_card, write_card
 from .check import check_card
-from .layout import CARD_FILE, DATA_DIR, scan_folder
-from .repo_files import ADDED, CHANGED, REMOVED, RepoDiff, diff_files, local_files, remote_files
+from .layout import CARD_FILE, DATA_DIR, FolderLayout, scan_folder
+from .repo_files import ADDED, CHANGED, REMOVED, LocalFile, LocalFolder, RepoDiff, diff_files, remote_files, scan_local
 from .retry import RetryPolicy, call_with_retries, http_status
 
 logger = logging.getLogger(__name__)
@@ -101,14 +105,16 @@ def publish_folder(
     folder = Path(folder)
     _parse_version(version)
     tag = f"v{version}"
-    if not scan_folder(folder).configs:
+    # The one scan of the folder (refusing symlinks that leave it), before any request.
+    local = scan_local(folder)
+    if not local.layout.configs:
         raise PublishError(f"{folder} holds no data (expected {DATA_DIR}/<config>/<split>-*.parquet): nothing to publish")
-    dataset = dataset or detect_dataset(folder)
+    dataset = dataset or detect_dataset(folder, local.layout)
     api = HfApi(endpoint=endpoint)
     remote = call_with_retries(lambda: _remote_state(api, repo_id), retry, f"read refs of {repo_id}")
 
     if tag in remote.tags:
-        return _republish(api, folder, repo_id, version, dataset, remote.tags[tag], retry)
+        return _republish(api, local, repo_id, version, dataset, remote, retry)
     _refuse_older(version, remote.tags)
 
     # The changelog entry compares with the latest published version (not `main`, which a failed
@@ -116,11 +122,12 @@ def publish_folder(
     previous = _latest_tag(remote.tags)
     previous_card = _remote_card(api, repo_id, remote.tags[previous], retry) if previous else ""
     previous_files = _files_at(api, repo_id, remote.tags[previous], retry) if previous else {}
-    entry = ChangelogEntry(version, release_summary(folder, _data_diff(local_files(folder), previous_files)))
+    entry = ChangelogEntry(version, release_summary(local.layout, _data_diff(local.files, previous_files)))
     changelog = [e for e in read_changelog(previous_card) if e.version != version] + [entry]
-    card_text = render_card(folder, dataset, changelog=changelog)
-    _require_valid_card(folder, card_text)
-    diff = diff_files(_with_card(folder, card_text), _files_at(api, repo_id, remote.head, retry) if remote.head else {})
+    card_text = render_card(folder, dataset, changelog=changelog, repo_id=repo_id, layout=local.layout)
+    _require_valid_card(local, card_text)
+    files = local.with_card(card_text)  # the new card goes up from memory
+    diff = diff_files(files, _files_at(api, repo_id, remote.head, retry) if remote.head else {})
     if dry_run:
         return PublishResult(repo_id, version, WOULD_PUBLISH, diff)
 
@@ -130,10 +137,9 @@ def publish_folder(
         if not remote.exists:
             call_with_retries(lambda: api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True), retry, f"create {repo_id}")
         step = "upload and commit"
-        files = _with_card(folder, card_text)  # the new card goes up from memory
         commit = call_with_retries(lambda: _commit_files(api, files, repo_id, message, entry.summary), retry, f"commit {tag}")
         step = "tag"
-        call_with_retries(lambda: _create_tag(api, repo_id, tag, commit, f"{message}: {entry.summary}"), retry, f"tag {tag}")
+        taken_at = call_with_retries(lambda: _create_tag(api, repo_id, tag, commit, f"{message}: {entry.summary}"), retry, f"tag {tag}")
     except (PublishError, EnvironmentFault):
         raise
     except Exception as error:
@@ -143,15 +149,18 @@ def publish_folder(
             f"{f', HTTP {status}' if status else ''}): {tag} was not tagged, so it is not published; "
             "run the same command again to complete it"
         ) from error
+    if taken_at is not None:
+        return _tag_taken(api, local, files, card_text, repo_id, version, commit, taken_at, remote.tags, retry)
     # Only now does the local card take the new changelog entry: a failed publish leaves it as it was.
-    update_card(folder, dataset, changelog=changelog)
+    write_card(folder, card_text)
     logger.info("published %s as %s (commit %s)", repo_id, tag, commit[:12])
     return PublishResult(repo_id, version, PUBLISHED, diff, commit)
 
 
-def release_summary(folder: str | Path, data_diff: RepoDiff) -> str:
-    """One changelog line: the records per config, and which configs were added, changed, removed."""
-    layout = scan_folder(folder)
+def release_summary(folder: str | Path | FolderLayout, data_diff: RepoDiff) -> str:
+    """One changelog line: the records per config, and which configs were added, changed, removed.
+    `folder`: the folder, or its scan."""
+    layout = folder if isinstance(folder, FolderLayout) else scan_folder(folder)
     counts = ", ".join(f"{name} {layout.num_examples(name):,}" for name in layout.configs)
     total = sum(layout.num_examples(name) for name in layout.configs)
     parts = [f"{len(layout.configs)} configs, {total:,} records ({counts})"]
@@ -189,6 +198,13 @@ def _latest_tag(tags: dict[str, str]) -> str | None:
     return versions[max(versions)] if versions else None
 
 
+def _next_version(version: str, tags: dict[str, str]) -> str:
+    """The version to suggest instead of `version`: the next patch after it and every published one."""
+    latest = _latest_tag(tags)
+    major, minor, patch = max(_parse_version(version), _parse_version(latest[1:]) if latest else (0, 0, 0))
+    return f"{major}.{minor}.{patch + 1}"
+
+
 def _refuse_older(version: str, tags: dict[str, str]) -> None:
     latest = _latest_tag(tags)
     if latest and _parse_version(version) < _parse_version(latest[1:]):
@@ -199,7 +215,7 @@ def _files_at(api: HfApi, repo_id: str, revision: str, retry: RetryPolicy) -> di
     return call_with_retries(lambda: remote_files(api, repo_id, revision), retry, f"list files of {repo_id}@{revision[:12]}")
 
 
-def _data_diff(local: dict, remote: dict) -> RepoDiff:
+def _data_diff(local: dict[str, LocalFile], remote: dict) -> RepoDiff:
     """The diff of the data files alone (the card is not data)."""
     return diff_files({p: f for p, f in local.items() if p != CARD_FILE}, {p: f for p, f in remote.items() if p != CARD_FILE})
 
@@ -215,48 +231,74 @@ def _remote_card(api: HfApi, repo_id: str, revision: str, retry: RetryPolicy) ->
     return call_with_retries(download, retry, f"read {CARD_FILE} of {repo_id}")
 
 
-def _with_card(folder: Path, card_text: str) -> dict[str, bytes | Path]:
-    files: dict[str, bytes | Path] = dict(local_files(folder))
-    files[CARD_FILE] = card_text.encode("utf-8")
-    return files
-
-
-def _require_valid_card(folder: Path, card_text: str) -> None:
-    problems = check_card(folder, card_text)
+def _require_valid_card(local: LocalFolder, card_text: str) -> None:
+    problems = check_card(local.root, card_text, layout=local.layout)
     if problems:
         listed = "; ".join(str(p) for p in problems[:5])
-        raise PublishError(f"the card of {folder} fails its checks, fix them first: {listed}")
+        raise PublishError(f"the card of {local.root} fails its checks, fix them first: {listed}")
 
 
-def _republish(api: HfApi, folder: Path, repo_id: str, version: str, dataset: str, tagged: str, retry: RetryPolicy) -> PublishResult:
+def _republish(api: HfApi, local: LocalFolder, repo_id: str, version: str, dataset: str, remote: _Remote, retry: RetryPolicy) -> PublishResult:
     """The version exists: identical content is a no-op, anything else is refused."""
+    tag = f"v{version}"
+    tagged = remote.tags[tag]
     tagged_files = _files_at(api, repo_id, tagged, retry)
     tagged_card = _remote_card(api, repo_id, tagged, retry)
-    card_text = render_card(folder, dataset, changelog=read_changelog(tagged_card))
-    diff = diff_files(_with_card(folder, card_text), tagged_files)
+    # Rendered as it was published (a card of an earlier release may name another dataset id):
+    # only the data, the changelog and the hand-written text decide whether the content is the same.
+    card_text = render_card(
+        local.root, dataset, changelog=read_changelog(tagged_card), repo_id=named_dataset_id(tagged_card) or repo_id, layout=local.layout
+    )
+    diff = diff_files(local.with_card(card_text), tagged_files)
     if diff.is_empty:
         logger.info("v%s is already published on %s with this content: nothing to do", version, repo_id)
         return PublishResult(repo_id, version, UNCHANGED, diff, tagged)
-    major, minor, patch = _parse_version(version)
     changed = ", ".join(c.path for c in diff.changes[:3]) + (" ..." if len(diff.changes) > 3 else "")
+    lost = ""
+    if remote.head and remote.head not in remote.tags.values() and _data_diff(local.files, _files_at(api, repo_id, remote.head, retry)).is_empty:
+        lost = (
+            f"; {BRANCH}'s head {remote.head} holds this folder's data without a tag: a publish of it lost the tag "
+            f"{tag} to another writer, whose {tag} is commit {tagged}"
+        )
     raise PublishError(
-        f"v{version} is already published on {repo_id} with different content ({len(diff.changes)} file(s) differ: {changed}); "
-        f"a published version never changes: publish this content as a new version, e.g. --version {major}.{minor}.{patch + 1}"
+        f"{tag} is already published on {repo_id} with different content ({len(diff.changes)} file(s) differ: {changed}){lost}; "
+        f"a published version never changes: publish this content as a new version, e.g. --version {_next_version(version, remote.tags)}"
     )
 
 
-def _commit_files(api: HfApi, local: dict[str, bytes | Path], repo_id: str, message: str, description: str) -> str:
-    """Make `main` hold `local` (path in repo -> file or bytes); return the commit that does (may
-    be the head).
+def _tag_taken(
+    api: HfApi, local: LocalFolder, files: dict[str, LocalFile], card_text: str, repo_id: str, version: str, commit: str,
+    tagged: str, tags: dict[str, str], retry: RetryPolicy,
+) -> PublishResult:
+    """Another writer created the version's tag, at `tagged`, after this publish committed `commit`.
+
+    A tag never moves: the version is theirs. Same content: the version exists as wanted (this run's
+    commit is a harmless duplicate). Other content: refused, saying what happened and what to do.
+    """
+    tag = f"v{version}"
+    if diff_files(files, _files_at(api, repo_id, tagged, retry)).is_empty:
+        write_card(local.root, card_text)
+        logger.info("another writer published %s on %s with this content (commit %s): nothing left to do", tag, repo_id, tagged[:12])
+        return PublishResult(repo_id, version, UNCHANGED, RepoDiff(), tagged)
+    raise PublishError(
+        f"another writer created the tag {tag} on {repo_id} while this publish ran: {tag} is their commit {tagged}, "
+        f"with other content than this folder; this run's release commit {commit} is on {BRANCH} without a tag, so it is "
+        f"not a version (a tag never moves, and running the same command again cannot change that). Check what their {tag} "
+        f"holds, then publish this folder as a new version: --version {_next_version(version, {**tags, tag: tagged})}"
+    )
+
+
+def _commit_files(api: HfApi, local: dict[str, LocalFile], repo_id: str, message: str, description: str) -> str:
+    """Make `main` hold `local` (path in repo -> file); return the commit that does (may be the head).
 
     Re-reads the head on every attempt, so a retry after a commit that did land finds nothing
     left to do instead of committing twice.
     """
     head = api.dataset_info(repo_id).sha
-    diff = diff_files(dict(local), remote_files(api, repo_id, head))
+    diff = diff_files(local, remote_files(api, repo_id, head))
     if diff.is_empty:
         return head
-    additions = [CommitOperationAdd(path_in_repo=c.path, path_or_fileobj=_content(local[c.path])) for c in diff.changes if c.kind in (ADDED, CHANGED)]
+    additions = [CommitOperationAdd(path_in_repo=c.path, path_or_fileobj=local[c.path].upload_source()) for c in diff.changes if c.kind in (ADDED, CHANGED)]
     deletions = [CommitOperationDelete(path_in_repo=c.path) for c in diff.of_kind(REMOVED)]
     # Upload the large files first, so the commit itself is one small request that lands whole.
     api.preupload_lfs_files(repo_id, additions, repo_type=REPO_TYPE, revision=BRANCH)
@@ -267,12 +309,23 @@ def _commit_files(api: HfApi, local: dict[str, bytes | Path], repo_id: str, mess
     return info.oid
 
 
-def _content(source: bytes | Path) -> bytes | str:
-    return source if isinstance(source, bytes) else str(source)
+def _create_tag(api: HfApi, repo_id: str, tag: str, commit: str, message: str) -> str | None:
+    """Tag `commit`. None when the tag is this publish's (made now, or by an earlier attempt whose
+    answer was lost); else the commit another writer's tag points at."""
+    tagged = _tags(api, repo_id).get(tag)
+    if tagged is None:
+        try:
+            api.create_tag(repo_id, tag=tag, revision=commit, tag_message=message, repo_type=REPO_TYPE)
+            return None
+        except Exception as error:
+            if http_status(error) != 409:
+                raise
+            # The tag appeared between the listing and the request: whose commit does it name?
+            tagged = _tags(api, repo_id).get(tag)
+            if tagged is None:
+                raise
+    return None if tagged == commit else tagged
 
 
-def _create_tag(api: HfApi, repo_id: str, tag: str, commit: str, message: str) -> None:
-    tags = {ref.name: ref.target_commit for ref in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).tags}
-    if tags.get(tag) == commit:
-        return  # an earlier attempt created it and its answer was lost
-    api.create_tag(repo_id, tag=tag, revision=commit, tag_message=message, repo_type=REPO_TYPE)
+def _tags(api: HfApi, repo_id: str) -> dict[str, str]:
+    return {ref.name: ref.target_commit for ref in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).tags}

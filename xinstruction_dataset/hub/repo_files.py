@@ -9,13 +9,17 @@ downloaded to compute a diff.
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from huggingface_hub import HfApi
 from huggingface_hub.hf_api import RepoFile
 
-from .layout import CARD_FILE, DATA_DIR
+from ..errors import UserError
+from .layout import CARD_FILE, DATA_DIR, FolderLayout, layout_of
 
 ADDED, CHANGED, REMOVED = "added", "changed", "removed"
 
@@ -73,15 +77,117 @@ def is_managed(path: str) -> bool:
     return path == CARD_FILE or path.startswith(f"{DATA_DIR}/")
 
 
-def local_files(folder: str | Path) -> dict[str, Path]:
-    """Managed files of a folder (repo path -> local path); hidden staging files are skipped."""
+class SymlinkOutOfFolder(UserError, ValueError):
+    """A file a folder would publish is a symlink that leaves the folder (exit 2)."""
+
+
+@dataclass(eq=False)
+class LocalFile:
+    """A file to publish: a path on disk, or content in memory (the rendered card). Its size and
+    hashes are computed once, however many diffs compare it."""
+
+    source: Path | bytes
+
+    @cached_property
+    def size(self) -> int:
+        return len(self.source) if isinstance(self.source, bytes) else self.source.stat().st_size
+
+    @cached_property
+    def _digests(self) -> tuple[str, str]:
+        # One read gives both: the LFS oid (sha256) and the git blob id of a regular file.
+        sha256, blob = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % self.size)
+        for block in self._blocks():
+            sha256.update(block)
+            blob.update(block)
+        return sha256.hexdigest(), blob.hexdigest()
+
+    @property
+    def sha256(self) -> str:
+        return self._digests[0]
+
+    @property
+    def git_oid(self) -> str:
+        return self._digests[1]
+
+    def upload_source(self) -> bytes | str:
+        """What `CommitOperationAdd` takes: the bytes, or the file's path."""
+        return self.source if isinstance(self.source, bytes) else str(self.source)
+
+    def _blocks(self) -> Iterator[bytes]:
+        if isinstance(self.source, bytes):
+            yield self.source
+            return
+        with open(self.source, "rb") as f:
+            yield from iter(lambda: f.read(1 << 20), b"")
+
+
+@dataclass
+class LocalFolder:
+    """One scan of a hub-ready folder, passed down a whole publish: its managed files (repo path
+    -> file) and its layout (configs, splits, row counts)."""
+
+    root: Path
+    files: dict[str, LocalFile]
+    layout: FolderLayout
+
+    def with_card(self, card_text: str) -> dict[str, LocalFile]:
+        """The files to publish, with `card_text` as the card (it goes up from memory)."""
+        return {**self.files, CARD_FILE: LocalFile(card_text.encode("utf-8"))}
+
+
+def scan_local(folder: str | Path) -> LocalFolder:
+    """Walk `folder` once: its card and the files under `data/` (hidden staging files skipped).
+
+    Raises SymlinkOutOfFolder naming every one of those paths that is a symlink resolving outside
+    the folder: publishing it would upload a file from elsewhere, and the card would describe it.
+    """
     root = Path(folder)
-    files = {CARD_FILE: root / CARD_FILE} if (root / CARD_FILE).exists() else {}
-    for path in sorted((root / DATA_DIR).rglob("*")) if (root / DATA_DIR).is_dir() else []:
-        relative = path.relative_to(root)
-        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-            files[relative.as_posix()] = path
-    return files
+    listed, leaving = _walk(root)
+    _refuse(root, leaving)
+    return LocalFolder(root, {path: LocalFile(root / path) for path in listed}, layout_of(root, listed))
+
+
+def refuse_symlinks_out_of(folder: str | Path) -> None:
+    """Raise SymlinkOutOfFolder if the card or a file under `data/` is a symlink leaving `folder`."""
+    _refuse(Path(folder), _walk(Path(folder))[1])
+
+
+def _refuse(root: Path, leaving: list[str]) -> None:
+    if leaving:
+        raise SymlinkOutOfFolder(
+            f"{root} holds {len(leaving)} symlink(s) that leave the folder: {', '.join(leaving[:5])}"
+            f"{' ...' if len(leaving) > 5 else ''}; a hub-ready folder holds its own files: replace each link "
+            "by a copy of the file it points to (or remove it), then run the same command again"
+        )
+
+
+def _walk(root: Path) -> tuple[list[str], list[str]]:
+    """(managed files, as repo paths; symlinks among them that leave `root`, as `path -> target`).
+
+    Symlinks that stay inside are followed to files; symlinked folders are not walked into (a link
+    to an ancestor would loop; `Path.rglob` does not walk into them either).
+    """
+    base = root.resolve()
+    listed: list[str] = []
+    leaving: list[str] = []
+
+    def readable(path: Path) -> bool:
+        if path.is_symlink() and not path.resolve().is_relative_to(base):
+            leaving.append(f"{path.relative_to(root).as_posix()} -> {os.readlink(path)}")
+            return False
+        return True
+
+    card, data = root / CARD_FILE, root / DATA_DIR
+    if readable(card) and card.is_file():
+        listed.append(CARD_FILE)
+    if readable(data) and data.is_dir():
+        for directory, folders, names in os.walk(data):
+            here = Path(directory)
+            folders[:] = sorted(name for name in folders if not name.startswith(".") and readable(here / name))
+            for name in sorted(names):
+                if not name.startswith(".") and readable(here / name) and (here / name).is_file():
+                    listed.append((here / name).relative_to(root).as_posix())
+    return listed, leaving
 
 
 def remote_files(api: HfApi, repo_id: str, revision: str) -> dict[str, RepoFile]:
@@ -90,37 +196,21 @@ def remote_files(api: HfApi, repo_id: str, revision: str) -> dict[str, RepoFile]
     return {e.path: e for e in entries if isinstance(e, RepoFile) and is_managed(e.path)}
 
 
-def diff_files(local: dict[str, bytes | Path], remote: dict[str, RepoFile]) -> RepoDiff:
-    """Changes that make `remote` equal to `local` (content as bytes, or a path to read)."""
+def diff_files(local: Mapping[str, LocalFile | bytes | Path], remote: dict[str, RepoFile]) -> RepoDiff:
+    """Changes that make `remote` equal to `local` (files, or content as bytes or a path to read)."""
     changes = []
     for path in sorted(local.keys() | remote.keys()):
         content, entry = local.get(path), remote.get(path)
-        local_size = _size(content) if content is not None else None
+        file = content if isinstance(content, LocalFile) or content is None else LocalFile(content)
+        local_size = file.size if file is not None else None
         if entry is None:
             changes.append(FileChange(path, ADDED, local_size, None))
-        elif content is None:
+        elif file is None:
             changes.append(FileChange(path, REMOVED, None, entry.size))
-        elif local_size != entry.size or not _same_content(content, entry):
+        elif local_size != entry.size or not _same_content(file, entry):
             changes.append(FileChange(path, CHANGED, local_size, entry.size))
     return RepoDiff(changes)
 
 
-def _size(content: bytes | Path) -> int:
-    return len(content) if isinstance(content, bytes) else content.stat().st_size
-
-
-def _same_content(content: bytes | Path, entry: RepoFile) -> bool:
-    if entry.lfs is not None:
-        return _sha256(content) == entry.lfs.sha256
-    data = content if isinstance(content, bytes) else content.read_bytes()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == entry.blob_id
-
-
-def _sha256(content: bytes | Path) -> str:
-    if isinstance(content, bytes):
-        return hashlib.sha256(content).hexdigest()
-    digest = hashlib.sha256()
-    with open(content, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _same_content(file: LocalFile, entry: RepoFile) -> bool:
+    return file.sha256 == entry.lfs.sha256 if entry.lfs is not None else file.git_oid == entry.blob_id
