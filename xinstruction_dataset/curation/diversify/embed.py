@@ -76,7 +76,7 @@ class TEIEmbedder(Embedder):
     A failed request (429, 5xx, connection error, timeout) is retried under the project's retry
     policy (xinstruction_dataset/retry.py; `retries`, `backoff`, `backoff_max` as the LLM
     endpoints have them): one 503 does not end the run. So is a reply that is not one finite
-    vector per text, of one width (`check_vectors`): it is checked before anything stores it.
+    vector per text, of one width (`vector_problem`): it is checked before anything stores it.
     Batches are cut to the server's `max_client_batch_size` (TEI's `GET /info`), which TEI
     enforces with a 413."""
 
