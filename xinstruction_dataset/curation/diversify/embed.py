@@ -31,11 +31,13 @@ logger = logging.getLogger(__name__)
 
 class Embedder(ABC):
     model_id: str
+    # The width every vector must have, once known: `embed_texts` sets it from the vectors
+    # already stored, the TEI embedder from its first good reply (and retries a reply of another).
+    dim: int | None = None
 
     @abstractmethod
-    def embed(self, texts: list[str], dim: int | None = None) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text; `dim`: the width they must have (that
-        of the vectors already stored), None: any."""
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
 
 
 class LocalEmbedder(Embedder):
@@ -50,7 +52,7 @@ class LocalEmbedder(Embedder):
         self.batch_size = config.batch_size
         self.model = SentenceTransformer(path, device=resolve_device(config.device), local_files_only=True)
 
-    def embed(self, texts: list[str], dim: int | None = None) -> np.ndarray:
+    def embed(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
 
@@ -88,11 +90,10 @@ class TEIEmbedder(Embedder):
         self.timeout = config.timeout
         self.retry = RetryPolicy(config.retries, config.backoff, config.backoff_max)
         self.max_client_batch_size: int | None = None  # from /info, asked once
-        self.dim: int | None = None  # the width of the first good reply: every later one must match
 
-    def embed(self, texts: list[str], dim: int | None = None) -> np.ndarray:
+    def embed(self, texts: list[str]) -> np.ndarray:
         try:
-            vectors = asyncio.run(self._embed(texts, dim or self.dim))
+            vectors = asyncio.run(self._embed(texts))
         except Exception as error:  # noqa: BLE001 - any failure of the server is one clear line
             text = storable_text(redact(str(error)))[:300]
             raise EnvironmentFault(
@@ -101,7 +102,7 @@ class TEIEmbedder(Embedder):
             ) from error
         return _normalised(vectors)
 
-    async def _embed(self, texts: list[str], dim: int | None) -> np.ndarray:
+    async def _embed(self, texts: list[str]) -> np.ndarray:
         from huggingface_hub import AsyncInferenceClient
 
         # huggingface_hub sends its login token when given none: blank the header for other hosts.
@@ -111,7 +112,7 @@ class TEIEmbedder(Embedder):
 
         async def one(batch: list[str]) -> np.ndarray:
             async with slots:
-                return await retrying(lambda: self._post(client, batch, dim), self.retry, RetryableError, scrub_secrets)
+                return await retrying(lambda: self._post(client, batch), self.retry, RetryableError, scrub_secrets)
 
         try:
             if self.max_client_batch_size is None:
@@ -122,7 +123,7 @@ class TEIEmbedder(Embedder):
             await client.close()
         return np.concatenate(parts)
 
-    async def _post(self, client: Any, batch: list[str], dim: int | None) -> np.ndarray:
+    async def _post(self, client: Any, batch: list[str]) -> np.ndarray:
         try:
             reply = await asyncio.wait_for(client.feature_extraction(batch), timeout=self.timeout)
         except (ValueError, TypeError) as error:
@@ -131,7 +132,7 @@ class TEIEmbedder(Embedder):
             raise RetryableError(f"{self.url}: malformed reply: not one list of numbers per text ({type(error).__name__}: {error})") from error
         except Exception as error:  # noqa: BLE001 - every client/transport error is classified
             raise classify_error(error, self.url) from error
-        problem = vector_problem(reply, len(batch), dim or self.dim)
+        problem = vector_problem(reply, len(batch), self.dim)
         if problem is not None:
             raise RetryableError(f"{self.url}: bad reply: {problem}")
         if self.dim is None:
@@ -230,7 +231,9 @@ def embed_texts(texts: list[str], embedder: Embedder, cache, batch_size: int, *,
                 hits += len(batch)
             else:
                 dim = out.shape[1] if out is not None else None
-                fresh = embedder.embed(batch, dim)
+                if dim is not None:
+                    embedder.dim = dim
+                fresh = embedder.embed(batch)
                 problem = vector_problem(fresh, len(batch), dim)
                 if problem is not None:  # the TEI embedder retried such replies already
                     raise EnvironmentFault(
