@@ -140,6 +140,25 @@ def test_an_llm_reply_the_cache_cannot_store_is_a_failed_call_and_the_rerun_succ
     assert not any(r["reason"].endswith("call_failed") for r in rejects)
 
 
+def test_an_unstorable_reply_from_any_backend_is_a_failed_call_not_a_cache_row(tmp_path) -> None:
+    """The scheduler's own check, for backends that do not check (the TGI routes retry it)."""
+    from fake_llm import FakeBackend
+    from xinstruction_dataset.llm.backends.base import LLMRequest
+    from xinstruction_dataset.llm.cache import CallCache
+    from xinstruction_dataset.llm.calls import CallRunner
+
+    requests = [(i, LLMRequest(prompt=f"document {i}")) for i in range(3)]
+    broken = FakeBackend(lambda r: "half a pair \udc80" if r.prompt == "document 1" else "fine")
+    with CallCache(tmp_path / "calls.sqlite") as cache:
+        results = CallRunner(broken, cache, progress=False).run_all(requests)
+        assert [results[i].ok for i in range(3)] == [True, False, True]
+        assert results[1].error == "unstorable reply: the text is not valid Unicode: a lone surrogate U+DC80 at character 12"
+        assert len(cache) == 2 and [f["error"] for f in cache.failures()] == [results[1].error]
+        fixed = FakeBackend(lambda r: "fine")
+        again = CallRunner(fixed, cache, progress=False).run_all(requests)
+        assert all(r.ok for r in again.values()) and len(fixed.calls) == 1 and cache.failures() == []
+
+
 # --- the embedder, in process ------------------------------------------------------------------
 
 

@@ -46,10 +46,10 @@ from huggingface_hub import AsyncInferenceClient, get_token
 from huggingface_hub.utils import build_hf_headers, get_async_session
 
 from ...redact import scrub_secrets
+from ...retry import RetryPolicy, retrying
 from .base import BackendError, Completion, LLMBackend, LLMRequest, RetryableError
 from .text import ContextLimits, TokenCounter, fit_to_context
 from .tgi_config import ROUTE_CLASSES, ROUTES, ChatRoute, CompletionsRoute, GenerateRoute, TGIConfig
-from ...retry import RetryPolicy, retrying
 from .remote import HF_HOSTS, InputTooLong, is_hf_host
 from .remote import classify_error as _classify
 from .tgi_limits import NO_SOURCE, LimitsError, describe, read_limits
