@@ -12,8 +12,15 @@ empty"), more than `max_concurrent_requests` at once (429 "Model is overloaded")
 The "model" is deterministic: a text's vector is `dim` floats drawn from a hash of the text, so a
 text has the same vector in any batch, and different texts differ.
 
-Faults, injected with `inject(kind, count)` and consumed by the next requests: `503` (TEI's
-unhealthy reply), `429` (overloaded). `batches` logs each request's batch size (refused ones too).
+Faults, injected with `inject(kind, count, path="/embed")` and consumed by the next requests to
+`path` (`/embed` stands for both embedding routes; `/info` for `GET /info`): `503` (TEI's
+unhealthy reply), `429` (overloaded), and replies a client must not trust, each a 200: `nan` (a
+NaN in the first vector), `short` (one vector fewer than texts), `wide` (the first vector one
+value longer: ragged rows), `narrow` (every vector one value shorter than the others the server
+gives: the wrong width), `text` (strings instead of numbers), `trickle` (the right reply, sent
+a byte every `trickle_s` seconds: a client whose timeout bounds only the wait between bytes
+waits for the whole body). `clear()` drops the faults left (the server is fixed).
+`batches` logs each request's batch size (refused ones too).
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import hashlib
 import json
 import struct
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULT_KINDS = ("503", "429")
+FAULT_KINDS = ("503", "429", "nan", "short", "wide", "narrow", "text", "trickle")
+FAULT_PATHS = ("/embed", "/info")
 
 
 def vector(text: str, dim: int) -> list[float]:
@@ -44,15 +53,17 @@ class TEIServer:
     """A TEI-protocol server on 127.0.0.1; see the module docstring."""
 
     def __init__(self, *, model_id: str = "test/embedder", dim: int = 8, max_client_batch_size: int = 32,
-                 max_concurrent_requests: int = 512, has_info: bool = True) -> None:
+                 max_concurrent_requests: int = 512, has_info: bool = True, trickle_s: float = 0.05) -> None:
         self.model_id, self.dim = model_id, dim
         self.max_client_batch_size = max_client_batch_size
         self.max_concurrent_requests = max_concurrent_requests
         self.has_info = has_info
+        self.trickle_s = trickle_s
         self.batches: list[int] = []  # batch size of every embedding request, in arrival order
         self.status_counts: Counter[int] = Counter()
         self.authorizations: Counter[str | None] = Counter()
-        self._faults: list[list[Any]] = []  # [kind, remaining]
+        self._faults: list[list[Any]] = []  # [kind, remaining, path]
+        self._stopped = threading.Event()  # ends a trickle still being sent
         self._active = 0
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -70,16 +81,33 @@ class TEIServer:
         return self
 
     def stop(self) -> None:
+        self._stopped.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
 
-    def inject(self, kind: str, count: int = 1) -> None:
+    def inject(self, kind: str, count: int = 1, path: str = "/embed") -> None:
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}")
+        if path not in FAULT_PATHS:
+            raise ValueError(f"fault path must be one of {FAULT_PATHS}")
         with self._lock:
-            self._faults.append([kind, count])
+            self._faults.append([kind, count, path])
+
+    def clear(self) -> None:
+        """Drop every fault not yet consumed."""
+        with self._lock:
+            self._faults.clear()
+
+    def take_fault(self, path: str) -> str | None:
+        """The kind of the next fault injected for `path` (consumed), or None."""
+        with self._lock:
+            fault = next((f for f in self._faults if f[1] > 0 and f[2] == path), None)
+            if fault is None:
+                return None
+            fault[1] -= 1
+            return fault[0]
 
     def info(self) -> dict[str, Any]:
         return {"model_id": self.model_id, "model_sha": None, "model_dtype": "float16",
@@ -94,12 +122,10 @@ class TEIServer:
             return 422, {"error": "Failed to deserialize the JSON body into the target type", "error_type": "Validation"}
         with self._lock:
             self.batches.append(len(batch))
-            fault = next((f for f in self._faults if f[1] > 0), None)
-            if fault is not None:
-                fault[1] -= 1
-        if fault is not None and fault[0] == "503":
+        fault = self.take_fault("/embed")
+        if fault == "503":
             return 503, {"error": "Model is not healthy", "error_type": "Unhealthy"}
-        if fault is not None and fault[0] == "429":
+        if fault == "429":
             return 429, {"error": "Model is overloaded", "error_type": "Overloaded"}
         if not batch:
             return 422, {"error": "`inputs` cannot be empty", "error_type": "Empty"}
@@ -111,10 +137,33 @@ class TEIServer:
                 return 429, {"error": "Model is overloaded", "error_type": "Overloaded"}
             self._active += 1
         try:
-            return 200, [vector(text, self.dim) for text in batch]
+            return 200, self.bad_reply(fault, batch) if fault else [vector(text, self.dim) for text in batch]
         finally:
             with self._lock:
                 self._active -= 1
+
+
+    def bad_reply(self, fault: str, batch: list[str]) -> Any:
+        """The reply of an embedding fault (a 200), or the right vectors for `trickle`."""
+        vectors: list[list[Any]] = [vector(text, self.dim) for text in batch]
+        if fault == "nan":
+            vectors[0][0] = float("nan")
+        elif fault == "short":
+            vectors = vectors[:-1]
+        elif fault == "wide":
+            vectors[0] = vectors[0] + [0.5]
+        elif fault == "narrow":
+            vectors = [v[:-1] for v in vectors]
+        elif fault == "text":
+            vectors = [["x"] * self.dim for _ in batch]
+        return _Trickle(vectors) if fault == "trickle" else vectors
+
+
+class _Trickle:
+    """A payload to send a byte at a time."""
+
+    def __init__(self, payload: Any) -> None:
+        self.payload = payload
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -131,7 +180,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/health":
             self._send(200, {})
         elif self.path == "/info" and self.app.has_info:
-            self._send(200, self.app.info())
+            fault = self.app.take_fault("/info")
+            if fault == "503":
+                self._send(503, {"error": "Model is not healthy", "error_type": "Unhealthy"})
+            else:
+                self._send(200, _Trickle(self.app.info()) if fault == "trickle" else self.app.info())
         else:
             self._send(404, {"error": "not found"})
 
@@ -152,9 +205,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, payload: Any) -> None:
         with self.app._lock:
             self.app.status_counts[status] += 1
-        data = json.dumps(payload).encode("utf-8")
+        trickle = isinstance(payload, _Trickle)
+        # json writes NaN for a float nan (as a server in Python or Rust's serde with NaN allowed would)
+        data = json.dumps(payload.payload if trickle else payload).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if not trickle:
+            self.wfile.write(data)
+            return
+        try:
+            for i in range(len(data)):
+                if self.app._stopped.wait(self.app.trickle_s):
+                    return
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up: what a deadline is for
+            return

@@ -17,10 +17,11 @@ from hub_folders import write_xalpacaeval_sources, write_xinstruction_config, xi
 from xinstruction_dataset.cli import main
 from xinstruction_dataset.features import XALPACAEVAL_FEATURES
 from xinstruction_dataset.hub.publish import IncompletePublish, PublishError, publish_folder
-from xinstruction_dataset.hub.retry import HubRefused, RetryPolicy
+from xinstruction_dataset.hub.retry import HubRefused
+from xinstruction_dataset.retry import RetryPolicy
 from xinstruction_dataset.xalpacaeval import export_xalpacaeval
 
-FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
+FAST_RETRY = RetryPolicy(retries=2, backoff=0.01, backoff_max=0.05, jitter=False)
 
 
 def run_command(argv: list[str]) -> int:
@@ -135,7 +136,7 @@ def test_failed_upload_leaves_no_version_and_a_rerun_completes_it(hub, repo_id, 
 
     card_before = (folder / "README.md").read_bytes()
     with pytest.raises(IncompletePublish, match=r"failed at step 'upload and commit'.*HTTP 500.*not tagged.*run the same command again"):
-        publish_folder(folder, repo_id, "1.1.0", retry=RetryPolicy(attempts=1))
+        publish_folder(folder, repo_id, "1.1.0", retry=RetryPolicy(retries=0))
 
     assert hub.refs(repo_id) == {"branches": {"main": v1}, "tags": {"v1.0.0": v1}}
     assert (folder / "README.md").read_bytes() == card_before  # no changelog entry for a failed publish
@@ -165,7 +166,7 @@ def test_retries_with_backoff_on_429_and_5xx(hub, repo_id, folder, caplog):
     hub.inject("tag", 429, headers={"Retry-After": "0.02"})
     hub.inject("lfs_upload", 500)  # retried inside huggingface_hub itself
 
-    result = publish_folder(folder, repo_id, "1.0.0", retry=RetryPolicy(attempts=4, base_delay=0.5, max_delay=8, sleep=delays.append))
+    result = publish_folder(folder, repo_id, "1.0.0", retry=RetryPolicy(retries=3, backoff=0.5, backoff_max=8, jitter=False, sleep=delays.append))
 
     assert result.status == "published"
     failed = [(r.route, r.status) for r in hub.requests if r.status >= 400 and r.route in ("refs", "commit", "tag", "lfs_upload")]
@@ -176,7 +177,7 @@ def test_retries_with_backoff_on_429_and_5xx(hub, repo_id, folder, caplog):
 
 
 def test_backoff_doubles_up_to_the_cap():
-    policy = RetryPolicy(attempts=6, base_delay=1.0, max_delay=5.0)
+    policy = RetryPolicy(retries=5, backoff=1.0, backoff_max=5.0, jitter=False)
     assert [policy.delay(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
 
 

@@ -434,7 +434,7 @@ def test_sharded_run_merges_to_the_same_output(tmp_path: Path) -> None:
 def _tei(url, **options):
     from xinstruction_dataset.curation.config import EmbeddingConfig
     from xinstruction_dataset.curation.diversify import TEIEmbedder
-    from xinstruction_dataset.llm.backends.tgi_errors import RetryPolicy
+    from xinstruction_dataset.retry import RetryPolicy
 
     embedder = TEIEmbedder(EmbeddingConfig(backend="tei", url=url, **options))
     embedder.retry = RetryPolicy(retries=3, backoff=0.01, backoff_max=0.05)  # the policy, with short waits
@@ -502,7 +502,7 @@ def test_a_hung_tei_endpoint_is_a_clear_error_within_its_timeout(cache: CallCach
     from xinstruction_dataset.curation.config import EmbeddingConfig
     from xinstruction_dataset.curation.diversify import TEIEmbedder
     from xinstruction_dataset.errors import EnvironmentFault
-    from xinstruction_dataset.llm.backends.tgi_errors import RetryPolicy
+    from xinstruction_dataset.retry import RetryPolicy
 
     release = threading.Event()
 

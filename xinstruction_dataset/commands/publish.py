@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from ..hub.publish import PUBLISHED, UNCHANGED, PublishResult, publish_folder
 from ..hub.repo_files import ADDED, CHANGED, REMOVED, format_size
-from ..hub.retry import RetryPolicy
+from ..hub.retry import HUB_RETRY
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     result = publish_folder(
         args.folder, args.repo_id, args.version, dataset=args.dataset, dry_run=args.dry_run,
-        private=args.private, retry=RetryPolicy(attempts=max(1, args.retries)),
+        private=args.private, retry=replace(HUB_RETRY, retries=max(0, args.retries - 1)),
     )
     print(report(result))
     return 0

@@ -151,7 +151,12 @@ class EmbeddingConfig(ConfigModel):
     url: Annotated[str, NotFingerprinted("throughput")] = ""  # tei: the endpoint's base URL
     batch_size: Annotated[int, Field(ge=1), NotFingerprinted("throughput")] = 64
     concurrency: Annotated[int, Field(ge=1), NotFingerprinted("throughput")] = 8  # tei: requests in flight
-    timeout: Annotated[float, Field(gt=0), NotFingerprinted("throughput")] = 120.0  # tei: seconds per request
+    timeout: Annotated[float, Field(gt=0), NotFingerprinted("throughput")] = 120.0  # tei: seconds per request, whole
+    # tei: a failed request (429, 5xx, timeout, a reply that is not one finite vector per text) is
+    # tried again under the LLM endpoints' policy (retry.py): attempts after the first, backoff (s).
+    retries: Annotated[int, Field(ge=0, le=100), NotFingerprinted("throughput")] = 5
+    backoff: Annotated[float, Field(ge=0), NotFingerprinted("throughput")] = 1.0
+    backoff_max: Annotated[float, Field(gt=0), NotFingerprinted("throughput")] = 60.0
     device: Annotated[Device, NotFingerprinted("throughput")] = "auto"  # local: cuda when present
 
     @model_validator(mode="after")

@@ -32,7 +32,8 @@ from .cards import ChangelogEntry, detect_dataset, named_dataset_id, read_change
 from .check import check_card
 from .layout import CARD_FILE, DATA_DIR, FolderLayout, scan_folder
 from .repo_files import ADDED, CHANGED, REMOVED, LocalFile, LocalFolder, RepoDiff, diff_files, remote_files, scan_local
-from .retry import RetryPolicy, call_with_retries, http_status
+from ..retry import RetryPolicy
+from .retry import HUB_RETRY, call_with_retries, http_status
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def publish_folder(
     dry_run: bool = False,
     private: bool = False,
     endpoint: str | None = None,
-    retry: RetryPolicy = RetryPolicy(),
+    retry: RetryPolicy = HUB_RETRY,
 ) -> PublishResult:
     """Publish `folder` to the dataset repo `repo_id` as version `version` (tag `v<version>`).
 

@@ -8,11 +8,10 @@ transient failure anywhere does not abort a publish. Each wrapped step must be s
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
 from ..errors import EnvironmentFault
+from ..retry import RetryPolicy, retry_call
 
 logger = logging.getLogger(__name__)
 
@@ -20,22 +19,8 @@ T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How many times to try a step, and how long to wait: `base_delay * 2**n`, capped at `max_delay`.
-
-    `sleep` is how the wait happens (tests pass a recorder instead of waiting).
-    """
-
-    attempts: int = 5
-    base_delay: float = 1.0
-    max_delay: float = 30.0
-    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based); the server's Retry-After wins."""
-        backoff = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return min(self.max_delay, retry_after) if retry_after is not None else backoff
+# The Hub's steps: no jitter (one client, not many on one server), waits capped at 30 s.
+HUB_RETRY = RetryPolicy(retries=4, backoff=1.0, backoff_max=30.0, jitter=False)
 
 
 def http_status(error: BaseException) -> int | None:
@@ -71,32 +56,34 @@ class HubRefused(EnvironmentFault):
 
 def call_with_retries(step: Callable[[], T], policy: RetryPolicy, description: str) -> T:
     """Run `step`; on a 429/5xx answer or a connection failure wait and run it again, up to
-    `policy.attempts` times in all. A Hub that stays unreachable, or refuses the token, ends as
-    one clear `EnvironmentFault` (exit 3) instead of the transport's traceback."""
-    for attempt in range(1, policy.attempts + 1):
-        try:
-            return step()
-        except Exception as error:
-            status = http_status(error)
-            if status in (401, 403):
-                raise HubRefused(
-                    f"{description}: the Hub refused the request (HTTP {status}): log in with `hf auth login` "
-                    "or set HF_TOKEN to a token with write access to this repo"
-                ) from error
-            unreachable = status is None and _is_connection_error(error)
-            if not (unreachable or status in RETRYABLE_STATUS):
-                raise
-            if attempt == policy.attempts:
-                if unreachable:
-                    raise HubUnreachable(
-                        f"{description}: the Hub cannot be reached after {attempt} attempt(s) ({type(error).__name__}: {error}); "
-                        "check the network and HF_ENDPOINT, then run the same command again"
-                    ) from error
-                raise
-            delay = policy.delay(attempt, _retry_after(error))
-            logger.warning("%s: %s, retry %d/%d in %.2f s", description, f"HTTP {status}" if status else type(error).__name__, attempt, policy.attempts - 1, delay)
-            policy.sleep(delay)
-    raise AssertionError("unreachable: the last attempt returns or raises")
+    `policy.attempts` times in all (the project's retry runner, retry.py). A Hub that stays
+    unreachable, or refuses the token, ends as one clear `EnvironmentFault` (exit 3) instead of
+    the transport's traceback."""
+
+    def retryable(error: BaseException) -> bool:
+        status = http_status(error)
+        return status in RETRYABLE_STATUS or (status is None and _is_connection_error(error))
+
+    def on_retry(error: BaseException, failed: int, delay: float) -> None:
+        status = http_status(error)
+        shown = f"HTTP {status}" if status else type(error).__name__
+        logger.warning("%s: %s, retry %d/%d in %.2f s", description, shown, failed, policy.retries, delay)
+
+    try:
+        return retry_call(step, policy, retryable, retry_after=_retry_after, on_retry=on_retry)
+    except Exception as error:
+        status = http_status(error)
+        if status in (401, 403):
+            raise HubRefused(
+                f"{description}: the Hub refused the request (HTTP {status}): log in with `hf auth login` "
+                "or set HF_TOKEN to a token with write access to this repo"
+            ) from error
+        if status is None and _is_connection_error(error):  # retried: every attempt is spent
+            raise HubUnreachable(
+                f"{description}: the Hub cannot be reached after {policy.attempts} attempt(s) ({type(error).__name__}: {error}); "
+                "check the network and HF_ENDPOINT, then run the same command again"
+            ) from error
+        raise
 
 
 def _is_connection_error(error: BaseException) -> bool:

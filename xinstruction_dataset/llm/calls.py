@@ -18,7 +18,9 @@ Two ways in, one piece of code behind them:
   bounded for any number of requests.
 
 Every request ends as exactly one `CallResult`: a completion (fresh or from the cache) or an
-error, which is also recorded in the cache's failures table so a resumed run retries it.
+error, which is also recorded in the cache's failures table so a resumed run retries it. A reply
+is checked before it is stored (`backends.base.unstorable`): one the cache cannot hold (a lone
+surrogate in its text...) is a failed call with that reason, never a crash or a cache row.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..redact import redact
-from .backends.base import BackendError, Completion, LLMBackend, LLMRequest
+from .backends.base import BackendError, Completion, LLMBackend, LLMRequest, storable_text, unstorable
 from .cache import CallCache
 
 
@@ -148,7 +150,8 @@ class CallScheduler:
         try:
             completion = await self._call_once_per_key(key, request)
         except _CallFailed as failure:
-            message = redact(str(failure))  # written to the cache and to rejects: no secret in it
+            # Written to the cache and to rejects: no secret in it, and nothing they cannot store.
+            message = storable_text(redact(str(failure)))
             self.cache.record_failure(key, self.backend.model_id, request, message)
             self.failing_in_a_row += 1
             self.last_error = message
@@ -175,6 +178,11 @@ class CallScheduler:
         try:
             try:
                 completion = await self._call(request)
+                # Checked before stored: a stored reply is served on every rerun, and one the
+                # cache cannot take would stop every rerun at the same call.
+                problem = unstorable(completion)
+                if problem is not None:
+                    raise BackendError(f"unstorable reply: {problem}")
             except Exception as error:  # noqa: BLE001 - any failure of one call is that call's result
                 self.stats.sends_failed += 1
                 raise _CallFailed(_describe(error)) from error

@@ -1,7 +1,8 @@
 """Instruction embeddings: a local sentence-transformers model or a TEI endpoint, cached.
 
 Every vector is stored in the call cache under a hash of (embedding model, text) before it is
-used. Texts are embedded in fixed batches of the sorted distinct texts: a batch is a function of
+used, and checked before it is stored (one finite vector per text, all of one width): a bad reply
+is a failed, retried request, never a cache row that every rerun would serve. Texts are embedded in fixed batches of the sorted distinct texts: a batch is a function of
 the text set alone, so a resumed run recomputes an unfinished batch exactly as an uninterrupted
 run computed it (padding, and so the floats, depend on what is batched together).
 """
@@ -19,9 +20,10 @@ from tqdm.auto import tqdm
 
 from ...devices import resolve_device
 from ...errors import EnvironmentFault
-from ...llm.backends.base import content_key
-from ...llm.backends.tgi_errors import RetryPolicy, classify_error, retrying
-from ...redact import redact
+from ...llm.backends.base import RetryableError, content_key, storable_text
+from ...llm.backends.remote import classify_error, is_hf_host
+from ...redact import redact, scrub_secrets
+from ...retry import RetryPolicy, retrying
 from ..config import EmbeddingConfig
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 class Embedder(ABC):
     model_id: str
+    # The width every vector must have, once known: `embed_texts` sets it from the vectors
+    # already stored, the TEI embedder from its first good reply (and retries a reply of another).
+    dim: int | None = None
 
     @abstractmethod
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -66,14 +71,16 @@ def _packaged_minilm() -> str:
 class TEIEmbedder(Embedder):
     """A text-embeddings-inference server through huggingface_hub's `feature_extraction`.
 
-    Every request has a deadline (`timeout`), and huggingface_hub's login token goes only to
-    Hugging Face's own hosts (as for the LLM endpoints: `llm.backends.tgi.is_hf_host`).
-    A failed request (429, 5xx, connection error, timeout) is retried under the LLM endpoints'
-    retry policy (`llm.backends.tgi_errors.RetryPolicy`, TGI's defaults): one 503 does not end
-    the run. Batches are cut to the server's `max_client_batch_size` (TEI's `GET /info`), which
-    TEI enforces with a 413."""
-
-    retry = RetryPolicy()  # the TGI backend's defaults (retries, backoff, backoff_max)
+    Every request has a whole-request deadline (`timeout`: the client's own timeout bounds only
+    the wait between two bytes, so a reply trickled a byte at a time would never end), `/embed`
+    and `GET /info` alike, and huggingface_hub's login token goes only to Hugging Face's own
+    hosts (as for the LLM endpoints: `llm.backends.remote.is_hf_host`).
+    A failed request (429, 5xx, connection error, timeout) is retried under the project's retry
+    policy (xinstruction_dataset/retry.py; `retries`, `backoff`, `backoff_max` as the LLM
+    endpoints have them): one 503 does not end the run. So is a reply that is not one finite
+    vector per text, of one width (`vector_problem`): it is checked before anything stores it.
+    Batches are cut to the server's `max_client_batch_size` (TEI's `GET /info`), which TEI
+    enforces with a 413."""
 
     def __init__(self, config: EmbeddingConfig):
         self.model_id = config.model
@@ -81,22 +88,22 @@ class TEIEmbedder(Embedder):
         self.concurrency = config.concurrency
         self.batch_size = config.batch_size
         self.timeout = config.timeout
+        self.retry = RetryPolicy(config.retries, config.backoff, config.backoff_max)
         self.max_client_batch_size: int | None = None  # from /info, asked once
 
     def embed(self, texts: list[str]) -> np.ndarray:
         try:
             vectors = asyncio.run(self._embed(texts))
         except Exception as error:  # noqa: BLE001 - any failure of the server is one clear line
+            text = storable_text(redact(str(error)))[:300]
             raise EnvironmentFault(
-                f"TEI endpoint {self.url}: {type(error).__name__}: {redact(str(error))[:300]}; check the endpoint, then "
+                f"TEI endpoint {self.url}: {type(error).__name__}: {text}; check the endpoint, then "
                 "run the same command again (embeddings stored so far are kept)"
             ) from error
-        return _normalised(np.asarray(vectors, dtype=np.float32))
+        return _normalised(vectors)
 
     async def _embed(self, texts: list[str]) -> np.ndarray:
         from huggingface_hub import AsyncInferenceClient
-
-        from ...llm.backends.tgi import is_hf_host
 
         # huggingface_hub sends its login token when given none: blank the header for other hosts.
         headers = None if is_hf_host(self.url) else {"authorization": ""}
@@ -105,7 +112,7 @@ class TEIEmbedder(Embedder):
 
         async def one(batch: list[str]) -> np.ndarray:
             async with slots:
-                return await retrying(lambda: self._post(client, batch), self.retry)
+                return await retrying(lambda: self._post(client, batch), self.retry, RetryableError, scrub_secrets)
 
         try:
             if self.max_client_batch_size is None:
@@ -114,24 +121,35 @@ class TEIEmbedder(Embedder):
             parts = await asyncio.gather(*(one(texts[i : i + step]) for i in range(0, len(texts), step)))
         finally:
             await client.close()
-        return np.concatenate([np.atleast_2d(p) for p in parts])
+        return np.concatenate(parts)
 
     async def _post(self, client: Any, batch: list[str]) -> np.ndarray:
         try:
-            return await client.feature_extraction(batch)
+            reply = await asyncio.wait_for(client.feature_extraction(batch), timeout=self.timeout)
+        except (ValueError, TypeError) as error:
+            # huggingface_hub turns the body into float32 itself: a body that is not numbers, or
+            # rows of unequal length, fails there (json's decode error is a ValueError too).
+            raise RetryableError(f"{self.url}: malformed reply: not one list of numbers per text ({type(error).__name__}: {error})") from error
         except Exception as error:  # noqa: BLE001 - every client/transport error is classified
             raise classify_error(error, self.url) from error
+        problem = vector_problem(reply, len(batch), self.dim)
+        if problem is not None:
+            raise RetryableError(f"{self.url}: bad reply: {problem}")
+        if self.dim is None:
+            self.dim = int(reply.shape[1])
+        return np.asarray(reply, dtype=np.float32)
 
     async def _max_client_batch_size(self) -> int:
-        """TEI's `max_client_batch_size` from `GET /info`; 0 (no cap) where the server has none."""
+        """TEI's `max_client_batch_size` from `GET /info`; 0 (no cap) where the server has none,
+        or does not answer within `timeout`."""
         from huggingface_hub.utils import build_hf_headers, get_async_session
-
-        from ...llm.backends.tgi import is_hf_host
 
         headers = build_hf_headers(token=None if is_hf_host(self.url) else False)
         http = get_async_session()
         try:
-            response = await http.get(self.url.rstrip("/") + "/info", headers=headers, timeout=self.timeout)
+            response = await asyncio.wait_for(
+                http.get(self.url.rstrip("/") + "/info", headers=headers, timeout=self.timeout), timeout=self.timeout
+            )
             response.raise_for_status()
             info = response.json()
         except Exception as error:  # noqa: BLE001 - a server without /info: batches as configured
@@ -140,7 +158,28 @@ class TEIEmbedder(Embedder):
         finally:
             await http.aclose()
         size = info.get("max_client_batch_size") if isinstance(info, dict) else None
-        return size if isinstance(size, int) and size > 0 else 0
+        return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
+
+
+def vector_problem(vectors: Any, count: int, dim: int | None) -> str | None:
+    """Why `vectors` are not embeddings of `count` texts (one row each, `dim` finite numbers
+    each when `dim` is given, else one width), or None. Checked before a vector is stored."""
+    array = np.asarray(vectors)
+    if array.dtype == object or array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        return f"the values are {array.dtype}, not numbers"
+    if array.ndim != 2:
+        return f"an array of shape {array.shape}, not one vector per text"
+    if array.shape[0] != count:
+        return f"{array.shape[0]} vectors for {count} texts"
+    if array.shape[1] == 0:
+        return "empty vectors"
+    if dim is not None and array.shape[1] != dim:
+        return f"vectors of {array.shape[1]} values, not {dim} (the width of the other vectors)"
+    finite = np.isfinite(array.astype(np.float32))  # a float64 past float32's range is inf once stored
+    if not finite.all():
+        row = int(np.argmin(finite.all(axis=1)))
+        return f"vector {row} of {count} has a NaN or infinite value"
+    return None
 
 
 def _normalised(vectors: np.ndarray) -> np.ndarray:
@@ -160,15 +199,23 @@ def encode_vector(vector: np.ndarray) -> dict[str, Any]:
     return {"dtype": "float32", "b64": base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")}
 
 
-def decode_vector(value: dict[str, Any]) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(value["b64"]), dtype="<f4")
+def decode_vector(value: Any) -> np.ndarray | None:
+    """A stored vector, or None for a value that is not one (a row an older version stored
+    unchecked: a NaN or empty vector is embedded again, not served)."""
+    try:
+        vector = np.frombuffer(base64.b64decode(value["b64"], validate=True), dtype="<f4")
+    except (TypeError, KeyError, ValueError):
+        return None
+    return vector if len(vector) and np.isfinite(vector).all() else None
 
 
 def embed_texts(texts: list[str], embedder: Embedder, cache, batch_size: int, *, desc: str = "embed", progress: bool = True) -> np.ndarray:
     """Vectors for `texts` (row i for texts[i]), from the cache or the embedder (then cached).
 
     Each distinct text is embedded once and its vector written straight into its rows of one
-    preallocated array: peak memory is that array plus one batch, not a second copy of it."""
+    preallocated array: peak memory is that array plus one batch, not a second copy of it.
+    Fresh vectors are checked (one per text, finite, the width of the others: `vector_problem`)
+    before they are stored, so a bad reply never becomes a cache row that every rerun serves."""
     rows: dict[str, list[int]] = {}
     for i, text in enumerate(texts):
         rows.setdefault(text, []).append(i)
@@ -179,17 +226,36 @@ def embed_texts(texts: list[str], embedder: Embedder, cache, batch_size: int, *,
         for start in range(0, len(distinct), batch_size):
             batch = distinct[start : start + batch_size]
             keys = [embedding_key(embedder.model_id, text) for text in batch]
-            stored = [cache.get_json(key) for key in keys]
-            if all(value is not None for value in stored):
+            vectors = [_stored(cache.get_json(key), out) for key in keys]
+            if all(vector is not None for vector in vectors) and len({len(v) for v in vectors}) == 1:
                 hits += len(batch)
             else:
-                stored = [encode_vector(v) for v in embedder.embed(batch)]
-                cache.put_many_json(dict(zip(keys, stored)))
-            for text, value in zip(batch, stored):
-                vector = decode_vector(value)
+                dim = out.shape[1] if out is not None else None
+                if dim is not None:
+                    embedder.dim = dim
+                fresh = embedder.embed(batch)
+                problem = vector_problem(fresh, len(batch), dim)
+                if problem is not None:  # the TEI embedder retried such replies already
+                    raise EnvironmentFault(
+                        f"embedding model {embedder.model_id}: {problem}; nothing was stored for them: check the "
+                        "model, then run the same command again (embeddings stored so far are kept)"
+                    )
+                vectors = list(np.asarray(fresh, dtype=np.float32))
+                cache.put_many_json({key: encode_vector(vector) for key, vector in zip(keys, vectors)})
+            for text, vector in zip(batch, vectors):
                 if out is None:
                     out = np.empty((len(texts), len(vector)), dtype=np.float32)
                 out[rows[text]] = vector
             bar.update(len(batch))
             bar.set_postfix(cached=hits, refresh=False)
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def _stored(value: Any, out: np.ndarray | None) -> np.ndarray | None:
+    """A cached vector fit to use (finite, the width of those read before it), else None."""
+    if value is None:
+        return None
+    vector = decode_vector(value)
+    if vector is None or (out is not None and len(vector) != out.shape[1]):
+        return None
+    return vector

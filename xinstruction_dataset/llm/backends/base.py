@@ -64,6 +64,43 @@ class Completion:
     finish_reason: str | None = None
 
 
+def unstorable(completion: Completion) -> str | None:
+    """Why `completion` cannot go into the call cache as it is, or None. A reply is checked
+    before it is stored (a stored one is served on every rerun): its text must be a string that
+    UTF-8 can encode (a JSON reply's "\\ud800" decodes to a lone surrogate, which it cannot),
+    its counts integers or None, its finish reason a string or None."""
+    if not isinstance(completion.text, str):
+        return f"the text is {type(completion.text).__name__}, not a string"
+    position = first_unencodable(completion.text)
+    if position is not None:
+        return f"the text is not valid Unicode: a lone surrogate U+{ord(completion.text[position]):04X} at character {position}"
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = getattr(completion, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            return f"{name} is {type(value).__name__}, not an integer"
+    if completion.finish_reason is not None:
+        if not isinstance(completion.finish_reason, str):
+            return f"finish_reason is {type(completion.finish_reason).__name__}, not a string"
+        if first_unencodable(completion.finish_reason) is not None:
+            return "finish_reason is not valid Unicode"
+    return None
+
+
+def first_unencodable(text: str) -> int | None:
+    """The index of the first character UTF-8 cannot encode (a lone surrogate), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.start
+    return None
+
+
+def storable_text(text: str) -> str:
+    """`text` with any lone surrogate written as its escape (`\\ud800`): error messages that
+    quote a server go into the cache and the rejects, which must be able to store them."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class LLMBackend(ABC):
     """An LLM that completes requests. Implementations are safe to call concurrently up to
     `max_concurrency` requests at once; callers own the scheduling (see curation.calls)."""

@@ -41,17 +41,17 @@ import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 from huggingface_hub import AsyncInferenceClient, get_token
 from huggingface_hub.utils import build_hf_headers, get_async_session
 
 from ...redact import scrub_secrets
+from ...retry import RetryPolicy, retrying
 from .base import BackendError, Completion, LLMBackend, LLMRequest, RetryableError
 from .text import ContextLimits, TokenCounter, fit_to_context
 from .tgi_config import ROUTE_CLASSES, ROUTES, ChatRoute, CompletionsRoute, GenerateRoute, TGIConfig
-from .tgi_errors import InputTooLong, RetryPolicy, retrying
-from .tgi_errors import classify_error as _classify
+from .remote import HF_HOSTS, InputTooLong, is_hf_host
+from .remote import classify_error as _classify
 from .tgi_limits import NO_SOURCE, LimitsError, describe, read_limits
 
 __all__ = [
@@ -66,15 +66,7 @@ except ImportError:  # pragma: no cover - depends on the installed huggingface_h
 
 logger = logging.getLogger(__name__)
 
-# Hosts that get huggingface_hub's login token (HF_TOKEN) without `token_env`: Hugging Face's own.
-HF_HOSTS = ("huggingface.co", "hf.space", "endpoints.huggingface.cloud")
 REFITS = 3  # times a request refused as too long is fitted again with a recalibrated estimate
-
-
-def is_hf_host(url: str) -> bool:
-    """Whether `url` is one of Hugging Face's hosts (`HF_HOSTS` or a subdomain of one)."""
-    host = (urlparse(url).hostname or "").lower().rstrip(".")
-    return any(host == h or host.endswith("." + h) for h in HF_HOSTS)
 
 
 # --- endpoints and the pool that spreads load over them -------------------------------------
@@ -232,7 +224,7 @@ class Endpoint:
         """Count a retryable failure: cool down (backoff) and halve the ramp window."""
         self.stats.failed += 1
         self.consecutive_failures += 1
-        self.cooling_until = time.monotonic() + backoff_delay(self.consecutive_failures - 1, config)
+        self.cooling_until = time.monotonic() + backoff_delay(self.consecutive_failures, config)
         self.window = max(self.ramp_start, self.window // 2)
 
 
@@ -298,9 +290,9 @@ def retry_policy(config: TGIConfig) -> RetryPolicy:
     return RetryPolicy(config.retries, config.backoff, config.backoff_max)
 
 
-def backoff_delay(attempt: int, config: TGIConfig) -> float:
-    """The retry policy's backoff (tgi_errors.RetryPolicy): base * 2^attempt, capped, jittered."""
-    return retry_policy(config).delay(attempt)
+def backoff_delay(failed: int, config: TGIConfig) -> float:
+    """The retry policy's wait after `failed` failures in a row (retry.py: capped, jittered)."""
+    return retry_policy(config).delay(failed)
 
 
 # --- the backend ----------------------------------------------------------------------------
@@ -337,7 +329,10 @@ class TGIBackend(LLMBackend):
 
     async def acomplete(self, request: LLMRequest) -> Completion:
         try:
-            return await retrying(lambda: self._attempt(request), retry_policy(self.config), self._secrets())
+            return await retrying(
+                lambda: self._attempt(request), retry_policy(self.config), RetryableError,
+                lambda text: scrub_secrets(text, self._secrets()),
+            )
         except RetryableError:
             raise
         except BackendError as error:  # not retryable: its text may carry a reply's prefix

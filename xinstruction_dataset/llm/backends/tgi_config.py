@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 from pydantic import Field, field_validator, model_validator
 
 from ...options import ConfigModel, NotFingerprinted
-from .base import BackendError, Completion, LLMRequest, RetryableError
+from .base import BackendError, Completion, LLMRequest, RetryableError, unstorable
 from .text import CONTEXT_POLICIES, cut_at_stop
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class GenerateRoute:
             output.generated_text,
             request,
             prompt_tokens=None,
-            completion_tokens=details.generated_tokens if details else None,
+            completion_tokens=_int_or_none(details.generated_tokens) if details else None,
             finish_reason=str(details.finish_reason) if details else None,
         )
 
@@ -173,9 +173,9 @@ class ChatRoute:
         return _completion(
             choice.message.content or "",
             request,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            finish_reason=choice.finish_reason,
+            prompt_tokens=_int_or_none(usage.prompt_tokens) if usage else None,
+            completion_tokens=_int_or_none(usage.completion_tokens) if usage else None,
+            finish_reason=choice.finish_reason if isinstance(choice.finish_reason, str) else None,
         )
 
 
@@ -199,7 +199,7 @@ class CompletionsRoute:
         async with endpoint.http().stream(
             "POST", url, json=self.payload(request, config), headers=endpoint.auth_headers(), timeout=endpoint.timeout
         ) as response:
-            hf_raise_for_status(response)  # 4xx/5xx: classified by tgi_errors (its body read if small)
+            hf_raise_for_status(response)  # 4xx/5xx: classified by remote.py (its body read if small)
             body = await _read_capped(response, request, config)
         return self.parse(body, url, request, config)
 
@@ -284,9 +284,15 @@ def _messages(request: LLMRequest) -> list[dict[str, str]]:
 def _completion(
     text: str, request: LLMRequest, *, prompt_tokens: int | None, completion_tokens: int | None, finish_reason: str | None
 ) -> Completion:
-    """Servers differ on whether the stop string ends the text (TGI keeps it): never keep it."""
+    """Servers differ on whether the stop string ends the text (TGI keeps it): never keep it.
+    A reply the call cache could not store (a lone surrogate from a JSON escape...) is malformed:
+    tried again, never cached (calls.py checks once more for every backend)."""
     text, stopped = cut_at_stop(text, request.params.stop)
-    return Completion(text, prompt_tokens, completion_tokens, "stop_sequence" if stopped else finish_reason)
+    completion = Completion(text, prompt_tokens, completion_tokens, "stop_sequence" if stopped else finish_reason)
+    problem = unstorable(completion)
+    if problem is not None:
+        raise RetryableError(f"malformed reply: {problem}")
+    return completion
 
 
 async def _read_capped(response: Any, request: LLMRequest, config: TGIConfig) -> bytes:

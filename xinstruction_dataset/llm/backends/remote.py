@@ -1,16 +1,16 @@
-"""What a failed TGI request means: worth another attempt (`RetryableError`) or not
-(`BackendError`), with a message that names the endpoint and never carries a secret (a server's
-error body may echo the request's headers: it is scrubbed, then cut)."""
+"""What the HTTP model servers (TGI, the OpenAI-compatible LLM servers, TEI embedders) share:
+which hosts get huggingface_hub's login token, and what a failed request means: worth another
+attempt (`RetryableError`) or not (`BackendError`), with a message that names the endpoint and
+never carries a secret (a server's error body may echo the request's headers: it is scrubbed,
+then cut). The retries themselves: xinstruction_dataset/retry.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
+from urllib.parse import urlparse
 
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
@@ -22,7 +22,15 @@ try:  # huggingface_hub 2.x ships httpx under this name; 1.x uses httpx itself
 except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
     import httpx  # type: ignore[no-redef]
 
-T = TypeVar("T")
+# Hosts that get huggingface_hub's login token (HF_TOKEN) without `token_env`: Hugging Face's own.
+HF_HOSTS = ("huggingface.co", "hf.space", "endpoints.huggingface.cloud")
+
+
+def is_hf_host(url: str) -> bool:
+    """Whether `url` is one of Hugging Face's hosts (`HF_HOSTS` or a subdomain of one)."""
+    host = (urlparse(url).hostname or "").lower().rstrip(".")
+    return any(host == h or host.endswith("." + h) for h in HF_HOSTS)
+
 
 # 424: TGI's "generation" error (e.g. out of GPU memory mid-batch): transient.
 RETRYABLE_STATUS = frozenset({408, 409, 424, 425, 429}) | frozenset(range(500, 600))
@@ -95,40 +103,3 @@ def _body(response: Any) -> str:
         return "(no body)"
     # Cut before scrubbing would leave half a token: scrub the whole (bounded) head, then cut.
     return scrub_secrets(" ".join(str(text)[:4000].split()))[:500]
-
-
-def final_error(errors: list[str], secrets: tuple[str, ...] = ()) -> str:
-    last = errors[-1]
-    if len(errors) > 1:
-        last = f"failed after {len(errors)} attempts; last error: {last}"
-    return scrub_secrets(last, secrets)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """The project's one retry policy for HTTP model servers (TGI and OpenAI-compatible LLM
-    endpoints, TEI embedders): `retries` attempts after the first, exponential backoff from
-    `backoff` seconds, capped at `backoff_max`, with jitter."""
-
-    retries: int = 5
-    backoff: float = 1.0
-    backoff_max: float = 60.0
-
-    def delay(self, attempt: int) -> float:
-        """Backoff before retry `attempt` + 1: backoff * 2^attempt, capped, times a random 0.5-1.0."""
-        return min(self.backoff_max, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
-
-
-async def retrying(attempt: Callable[[], Awaitable[T]], policy: RetryPolicy, secrets: tuple[str, ...] = ()) -> T:
-    """`await attempt()`, again after a backoff while it raises RetryableError (up to
-    `policy.retries` times); then a RetryableError naming the attempts and the last error. Any
-    other error ends it at once."""
-    errors: list[str] = []
-    for n in range(policy.retries + 1):
-        if n:
-            await asyncio.sleep(policy.delay(n - 1))
-        try:
-            return await attempt()
-        except RetryableError as error:
-            errors.append(str(error))
-    raise RetryableError(final_error(errors, secrets)) from None
