@@ -16,10 +16,10 @@ import pytest
 
 from hub_folders import write_xinstruction_config, xinstruction_folder, xinstruction_records
 from xinstruction_dataset.hub.publish import publish_folder
-from xinstruction_dataset.hub.retry import RetryPolicy
+from xinstruction_dataset.retry import RetryPolicy
 from xinstruction_dataset.records import ShardWriter
 
-FAST_RETRY = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02)
+FAST_RETRY = RetryPolicy(retries=1, backoff=0.01, backoff_max=0.02, jitter=False)
 SHARD = "train-00000-of-00001.parquet"
 # Counts, for one command, the opens and listings of paths under a folder (audit hooks: no patching).
 AUDITED_CLI = r"""

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # Earlier entries may be imported by later ones, never the other way round. Top-level names of
 # the package (a module or a subpackage); the package's own __init__ is "<pkg>".
 LAYERS: list[set[str]] = [
-    {"<pkg>", "languages", "errors", "redact", "devices"},
+    {"<pkg>", "languages", "errors", "redact", "devices", "retry"},
     {"storage", "documents", "features", "citations", "paper_shapes"},
     {"records", "layout", "options", "runlock"},
     {"execution"},
