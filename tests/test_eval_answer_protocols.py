@@ -427,6 +427,7 @@ def test_chatgpt_baseline_on_a_chat_route_answers_a_question_file(start_tgi_serv
     ("args", "message"),
     [
         (["--protocol", "plug", "--template", "answer_xinstruction_aug_v1"], "is xinstruction's, not plug's"),
+        (["--protocol", "xinstruction", "--template", DEFAULT_TEMPLATE], "is no paper's"),
         (["--system", "Be brief."], "has no {system} field"),
         (["--template", "answer_xinstruction_aug_v1", "--temperature", "0", "--no-repeat-ngram-size", "0"], "3 samples of a greedy decoding"),
         (["--languages", "sw"], "--languages goes with --questions"),

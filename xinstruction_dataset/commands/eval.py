@@ -129,8 +129,9 @@ def run_answer(args: argparse.Namespace) -> int:
     spec = parse_model_spec(args.model, "--model")
     template = answer_template(load_eval_prompt(args.template or PROTOCOL_TEMPLATES.get(args.protocol, DEFAULT_TEMPLATE)))
     settings = template.settings
-    if args.protocol and settings.protocol and settings.protocol != args.protocol:
-        raise ValueError(f"--template {template.name} is {settings.protocol}'s, not {args.protocol}'s: drop --protocol or pick one of its templates")
+    if args.protocol and settings.protocol != args.protocol:
+        whose = f"{settings.protocol}'s" if settings.protocol else "no paper's (its settings name no `protocol`)"
+        raise ValueError(f"--template {template.name} is {whose}, not {args.protocol}'s: drop --protocol or pick one of its templates")
     chosen = {key: getattr(args, key) for key in ("max_new_tokens", "temperature", "top_p", "top_k")}
     try:
         sampling = Sampling(**{key: getattr(settings, key) if value is None else value for key, value in chosen.items()})
