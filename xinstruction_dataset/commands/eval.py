@@ -15,8 +15,9 @@ from pydantic import ValidationError
 from ..curation.config import Sampling
 from ..errors import PartialFailure, UserError
 from ..evaluation.aggregate import AGGREGATIONS
-from ..evaluation.answer import DEFAULT_TEMPLATE, answer_configs
-from ..evaluation.benchmark import benchmark_rows
+from ..evaluation.answer import DEFAULT_TEMPLATE, PROTOCOL_TEMPLATES, AnswerPlan, answer_configs
+from ..evaluation.answer_templates import LAYOUTS, AnswerTemplate, answer_template, use_chat
+from ..evaluation.benchmark import benchmark_rows, question_rows
 from ..evaluation.inputs import MISSING_AS_ERROR, read_answer_file, refuse_problems
 from ..evaluation.judge import judge_items, pair_items, uses_chat
 from ..evaluation.layout import EvalLayout, judgment_variant
@@ -54,19 +55,40 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _register_answer(actions: argparse._SubParsersAction) -> None:
     answer = actions.add_parser(
-        "answer", help="a model answers X-AlpacaEval configs (cached, resumable)",
+        "answer", help="a model answers X-AlpacaEval configs or a question file (cached, resumable)",
         description="Answer each instruction with the model under test, through the same backends, call cache and resume as curation; "
-        "writes OUTPUT_DIR/answers/NAME/<config>.json as [{id, output, generator}].",
+        "writes OUTPUT_DIR/answers/NAME/<config>.json as [{id, output, generator}] (plus outputs/selected with --samples, "
+        "raw_output/extraction with an extracting template). Decoding and post-processing come from the template's settings "
+        "(--protocol picks the paper's template); an option given here overrides its setting.",
     )
     answer.add_argument("--model", default=LOCAL_SPEC, help=f"model spec as inline YAML or a YAML file, as a recipe's model entry (default {LOCAL_SPEC!r}: the embedded CPU model)")
     answer.add_argument("--name", help="the model's name in answer files and folders (default: the backend's model id)")
-    answer.add_argument("--template", default=DEFAULT_TEMPLATE, help=f"answer prompt: a packaged name or a .txt prompt file with a `=== prompt ===` section holding {{instruction}} (default {DEFAULT_TEMPLATE}: X-Instruction's inference prompt)")
-    answer.add_argument("--max-new-tokens", type=int, default=2048, help="tokens per answer at most (default 2048, the paper's)")
-    answer.add_argument("--temperature", type=float, default=0.7, help="sampling temperature, 0 = greedy (default 0.7, the paper's)")
-    answer.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling (default 0.9, the paper's)")
-    answer.add_argument("--top-k", type=int, default=50, help="top-k sampling, 0 = off (default 50, the paper's)")
+    answer.add_argument("--protocol", choices=tuple(PROTOCOL_TEMPLATES), help="answer as the paper's scripts do: plug = TULU format, greedy, 4096 tokens, stripped "
+                        f"({PROTOCOL_TEMPLATES['plug']}; the pivot model: --template answer_plug_tulu_pivot_v1); xinstruction = the aug prompt, sampled "
+                        f"with no_repeat_ngram_size 6, 3 samples, the shortest judged, not stripped ({PROTOCOL_TEMPLATES['xinstruction']}). "
+                        f"Default: {DEFAULT_TEMPLATE}, sampled as X-Instruction, one sample, stripped")
+    answer.add_argument("--template", help="answer template: a packaged name (answer_plug_tulu_v1, answer_plug_tulu_pivot_v1, answer_xinstruction_plain_v1, "
+                        "answer_xinstruction_aug_v1, answer_xinstruction_chatgpt_v1, answer_x_instruction_v1) or a .txt file "
+                        "(evaluation/answer_templates.py: sections settings, system, user, prompt, system_layout; fields {instruction} {question} {language} {system})")
+    answer.add_argument("--system", metavar="TEXT", help="system text for templates with {system} (PLUG's: its <|system|> block), every language")
+    answer.add_argument("--system-file", metavar="FILE", help="YAML mapping language code -> system text (PLUG's per-language system prompts); `'*'` for the rest")
+    answer.add_argument("--layout", choices=LAYOUTS, default="auto", help="auto: chat messages where the template has them and the backend speaks chat, else the completion prompt; "
+                        "prompt / chat: force one (default auto)")
+    answer.add_argument("--max-new-tokens", type=int, help="tokens per answer at most (default: the template's; 2048 X-Instruction, 4096 PLUG)")
+    answer.add_argument("--temperature", type=float, help="sampling temperature, 0 = greedy (default: the template's; 0.7 X-Instruction, 0 PLUG)")
+    answer.add_argument("--top-p", type=float, help="nucleus sampling (default: the template's; 0.9 X-Instruction)")
+    answer.add_argument("--top-k", type=int, help="top-k sampling, 0 = off (default: the template's; 50 X-Instruction)")
+    answer.add_argument("--no-repeat-ngram-size", type=int, metavar="N", help="never repeat an N-token n-gram, as transformers' generate (default: the template's; 6 X-Instruction; 0 = off). "
+                        "Only the embedded model honours it: servers have no such parameter and are refused")
+    answer.add_argument("--samples", type=int, metavar="N", help="answers sampled per item, seeds SEED..SEED+N-1 (default: the template's; 3 for X-Instruction's aug)")
+    answer.add_argument("--select", choices=("shortest", "longest"), help="which sample is judged: the shortest (X-Instruction's default) or longest in characters, the first of equal ones")
+    answer.add_argument("--strip", action=argparse.BooleanOptionalAction, default=None, help="strip whitespace around answers (default: the template's; PLUG strips, X-Instruction does not)")
     answer.add_argument("--seed", type=int, default=0, help="sampling seed (part of the cache key; default 0)")
-    answer.add_argument("--stop", action="append", default=[], metavar="TEXT", help="end an answer at TEXT (repeatable; default none, as the paper)")
+    answer.add_argument("--stop", action="append", default=[], metavar="TEXT", help="end an answer at TEXT (repeatable; default none, as the papers)")
+    answer.add_argument("--questions", metavar="FILE", help="also answer a question file in X-Instruction's shape (JSON lines of {question_id, text, category}: "
+                        "Vicuna's or WizardLM's test questions), once per --languages; answers go to <set>-<language>.json")
+    answer.add_argument("--languages", nargs="+", metavar="CODE", default=[], help="with --questions: the languages to answer in, e.g. sw ta")
+    answer.add_argument("--set-name", help="with --questions: the set's name in answer file names (default: the file's stem), e.g. vicuna")
     _common(answer)
     answer.set_defaults(func=run_answer)
 
@@ -135,21 +157,52 @@ def parse_model_spec(text: str, option: str) -> dict[str, Any]:
 
 def run_answer(args: argparse.Namespace) -> int:
     spec = parse_model_spec(args.model, "--model")
+    template = answer_template(load_eval_prompt(args.template or PROTOCOL_TEMPLATES.get(args.protocol, DEFAULT_TEMPLATE)))
+    settings = template.settings
+    if args.protocol and settings.protocol != args.protocol:
+        whose = f"{settings.protocol}'s" if settings.protocol else "no paper's (its settings name no `protocol`)"
+        raise ValueError(f"--template {template.name} is {whose}, not {args.protocol}'s: drop --protocol or pick one of its templates")
+    chosen = {key: getattr(args, key) for key in ("max_new_tokens", "temperature", "top_p", "top_k")}
     try:
-        sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k)
+        sampling = Sampling(**{key: getattr(settings, key) if value is None else value for key, value in chosen.items()})
     except ValidationError as error:
         raise readable_error(error, Sampling, "sampling") from None
-    template = load_eval_prompt(args.template)
-    template.section("prompt")
-    rows = benchmark_rows(args.configs, source_dir=args.source_dir, revision=args.revision, limit=args.limit)
+    ngram = settings.no_repeat_ngram_size if args.no_repeat_ngram_size is None else args.no_repeat_ngram_size
+    if ngram is not None and ngram < 0:
+        raise ValueError(f"--no-repeat-ngram-size is at least 1 (0: off), got {ngram}")
+    samples = settings.samples if args.samples is None else args.samples
+    if samples < 1:
+        raise ValueError(f"--samples must be at least 1, got {samples}")
+    systems = _system_texts(args, template)
+    rows = question_rows(args.questions, args.languages, set_name=args.set_name, limit=args.limit) if args.questions else {}
+    if args.languages and not args.questions:
+        raise ValueError("--languages goes with --questions FILE (X-AlpacaEval configs say their language: use --configs)")
+    if args.configs or not args.questions:
+        rows.update(benchmark_rows(args.configs, source_dir=args.source_dir, revision=args.revision, limit=args.limit))
     layout = EvalLayout(Path(args.output_dir))
     backend = build_backend(spec)
+    if ngram and not backend.supports_no_repeat_ngram_size:
+        raise ValueError(
+            f"no_repeat_ngram_size {ngram} (template {template.name}): {backend.model_id}'s backend cannot honour it (TGI, vLLM, SGLang and "
+            "llama.cpp servers have no such parameter); answer with the embedded backend ({backend: local, model: <model folder>}) "
+            "or pass --no-repeat-ngram-size 0 (a decoding the paper did not use)"
+        )
+    params = replace(sampling.params(args.seed, tuple(args.stop)), no_repeat_ngram_size=ngram or None)
+    plan = AnswerPlan(
+        template, params, samples=samples, select=args.select or settings.select,
+        strip_output=settings.strip_output if args.strip is None else args.strip,
+        systems=systems, chat=use_chat(template, backend.supports_chat, args.layout),
+    )
     name = args.name or backend.model_id
     with CallCache(layout.cache) as cache:
         runner = CallRunner(backend, cache, desc=f"answer {name}", progress=not args.no_progress)
-        summary = answer_configs(rows, runner, template, sampling.params(args.seed, tuple(args.stop)), layout, name)
+        summary = answer_configs(rows, runner, plan, layout, name)
+    print(f"template {template.version} ({'chat messages' if plan.chat else 'completion prompt'}); {_describe_params(params)}; "
+          f"{samples} sample(s){f', the {plan.select} judged' if samples > 1 else ''}; {'stripped' if plan.strip_output else 'not stripped'}")
     for config, path in summary.written.items():
-        print(f"{config}: {len(rows[config])} answers -> {path}")
+        codes = summary.extraction.get(config)
+        extracted = f" (extraction: {', '.join(f'{code} {n}' for code, n in sorted(codes.items()))})" if codes else ""
+        print(f"{config}: {len(rows[config])} answers -> {path}{extracted}")
     print(f"calls: {runner.stats.sent} made, {runner.stats.cache_hits} from the cache, {runner.stats.failed} failed")
     if summary.failed:
         first = next(iter(summary.failed.values()))[0]
@@ -158,6 +211,34 @@ def run_answer(args: argparse.Namespace) -> int:
             "those configs are not written: run the same command again (finished answers come from the cache)"
         )
     return 0
+
+
+def _system_texts(args: argparse.Namespace, template: AnswerTemplate) -> dict[str, str]:
+    """language -> system text from --system / --system-file ("*": every language)."""
+    if args.system is not None and args.system_file:
+        raise ValueError("--system and --system-file: give one (a file may hold '*' for every language)")
+    if args.system is not None:
+        texts = {"*": args.system}
+    elif args.system_file:
+        try:
+            texts = yaml.safe_load(Path(args.system_file).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"--system-file {args.system_file}: no such file") from None
+        except yaml.YAMLError as error:
+            raise ValueError(f"--system-file {args.system_file}: not YAML ({error})") from None
+        if not isinstance(texts, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in texts.items()):
+            raise ValueError(f"--system-file {args.system_file}: a mapping of language code -> system text, e.g. {{zh: '...', ko: '...'}}")
+    else:
+        return {}
+    if not template.uses_system:
+        raise ValueError(f"template {template.name} has no {{system}} field: a system text would not reach the model (PLUG's templates take one)")
+    return texts
+
+
+def _describe_params(params) -> str:
+    decoding = "greedy" if params.temperature == 0 else f"temperature {params.temperature:g}, top_p {params.top_p:g}, top_k {params.top_k}"
+    ngram = f", no_repeat_ngram_size {params.no_repeat_ngram_size}" if params.no_repeat_ngram_size else ""
+    return f"{decoding}{ngram}, at most {params.max_new_tokens} new tokens"
 
 
 def _answers_folder(layout: EvalLayout, name: str) -> tuple[Path, str]:

@@ -23,10 +23,20 @@ class GenerationParams:
     top_k: int = 50
     stop: tuple[str, ...] = ()
     seed: int | None = 0
+    # No n-gram of this many tokens (prompt included) appears twice, as transformers' `generate`
+    # does (X-Instruction decodes with 6). None: off, and absent from the cache key, so every
+    # request made before it existed keeps its key.
+    no_repeat_ngram_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.no_repeat_ngram_size is not None and self.no_repeat_ngram_size < 1:
+            raise ValueError(f"no_repeat_ngram_size is at least 1 (None: off), got {self.no_repeat_ngram_size}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["stop"] = list(self.stop)
+        if self.no_repeat_ngram_size is None:
+            del data["no_repeat_ngram_size"]
         return data
 
 
@@ -107,6 +117,16 @@ class LLMBackend(ABC):
 
     model_id: str
     max_concurrency: int = 1
+
+    @property
+    def supports_chat(self) -> bool:
+        """Whether requests with `messages` reach the model as chat turns (its chat template)."""
+        return False
+
+    @property
+    def supports_no_repeat_ngram_size(self) -> bool:
+        """Whether `GenerationParams.no_repeat_ngram_size` is honoured (servers have no such parameter)."""
+        return False
 
     @abstractmethod
     async def acomplete(self, request: LLMRequest) -> Completion:

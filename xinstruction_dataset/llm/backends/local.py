@@ -203,6 +203,15 @@ class LocalBackend(LLMBackend):
 
             torch.set_num_threads(self.config.threads)
 
+    @property
+    def supports_chat(self) -> bool:
+        """Messages are laid out by the tokenizer's chat template: only a model that has one speaks chat."""
+        return bool(getattr(self.loaded.tokenizer, "chat_template", None))
+
+    @property
+    def supports_no_repeat_ngram_size(self) -> bool:
+        return True  # local_decode bans repeated n-grams itself
+
     def __repr__(self) -> str:
         return f"LocalBackend(model={self.model_id!r}, device={self.loaded.device!r}, batch_size={self.config.batch_size})"
 

@@ -10,6 +10,9 @@ call and a judge call can share a batch), so this is a small decode loop of its 
 - each row samples from its own logits with its own temperature, top-k and top-p (in
   `transformers`' order: temperature, then top-k, then top-p), from its own `torch.Generator`
   seeded with the request's seed; temperature 0 is greedy;
+- a row with `no_repeat_ngram_size` n never draws a token that would complete an n-gram its
+  prompt or answer already holds (transformers' `no_repeat_ngram_size`, applied, as there,
+  before temperature, top-k and top-p);
 - each row stops on its own: an end-of-sequence token, one of its stop strings in the decoded
   text, or its `max_new_tokens`. A finished row leaves the batch and its KV cache
   (`batch_select_indices`), so the rest decode without it.
@@ -37,6 +40,37 @@ class _Row:
     new_ids: list[int] = field(default_factory=list)
     stopped: bool = False  # a stop string ended it
     ended: bool = False  # an end-of-sequence token ended it
+    # With no_repeat_ngram_size n: every (n-1)-token prefix seen so far -> the tokens that followed it.
+    ngrams: dict[tuple[int, ...], set[int]] | None = None
+
+    def __post_init__(self) -> None:
+        n = self.params.no_repeat_ngram_size
+        if n:
+            self.ngrams = {}
+            for start in range(len(self.prompt_ids) - n + 1):
+                self.ngrams.setdefault(tuple(self.prompt_ids[start:start + n - 1]), set()).add(self.prompt_ids[start + n - 1])
+
+    def last(self, count: int) -> tuple[int, ...]:
+        """The last `count` tokens of prompt + answer (fewer if there are fewer)."""
+        if count <= 0:
+            return ()
+        tail = self.new_ids[-count:]
+        missing = count - len(tail)
+        head = self.prompt_ids[max(0, len(self.prompt_ids) - missing):] if missing > 0 else []
+        return (*head, *tail)
+
+    def banned(self) -> set[int]:
+        """The tokens that would repeat an n-gram (none before the sequence holds n-1 tokens)."""
+        n = self.params.no_repeat_ngram_size
+        if not n or len(self.prompt_ids) + len(self.new_ids) + 1 < n:
+            return set()
+        return self.ngrams.get(self.last(n - 1), set())
+
+    def record(self, token: int) -> None:
+        """Count the n-gram `token` completes (call before appending it)."""
+        n = self.params.no_repeat_ngram_size
+        if n and len(self.prompt_ids) + len(self.new_ids) + 1 >= n:
+            self.ngrams.setdefault(self.last(n - 1), set()).add(token)
 
     @property
     def done(self) -> bool:
@@ -154,6 +188,10 @@ def _pick(logits: Any, row: _Row) -> int:
     import torch
 
     params = row.params
+    banned = row.banned()
+    if banned:
+        logits = logits.clone()
+        logits[list(banned)] = float("-inf")
     if row.generator is None:
         return int(torch.argmax(logits))
     scores = logits.float() / params.temperature
@@ -175,6 +213,7 @@ def _append(tokenizer: Any, row: _Row, token: int, eos: frozenset[int]) -> None:
     if token in eos:
         row.ended = True
         return
+    row.record(token)
     row.new_ids.append(token)
     stops = [s for s in row.params.stop if s]
     if stops:

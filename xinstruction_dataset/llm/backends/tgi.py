@@ -327,7 +327,18 @@ class TGIBackend(LLMBackend):
             for e in self.pool.endpoints
         }
 
+    @property
+    def supports_chat(self) -> bool:
+        return self.route.name == "chat"
+
     async def acomplete(self, request: LLMRequest) -> Completion:
+        if request.params.no_repeat_ngram_size is not None:
+            # TGI, vLLM, SGLang and llama.cpp have no such parameter: sending the rest would decode otherwise, silently.
+            raise BackendError(
+                f"no_repeat_ngram_size={request.params.no_repeat_ngram_size}: the {self.route.name} route of {self.model_id} "
+                "cannot honour it (TGI, vLLM, SGLang and llama.cpp servers have no such parameter); use the embedded "
+                "backend ({backend: local, model: <model folder>}) or leave it off"
+            )
         try:
             return await retrying(
                 lambda: self._attempt(request), retry_policy(self.config), RetryableError,
