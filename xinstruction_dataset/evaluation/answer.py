@@ -118,14 +118,3 @@ def _answer(row: dict[str, Any], outputs: list[str], plan: AnswerPlan, generator
         answer["output"], answer["extraction"] = extract(answer["output"], row["language"], extraction)
     return answer
 
-
-def read_answers(path: str) -> dict[int, dict[str, Any]]:
-    """id -> answer of one answer file; a file of another shape is one clear error."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            answers = json.load(f)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not an answer file ({error}); run `xinstruction eval answer` again to rewrite it") from None
-    if not isinstance(answers, list) or not all(isinstance(a, dict) and {"id", "output"} <= set(a) for a in answers):
-        raise ValueError(f"{path}: an answer file is a JSON array of {{id, output, generator}}")
-    return {answer["id"]: answer for answer in answers}
