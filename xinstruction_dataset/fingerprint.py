@@ -10,7 +10,7 @@ goes on anyway (and records the new fingerprint); a new output_dir starts clean.
 In it: every recipe field but those marked `NotFingerprinted` (options.py): output paths
 (`output_dir`, `curation.cache`), throughput knobs (endpoints, max_concurrency, timeout, retries,
 ramp, embedding batch size), the `languages` selection, `name`, `version`, `publish`, and
-credentials. Model entries are recorded resolved (a judge left out is the generator, defaults
+credentials; fields marked `FingerprintedWhenSet` only when set (older folders resume). Model entries are recorded resolved (a judge left out is the generator, defaults
 filled in), so spelling out a default does not change the fingerprint.
 """
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from .curation.config import SECRET_KEY, ModelsConfig
-from .options import is_fingerprinted
+from .options import fingerprint_skips, is_fingerprinted
 from .storage import write_json
 
 if TYPE_CHECKING:
@@ -77,8 +77,9 @@ def _flatten(value: Any, path: str, out: dict[str, Any]) -> None:
         value = value.resolved()  # each role's typed config, defaults applied
     if isinstance(value, BaseModel):
         for name, field in type(value).model_fields.items():
-            if is_fingerprinted(field) and not SECRET_KEY.search(name):
-                _flatten(getattr(value, name), f"{path}.{name}" if path else name, out)
+            item = getattr(value, name)
+            if is_fingerprinted(field) and not SECRET_KEY.search(name) and not fingerprint_skips(field, item):
+                _flatten(item, f"{path}.{name}" if path else name, out)
     elif isinstance(value, dict) and value:
         for key, item in value.items():
             if not SECRET_KEY.search(str(key)):
