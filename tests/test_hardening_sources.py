@@ -195,7 +195,7 @@ def test_a_lone_surrogate_quarantines_its_line_and_the_run_goes_on(tmp_path):
         """The row as JSON with `@` replaced by a raw `\\uXXXX` escape (valid JSON)."""
         return json.dumps(row, ensure_ascii=False).replace("@", escape)
 
-    bad_text = escaped({"id": "s1", "text": rows[0]["text"][:300] + " @ mwisho"}, "\\ud800")
+    bad_text = escaped({"id": "s1", "text": "habari @ " + rows[0]["text"]}, "\\ud800")
     bad_id = escaped({"id": "s2@x", "text": rows[1]["text"]}, "\\udc00")
     bad_url = escaped({"id": "s3", "text": rows[2]["text"], "url": "https://x/@"}, "\\udfff")
     pair = escaped({"id": "emoji", "text": rows[3]["text"] + " @"}, "\\ud83d\\ude00")
@@ -234,8 +234,13 @@ def test_lone_surrogates_in_parquet_and_hub_rows_are_quarantined(tmp_path):
     result = run_filter(str(recipe), env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr
     out = outputs(tmp_path / "run")
-    assert [d["id"] for d in out["kept"]] == ["p0", "p1", "p3", "h0"]
-    assert [(q["line"], q["reason"]) for q in out["quarantine"]] == [(3, "invalid_unicode"), (2, "invalid_unicode")]
+    assert [d["id"] for d in out["kept"]] == ["p0", "p1", "p3"]
+    parquet, hub_file = out["quarantine"]
+    assert (parquet["file"], parquet["line"], parquet["reason"]) == (str(tmp_path / "part.parquet"), 3, "invalid_unicode")
+    assert "'text'" in parquet["detail"] and json.loads(parquet["raw"])["text"] == "kwa heri \\xed\\xa0\\x80"
+    # datasets' JSON reader refuses the whole file: the stream ends there, named, and the run goes on
+    assert hub_file["file"] == f"hf:{tmp_path / 'hubrepo'}" and hub_file["reason"].startswith("unreadable_file:")
+    assert "surrogate" in hub_file["reason"]
 
 
 def test_an_undecodable_file_name_is_shown_escaped(tmp_path):

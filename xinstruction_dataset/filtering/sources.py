@@ -138,12 +138,10 @@ def _refusal(spec: SourceSpec, file: str, base: str) -> BadInput | None:
     """Why `file` is not read at all, or None: a link out of `base` (unless the source follows
     links) or something that is not a regular file."""
     shown = shown_path(file)
-    if not spec.follow_symlinks:
-        target, root = os.path.realpath(file), os.path.realpath(base)
-        if os.path.commonpath([target, root]) != root:
-            return BadInput(shown, 1, "symlink_outside_source", detail=(
-                f"a symlink to {shown_path(target)}, outside the source's folder {shown_path(root)}; "
-                "set `follow_symlinks: true` on this source to read it"))
+    if not spec.follow_symlinks and leaves_folder(file, base):
+        return BadInput(shown, 1, "symlink_outside_source", detail=(
+            f"a symlink leads to {shown_path(os.path.realpath(file))}, outside the source's folder "
+            f"{shown_path(os.path.realpath(base))}: not read; set `follow_symlinks: true` on this source to read it"))
     try:
         mode = os.stat(file).st_mode
     except OSError:
@@ -154,6 +152,12 @@ def _refusal(spec: SourceSpec, file: str, base: str) -> BadInput | None:
 
 
 NOT_REGULAR = "unreadable_file:not_a_regular_file"
+
+
+def leaves_folder(file: str, base: str) -> bool:
+    """Whether `file`, links resolved, lies outside `base` (links resolved too)."""
+    target, root = os.path.realpath(file), os.path.realpath(base)
+    return os.path.commonpath([target, root]) != root
 
 
 def _given(item: BadInput) -> BadInput:
@@ -357,11 +361,45 @@ def _iter_parquet_rows(spec: SourceSpec, file: str) -> Iterator[RawRecord]:
     row_number = 0
     try:
         for batch in parquet.iter_batches(batch_size=1024, columns=columns):
-            for row in batch.to_pylist():
+            for row in _parquet_rows(batch):
                 row_number += 1
-                yield partial(to_document, spec, row, shown, row_number)
+                if isinstance(row, _NotUtf8):
+                    yield partial(BadInput, shown, row_number, "invalid_unicode", _raw(row.values, None)[:RAW_EXCERPT_CHARS], row.detail)
+                else:
+                    yield partial(to_document, spec, row, shown, row_number)
     except (OSError, pa.ArrowException) as e:
         yield partial(_unreadable, shown, row_number, _describe_parquet_error(e))
+
+
+@dataclass
+class _NotUtf8:
+    """A Parquet row with a string value that is not UTF-8 (a writer that did not check, or
+    surrogates written as CESU-8 bytes): its values with such bytes escaped, and where."""
+
+    values: dict[str, Any]
+    detail: str
+
+
+def _parquet_rows(batch) -> list[dict[str, Any] | _NotUtf8]:
+    """The batch's rows; a string that is not UTF-8 spoils only its own row, not the batch."""
+    import pyarrow as pa
+
+    try:
+        return batch.to_pylist()
+    except UnicodeDecodeError:
+        pass
+    rows: list[dict[str, Any] | _NotUtf8] = []
+    for index in range(batch.num_rows):
+        values, broken = {}, ""
+        for name, column in zip(batch.schema.names, batch.slice(index, 1).columns):
+            try:
+                values[name] = column.to_pylist()[0]
+            except UnicodeDecodeError as e:
+                raw = column.view(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()).to_pylist()[0]
+                values[name] = raw.decode("utf-8", errors="backslashreplace")
+                broken = broken or f"column {name!r} is not UTF-8 at byte {e.start} (a surrogate written as bytes?)"
+        rows.append(_NotUtf8(values, broken) if broken else values)
+    return rows
 
 
 def _describe_parquet_error(e: BaseException) -> str:
@@ -373,7 +411,15 @@ def _describe_parquet_error(e: BaseException) -> str:
 def _iter_hub(spec: SourceSpec, path: str) -> Iterator[RawRecord]:
     import datasets
 
+    import pyarrow as pa
+
     repo, _, config = path[len("hf:"):].partition(":")
     stream = datasets.load_dataset(repo, config or None, split=spec.split, streaming=True)
-    for row_number, row in enumerate(stream, start=1):
-        yield partial(to_document, spec, row, path, row_number)
+    row_number = 0
+    try:
+        for row_number, row in enumerate(stream, start=1):
+            yield partial(to_document, spec, row, path, row_number)
+    except (pa.ArrowException, UnicodeDecodeError) as e:
+        # A data file datasets cannot parse (a lone surrogate fails its JSON reader) ends the
+        # stream; network errors are not caught: a run must not pass on half a dataset unsaid.
+        yield partial(_unreadable, path, row_number, f"the hub stream stopped on data it cannot read ({e})")

@@ -18,7 +18,7 @@ from ..storage import write_json
 from .duplicates import DedupPlan, IdWriter, SignatureWriter
 from .filters import build_filter
 from .runner import FilterSummary, filter_documents
-from .sources import SourceSpec, iter_source
+from .sources import SourceSpec, iter_source, leaves_folder
 
 DONE_MARKER = "done.json"
 
@@ -43,6 +43,8 @@ class FilterTask:
         if not self.path.startswith("hf:") and file.is_file():
             stat = file.stat()
             described["file"] = [stat.st_size, stat.st_mtime_ns]
+            if not self.source.get("follow_symlinks") and leaves_folder(self.path, self.base or str(file.parent)):
+                described["refused"] = "symlink_outside_source"  # read before links were refused: run again
         return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 
