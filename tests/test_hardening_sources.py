@@ -32,8 +32,8 @@ def run_filter(*args: str, env: dict | None = None, timeout: float = 120) -> sub
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def write_recipe(tmp_path: Path, sources: list[dict], filters: list[dict] | None = None) -> Path:
-    data = {"name": "hostile", "sources": sources, "filters": filters or [], "output_dir": str(tmp_path / "run")}
+def write_recipe(tmp_path: Path, sources: list[dict], filters: list[dict] | None = None, **more) -> Path:
+    data = {"name": "hostile", "sources": sources, "filters": filters or [], "output_dir": str(tmp_path / "run"), **more}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
@@ -278,7 +278,9 @@ def _colliding_sources(tmp_path: Path) -> tuple[list[dict], Path]:
 
 def test_repeated_ids_keep_the_first_by_source_order_and_name_it(tmp_path):
     sources, other = _colliding_sources(tmp_path)
-    result = run_filter(str(write_recipe(tmp_path, sources)))
+    generator = {"backend": "tgi", "model": "test/model", "endpoints": ["http://127.0.0.1:9"]}  # a dry run calls nothing
+    recipe = write_recipe(tmp_path, sources, curation={"models": {"generator": generator}})
+    result = run_filter(str(recipe))
     assert result.returncode == 0, result.stderr
     out = outputs(tmp_path / "run")
     assert [d["id"] for d in out["kept"]] == ["a0", "dup", "7", "b1", "x0"]
@@ -291,6 +293,11 @@ def test_repeated_ids_keep_the_first_by_source_order_and_name_it(tmp_path):
     ]
     summary = json.loads((tmp_path / "run" / "filtered" / "sw" / "summary.json").read_text())
     assert summary["kept"] == 5 and summary["rejected"] == {"duplicate_id": 3}
+    # curate gets one document per id: its own `input:duplicate_id` check has nothing left to drop
+    plan = subprocess.run([sys.executable, "-m", "xinstruction_dataset.cli", "curate", str(recipe), "--dry-run"],
+                          capture_output=True, text=True, timeout=120)
+    assert plan.returncode == 0, plan.stderr
+    assert "documents: 5" in plan.stdout and "duplicate ids" not in plan.stdout
 
 
 def test_repeated_ids_take_no_part_in_dedup(tmp_path):

@@ -307,14 +307,15 @@ class _JsonlParser:
             return _bad(file, line_number, f"expected a JSON object, got {type(data).__name__}", text)
         if type(data) is _DuplicateKeys:
             return _bad(file, line_number, f"duplicate_key:{data.duplicate}", text)
-        return to_document(self.spec, data, file, line_number, raw=text)
+        # Only a `\uD800`-`\uDFFF` escape makes a surrogate (UTF-8 input bytes cannot): skip the check otherwise.
+        return to_document(self.spec, data, file, line_number, raw=text, check_unicode=b"\\ud" in line or b"\\uD" in line)
 
 
 # What is left of a surrogate pair after JSON decoding: a pair (an escaped emoji) is one character.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def to_document(spec: SourceSpec, data: dict[str, Any], file: str, position: int, raw: str | None = None) -> Document | BadInput:
+def to_document(spec: SourceSpec, data: dict[str, Any], file: str, position: int, raw: str | None = None, check_unicode: bool = True) -> Document | BadInput:
     """Map one row onto a Document using the source's field names, or say which field is wrong.
     `file` is the name to show (`shown_path`); `raw` the line as read (default: the row as JSON)."""
     text = data.get(spec.text_field)
@@ -324,18 +325,20 @@ def to_document(spec: SourceSpec, data: dict[str, Any], file: str, position: int
         return _bad(file, position, f"text field {spec.text_field!r} is {type(text).__name__}, expected a string", _raw(data, raw))
     doc_id = data.get(spec.id_field)
     url = data.get(spec.url_field)
-    doc_id = str(doc_id) if doc_id not in (None, "") else f"{Path(file).name}:{position}"
+    name = os.path.basename(file)  # as Path(file).name, at a tenth of its cost per document
+    doc_id = str(doc_id) if doc_id not in (None, "") else f"{name}:{position}"
     url = url if isinstance(url, str) else ""
-    for field, value in ((spec.text_field, text), (spec.id_field, doc_id), (spec.url_field, url)):
-        found = _LONE_SURROGATE.search(value)
-        if found:
-            detail = f"lone surrogate U+{ord(found.group()):04X} in field {field!r} at character {found.start()}: no UTF-8 file can hold it"
-            return BadInput(file, position, "invalid_unicode", _raw(data, raw)[:RAW_EXCERPT_CHARS], detail)
+    if check_unicode:
+        for field, value in ((spec.text_field, text), (spec.id_field, doc_id), (spec.url_field, url)):
+            found = _LONE_SURROGATE.search(value)
+            if found:
+                detail = f"lone surrogate U+{ord(found.group()):04X} in field {field!r} at character {found.start()}: no UTF-8 file can hold it"
+                return BadInput(file, position, "invalid_unicode", _raw(data, raw)[:RAW_EXCERPT_CHARS], detail)
     return Document(
         id=doc_id,
         text=text,
         url=url,
-        source=spec.name or Path(file).name,
+        source=spec.name or name,
         metadata={"origin": f"{file}:{position}"},
     )
 
