@@ -186,7 +186,7 @@ class _NotRegularFile(OSError):
 
 def _open_regular(path: str, flags: int) -> int:
     """`open`'s opener: never blocks opening a FIFO that replaced the file after `_refusal`."""
-    fd = os.open(path, flags | os.O_NONBLOCK)
+    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
