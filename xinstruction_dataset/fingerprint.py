@@ -10,8 +10,10 @@ goes on anyway (and records the new fingerprint); a new output_dir starts clean.
 In it: every recipe field but those marked `NotFingerprinted` (options.py): output paths
 (`output_dir`, `curation.cache`), throughput knobs (endpoints, max_concurrency, timeout, retries,
 ramp, embedding batch size), the `languages` selection, `name`, `version`, `publish`, and
-credentials; fields marked `FingerprintedWhenSet` only when set (older folders resume). Model entries are recorded resolved (a judge left out is the generator, defaults
-filled in), so spelling out a default does not change the fingerprint.
+credentials. Model entries are recorded resolved (a judge left out is the generator, defaults
+filled in), so spelling out a default does not change the fingerprint. A field marked
+`FingerprintedWhenSet` (one added later, such as a source's `follow_symlinks`) is in it only
+when set, so folders made before it existed keep resuming.
 """
 
 from __future__ import annotations
