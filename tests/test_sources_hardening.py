@@ -131,7 +131,7 @@ def test_permission_denied_and_folder_are_quarantined(tmp_path, monkeypatch):
     bad = [i for i in items if isinstance(i, BadInput)]
     assert len(items) - len(bad) == len(read_corpus("tr"))
     assert [(b.file, b.reason) for b in bad] == [
-        (str(tmp_path / "b.jsonl"), "unreadable_file: is a folder, not a file"),
+        (str(tmp_path / "b.jsonl"), "unreadable_file:not_a_regular_file"),
         (str(tmp_path / "c.jsonl"), "unreadable_file: permission denied"),
     ]
 

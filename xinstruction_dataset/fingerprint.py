@@ -11,7 +11,9 @@ In it: every recipe field but those marked `NotFingerprinted` (options.py): outp
 (`output_dir`, `curation.cache`), throughput knobs (endpoints, max_concurrency, timeout, retries,
 ramp, embedding batch size), the `languages` selection, `name`, `version`, `publish`, and
 credentials. Model entries are recorded resolved (a judge left out is the generator, defaults
-filled in), so spelling out a default does not change the fingerprint.
+filled in), so spelling out a default does not change the fingerprint. A field marked
+`FingerprintedWhenSet` (one added later, such as a source's `follow_symlinks`) is in it only
+when set, so folders made before it existed keep resuming.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from .curation.config import SECRET_KEY, ModelsConfig
-from .options import is_fingerprinted
+from .options import fingerprint_skips, is_fingerprinted
 from .storage import write_json
 
 if TYPE_CHECKING:
@@ -77,8 +79,9 @@ def _flatten(value: Any, path: str, out: dict[str, Any]) -> None:
         value = value.resolved()  # each role's typed config, defaults applied
     if isinstance(value, BaseModel):
         for name, field in type(value).model_fields.items():
-            if is_fingerprinted(field) and not SECRET_KEY.search(name):
-                _flatten(getattr(value, name), f"{path}.{name}" if path else name, out)
+            item = getattr(value, name)
+            if is_fingerprinted(field) and not SECRET_KEY.search(name) and not fingerprint_skips(field, item):
+                _flatten(item, f"{path}.{name}" if path else name, out)
     elif isinstance(value, dict) and value:
         for key, item in value.items():
             if not SECRET_KEY.search(str(key)):

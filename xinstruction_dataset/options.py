@@ -10,7 +10,8 @@ A recipe is checked whole when it is loaded, so a typo costs seconds, not a nigh
   the recipe spells it (`curation.judge.scael`, `filters[2].min_chars`) and what is accepted
   there: the known keys for an unknown key, the choices for an enum, the range for a number.
 - `NotFingerprinted` marks fields that do not change what a run writes (paths, throughput,
-  credentials): the run fingerprint (fingerprint.py) leaves them out.
+  credentials): the run fingerprint (fingerprint.py) leaves them out. `FingerprintedWhenSet`
+  marks fields added later: at their default they are left out too, so older folders resume.
 - `LanguageCode` is an X-Instruction language code, checked against languages.py.
 """
 
@@ -55,6 +56,16 @@ class NotFingerprinted:
 
 def is_fingerprinted(field: Any) -> bool:
     return not any(isinstance(m, NotFingerprinted) for m in getattr(field, "metadata", ()))
+
+
+class FingerprintedWhenSet:
+    """Field metadata: a field added after run folders were made. Left at its default it is not
+    in the fingerprint, so those folders keep resuming; set, it is, like any other field."""
+
+
+def fingerprint_skips(field: Any, value: Any) -> bool:
+    """Whether `value` of `field` stays out of the fingerprint (a `FingerprintedWhenSet` default)."""
+    return value == field.default and any(isinstance(m, FingerprintedWhenSet) for m in getattr(field, "metadata", ()))
 
 
 def _known_language(code: str) -> str:

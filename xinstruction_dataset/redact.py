@@ -4,7 +4,8 @@ something a server or the environment gave us (error bodies that echo request he
 `scrub_secrets(text, secrets)` removes the given values and anything that looks like a credential;
 `redact(text)` also removes the values of the environment's secret-looking variables (HF_TOKEN,
 a `token_env` variable, *_API_KEY...), so a caller that does not know which token was used is
-still safe.
+still safe. `Scrubber` is `redact` for a stream of texts (a filter run's quarantine and reject
+reasons): the environment read once, a text seen before scrubbed from memory.
 """
 
 from __future__ import annotations
@@ -44,6 +45,25 @@ def environment_secrets() -> list[str]:
 def redact(text: str) -> str:
     """`text` without the environment's secrets or anything that looks like a credential."""
     return scrub_secrets(text, environment_secrets())
+
+
+class Scrubber:
+    """`redact` for many texts: the environment's secrets are read once, and the scrubbed form of
+    a repeated text (a filter's `length:too_short_chars:43`) is remembered."""
+
+    _REMEMBERED = 4096
+
+    def __init__(self, secrets: tuple[str, ...] | list[str] | None = None) -> None:
+        self.secrets = tuple(environment_secrets() if secrets is None else secrets)
+        self._scrubbed: dict[str, str] = {}
+
+    def __call__(self, text: str) -> str:
+        scrubbed = self._scrubbed.get(text)
+        if scrubbed is None:
+            scrubbed = scrub_secrets(text, self.secrets)
+            if len(self._scrubbed) < self._REMEMBERED:
+                self._scrubbed[text] = scrubbed
+        return scrubbed
 
 
 class RedactingFilter(logging.Filter):

@@ -17,6 +17,11 @@ normalised text and its MinHash signature (`SignatureWriter`, files beside the t
 Every step depends on the set of documents only, never on how they were split into tasks, so a
 one-process run and a cluster run of the same input reject exactly the same documents.
 
+Before that, `find_repeated_ids` finds documents whose id (after `str()`: `1` and `"1"` are one
+id) was kept before in source order (sources in recipe order, files sorted, lines in order): the
+first keeps the id, the others are rejected as `duplicate_id`, naming the first's file and line,
+and take no part in dedup (a cluster never keeps a document that is then dropped for its id).
+
 Memory at N documents: digests 16 B x N; one band's keys and sort order, 16 B x N, at a time;
 signatures stay on disk (memory-mapped) and only bucket members' rows are read; the cluster
 links and ids only for documents that have a candidate. At 10 M documents: about 0.6 GB.
@@ -103,6 +108,54 @@ class SignatureWriter:
             sink.write(json.dumps(self.ids, ensure_ascii=False))
 
 
+class IdWriter:
+    """The ids of the documents a task keeps, in order (`ids.json`), when the chain has no dedup."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def add(self, doc: Document) -> None:
+        self.ids.append(doc.id)
+
+    def save(self, folder: Path) -> None:
+        with AtomicFile(folder / "ids.json") as sink:
+            sink.write(json.dumps(self.ids, ensure_ascii=False))
+
+
+def task_ids(folder: Path) -> list[str]:
+    """The ids of a task's kept documents, in order; from kept.jsonl for a task finished before
+    tasks wrote ids.json without a dedup block."""
+    ids = folder / "ids.json"
+    if ids.is_file():
+        return json.loads(ids.read_text(encoding="utf-8"))
+    with open(folder / "kept.jsonl", encoding="utf-8") as f:
+        return [json.loads(line)["id"] for line in f if line.strip()]
+
+
+def find_repeated_ids(folders: list[Path]) -> list[dict[int, int]]:
+    """For each task folder (in task order): {row in its kept.jsonl: global row of the first
+    kept document with that id}. Memory: 8 bytes a document, plus the ids of tasks that repeat."""
+    hashes, offsets = [], [0]
+    for folder in folders:
+        ids = task_ids(folder)  # one task's ids at a time
+        hashes.append(np.fromiter((hash(i) for i in ids), dtype=np.int64, count=len(ids)))
+        offsets.append(offsets[-1] + len(ids))
+    offsets_array = np.asarray(offsets, dtype=np.int64)
+    repeats: list[dict[int, int]] = [{} for _ in folders]
+    if not hashes:
+        return repeats
+    ids = _IdReader(folders, offsets_array)
+    for group in _equal_runs(np.concatenate(hashes)):  # the hash is this process's: confirm by the ids
+        same: dict[str, list[int]] = {}
+        for index in group:
+            same.setdefault(ids[int(index)], []).append(int(index))
+        for members in same.values():
+            for member in members[1:]:  # members are in global (source) order
+                task = int(np.searchsorted(offsets_array, member, side="right")) - 1
+                repeats[task][member - offsets[task]] = members[0]
+    return repeats
+
+
 def _save_array(path: Path, array: np.ndarray) -> None:
     """np.save, complete or absent (the task's completion marker is written after it)."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -137,24 +190,31 @@ class _Clusters:
         return [sorted(group) for group in members.values() if len(group) > 1]
 
 
-def find_duplicates(folders: list[Path], plan: DedupPlan) -> list[dict[int, str]]:
-    """For each task folder (in task order): {row in its kept.jsonl: reject reason}."""
+def find_duplicates(folders: list[Path], plan: DedupPlan, excluded: list[dict[int, Any]] | None = None) -> list[dict[int, str]]:
+    """For each task folder (in task order): {row in its kept.jsonl: reject reason}. Rows in
+    `excluded` (per task, e.g. repeated ids) are left out, as if they had not been kept."""
     digests = [np.load(folder / "digests.npy") for folder in folders]
     offsets = np.cumsum([0] + [len(d) for d in digests])
     all_digests = np.concatenate(digests) if digests else np.zeros((0, 2), dtype=np.uint64)
+    active = np.ones(len(all_digests), dtype=bool)
+    for task, rows in enumerate(excluded or ()):
+        active[[int(offsets[task]) + row for row in rows]] = False
     clusters = _Clusters()
     if plan.exact_block:
-        for group in _equal_runs(all_digests[:, 0] ^ (all_digests[:, 1] * _BAND_MULTIPLIER), all_digests):
+        for group in _equal_runs(all_digests[:, 0] ^ (all_digests[:, 1] * _BAND_MULTIPLIER), all_digests, active):
             for member in group[1:]:
                 clusters.union(int(group[0]), int(member))
     if plan.near_block:
-        _link_near_duplicates(folders, offsets, plan, clusters)
+        _link_near_duplicates(folders, offsets, plan, clusters, active)
     return _reasons(folders, offsets, all_digests, clusters.groups(), plan)
 
 
-def _equal_runs(keys: np.ndarray, rows: np.ndarray | None = None) -> Iterable[np.ndarray]:
-    """Indices with equal keys (and equal `rows`, when given), in groups of 2 or more, each sorted."""
+def _equal_runs(keys: np.ndarray, rows: np.ndarray | None = None, active: np.ndarray | None = None) -> Iterable[np.ndarray]:
+    """Indices with equal keys (and equal `rows`, when given), in groups of 2 or more, each sorted;
+    only indices where `active` is true, when given."""
     order = np.argsort(keys, kind="stable")
+    if active is not None:
+        order = order[active[order]]
     ordered = keys[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     ends = np.r_[starts[1:], len(ordered)]
@@ -175,13 +235,13 @@ def _split_equal_rows(values: np.ndarray, group: np.ndarray):
     return seen.items()
 
 
-def _link_near_duplicates(folders: list[Path], offsets: np.ndarray, plan: DedupPlan, clusters: _Clusters) -> None:
+def _link_near_duplicates(folders: list[Path], offsets: np.ndarray, plan: DedupPlan, clusters: _Clusters, active: np.ndarray) -> None:
     options = plan.near_options
     signatures = [np.load(folder / "signatures.npy", mmap_mode="r") for folder in folders]
     bands, rows = lsh_bands(options["threshold"], options["num_perm"])
     for band in range(bands):
         keys = np.concatenate([_band_keys(s[:, band * rows:(band + 1) * rows]) for s in signatures]) if signatures else np.zeros(0, np.uint64)
-        for group in _equal_runs(keys):
+        for group in _equal_runs(keys, active=active):
             _link_bucket(group, signatures, offsets, options, clusters)
 
 
@@ -237,5 +297,5 @@ class _IdReader:
     def __getitem__(self, index: int) -> str:
         task = int(np.searchsorted(self.offsets, index, side="right")) - 1
         if task not in self._loaded:
-            self._loaded[task] = json.loads((self.folders[task] / "ids.json").read_text(encoding="utf-8"))
+            self._loaded[task] = task_ids(self.folders[task])
         return self._loaded[task][index - int(self.offsets[task])]

@@ -4,8 +4,9 @@ whole-language dedup and merge that turn task outputs into the language's files.
     plan_tasks         one task per source file (see tasks.py)
     executor           every task of every language at once, on local processes or Ray, and
                        each language's merge as soon as its tasks are done (`map_reduce`)
-    merge_language     dedup across the language's tasks (duplicates.py), then kept.jsonl,
-                       rejects.jsonl and quarantine.jsonl in input order (summary.json: the driver)
+    merge_language     repeated ids, then dedup, across the language's tasks (duplicates.py),
+                       then kept.jsonl, rejects.jsonl and quarantine.jsonl in input order
+                       (summary.json: the driver)
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from typing import Any, Iterator, Protocol
 from ..documents import Document
 from ..execution import Executor, Group, make_executor
 from ..layout import RunLayout
+from ..redact import Scrubber
 from ..storage import AtomicFile, write_json
-from .duplicates import DEDUP_BLOCKS, DedupPlan, find_duplicates
+from .duplicates import DEDUP_BLOCKS, DedupPlan, find_duplicates, find_repeated_ids
 from .runner import OUTPUT_FILES, FilterSummary
-from .sources import BadInput, SourceSpec, expand_source, iter_source
+from .sources import BadInput, SourceSpec, expand_source, glob_base, iter_source
 from .tasks import FilterTask, run_filter_task, summary_of, task_folder
 
 
@@ -81,9 +83,10 @@ def plan_tasks(recipe: RecipeLike, language: str, out_dir: Path, shard: tuple[in
     for source in _sources(recipe, language):
         path = recipe.resolve(source.path)
         files = [path] if path.startswith("hf:") or shard[1] > 1 else expand_source(path)
+        base = None if path.startswith("hf:") else glob_base(path)
         for file in files:
             index = len(tasks)
-            tasks.append(FilterTask(language, index, source.model_dump(), file, shard, filters, dedup, str(task_folder(out_dir, index))))
+            tasks.append(FilterTask(language, index, source.task_fields(), file, shard, filters, dedup, str(task_folder(out_dir, index)), base))
     return tasks
 
 
@@ -147,17 +150,26 @@ def run_language_merge(merge: LanguageMerge, results: list[dict[str, Any]]) -> F
     return merge_language(list(merge.tasks), results, Path(merge.out_dir))
 
 
+DUPLICATE_ID = "duplicate_id"
+
+
 def merge_language(tasks: list[FilterTask], results: list[dict[str, Any]], out_dir: Path) -> FilterSummary:
-    """Dedup across `tasks`, then write the language's files from the tasks' (input order)."""
+    """Reject repeated ids and dedup across `tasks`, then write the language's files from the
+    tasks' (input order). A kept document whose id was kept before in source order is rejected
+    as `duplicate_id`, with the first one's `first_file` and `first_line` (separate fields: file
+    names and hub ids hold `:`), so no later step ever sees two documents under one id."""
     summary = FilterSummary()
     for result in results:
         summary.add(summary_of(result))
+    folders = [Path(t.folder) for t in tasks]
+    repeats = find_repeated_ids(folders)
     plan = tasks[0].dedup if tasks else None
-    duplicates = find_duplicates([Path(t.folder) for t in tasks], plan) if plan else [{} for _ in tasks]
+    duplicates = find_duplicates(folders, plan, repeats) if plan else [{} for _ in tasks]
+    merge = _Merge(repeats, summary)
     sinks = {name: AtomicFile(out_dir / name) for name in OUTPUT_FILES}
     try:
-        for task, rejected in zip(tasks, duplicates):
-            _merge_task(Path(task.folder), rejected, sinks, summary)
+        for folder, rejected, repeated in zip(folders, duplicates, repeats):
+            merge.task(folder, rejected, repeated, sinks)
         for sink in sinks.values():
             sink.commit()
     except BaseException:
@@ -175,17 +187,47 @@ def merge_language(tasks: list[FilterTask], results: list[dict[str, Any]], out_d
     return summary
 
 
-def _merge_task(folder: Path, rejected: dict[int, str], sinks: dict[str, AtomicFile], summary: FilterSummary) -> None:
-    for name in ("rejects.jsonl", "quarantine.jsonl"):
-        with open(folder / name, encoding="utf-8") as f:
-            for line in f:
-                sinks[name].write(line)
-    with open(folder / "kept.jsonl", encoding="utf-8") as f:
-        for row, line in enumerate(f):
-            reason = rejected.get(row)
-            if reason is None:
-                sinks["kept.jsonl"].write(line)
-                continue
-            sinks["rejects.jsonl"].write_json_line({**json.loads(line), "reason": reason})
-            summary.kept -= 1
-            summary.rejected[":".join(reason.split(":")[:2])] += 1
+class _Merge:
+    """Writes the tasks' files into the language's, in task order, turning the rows the reduce
+    rejected (repeated ids, duplicates) into rejects."""
+
+    def __init__(self, repeats: list[dict[int, int]], summary: FilterSummary) -> None:
+        self.firsts = {first for rows in repeats for first in rows.values()}
+        self.origins: dict[int, tuple[str, int]] = {}  # global row of a first -> its file and line
+        self.offset = 0  # global row of the current task's first kept row
+        self.summary = summary
+        self.scrub = Scrubber()
+
+    def task(self, folder: Path, rejected: dict[int, str], repeated: dict[int, int], sinks: dict[str, AtomicFile]) -> None:
+        for name in ("rejects.jsonl", "quarantine.jsonl"):
+            with open(folder / name, encoding="utf-8") as f:
+                for line in f:
+                    sinks[name].write(line)
+        rows = 0
+        with open(folder / "kept.jsonl", encoding="utf-8") as f:
+            for row, line in enumerate(f):
+                rows += 1
+                index = self.offset + row
+                if index in self.firsts:
+                    self.origins[index] = _origin(json.loads(line))
+                first = repeated.get(row)
+                reason = rejected.get(row)
+                if first is None and reason is None:
+                    sinks["kept.jsonl"].write(line)
+                    continue
+                self.summary.kept -= 1
+                if first is not None:
+                    file, line_number = self.origins[first]
+                    fields = {"reason": DUPLICATE_ID, "first_file": self.scrub(file), "first_line": line_number}
+                    self.summary.rejected[DUPLICATE_ID] += 1
+                else:
+                    fields = {"reason": self.scrub(reason)}
+                    self.summary.rejected[":".join(reason.split(":")[:2])] += 1
+                sinks["rejects.jsonl"].write_json_line({**json.loads(line), **fields})
+        self.offset += rows
+
+
+def _origin(row: dict[str, Any]) -> tuple[str, int]:
+    """The file and line (or row) a kept document was read from: its `origin` is `<file>:<n>`."""
+    file, _, position = row.get("metadata", {}).get("origin", "").rpartition(":")
+    return file, int(position) if position.isdigit() else 0

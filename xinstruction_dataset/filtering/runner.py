@@ -7,6 +7,10 @@ killed run leaves either the previous complete output or none, never a truncated
     rejects.jsonl     documents a block rejected, whole, with `reason` (`<block>:<why>`)
     quarantine.jsonl  input that could not be read as a document: file, line, reason, raw excerpt
     summary.json      counts: in, kept, rejected per reason, quarantined per reason, per-block stats
+
+Every text of a quarantine entry (its raw excerpt too: a token file read as input is one invalid
+JSON line) and every reject reason goes through the secret scrubber (redact.py); a rejected
+document itself is written as read.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, Callable, Iterable, Iterator
 from tqdm.auto import tqdm
 
 from ..documents import Document
+from ..redact import Scrubber
 from ..storage import AtomicFile, write_json
 from .filters.base import BaseFilter
 from .sources import BadInput
@@ -112,11 +117,12 @@ def filter_documents(
     out_dir.mkdir(parents=True, exist_ok=True)
     sinks = {name: AtomicFile(out_dir / name) for name in OUTPUT_FILES}
     summary = FilterSummary()
+    scrub = Scrubber()
     start = time.perf_counter()
     try:
         with tqdm(items, desc=desc, unit="doc", disable=not progress, mininterval=0.5) as bar:
             for item in bar:
-                if _route(item, filters, sinks, summary) and on_kept is not None:
+                if _route(item, filters, sinks, summary, scrub) and on_kept is not None:
                     on_kept(item)
                 if summary.documents_in % 256 == 0:
                     bar.set_postfix(kept=summary.kept, rejected=sum(summary.rejected.values()), refresh=False)
@@ -132,21 +138,36 @@ def filter_documents(
     return summary
 
 
-def _route(item: Document | BadInput, filters: list[BaseFilter], sinks: dict[str, AtomicFile], summary: FilterSummary) -> bool:
+def _route(item: Document | BadInput, filters: list[BaseFilter], sinks: dict[str, AtomicFile], summary: FilterSummary, scrub: Scrubber) -> bool:
     """Write `item` where it belongs; True when it was kept."""
     summary.documents_in += 1
     if isinstance(item, BadInput):
         summary.quarantined[item.reason.split(":")[0]] += 1
-        sinks["quarantine.jsonl"].write_json_line(item.to_dict())
+        sinks["quarantine.jsonl"].write_json_line(quarantine_entry(item, scrub))
         return False
     reason = apply_filters(item, filters)
     if reason is None:
         summary.kept += 1
         sinks["kept.jsonl"].write_json_line(item.to_dict())
         return True
+    reason = scrub(reason)
     summary.rejected[reason] += 1
     sinks["rejects.jsonl"].write_json_line({**item.to_dict(), "reason": reason})
     return False
+
+
+def quarantine_entry(item: BadInput, scrub: Scrubber) -> dict[str, Any]:
+    """The quarantine line of `item`: every text scrubbed of secrets and writable as UTF-8 (a
+    lone surrogate in a raw excerpt is shown as its `\\udXXX` escape)."""
+    return {key: writable(scrub(value)) if isinstance(value, str) else value for key, value in item.to_dict().items()}
+
+
+def writable(text: str) -> str:
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 def read_documents(path: str | Path) -> Iterator[Document]:
