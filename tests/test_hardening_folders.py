@@ -125,7 +125,7 @@ KILL_POINTS = {
     "while the staging folder is written": ({"event": "open", "contains": ".staging-", "endswith": "b.txt"}, False),
     "while the journal is written": ({"event": "os.rename", "arg": 1, "endswith": ".folder.swap.json"}, False),
     "before the first rename": ({"event": "os.rename", "arg": 0, "endswith": "/folder"}, False),
-    "between the two renames": ({"event": "os.rename", "arg": 0, "contains": "/.folder.staging-"}, False),
+    "between the two renames": ({"event": "os.rename", "arg": 1, "endswith": "/folder"}, False),
     "while the retired folder is removed": ({"after": {"event": "shutil.rmtree", "endswith": ".folder.retired"}, "event": "os.remove", "nth": 2}, True),
     "before the journal is removed": ({"event": "os.remove", "endswith": ".folder.swap.json"}, True),
 }
@@ -203,7 +203,7 @@ def test_an_export_killed_twice_comes_back_whole_with_every_language(tmp_path: P
     assert export(folder, curated, "fi", "sw").returncode == 0
     removing = {"after": {"event": "shutil.rmtree", "endswith": ".x-instruction.retired"}, "event": "os.remove", "nth": 3}
     assert export(folder, curated, "fi", kill=removing).returncode == -signal.SIGKILL
-    between = {"event": "os.rename", "arg": 0, "contains": "/.x-instruction.staging-"}
+    between = {"event": "os.rename", "arg": 1, "endswith": "/x-instruction"}  # staging -> folder
     assert export(folder, curated, "fi", kill=between).returncode == -signal.SIGKILL
 
     write_curated(curated, "fi", 4, offset=6)
@@ -353,7 +353,7 @@ def test_report_replaces_its_own_folder_and_an_older_versions_report(run_dir: Pa
 
 def test_a_report_killed_between_its_renames_comes_back_on_the_next_run(run_dir: Path) -> None:
     assert cli("report", str(run_dir), "--no-progress").returncode == 0
-    between = {"event": "os.rename", "arg": 0, "contains": "/.report.staging-"}
+    between = {"event": "os.rename", "arg": 1, "endswith": "/report"}  # staging -> folder
     assert cli("report", str(run_dir), "--no-progress", kill=between).returncode == -signal.SIGKILL
     assert not (run_dir / "report").exists()
     assert cli("report", str(run_dir), "--no-progress").returncode == 0
