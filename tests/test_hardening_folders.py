@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,17 +69,21 @@ mode, rest = sys.argv[2], sys.argv[3:]
 if mode == "cli":
     from xinstruction_dataset import cli
     sys.exit(cli.main(rest))
+from xinstruction_dataset.errors import UserError
 from xinstruction_dataset.storage import FolderKind, recover_folder, staged_folder
 folder = Path(rest[0])
-if mode == "recover":
-    recover_folder(folder)
-    sys.exit(0)
-kind = FolderKind("test", "test folder", lambda path: False)
-with staged_folder(folder, kind) as staging:
-    for name in ("a.txt", "b.txt", "c.txt"):
-        (staging / name).write_text(rest[1])
-    (staging / "sub").mkdir()
-    (staging / "sub" / "d.txt").write_text(rest[1])
+try:
+    if mode == "recover":
+        recover_folder(folder)
+        sys.exit(0)
+    with staged_folder(folder, FolderKind("test", "test folder", lambda path: False)) as staging:
+        for name in ("a.txt", "b.txt", "c.txt"):
+            (staging / name).write_text(rest[1])
+        (staging / "sub").mkdir()
+        (staging / "sub" / "d.txt").write_text(rest[1])
+except UserError as error:  # as the command line reports it
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(error.exit_code)
 """
 
 
@@ -170,6 +175,7 @@ def test_retired_copies_of_an_older_version_are_never_guessed_between(tmp_path: 
     for name in (".folder.retired-1a2b3c4d", ".folder.retired-9f8e7d6c"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "a.txt").write_text(name)
+        (tmp_path / name / MARKER_FILE).write_text(json.dumps({"kind": "test"}))
     result = drive("swap", folder, "v1")
     assert result.returncode == 3
     assert ".folder.retired-1a2b3c4d" in result.stderr and "cannot be told apart" in result.stderr
@@ -243,24 +249,35 @@ def break_card(folder: Path) -> None:
     card.write_text(card.read_text() + "\n<!-- hand-written:notes start -->\nhalf-written note\n")
 
 
-def test_export_changes_data_and_card_together_or_not_at_all(tmp_path: Path) -> None:
-    curated, folder = tmp_path / "curated", tmp_path / "x-instruction"
-    write_curated(curated, "fi", 6)
-    assert export(folder, curated, "fi").returncode == 0
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `xinstruction export` of fi, copied by each test that needs an export folder."""
+    root = tmp_path_factory.mktemp("exported")
+    curated = write_curated(root / "curated", "fi", 6)
+    result = export(root / "x-instruction", curated, "fi")
+    assert result.returncode == 0, result.stderr
+    return root / "x-instruction"
+
+
+def export_folder(exported: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """(a copy of the exported folder, a curated folder with new fi data) under `tmp_path`."""
+    folder = tmp_path / "x-instruction"
+    shutil.copytree(exported, folder, symlinks=True)
+    return folder, write_curated(tmp_path / "curated", "fi", 3, offset=6)
+
+
+def test_export_changes_data_and_card_together_or_not_at_all(exported: Path, tmp_path: Path) -> None:
+    folder, curated = export_folder(exported, tmp_path)
     break_card(folder)
     before = tree(folder)
-
-    write_curated(curated, "fi", 3, offset=6)  # new data for the same language
-    result = export(folder, curated, "fi")
+    result = export(folder, curated, "fi")  # new data for the same language, then the card fails
     assert result.returncode == 2 and "hand-written section(s) notes not closed" in result.stderr
     assert tree(folder) == before
     assert leftovers(tmp_path, "x-instruction") == []
 
 
-def test_a_folder_copy_that_fails_names_the_file_in_one_line_and_leaves_no_staging(tmp_path: Path) -> None:
-    curated, folder = tmp_path / "curated", tmp_path / "x-instruction"
-    write_curated(curated, "fi", 4)
-    assert export(folder, curated, "fi").returncode == 0
+def test_a_folder_copy_that_fails_names_the_file_in_one_line_and_leaves_no_staging(exported: Path, tmp_path: Path) -> None:
+    folder, curated = export_folder(exported, tmp_path)
     os.mkfifo(folder / "notes.pipe")  # a named pipe cannot be copied
     before = tree(folder)
     result = export(folder, curated, "fi")
@@ -270,17 +287,19 @@ def test_a_folder_copy_that_fails_names_the_file_in_one_line_and_leaves_no_stagi
     assert tree(folder) == before and leftovers(tmp_path, "x-instruction") == []
 
 
-def test_export_keeps_a_symlink_in_the_folder_a_symlink(tmp_path: Path) -> None:
-    curated, folder = tmp_path / "curated", tmp_path / "x-instruction"
-    write_curated(curated, "fi", 4)
-    assert export(folder, curated, "fi").returncode == 0
+def test_export_takes_an_older_versions_export_and_keeps_a_symlink_in_it_a_symlink(exported: Path, tmp_path: Path) -> None:
+    """An export written before markers (a card with configs and data/<code>/ shards) is the
+    toolkit's own; a symbolic link in it stays a link, never a copy of what it points to."""
+    folder, curated = export_folder(exported, tmp_path)
+    (folder / MARKER_FILE).unlink()
     (tmp_path / "outside.txt").write_text("not part of the dataset")
     (folder / "notes.txt").symlink_to(tmp_path / "outside.txt")
-    assert export(folder, curated, "fi").returncode == 0
-    assert (folder / "notes.txt").is_symlink()
+    result = export(folder, curated, "fi")
+    assert result.returncode == 0, result.stderr
+    assert (folder / MARKER_FILE).is_file() and (folder / "notes.txt").is_symlink()
 
 
-def test_export_refuses_a_folder_it_did_not_write_and_takes_an_older_versions_export(tmp_path: Path) -> None:
+def test_export_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
     curated = write_curated(tmp_path / "curated", "fi", 4)
     project = tmp_path / "project"
     project.mkdir()
@@ -292,29 +311,29 @@ def test_export_refuses_a_folder_it_did_not_write_and_takes_an_older_versions_ex
     assert result.returncode == 2 and str(project) in result.stderr and "left as it is" in result.stderr
     assert tree(project) == before and leftovers(tmp_path, "project") == []
 
-    # An export written before markers (card with configs + data/<code>/ shards) is the toolkit's.
-    older = tmp_path / "older"
-    assert export(older, curated, "fi").returncode == 0
-    (older / MARKER_FILE).unlink()
-    assert export(older, curated, "fi").returncode == 0
-    assert (older / MARKER_FILE).is_file()
-
 
 # --- the report --------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def run_dir(tmp_path: Path) -> Path:
-    """A filtered run folder (no LLM): enough for a report."""
-    source = tmp_path / "sw.jsonl"
+@pytest.fixture(scope="module")
+def filtered_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A filtered run folder (no LLM), enough for a report; each test takes a copy."""
+    root = tmp_path_factory.mktemp("filtered")
+    source = root / "sw.jsonl"
     source.write_text("".join(json.dumps({"id": f"d{i}", "text": f"Habari ya leo, rafiki yangu {i}. " * (1 + i)}) + "\n" for i in range(8)))
-    recipe = tmp_path / "recipe.yaml"
+    recipe = root / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({
         "name": "report-folders", "languages": ["sw"], "sources": [{"path": str(source), "language": "sw"}],
-        "filters": [{"type": "length", "min_chars": 100, "max_chars": 20000}], "output_dir": str(tmp_path / "run"),
+        "filters": [{"type": "length", "min_chars": 100, "max_chars": 20000}], "output_dir": str(root / "run"),
     }))
     result = cli("filter", str(recipe), "--workers", "1", "--no-progress")
     assert result.returncode == 0, result.stderr
+    return root / "run"
+
+
+@pytest.fixture
+def run_dir(filtered_run: Path, tmp_path: Path) -> Path:
+    shutil.copytree(filtered_run, tmp_path / "run")
     return tmp_path / "run"
 
 
@@ -388,14 +407,13 @@ def test_build_refuses_a_report_folder_it_did_not_write_before_any_work(tmp_path
     assert sorted(p.relative_to(tmp_path / "run").as_posix() for p in (tmp_path / "run").rglob("*")) == ["report", "report/plan.md"]
 
 
-def test_build_changes_the_export_data_and_card_together_or_not_at_all(tmp_path: Path) -> None:
+def test_build_changes_the_export_data_and_card_together_or_not_at_all(exported: Path, tmp_path: Path) -> None:
     """An export folder from an earlier build, its card left with an open hand-written section:
     the build curates new data, the card step fails, and the folder keeps every byte."""
     with TGIServer(reply=curation_reply(needs_refinement=0.0, bad=0.0)) as server:
         recipe = write_build_recipe(tmp_path, server.url)
-        curated = write_curated(tmp_path / "earlier", "sw", 2, offset=10)
         folder = tmp_path / "run" / "x-instruction"
-        assert export(folder, curated, "sw").returncode == 0
+        shutil.copytree(exported, folder, symlinks=True)
         break_card(folder)
         before = tree(folder)
         result = cli("build", str(recipe), "--no-progress")

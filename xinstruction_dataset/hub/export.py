@@ -168,6 +168,18 @@ def _copy_folder(folder: Path, staging: Path) -> None:
         ) from error
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    """Parquet files are never modified in place (a new export writes new files), so the staging
+    copy can share them; the card and the rest are copied, since they are rewritten."""
+    if source.endswith(".parquet"):
+        try:
+            os.link(source, target)
+            return
+        except OSError as error:  # another filesystem, or no hard links there: copy instead
+            logger.debug("hard link %s failed (%s); copying", source, error)
+    shutil.copy2(source, target)
+
+
 def export_language(
     folder: str | Path,
     language: str,
