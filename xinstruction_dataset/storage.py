@@ -13,6 +13,7 @@ toolkit swaps in carries a marker (`MARKER_FILE`); it replaces only folders it w
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import gzip
 import json
@@ -400,7 +401,12 @@ def _parent_locked(folder: Path) -> Iterator[int]:
     folders there take turns. Released with the descriptor, also when the process is killed."""
     fd = os.open(folder.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as error:  # a filesystem without locks (some network mounts): the journal still holds
+            if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            logger.debug("cannot lock %s (%s): swapping %s without the lock", folder.parent, error, folder.name)
         yield fd
     finally:
         os.close(fd)
