@@ -294,9 +294,15 @@ def test_export_takes_an_older_versions_export_and_keeps_a_symlink_in_it_a_symli
     (folder / MARKER_FILE).unlink()
     (tmp_path / "outside.txt").write_text("not part of the dataset")
     (folder / "notes.txt").symlink_to(tmp_path / "outside.txt")
+    # what killed runs left inside it: another config's staging folder, a card writer's temporary file
+    (folder / "data" / ".sw.staging-1a2b3c4d").mkdir()
+    (folder / "data" / ".sw.staging-1a2b3c4d" / "train-00000-of-00001.parquet").write_bytes(b"PAR1")
+    (folder / "README.md.4194999.1a2b3c4d.tmp").write_text("half a card")  # a PID above Linux's maximum: gone
     result = export(folder, curated, "fi")
     assert result.returncode == 0, result.stderr
     assert (folder / MARKER_FILE).is_file() and (folder / "notes.txt").is_symlink()
+    assert sorted(p.name for p in folder.iterdir()) == [MARKER_FILE, "README.md", "data", "notes.txt"]
+    assert sorted(p.name for p in (folder / "data").iterdir()) == ["fi"]
 
 
 def test_export_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:

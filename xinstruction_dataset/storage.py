@@ -207,6 +207,15 @@ _TEMP_SUFFIX = re.compile(r"^\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 _LEFTOVER = re.compile(r"^(?:staging-(?:(?P<pid>\d+)-)?[0-9a-f]+|(?P<retired>retired(?:-[0-9a-f]+)?))$")
 
 
+_ANY_LEFTOVER = re.compile(r"^\..+\.(?:staging-[0-9a-f-]+|retired(?:-[0-9a-f]+)?|swap\.json)$|\.\d+\.[0-9a-f]{8}\.tmp$")
+
+
+def left_by_killed_runs(_folder: str, names: list[str]) -> set[str]:
+    """The names among `names` that a killed swap or writer left (staging and retired copies,
+    journals, temporary files); a `shutil.copytree` ignore, so that a copy leaves them behind."""
+    return {name for name in names if _ANY_LEFTOVER.search(name)}
+
+
 @dataclass(frozen=True)
 class FolderKind:
     """A kind of folder the toolkit writes whole. Its marker file names the kind; `legacy`

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ..errors import EnvironmentFault
-from ..storage import FolderKind
+from ..storage import FolderKind, left_by_killed_runs
 from ..storage import staged_folder as staged_swap
 from .layout import CARD_FILE, DATA_DIR, SHARD_PATTERN, shard_name
 from .review import Review
@@ -135,13 +135,6 @@ def _is_older_export(folder: Path) -> bool:
 
 
 EXPORT_FOLDER_KIND = FolderKind("export", "hub-ready export folder", _is_older_export)
-_LEFT_BY_KILLED_RUNS = re.compile(r"^\..+\.(staging-[0-9a-f-]+|retired(-[0-9a-f]+)?|swap\.json)$|\.\d+\.[0-9a-f]{8}\.tmp$")
-
-
-def _killed_runs_files(folder: str, names: list[str]) -> set[str]:
-    """What killed swaps and writers inside the folder left (storage.staged_folder, AtomicFile):
-    not carried into the new folder."""
-    return {name for name in names if _LEFT_BY_KILLED_RUNS.search(name)}
 
 
 @contextmanager
@@ -157,7 +150,7 @@ def _copy_folder(folder: Path, staging: Path) -> None:
     what it points to); a file that cannot be copied stops the export with one line naming it."""
     shutil.rmtree(staging)  # copytree makes the folder itself
     try:
-        shutil.copytree(folder, staging, symlinks=True, copy_function=_link_or_copy, ignore=_killed_runs_files)
+        shutil.copytree(folder, staging, symlinks=True, copy_function=_link_or_copy, ignore=left_by_killed_runs)
     except shutil.Error as error:
         failures = error.args[0] if error.args and isinstance(error.args[0], list) else [(str(folder), "", str(error))]
         source, _, why = failures[0]
