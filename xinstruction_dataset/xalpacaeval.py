@@ -155,17 +155,19 @@ def export_xalpacaeval(
     configs: list[str] | None = None,
     progress: bool = False,
 ) -> dict[str, int]:
-    """Write every config (or `configs`) to a hub-ready folder, then render its card.
+    """Write every config (or `configs`) to a hub-ready folder, then render its card; the data
+    and the card replace the folder's together (`hub.export.staged_folder`).
 
     Returns config -> number of records written.
     """
     from .hub.cards import update_card
-    from .hub.export import export_dataset
+    from .hub.export import export_dataset, staged_folder
 
     source = load_source(source_dir, revision)
     written: dict[str, int] = {}
-    for config in configs or config_names():
-        dataset = datasets.Dataset.from_list(config_rows(config, source), features=XALPACAEVAL_FEATURES, split=SPLIT)
-        written[config] = export_dataset(dataset, folder, config, SPLIT, update_card=False, progress=progress).num_examples
-    update_card(folder, CARD_DATASET)
+    with staged_folder(folder) as staging:
+        for config in configs or config_names():
+            dataset = datasets.Dataset.from_list(config_rows(config, source), features=XALPACAEVAL_FEATURES, split=SPLIT)
+            written[config] = export_dataset(dataset, staging, config, SPLIT, update_card=False, progress=progress).num_examples
+        update_card(staging, CARD_DATASET)
     return written

@@ -13,9 +13,10 @@ from .filter import add_executor_arguments, executor_from_args
 from .recipe_args import recipe_from_args
 from ..fingerprint import check_fingerprint
 from ..hub.cards import update_card
-from ..hub.export import export_language, staged_folder
+from ..hub.export import EXPORT_FOLDER_KIND, export_language, staged_folder
 from ..layout import EXPORT_FOLDER, RunLayout
-from ..report import write_report
+from ..report import REPORT_FOLDER_KIND, write_report
+from ..storage import check_replaceable
 from ..runlock import RunLock
 
 
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
         print(describe_build(recipe, executor.describe()))
         return 0
+    # Refused before any work (the swaps check again): build replaces only folders it wrote.
+    check_replaceable(layout.export_folder, EXPORT_FOLDER_KIND)
+    check_replaceable(layout.report_folder, REPORT_FOLDER_KIND)
     with RunLock(layout.lock_file()):
         check_fingerprint(recipe, layout, force=args.force)
         folder = layout.export_folder

@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Build each language with the XInstruction builder and export it into FOLDER, leaving the "
             "folder's other languages untouched, then regenerate its card. The languages and the card "
-            "change together: if one language fails, FOLDER is left as it was. Afterwards, from FOLDER's "
-            "parent: load_dataset('<folder name>', '<code>')."
+            "change together: if one language fails, FOLDER is left as it was. FOLDER must be new, empty, or "
+            "an export folder xinstruction wrote (any other folder is refused, exit 2). Afterwards, from "
+            "FOLDER's parent: load_dataset('<folder name>', '<code>')."
         ),
     )
     parser.add_argument("folder", help="hub-ready dataset folder, e.g. out/x-instruction")

@@ -8,15 +8,17 @@ the number of records.
 Exporting several languages and the card together, `staged_folder` stages the whole folder:
 every language and the card are written into a copy (Parquet files hard-linked, not copied),
 which replaces the folder only when all of them succeeded. Data and card change together: a
-failed language or a killed process leaves the previous folder whole.
+failed language or a killed process leaves the previous folder whole. Both swaps are
+`storage.staged_folder`'s; the whole folder is replaced only when it is an export folder the
+toolkit wrote (its marker, or the card and `data/<config>/` shards of an older version).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +29,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ..storage import restore_retired, swap_in_folder
-from .layout import DATA_DIR, shard_name
+from ..errors import EnvironmentFault
+from ..storage import FolderKind, left_by_killed_runs
+from ..storage import staged_folder as staged_swap
+from .layout import CARD_FILE, DATA_DIR, SHARD_PATTERN, shard_name
 from .repo_files import refuse_symlinks_out_of
 from .review import Review
 
@@ -86,20 +90,13 @@ def _counting(batches: Iterable[pa.Table], bar: tqdm) -> Iterable[pa.Table]:
 def _write_config_split(
     folder: Path, config: str, split: str, batches: Iterable[pa.Table], schema: pa.Schema, count: int, max_rows: int
 ) -> list[str]:
-    final = folder / DATA_DIR / config
-    staging = folder / DATA_DIR / f".{config}.staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    try:
-        # Keep the config's other splits: copy them into staging first.
-        if final.is_dir():
-            for old in final.glob("*.parquet"):
-                if not old.name.startswith(f"{split}-"):
-                    shutil.copy2(old, staging / old.name, follow_symlinks=False)  # a link stays a link
+    def keep_other_splits(old: Path, staging: Path) -> None:
+        for file in old.glob("*.parquet"):
+            if not file.name.startswith(f"{split}-"):
+                shutil.copy2(file, staging / file.name, follow_symlinks=False)  # a link stays a link
+
+    with staged_swap(folder / DATA_DIR / config, seed=keep_other_splits) as staging:
         names = _write_shards(staging, split, batches, schema, count, max_rows)
-        swap_in_folder(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return [f"{DATA_DIR}/{config}/{name}" for name in names]
 
 
@@ -123,25 +120,48 @@ def _write_shards(target: Path, split: str, batches: Iterable[pa.Table], schema:
     return names
 
 
+def _is_older_export(folder: Path) -> bool:
+    """An export folder written before markers: a card with `configs:` and `data/<config>/` shards."""
+    card, data = folder / CARD_FILE, folder / DATA_DIR
+    if not card.is_file() or not data.is_dir():
+        return False
+    with open(card, encoding="utf-8", errors="replace") as f:
+        head = f.read(1 << 16)
+    if not head.startswith("---") or not re.search(r"^configs:", head, re.M):
+        return False
+    return any(
+        SHARD_PATTERN.match(file.name)
+        for config in data.iterdir() if config.is_dir() and not config.name.startswith(".")
+        for file in config.iterdir()
+    )
+
+
+EXPORT_FOLDER_KIND = FolderKind("export", "hub-ready export folder", _is_older_export)
+
+
 @contextmanager
 def staged_folder(folder: str | Path) -> Iterator[Path]:
-    """A staging copy of `folder` to export into; it replaces `folder` when the block succeeds."""
-    folder = Path(folder)
-    restore_retired(folder)
-    _refuse_symlinks_out(folder)
-    staging = folder.with_name(f".{folder.name}.staging-{uuid.uuid4().hex[:8]}")
-    if folder.is_dir():
-        # symlinks=True: a link is copied as a link (the staging is a sibling, so relative links
-        # still resolve), never turned into a copy of what it points to.
-        shutil.copytree(folder, staging, symlinks=True, copy_function=_link_or_copy)
-    else:
-        staging.mkdir(parents=True)
-    try:
+    """A staging copy of the export folder `folder` to export into; it replaces `folder` when the
+    block succeeds. Refuses (exit 2) a non-empty folder that is not an export the toolkit wrote."""
+    _refuse_symlinks_out(Path(folder))
+    with staged_swap(folder, EXPORT_FOLDER_KIND, seed=_copy_folder) as staging:
         yield staging
-        swap_in_folder(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+
+def _copy_folder(folder: Path, staging: Path) -> None:
+    """The folder's files into its staging copy. A symbolic link stays a link (never a copy of
+    what it points to); a file that cannot be copied stops the export with one line naming it."""
+    shutil.rmtree(staging)  # copytree makes the folder itself
+    try:
+        shutil.copytree(folder, staging, symlinks=True, copy_function=_link_or_copy, ignore=left_by_killed_runs)
+    except shutil.Error as error:
+        failures = error.args[0] if error.args and isinstance(error.args[0], list) else [(str(folder), "", str(error))]
+        source, _, why = failures[0]
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise EnvironmentFault(
+            f"cannot copy {source}{more} into the staging copy of {folder}: {why}; "
+            "move it out of the folder (or make it readable), then run the same command again"
+        ) from error
 
 
 def _refuse_symlinks_out(folder: Path) -> None:

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 DATA_DIR = "data"
 CARD_FILE = "README.md"
 _SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
+SHARD_PATTERN = _SHARD_NAME  # what an export writes: `shard_name`
 
 
 def shard_name(split: str, index: int, count: int) -> str:

@@ -8,23 +8,24 @@ rejected pair, with a review loop (accept / veto, downloaded as `review.jsonl`, 
     report/data/             the sample browser's data, compressed and paged (samples.py)
 
 The report reads a run's outputs and writes only its own folder, which replaces the previous
-report whole when it is complete (a staging folder, then renames).
+report whole when it is complete (`storage.staged_folder`: a staging folder, then renames). It
+replaces only a report folder: one with its marker, or an older version's `index.html` with
+its script, style and data files; any other non-empty folder is refused (exit 2), never deleted.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..layout import REPORT_FOLDER, RunLayout
-from ..storage import swap_in_folder
+from ..storage import MARKER_FILE, FolderKind, staged_folder
 from .collect import Collected, collect_language
 from .cost import run_cost
-from .page import render_page
+from .data_files import DATA_FOLDER
+from .page import ASSETS, render_page
 from .run_files import RunFiles
 from .samples import SampleBook
 
@@ -41,6 +42,18 @@ class ReportResult:
         return self.folder / "index.html"
 
 
+def _is_older_report(folder: Path) -> bool:
+    """A report folder written before markers: its page, script and style, and only data files."""
+    names = {p.name for p in folder.iterdir()} - {MARKER_FILE}
+    if not {"index.html", *ASSETS} <= names or not names <= {"index.html", *ASSETS, DATA_FOLDER}:
+        return False
+    data = folder / DATA_FOLDER
+    return not data.exists() or (data.is_dir() and all(p.is_dir() or p.suffix == ".js" for p in data.rglob("*")))
+
+
+REPORT_FOLDER_KIND = FolderKind("report", "run report folder", _is_older_report)
+
+
 def default_report_folder(run_dir: str | Path) -> Path:
     return RunLayout(Path(run_dir)).report_folder
 
@@ -51,10 +64,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, cach
     started = time.perf_counter()
     run = RunFiles.open(run_dir)
     folder = Path(out_dir) if out_dir else default_report_folder(run.root)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.with_name(f".{folder.name}.staging-{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
-    try:
+    with staged_folder(folder, REPORT_FOLDER_KIND) as staging:
         summaries = [files.curation_summary for files in run.languages if files.curation_summary]
         curated = sum(summary.get("curated", 0) for summary in summaries)
         with ThreadPoolExecutor(1, thread_name_prefix="report-cost") as background:
@@ -70,10 +80,6 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, cach
             book.close()
             cost = cost.result()
         render_page(staging, run, collected, cost, book.count)
-        swap_in_folder(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ReportResult(folder, book.count, time.perf_counter() - started)
 
 
