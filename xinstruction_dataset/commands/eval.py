@@ -7,11 +7,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from ..curation.config import Sampling
-from ..errors import PartialFailure
+from ..errors import PartialFailure, UsageError
 from ..evaluation.answer import DEFAULT_TEMPLATE, answer_configs, read_answers
 from ..evaluation.benchmark import benchmark_rows
 from ..evaluation.judge import judge_items, pair_items, uses_chat
@@ -22,7 +21,8 @@ from ..evaluation.report import CHART_FILE, format_table, report_from_folder, sa
 from ..llm.backends import backend_config, build_backend
 from ..llm.cache import CallCache
 from ..llm.calls import CallRunner
-from ..options import readable_error
+from ..options import output_folder_option, readable_error
+from ..recipe import load_yaml
 from ..xalpacaeval import REVISION, config_names
 
 DEFAULT_OUTPUT = "runs/eval"
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", default=DEFAULT_OUTPUT, help=f"evaluation folder: answers/, judgments/, cache/ (default {DEFAULT_OUTPUT})")
+    parser.add_argument("--output-dir", default=DEFAULT_OUTPUT, type=output_folder_option, help=f"evaluation folder: answers/, judgments/, cache/ (default {DEFAULT_OUTPUT})")
     parser.add_argument("--configs", nargs="+", choices=config_names(), metavar="CONFIG", help="X-AlpacaEval configs, e.g. cross-sw ko (answer: default all; judge: default those both models answered)")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N items of each config (cheap runs)")
     parser.add_argument("--source-dir", help="folder with X-AlpacaEval's english.json ... spanish.json (default: download the pinned release)")
@@ -94,11 +94,11 @@ def parse_model_spec(text: str, option: str) -> dict[str, Any]:
     """A model spec from inline YAML or a YAML file, checked as a recipe's model entry."""
     path = Path(text)
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8") if path.is_file() else text)
-    except yaml.YAMLError as error:
-        raise ValueError(f"{option} {text!r} is not YAML ({error}); e.g. {option} '{{backend: tgi, model: org/name, endpoints: [http://host:8080]}}'") from None
+        spec = load_yaml(path.read_text(encoding="utf-8") if path.is_file() else text, f"{option} {text!r}")
+    except UsageError as error:
+        raise UsageError(f"{error}; e.g. {option} '{{backend: tgi, model: org/name, endpoints: [http://host:8080]}}'") from None
     if not isinstance(spec, dict):
-        raise ValueError(f"{option} must be a mapping with a `backend` key, e.g. {option} '{{backend: tgi, model: org/name, endpoints: [http://host:8080]}}'; got {text!r}")
+        raise UsageError(f"{option} must be a mapping with a `backend` key, e.g. {option} '{{backend: tgi, model: org/name, endpoints: [http://host:8080]}}'; got {text!r}")
     backend_config(spec)  # a typo is one line now, not a failure after loading a model
     return spec
 

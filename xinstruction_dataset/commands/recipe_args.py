@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UsageError, UserError
 from ..filtering.pipeline import DEFAULT_FILTERS
 from ..filtering.sources import SourceSpec
 from ..recipe import Recipe
@@ -16,7 +16,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     """The recipe named on the command line, or an ad-hoc one for `--input` files."""
     if getattr(args, "input", None):
         if not args.language or len(args.language) != 1:
-            raise ValueError("--input needs exactly one --language CODE (the language the documents should be in)")
+            raise UsageError("--input needs exactly one --language CODE (the language the documents should be in)")
         base = Recipe.from_yaml(args.recipe) if args.recipe else Recipe(name="adhoc", filters=DEFAULT_FILTERS)
         language = args.language[0]
         return Recipe(
@@ -30,7 +30,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
             publish=base.publish,
         )
     if not args.recipe:
-        raise ValueError("give a recipe (e.g. builder/default.yaml) or --input FILE --language CODE")
+        raise UsageError("give a recipe (e.g. builder/default.yaml) or --input FILE --language CODE")
     recipe = Recipe.from_yaml(args.recipe)
     if args.output_dir:
         recipe.output_dir = str(Path(args.output_dir).resolve())

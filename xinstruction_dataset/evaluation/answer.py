@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import UsageError
 from ..llm.backends.base import GenerationParams
 from ..llm.calls import CallRunner
 from ..storage import write_text
@@ -73,7 +74,7 @@ def read_answers(path: str) -> dict[int, dict[str, Any]]:
         with open(path, encoding="utf-8") as f:
             answers = json.load(f)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not an answer file ({error}); run `xinstruction eval answer` again to rewrite it") from None
+        raise UsageError(f"{path}: not an answer file ({error}); run `xinstruction eval answer` again to rewrite it") from None
     if not isinstance(answers, list) or not all(isinstance(a, dict) and {"id", "output"} <= set(a) for a in answers):
-        raise ValueError(f"{path}: an answer file is a JSON array of {{id, output, generator}}")
+        raise UsageError(f"{path}: an answer file is a JSON array of {{id, output, generator}}")
     return {answer["id"]: answer for answer in answers}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from ..xalpacaeval import REVISION, config_names, config_rows, load_source
 
 
@@ -16,8 +17,8 @@ def benchmark_rows(
     known = config_names()
     unknown = [c for c in configs or () if c not in known]
     if unknown:
-        raise ValueError(f"unknown X-AlpacaEval config(s) {', '.join(unknown)}; configs are: {', '.join(known)}")
+        raise UsageError(f"unknown X-AlpacaEval config(s) {', '.join(unknown)}; configs are: {', '.join(known)}")
     if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {limit}")
+        raise UsageError(f"--limit must be at least 1, got {limit}")
     source = load_source(source_dir, revision)
     return {config: config_rows(config, source)[:limit] for config in configs or known}

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..errors import UsageError
 from ..languages import language_name
 from ..llm.backends.base import GenerationParams
 
@@ -94,5 +95,5 @@ PROTOCOLS: dict[str, Protocol] = {
 
 def get_protocol(name: str) -> Protocol:
     if name not in PROTOCOLS:
-        raise ValueError(f"unknown judge protocol {name!r}; protocols: {', '.join(PROTOCOLS)}")
+        raise UsageError(f"unknown judge protocol {name!r}; protocols: {', '.join(PROTOCOLS)}")
     return PROTOCOLS[name]

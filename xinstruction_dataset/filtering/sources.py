@@ -23,6 +23,7 @@ from typing import Annotated, Any, Callable, Iterator
 from pydantic import Field
 
 from ..documents import Document
+from ..errors import UsageError
 from ..options import ConfigModel, LanguageCode
 from ..storage import open_parquet_stream
 
@@ -64,9 +65,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard must look like I/N with 0 <= I < N (e.g. 3/16), got {text!r}") from None
+        raise UsageError(f"--shard must look like I/N with 0 <= I < N (e.g. 3/16), got {text!r}") from None
     if count < 1 or not 0 <= index < count:
-        raise ValueError(f"--shard {text!r}: need 0 <= I < N and N >= 1")
+        raise UsageError(f"--shard {text!r}: need 0 <= I < N and N >= 1")
     return index, count
 
 
@@ -94,7 +95,7 @@ def _iter_files(spec: SourceSpec, files: list[str]) -> Iterator[RawRecord]:
         elif file.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")):
             yield from _iter_jsonl_lines(spec, file)
         else:
-            raise ValueError(f"source file {file!r} has an unsupported type; use .jsonl, .jsonl.gz or .parquet")
+            raise UsageError(f"source file {file!r} has an unsupported type; use .jsonl, .jsonl.gz or .parquet")
 
 
 def _sharded(raw: Iterator[RawRecord], shard: tuple[int, int]) -> Iterator[Document | BadInput]:
@@ -232,7 +233,7 @@ def _iter_parquet_rows(spec: SourceSpec, file: str) -> Iterator[RawRecord]:
         yield partial(_unreadable, file, 0, _describe_parquet_error(e))
         return
     if spec.text_field not in names:
-        raise ValueError(f"{file}: no column {spec.text_field!r} (columns: {', '.join(sorted(names))}); set `text_field` of this source")
+        raise UsageError(f"{file}: no column {spec.text_field!r} (columns: {', '.join(sorted(names))}); set `text_field` of this source")
     columns = [c for c in (spec.text_field, spec.id_field, spec.url_field) if c in names]
     row_number = 0
     try:

