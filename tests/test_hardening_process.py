@@ -25,10 +25,11 @@ import pytest
 import yaml
 
 from corpora import read_corpus
-from xinstruction_dataset.errors import EXIT_BUG, EXIT_ENVIRONMENT, EXIT_USAGE
+from xinstruction_dataset.errors import EXIT_ENVIRONMENT, EXIT_USAGE
 from xinstruction_dataset.recipe import Recipe
 
 CLI = [sys.executable, "-m", "xinstruction_dataset.cli"]
+EXIT_BUG = 70  # errors.EXIT_BUG: spelt out, so that this file also runs (and fails) on the code before it
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120, **env_changes: str) -> subprocess.CompletedProcess:
@@ -189,8 +190,9 @@ def test_a_billion_laughs_recipe_is_refused_at_once_in_bounded_memory(tmp_path: 
         import json, resource, subprocess, sys, time
         start = time.monotonic()
         done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=50)
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         print(json.dumps({"rc": done.returncode, "stderr": done.stderr, "seconds": time.monotonic() - start,
-                          "max_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+                          "cpu_seconds": usage.ru_utime + usage.ru_stime, "max_rss_kib": usage.ru_maxrss}))
         """
     )
     probe = subprocess.run([sys.executable, "-c", measure, *CLI, "filter", str(recipe), "--no-progress"], capture_output=True, text=True, timeout=55)
@@ -200,7 +202,9 @@ def test_a_billion_laughs_recipe_is_refused_at_once_in_bounded_memory(tmp_path: 
     lines = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "laughs.yaml" in lines[0] and "aliases" in lines[0], stderr[-3000:]
     assert len(lines[0]) < 1000 and "Traceback" not in stderr and "MemoryError" not in stderr
-    assert result["seconds"] < 5, result
+    # Within 5 s of work (~2 s of it is the command's start-up); the wall clock is checked loosely,
+    # since CI machines run other jobs (the old code took 36 s of CPU, then all memory).
+    assert result["cpu_seconds"] < 5 and result["seconds"] < 30, result
     assert result["max_rss_kib"] < 300 * 1024, result
 
 
@@ -220,15 +224,15 @@ def test_recursive_aliases_and_huge_files_are_refused_with_one_line(tmp_path: Pa
 
 
 def test_an_error_quotes_a_long_refused_value_cut(tmp_path: Path) -> None:
-    """2000 wrong values, each a long nested one: the line names the first problems, each value
+    """1000 wrong values, each a long nested one: the line names the first problems, each value
     quoted cut, and counts the rest (JSON is YAML without aliases: every value is its own)."""
-    wrong = [{"k": ["y" * 300] * 20, "n": i} for i in range(2000)]
+    wrong = [{"k": ["y" * 300] * 2, "n": i} for i in range(1000)]
     recipe = tmp_path / "wide.yaml"
     recipe.write_text(json.dumps({"name": "w", "languages": wrong}), encoding="utf-8")
     with pytest.raises(ValueError) as error:
         Recipe.from_yaml(recipe)
     message = str(error.value)
-    assert "languages[0] must be str, got {" in message and "and 1980 more problem(s)" in message, message[:2000]
+    assert "languages[0] must be str, got {" in message and "and 980 more problem(s)" in message, message[:2000]
     assert len(message) < 21 * 600 and "y" * 100 not in message
 
 
