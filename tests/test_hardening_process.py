@@ -363,3 +363,15 @@ def test_a_damaged_kept_file_is_an_environment_fault_like_a_damaged_cache(tmp_pa
     lines = error_lines(done)
     assert done.returncode == EXIT_ENVIRONMENT, done.stderr[-3000:]
     assert len(lines) == 1 and "kept.jsonl" in lines[0] and "damaged" in lines[0] and "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+@pytest.mark.timeout(180)
+def test_a_damaged_file_in_a_run_folder_stops_the_report_with_one_line_naming_it(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, [small_corpus(tmp_path)])
+    assert run_cli("filter", str(recipe), "--no-progress").returncode == 0
+    summary = tmp_path / "run" / "filtered" / "sw" / "summary.json"
+    summary.write_text('{"documents_in": 3,', encoding="utf-8")  # cut short
+    done = run_cli("report", str(tmp_path / "run"), "-o", str(tmp_path / "report"), "--no-progress")
+    lines = error_lines(done)
+    assert done.returncode == EXIT_ENVIRONMENT, done.stderr[-3000:]
+    assert len(lines) == 1 and "summary.json" in lines[0] and "damaged" in lines[0] and "Traceback" not in done.stderr, done.stderr[-3000:]
