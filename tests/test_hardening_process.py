@@ -375,3 +375,38 @@ def test_a_damaged_file_in_a_run_folder_stops_the_report_with_one_line_naming_it
     lines = error_lines(done)
     assert done.returncode == EXIT_ENVIRONMENT, done.stderr[-3000:]
     assert len(lines) == 1 and "summary.json" in lines[0] and "damaged" in lines[0] and "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+@pytest.mark.timeout(240)
+def test_sigterm_stops_curate_mid_run_releasing_the_lock_and_the_rerun_finishes(tmp_path: Path, start_tgi_server) -> None:
+    """A command without worker processes: the signal unwinds it as Ctrl-C does (calls stored,
+    lock released), and the same command then resumes to the end."""
+    from fake_llm import reply_for_prompt
+
+    seen: list[str] = []
+
+    def slow_reply(prompt: str, params) -> str:
+        seen.append(prompt)
+        return reply_for_prompt(prompt)
+
+    server = start_tgi_server(reply=slow_reply, slots=2, latency=0.3)
+    model = {"backend": "tgi", "model": "test/echo-model", "endpoints": [server.url], "retries": 0}
+    recipe = write_recipe(tmp_path, [small_corpus(tmp_path)], curation={"models": {"generator": model}, "generate": {"candidates": 1}})
+    assert run_cli("filter", str(recipe), "--no-progress").returncode == 0
+    lock = tmp_path / "run" / "run" / "lock.json"
+    process = subprocess.Popen([*CLI, "curate", str(recipe), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert wait_until(lambda: len(seen) >= 2 or process.poll() is not None, 120), "curate made no call"
+        assert process.poll() is None and lock.exists(), process.communicate()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 143, stderr[-3000:]
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr, stderr[-3000:]
+    assert not lock.exists()
+    again = run_cli("curate", str(recipe), "--no-progress", timeout=200)
+    assert again.returncode == 0, again.stderr[-3000:]

@@ -79,29 +79,29 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        with _stop_signals_like_ctrl_c():
+    with _stop_signals_like_ctrl_c():  # until the last line is printed: a second stop signal is ignored
+        try:
             return int(args.func(args) or 0)
-    except KeyboardInterrupt as stop:
-        _reap_children()
-        signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
-        what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-        print(f"{what}: finished work is saved; run the same command again to resume", file=sys.stderr)
-        return EXIT_SIGNAL_BASE + signum
-    except Exception as error:  # noqa: BLE001 - every failure ends as one line and an exit code
-        code, message = _classify(error)
-        if code is None:  # a bug: the full traceback is what a report needs
-            print(redact(traceback.format_exc()), end="", file=sys.stderr)
-            print(
-                f"error: this is a bug in xinstruction {__version__}, not a problem with your input: please report it "
-                "on the project's issue tracker, with the traceback above and the command you ran",
-                file=sys.stderr,
-            )
-            return EXIT_BUG
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {redact(message)}", file=sys.stderr)
-        return code
+        except KeyboardInterrupt as stop:
+            _reap_children()
+            signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+            what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+            print(f"{what}: finished work is saved; run the same command again to resume", file=sys.stderr)
+            return EXIT_SIGNAL_BASE + signum
+        except Exception as error:  # noqa: BLE001 - every failure ends as one line and an exit code
+            code, message = _classify(error)
+            if code is None:  # a bug: the full traceback is what a report needs
+                print(redact(traceback.format_exc()), end="", file=sys.stderr)
+                print(
+                    f"error: this is a bug in xinstruction {__version__}, not a problem with your input: please report it "
+                    "on the project's issue tracker, with the traceback above and the command you ran",
+                    file=sys.stderr,
+                )
+                return EXIT_BUG
+            if args.verbose:
+                traceback.print_exc()
+            print(f"error: {redact(message)}", file=sys.stderr)
+            return code
 
 
 def _classify(error: Exception) -> tuple[int | None, str]:
