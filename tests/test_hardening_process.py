@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -248,9 +249,9 @@ def test_a_tilde_in_output_dir_is_the_home_folder(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert (home / "xi-runs" / "sw" / "filtered" / "sw" / "kept.jsonl").exists()
     assert not (tmp_path / "~").exists(), "a folder literally named ~ was made"
-    # `~user` as a shell expands it (the current user's name: its home is $HOME's for this check).
-    user = Path(os.path.expanduser("~" + os.environ.get("USER", "root")))
-    assert Recipe.from_yaml(write_recipe(tmp_path, [], output_dir=f"~{os.environ.get('USER', 'root')}/x")).output_path == user / "x"
+    # `~user` as a shell expands it: that user's home from the password database.
+    root_home = Path(pwd.getpwnam("root").pw_dir)
+    assert Recipe.from_yaml(write_recipe(tmp_path, [], output_dir="~root/x-runs")).output_path == root_home / "x-runs"
 
 
 @pytest.mark.parametrize(
