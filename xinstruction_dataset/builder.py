@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import datasets
 
 from .citations import X_INSTRUCTION
+from .errors import UsageError
 from .features import XINSTRUCTION_FEATURES
 from .languages import LANGUAGES, get_language
 from .paper_shapes import read_pairs
@@ -81,12 +82,12 @@ class XInstruction(datasets.GeneratorBasedBuilder):
             records = read_paper_file(file, self.config.name, self.config.paper_revision) if self.config.source == "paper" else read_shard(file)
             for index, record in enumerate(records):
                 if record.language != self.config.name:
-                    raise ValueError(f"{file}: record {record.id} is language {record.language!r} in config {self.config.name!r}")
+                    raise UsageError(f"{file}: record {record.id} is language {record.language!r} in config {self.config.name!r}")
                 yield f"{file}:{index}", record.to_dict()
 
     def _shard_files(self) -> list[str]:
         if not self.config.data_dir:
-            raise ValueError("source='shards' needs data_dir: the folder of curated shards (e.g. runs/default/curated)")
+            raise UsageError("source='shards' needs data_dir: the folder of curated shards (e.g. runs/default/curated)")
         root = Path(self.config.data_dir)
         folder = root / self.config.name if (root / self.config.name).is_dir() else root
         files = sorted(str(p) for pattern in SHARD_PATTERNS for p in folder.glob(pattern))
@@ -135,8 +136,8 @@ def build_language(
     if not builder.info.splits or builder.info.splits["train"].num_examples == 0:
         if source == "paper":
             where = data_dir or f"{PAPER_REPO_ID}@{paper_revision}"
-            raise ValueError(f"no {language!r} records in {where}: every record has an empty instruction or output")
-        raise ValueError(f"no {language!r} records in {data_dir}: nothing to build (curation rejects say why each document was dropped)")
+            raise UsageError(f"no {language!r} records in {where}: every record has an empty instruction or output")
+        raise UsageError(f"no {language!r} records in {data_dir}: nothing to build (curation rejects say why each document was dropped)")
     return builder.as_dataset(split="train")
 
 

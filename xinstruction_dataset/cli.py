@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import importlib
 import logging
+import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
 import traceback
+from typing import Iterator
 
 from . import __version__
 from .commands import COMMAND_MODULES
-from .errors import EXIT_ENVIRONMENT, EXIT_USAGE, UserError, describe_os_error
+from .errors import EXIT_BUG, EXIT_ENVIRONMENT, EXIT_SIGNAL_BASE, EXIT_USAGE, UserError, describe_os_error
 from .redact import RedactingFilter, redact
 
 __all__ = ["UserError", "build_parser", "main", "run"]
@@ -73,30 +79,98 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 - every failure ends as one line and an exit code
-        code, message = _classify(error)
-        if code is None:
-            raise  # a bug: the full traceback is what a report needs
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {redact(message)}", file=sys.stderr)
-        return code
+    with _stop_signals_like_ctrl_c():  # until the last line is printed: a second stop signal is ignored
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt as stop:
+            _reap_children()
+            signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+            what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+            print(f"{what}: finished work is saved; run the same command again to resume", file=sys.stderr)
+            return EXIT_SIGNAL_BASE + signum
+        except Exception as error:  # noqa: BLE001 - every failure ends as one line and an exit code
+            code, message = _classify(error)
+            if code is None:  # a bug: the full traceback is what a report needs
+                print(redact(traceback.format_exc()), end="", file=sys.stderr)
+                print(
+                    f"error: this is a bug in xinstruction {__version__}, not a problem with your input: please report it "
+                    "on the project's issue tracker, with the traceback above and the command you ran",
+                    file=sys.stderr,
+                )
+                return EXIT_BUG
+            if args.verbose:
+                traceback.print_exc()
+            print(f"error: {redact(message)}", file=sys.stderr)
+            return code
 
 
 def _classify(error: Exception) -> tuple[int | None, str]:
-    """(exit code, one-line message) of an expected failure; (None, "") for a bug."""
+    """(exit code, one-line message) of an expected failure; (None, "") for a bug. A bare
+    ValueError is a bug: an input check raises a UserError (errors.UsageError is also a ValueError)."""
     if isinstance(error, UserError):
         return error.exit_code, str(error)
-    if isinstance(error, (FileNotFoundError, ValueError)):
+    if isinstance(error, FileNotFoundError):
         return EXIT_USAGE, str(error)
     if isinstance(error, OSError):
         return EXIT_ENVIRONMENT, describe_os_error(error)
     return None, ""
+
+
+# --- SIGTERM and SIGHUP ---------------------------------------------------------------------------
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+CHILD_GRACE_SECONDS = 5.0  # a worker still alive this long after the signal is killed
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises KeyboardInterrupt: every
+    `with` and `finally` on the way out (the run lock, the worker pool, partial files) cleans up
+    exactly as it does for Ctrl-C, and code that handles Ctrl-C handles these too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_signals_like_ctrl_c() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into `Stopped` while a command runs.
+
+    Ctrl-C reaches every process of the terminal's group, the workers included; `kill PID` and a
+    scheduler's SIGTERM reach this process alone, whose default death left the workers running
+    (reparented, holding memory and the caller's stdout) and the lock file behind. So the signal
+    is passed on to the worker processes, as if it had been sent to the group, and raised here.
+    A second signal while the run unwinds is ignored, so the lock is always released."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread (main() called from a thread in tests)
+        return
+    stopping: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        if stopping:
+            return
+        stopping.append(signum)
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(OSError):
+                os.kill(child.pid, signum)
+        raise Stopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _reap_children(grace: float = CHILD_GRACE_SECONDS) -> None:
+    """After a stop: wait for the worker processes to end, then kill those that have not."""
+    deadline = time.monotonic() + grace
+    for child in multiprocessing.active_children():
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            child.kill()
+            child.join(1.0)
 
 
 def run() -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from .errors import UsageError
+
 DEVICES = ("auto", "cpu", "cuda")
 Device = Literal[DEVICES]
 
@@ -21,5 +23,5 @@ def resolve_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: cuda was asked for, but torch sees no CUDA GPU (use device: auto or cpu)")
+        raise UsageError("device: cuda was asked for, but torch sees no CUDA GPU (use device: auto or cpu)")
     return device

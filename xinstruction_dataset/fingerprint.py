@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from .curation.config import SECRET_KEY, ModelsConfig
+from .errors import CorruptFile, UsageError
 from .options import fingerprint_skips, is_fingerprinted
 from .storage import write_json
 
@@ -57,7 +58,7 @@ def check_fingerprint(recipe: "Recipe", layout: "RunLayout", *, force: bool, wri
     if stored is not None and not changes:
         return
     if changes and not force:
-        raise ValueError(_refusal(layout.root, path, changes))
+        raise UsageError(_refusal(layout.root, path, changes))
     if changes:
         logger.warning("--force: %s was made with a different recipe (%s); its outputs may mix both", layout.root, ", ".join(changes))
     if write:
@@ -103,7 +104,7 @@ def _read(path: Path, force: bool) -> dict[str, Any] | None:
         if force:
             logger.warning("--force: replacing the unreadable fingerprint %s (%s)", path, error)
             return None
-        raise ValueError(f"{path} is unreadable ({error}): pass --force to replace it, or use a new output_dir") from error
+        raise CorruptFile(f"{path} is unreadable ({error}): pass --force to replace it, or use a new output_dir") from error
 
 
 def _show(key: str, value: Any) -> str:

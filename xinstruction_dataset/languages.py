@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import UsageError
+
 
 @dataclass(frozen=True)
 class Language:
@@ -51,6 +53,6 @@ def get_language(code: str) -> Language:
     try:
         return LANGUAGES[code]
     except KeyError:
-        raise ValueError(
+        raise UsageError(
             f"unknown language code {code!r}; X-Instruction languages are: {', '.join(LANGUAGE_CODES)}"
         ) from None

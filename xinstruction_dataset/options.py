@@ -17,14 +17,19 @@ A recipe is checked whole when it is loaded, so a typo costs seconds, not a nigh
 
 from __future__ import annotations
 
+import argparse
+import os
+import reprlib
 import types
 import typing
+from pathlib import Path
 from typing import Annotated, Any
 
 import annotated_types
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 from typing_extensions import is_typeddict
 
+from .errors import UsageError
 from .languages import get_language
 
 
@@ -75,14 +80,49 @@ def _known_language(code: str) -> str:
 LanguageCode = Annotated[str, AfterValidator(_known_language)]
 
 
+# --- output folders ----------------------------------------------------------------------------
+
+
+def expand_home(path: str) -> str:
+    """`~` and `~user` at the start of `path` expanded as a shell would (a recipe value or a
+    quoted option reaches us unexpanded, and made a folder literally named `~`)."""
+    return os.path.expanduser(path) if path.startswith("~") else path
+
+
+def check_output_folder(path: str | Path, what: str = "output_dir") -> Path:
+    """`path` with `~` expanded (absolute, or relative to the working folder), refused when it is
+    the filesystem root or the home folder: a run creates, replaces and deletes folders inside
+    its output folder, and the root or a home folder holds everything else."""
+    expanded = Path(expand_home(str(path)))
+    resolved = expanded.resolve()
+    home = Path.home().resolve()
+    if resolved.parent == resolved or resolved == home:
+        place = "the filesystem root" if resolved.parent == resolved else "your home folder"
+        raise UsageError(
+            f"{what} {str(path)!r} is {place} ({resolved}); the toolkit writes and replaces folders inside it: "
+            f"give a folder of its own, e.g. {resolved / 'runs' / 'NAME'}"
+        )
+    return expanded
+
+
+def output_folder_option(text: str) -> str:
+    """argparse `type=` of a command-line option naming an output folder (`--output-dir`, `-o`,
+    an export's FOLDER): the same rule as a recipe's output_dir, refused as a usage error (exit 2)."""
+    try:
+        return str(check_output_folder(text, "the folder"))
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 
 def readable_error(error: ValidationError, root: Any, at: str = "") -> ValueError:
     """One ValueError for all of `error`'s problems; `root` is the type that was validated and
     `at` its key path in the recipe (`curation`, or "" for the recipe itself)."""
-    problems = [_describe(detail, root, at) for detail in error.errors(include_url=False)]
-    return ValueError("; ".join(dict.fromkeys(problems)))
+    problems = list(dict.fromkeys(_describe(detail, root, at) for detail in error.errors(include_url=False)))
+    more = f"; and {len(problems) - MAX_PROBLEMS} more problem(s)" if len(problems) > MAX_PROBLEMS else ""
+    return UsageError("; ".join(clip(p, MAX_PROBLEM_CHARS) for p in problems[:MAX_PROBLEMS]) + more)
 
 
 def _describe(detail: dict[str, Any], root: Any, at: str) -> str:
@@ -145,9 +185,22 @@ def _bound_markers(annotation: Any) -> list[Any]:
     return found
 
 
+# An error line stays a line: a list of 10^5 wrong items names the first problems, not all.
+MAX_PROBLEMS = 20
+MAX_PROBLEM_CHARS = 500
+# The refused value is quoted cut *before* it is formatted: a repr of a whole refused value (a
+# deeply aliased list) cost minutes and all memory. reprlib stops at these sizes and depths.
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel, _QUOTE.maxlist, _QUOTE.maxtuple, _QUOTE.maxdict, _QUOTE.maxset = 3, 6, 6, 6, 6
+_QUOTE.maxstring, _QUOTE.maxother, _QUOTE.maxlong = 78, 78, 40
+
+
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return clip(_QUOTE.repr(value), 80)
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _join(path: str, key: Any) -> str:

@@ -20,6 +20,8 @@ import json
 from collections.abc import Iterator
 from typing import IO, Any
 
+from .errors import UsageError
+
 CHUNK_CHARS = 1 << 20
 EXPECTED = "instruction + output (Alpaca, optional input), prompt + response, or conversations (ShareGPT)"
 _DECODER = json.JSONDecoder()
@@ -27,7 +29,7 @@ _USER_ROLES = {"human", "user"}
 _ASSISTANT_ROLES = {"gpt", "assistant", "bot", "model"}
 
 
-class PaperShapeError(ValueError):
+class PaperShapeError(UsageError):
     """A released file of a shape this reader does not know: names the keys found and expected."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import CorruptFile
 from .languages import get_language
 from .storage import AtomicFile, open_parquet_stream
 
@@ -94,7 +95,7 @@ def read_shard(path: str | Path) -> Iterator[Record]:
             try:
                 data = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{line_number}: invalid JSON in curated shard ({e.msg})") from e
+                raise CorruptFile(f"{path}:{line_number}: invalid JSON in curated shard ({e.msg})") from e
             yield _parse(data, path, line_number)
 
 
@@ -102,7 +103,7 @@ def _parse(data: dict[str, Any], path: Path, where: int) -> Record:
     try:
         return Record.from_dict(data)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{path}:{where}: not a valid X-Instruction record: {e}") from e
+        raise CorruptFile(f"{path}:{where}: not a valid X-Instruction record: {e}") from e
 
 
 class ShardWriter:

@@ -21,8 +21,9 @@ The protocol (standard library only):
 - **Take over** safely: the stale file is renamed aside (only one contender's rename succeeds),
   and if what was moved is not the stale lock that was judged (its holder just refreshed it, or a
   new run took it), it is linked back and the new contender is refused.
-- **Release** on leaving the block, on success, errors and KeyboardInterrupt alike; only our own
-  lock (same token) is ever removed.
+- **Release** on leaving the block, on success, errors, Ctrl-C, SIGTERM and SIGHUP alike (the
+  command line turns the two signals into a KeyboardInterrupt, cli.py); only our own lock (same
+  token) is ever removed.
 
 Why not `filelock`: it is installed (a dependency of `datasets` / `huggingface_hub`), and its
 `FileLock` (flock) is sound on one host, where the kernel frees the lock of a dead process. But the
@@ -82,11 +83,24 @@ class RunLock:
     # --- the context manager ----------------------------------------------------------------------
 
     def __enter__(self) -> "RunLock":
-        self.acquire()
+        try:
+            self.acquire()
+        except KeyboardInterrupt:  # Ctrl-C or a stop signal just after the lock file was made
+            self._release_even_if_interrupted()
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.release()
+        self._release_even_if_interrupted()
+
+    def _release_even_if_interrupted(self) -> None:
+        """`release`, run again when a Ctrl-C or stop signal lands inside it (the command line
+        raises one stop signal only, see cli.py), so a stopped run never leaves its lock behind."""
+        try:
+            self.release()
+        except KeyboardInterrupt:
+            self.release()
+            raise
 
     # --- acquire / release ------------------------------------------------------------------------
 

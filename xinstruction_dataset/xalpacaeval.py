@@ -29,6 +29,7 @@ from typing import Any
 
 import datasets
 
+from .errors import UsageError
 from .features import XALPACAEVAL_FEATURES
 from .languages import LANGUAGES, XALPACAEVAL_LANGUAGES
 
@@ -42,7 +43,7 @@ CROSS_PREFIX = "cross-"
 CARD_DATASET = "x-alpacaeval"
 
 
-class XAlpacaEvalError(ValueError):
+class XAlpacaEvalError(UsageError):
     """The source files are not the X-AlpacaEval release: the message names the file and the problem."""
 
 
@@ -134,7 +135,7 @@ def config_rows(config: str, source: dict[str, list[BenchmarkItem]]) -> list[dic
         return [{"id": i.id, "dataset": i.dataset, "instruction": i.instruction, "language": config} for i in source[config]]
     code = config.removeprefix(CROSS_PREFIX)
     if not config.startswith(CROSS_PREFIX) or code not in LANGUAGES:
-        raise ValueError(f"unknown X-AlpacaEval config {config!r}; configs are: {', '.join(config_names())}")
+        raise UsageError(f"unknown X-AlpacaEval config {config!r}; configs are: {', '.join(config_names())}")
     suffix = LANGUAGES[code].answer_suffix
     return [
         {"id": i.id, "dataset": i.dataset, "instruction": f"{i.instruction.rstrip()} {suffix}", "language": code}

@@ -15,6 +15,7 @@ from ..fingerprint import check_fingerprint
 from ..hub.cards import update_card
 from ..hub.export import EXPORT_FOLDER_KIND, export_language, staged_folder
 from ..layout import EXPORT_FOLDER, RunLayout
+from ..options import output_folder_option
 from ..report import REPORT_FOLDER_KIND, write_report
 from ..storage import check_replaceable
 from ..runlock import RunLock
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("recipe", help="build recipe YAML (e.g. builder/default.yaml)")
     parser.add_argument("--language", action="append", metavar="CODE", help="only these languages of the recipe")
-    parser.add_argument("--output-dir", help="override the recipe's output_dir")
+    parser.add_argument("--output-dir", type=output_folder_option, help="override the recipe's output_dir")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--force", action="store_true", help="go on in an output_dir made with a different recipe (see run/fingerprint.json)")
     add_executor_arguments(parser)

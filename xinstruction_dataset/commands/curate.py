@@ -7,6 +7,7 @@ import argparse
 from ..errors import PartialFailure
 from ..fingerprint import check_fingerprint
 from ..layout import RunLayout
+from ..options import output_folder_option
 from ..runlock import RunLock
 from .recipe_args import recipe_from_args
 
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--shard", metavar="I/N", help="label only document shard I of N (0-based); merge later with --merge")
     mode.add_argument("--merge", action="store_true", help="only diversify and write the curated shards from finished shards")
-    parser.add_argument("--output-dir", help="override the recipe's output_dir")
+    parser.add_argument("--output-dir", type=output_folder_option, help="override the recipe's output_dir")
     parser.add_argument("--dry-run", action="store_true", help="print what would run (inputs, models, stages, outputs) and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--force", action="store_true", help="go on in an output_dir made with a different recipe (see run/fingerprint.json)")

@@ -9,11 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from ..curation.config import Sampling
-from ..errors import PartialFailure, UserError
+from ..errors import PartialFailure, UsageError, UserError
 from ..evaluation.aggregate import AGGREGATIONS
 from ..evaluation.answer import DEFAULT_TEMPLATE, PROTOCOL_TEMPLATES, AnswerPlan, answer_configs
 from ..evaluation.answer_templates import LAYOUTS, AnswerTemplate, answer_template, use_chat
@@ -29,7 +28,8 @@ from ..evaluation.report import (
 from ..llm.backends import backend_config, build_backend
 from ..llm.cache import CallCache
 from ..llm.calls import CallRunner
-from ..options import readable_error
+from ..options import output_folder_option, readable_error
+from ..recipe import load_yaml
 from ..xalpacaeval import REVISION, config_names
 
 DEFAULT_OUTPUT = "runs/eval"
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", default=DEFAULT_OUTPUT, help=f"evaluation folder: answers/, judgments/, cache/ (default {DEFAULT_OUTPUT})")
+    parser.add_argument("--output-dir", default=DEFAULT_OUTPUT, type=output_folder_option, help=f"evaluation folder: answers/, judgments/, cache/ (default {DEFAULT_OUTPUT})")
     parser.add_argument("--configs", nargs="+", choices=config_names(), metavar="CONFIG", help="X-AlpacaEval configs, e.g. cross-sw ko (answer: default all; judge: default those both models answered)")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N items of each config (cheap runs)")
     parser.add_argument("--source-dir", help="folder with X-AlpacaEval's english.json ... spanish.json (default: download the pinned release)")
@@ -146,11 +146,11 @@ def parse_model_spec(text: str, option: str) -> dict[str, Any]:
     """A model spec from inline YAML or a YAML file, checked as a recipe's model entry."""
     path = Path(text)
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8") if path.is_file() else text)
-    except yaml.YAMLError as error:
-        raise ValueError(f"{option} {text!r} is not YAML ({error}); e.g. {option} '{{backend: tgi, model: org/name, endpoints: [http://host:8080]}}'") from None
+        spec = load_yaml(path.read_text(encoding="utf-8") if path.is_file() else text, f"{option} {text!r}")
+    except UsageError as error:
+        raise UsageError(f"{error}; e.g. {option} '{{backend: tgi, model: org/name, endpoints: [http://host:8080]}}'") from None
     if not isinstance(spec, dict):
-        raise ValueError(f"{option} must be a mapping with a `backend` key, e.g. {option} '{{backend: tgi, model: org/name, endpoints: [http://host:8080]}}'; got {text!r}")
+        raise UsageError(f"{option} must be a mapping with a `backend` key, e.g. {option} '{{backend: tgi, model: org/name, endpoints: [http://host:8080]}}'; got {text!r}")
     backend_config(spec)  # a typo is one line now, not a failure after loading a model
     return spec
 
@@ -161,7 +161,7 @@ def run_answer(args: argparse.Namespace) -> int:
     settings = template.settings
     if args.protocol and settings.protocol != args.protocol:
         whose = f"{settings.protocol}'s" if settings.protocol else "no paper's (its settings name no `protocol`)"
-        raise ValueError(f"--template {template.name} is {whose}, not {args.protocol}'s: drop --protocol or pick one of its templates")
+        raise UsageError(f"--template {template.name} is {whose}, not {args.protocol}'s: drop --protocol or pick one of its templates")
     chosen = {key: getattr(args, key) for key in ("max_new_tokens", "temperature", "top_p", "top_k")}
     try:
         sampling = Sampling(**{key: getattr(settings, key) if value is None else value for key, value in chosen.items()})
@@ -169,20 +169,20 @@ def run_answer(args: argparse.Namespace) -> int:
         raise readable_error(error, Sampling, "sampling") from None
     ngram = settings.no_repeat_ngram_size if args.no_repeat_ngram_size is None else args.no_repeat_ngram_size
     if ngram is not None and ngram < 0:
-        raise ValueError(f"--no-repeat-ngram-size is at least 1 (0: off), got {ngram}")
+        raise UsageError(f"--no-repeat-ngram-size is at least 1 (0: off), got {ngram}")
     samples = settings.samples if args.samples is None else args.samples
     if samples < 1:
-        raise ValueError(f"--samples must be at least 1, got {samples}")
+        raise UsageError(f"--samples must be at least 1, got {samples}")
     systems = _system_texts(args, template)
     rows = question_rows(args.questions, args.languages, set_name=args.set_name, limit=args.limit) if args.questions else {}
     if args.languages and not args.questions:
-        raise ValueError("--languages goes with --questions FILE (X-AlpacaEval configs say their language: use --configs)")
+        raise UsageError("--languages goes with --questions FILE (X-AlpacaEval configs say their language: use --configs)")
     if args.configs or not args.questions:
         rows.update(benchmark_rows(args.configs, source_dir=args.source_dir, revision=args.revision, limit=args.limit))
     layout = EvalLayout(Path(args.output_dir))
     backend = build_backend(spec)
     if ngram and not backend.supports_no_repeat_ngram_size:
-        raise ValueError(
+        raise UsageError(
             f"no_repeat_ngram_size {ngram} (template {template.name}): {backend.model_id}'s backend cannot honour it (TGI, vLLM, SGLang and "
             "llama.cpp servers have no such parameter); answer with the embedded backend ({backend: local, model: <model folder>}) "
             "or pass --no-repeat-ngram-size 0 (a decoding the paper did not use)"
@@ -216,22 +216,21 @@ def run_answer(args: argparse.Namespace) -> int:
 def _system_texts(args: argparse.Namespace, template: AnswerTemplate) -> dict[str, str]:
     """language -> system text from --system / --system-file ("*": every language)."""
     if args.system is not None and args.system_file:
-        raise ValueError("--system and --system-file: give one (a file may hold '*' for every language)")
+        raise UsageError("--system and --system-file: give one (a file may hold '*' for every language)")
     if args.system is not None:
         texts = {"*": args.system}
     elif args.system_file:
         try:
-            texts = yaml.safe_load(Path(args.system_file).read_text(encoding="utf-8"))
+            text = Path(args.system_file).read_text(encoding="utf-8")
         except FileNotFoundError:
             raise FileNotFoundError(f"--system-file {args.system_file}: no such file") from None
-        except yaml.YAMLError as error:
-            raise ValueError(f"--system-file {args.system_file}: not YAML ({error})") from None
+        texts = load_yaml(text, f"--system-file {args.system_file}")
         if not isinstance(texts, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in texts.items()):
-            raise ValueError(f"--system-file {args.system_file}: a mapping of language code -> system text, e.g. {{zh: '...', ko: '...'}}")
+            raise UsageError(f"--system-file {args.system_file}: a mapping of language code -> system text, e.g. {{zh: '...', ko: '...'}}")
     else:
         return {}
     if not template.uses_system:
-        raise ValueError(f"template {template.name} has no {{system}} field: a system text would not reach the model (PLUG's templates take one)")
+        raise UsageError(f"template {template.name} has no {{system}} field: a system text would not reach the model (PLUG's templates take one)")
     return texts
 
 

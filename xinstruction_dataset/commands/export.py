@@ -12,6 +12,7 @@ from ..hub.training_formats import FORMATS, export_language_as, write_format_car
 from ..hub.review import Review
 from ..languages import LANGUAGE_CODES
 from ..layout import RunLayout
+from ..options import output_folder_option
 from ..recipe import Recipe
 
 
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "FOLDER's parent: load_dataset('<folder name>', '<code>')."
         ),
     )
-    parser.add_argument("folder", help="hub-ready dataset folder, e.g. out/x-instruction")
+    parser.add_argument("folder", type=output_folder_option, help="hub-ready dataset folder, e.g. out/x-instruction")
     parser.add_argument("--language", action="append", required=True, choices=LANGUAGE_CODES, metavar="CODE", help="language to export; repeatable")
     parser.add_argument("--from", dest="source", choices=("shards", "paper"), default="shards", help="curated shards (default) or the paper's released data")
     group = parser.add_mutually_exclusive_group()

@@ -12,6 +12,7 @@ from ..filtering.pipeline import filter_languages, output_dir_for
 from .recipe_args import recipe_from_args
 from ..fingerprint import check_fingerprint
 from ..layout import RunLayout
+from ..options import output_folder_option
 from ..runlock import RunLock
 
 
@@ -39,7 +40,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", action="append", metavar="PATH", help="ad-hoc source file/glob (.jsonl, .jsonl.gz, .parquet) or hf:<repo>[:<config>]; repeatable")
     parser.add_argument("--language", action="append", metavar="CODE", help="restrict to these languages (required with --input)")
     parser.add_argument("--text-field", default="text", help="text column of --input sources (default: text)")
-    parser.add_argument("--output-dir", help="override the recipe's output_dir")
+    parser.add_argument("--output-dir", type=output_folder_option, help="override the recipe's output_dir")
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:

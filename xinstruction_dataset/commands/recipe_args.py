@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UserError
+from pydantic import ValidationError
+
+from ..errors import UsageError, UserError
 from ..filtering.pipeline import DEFAULT_FILTERS
 from ..filtering.sources import SourceSpec
+from ..options import readable_error
 from ..recipe import Recipe
 
 
@@ -16,21 +19,24 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     """The recipe named on the command line, or an ad-hoc one for `--input` files."""
     if getattr(args, "input", None):
         if not args.language or len(args.language) != 1:
-            raise ValueError("--input needs exactly one --language CODE (the language the documents should be in)")
+            raise UsageError("--input needs exactly one --language CODE (the language the documents should be in)")
         base = Recipe.from_yaml(args.recipe) if args.recipe else Recipe(name="adhoc", filters=DEFAULT_FILTERS)
         language = args.language[0]
-        return Recipe(
-            name=base.name,
-            version=base.version,
-            languages=[language],
-            sources=[SourceSpec(path=p if p.startswith("hf:") else str(Path(p).resolve()), language=language, text_field=args.text_field) for p in args.input],
-            filters=base.filters,
-            output_dir=str(Path(args.output_dir or "runs/adhoc").resolve()),
-            curation=base.curation,
-            publish=base.publish,
-        )
+        try:  # the options are checked as a recipe is: a wrong --language is one line naming it
+            return Recipe(
+                name=base.name,
+                version=base.version,
+                languages=[language],
+                sources=[SourceSpec(path=p if p.startswith("hf:") else str(Path(p).resolve()), language=language, text_field=args.text_field) for p in args.input],
+                filters=base.filters,
+                output_dir=str(Path(args.output_dir or "runs/adhoc").resolve()),
+                curation=base.curation,
+                publish=base.publish,
+            )
+        except ValidationError as error:
+            raise UsageError(f"--input/--language/--text-field: {readable_error(error, Recipe)}") from None
     if not args.recipe:
-        raise ValueError("give a recipe (e.g. builder/default.yaml) or --input FILE --language CODE")
+        raise UsageError("give a recipe (e.g. builder/default.yaml) or --input FILE --language CODE")
     recipe = Recipe.from_yaml(args.recipe)
     if args.output_dir:
         recipe.output_dir = str(Path(args.output_dir).resolve())

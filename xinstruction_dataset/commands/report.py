@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import output_folder_option
 from ..report import REPORT_FOLDER, write_report
 
 
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder: the output_dir of a build (or filter and curate) run")
     parser.add_argument(
-        "-o", "--output", metavar="REPORT_DIR",
+        "-o", "--output", metavar="REPORT_DIR", type=output_folder_option,
         help=f"where to write the report (default: RUN_DIR/{REPORT_FOLDER}): a new or empty folder, or a report folder; any other is refused (exit 2)",
     )
     parser.add_argument("--cache", metavar="PATH", help="the run's call cache, when the recipe set curation.cache (default: RUN_DIR/cache/calls.sqlite)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import output_folder_option
 from ..xalpacaeval import REPO_ID, REVISION, config_names, export_xalpacaeval
 
 
@@ -19,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "'Answer in <Language>.') as data/<config>/test-*.parquet plus README.md."
         ),
     )
-    export.add_argument("folder", help="output folder, e.g. out/x-alpacaeval")
+    export.add_argument("folder", type=output_folder_option, help="output folder, e.g. out/x-alpacaeval")
     export.add_argument("--source-dir", help="folder with english.json ... spanish.json (default: download from the Hub)")
     export.add_argument("--revision", default=REVISION, help="Hub revision to download (default: the pinned one)")
     export.add_argument("--config", action="append", choices=config_names(), metavar="NAME", help="export only this config; repeatable")

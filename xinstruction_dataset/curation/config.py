@@ -19,6 +19,7 @@ import yaml
 from pydantic import AfterValidator, Field, PlainSerializer, ValidationError, model_validator
 
 from ..devices import Device
+from ..errors import UsageError
 from ..llm.backends import LocalConfig, ModelSpec, TGIConfig, backend_config
 from ..llm.backends.base import GenerationParams
 from ..options import ConfigModel, NotFingerprinted, readable_error
@@ -112,7 +113,7 @@ class JudgeConfig(ConfigModel):
     @model_validator(mode="after")
     def _resolve(self) -> "JudgeConfig":
         if self.refine_min_score > self.good_min_score:
-            raise ValueError(f"refine_min_score ({self.refine_min_score}) must be <= good_min_score ({self.good_min_score})")
+            raise UsageError(f"refine_min_score ({self.refine_min_score}) must be <= good_min_score ({self.good_min_score})")
         self.prompt = self.prompt or f"judge_{self.scale}_v1"
         return self
 
@@ -162,7 +163,7 @@ class EmbeddingConfig(ConfigModel):
     @model_validator(mode="after")
     def _tei_needs_url(self) -> "EmbeddingConfig":
         if self.backend == "tei" and not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"backend 'tei' needs `url`, an http(s) URL (got {self.url!r})")
+            raise UsageError(f"backend 'tei' needs `url`, an http(s) URL (got {self.url!r})")
         return self
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..errors import UsageError
 from ..layout import RunLayout
 from ..records import Provenance, Record, ShardWriter, stable_id
 from ..storage import AtomicFile, write_json
@@ -139,9 +140,9 @@ def shard_count(layout: RunLayout, language: str) -> int:
     if not found:
         raise FileNotFoundError(f"no labelled shards for {language!r} under {layout.language_dir(language)}/work: run `xinstruction curate RECIPE --shard I/N` first")
     if complete:
-        raise ValueError(f"{language}: complete shard sets for several counts ({sorted(complete)}); remove the stale work files")
+        raise UsageError(f"{language}: complete shard sets for several counts ({sorted(complete)}); remove the stale work files")
     missing = {n: sorted(set(range(n)) - idx) for n, idx in found.items()}
-    raise ValueError(f"{language}: shards not finished yet: " + "; ".join(f"{', '.join(map(str, m))} of {n}" for n, m in missing.items()))
+    raise UsageError(f"{language}: shards not finished yet: " + "; ".join(f"{', '.join(map(str, m))} of {n}" for n, m in missing.items()))
 
 
 def _keyed(path: Path, *key_path: str) -> Iterator[tuple[str, str]]:
@@ -176,7 +177,7 @@ def _same_models(metas: list[dict[str, Any]], language: str) -> dict[str, str]:
     models = metas[0]["models"]
     for i, meta in enumerate(metas[1:], start=1):
         if meta["models"] != models:
-            raise ValueError(f"{language}: shard {i} was labelled with {meta['models']}, shard 0 with {models}; relabel with one set of models")
+            raise UsageError(f"{language}: shard {i} was labelled with {meta['models']}, shard 0 with {models}; relabel with one set of models")
     return models
 
 

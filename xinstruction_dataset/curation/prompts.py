@@ -12,6 +12,8 @@ import string
 from dataclasses import dataclass
 from importlib import resources
 
+from ..errors import UsageError
+
 
 @dataclass(frozen=True)
 class PromptTemplate:
@@ -30,7 +32,7 @@ class PromptTemplate:
     def render(self, **values: str) -> str:
         missing = self.fields - set(values)
         if missing:
-            raise ValueError(f"prompt {self.version} needs {', '.join(sorted(missing))}")
+            raise UsageError(f"prompt {self.version} needs {', '.join(sorted(missing))}")
         return self.text.format_map(values)
 
 
@@ -40,5 +42,5 @@ def load_prompt(stage: str, name: str) -> PromptTemplate:
     path = folder.joinpath(f"{name}.txt")
     if not path.is_file():
         known = sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".txt"))
-        raise ValueError(f"no {stage} prompt {name!r}; known: {', '.join(known)}")
+        raise UsageError(f"no {stage} prompt {name!r}; known: {', '.join(known)}")
     return PromptTemplate(stage=stage, name=name, text=path.read_text(encoding="utf-8"))

@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import UsageError
 from ..llm.backends.base import GenerationParams
 from ..llm.calls import CallRunner
 from ..storage import write_text
@@ -62,12 +63,12 @@ def check_plan(plan: AnswerPlan, rows_by_config: dict[str, list[dict[str, Any]]]
     if extraction:
         lacking = sorted({row["language"] for rows in rows_by_config.values() for row in rows} - set(extraction.markers))
         if lacking:
-            raise ValueError(
+            raise UsageError(
                 f"template {plan.template.version} cuts answers out at its markers for {', '.join(extraction.markers)}; "
                 f"no marker for {', '.join(lacking)}: answer those with a template without extraction (e.g. answer_plug_tulu_v1)"
             )
     if plan.samples > 1 and plan.params.temperature == 0:
-        raise ValueError(f"{plan.samples} samples of a greedy decoding are one answer {plan.samples} times: sample (--temperature > 0) or use --samples 1")
+        raise UsageError(f"{plan.samples} samples of a greedy decoding are one answer {plan.samples} times: sample (--temperature > 0) or use --samples 1")
 
 
 def answer_configs(

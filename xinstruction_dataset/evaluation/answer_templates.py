@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError
 
+from ..errors import UsageError
 from ..curation.prompts import PromptTemplate
 from ..languages import language_name
 from ..llm.backends.base import GenerationParams, LLMRequest
@@ -152,18 +153,18 @@ def answer_template(file: PromptFile) -> AnswerTemplate:
     """An answer template from a prompt file, its settings and sections checked (one-line errors)."""
     unknown = [s for s in file.sections if s not in SECTIONS]
     if unknown:
-        raise ValueError(f"answer template {file.version}: unknown section(s) {', '.join(unknown)}; sections are {', '.join(SECTIONS)}")
+        raise UsageError(f"answer template {file.version}: unknown section(s) {', '.join(unknown)}; sections are {', '.join(SECTIONS)}")
     if "prompt" not in file.sections and "user" not in file.sections:
-        raise ValueError(f"answer template {file.version} needs a `=== prompt ===` or a `=== user ===` section")
+        raise UsageError(f"answer template {file.version} needs a `=== prompt ===` or a `=== user ===` section")
     for name, section in file.sections.items():
         if name == "settings":
             continue
         extra = section.fields - set(ANSWER_FIELDS)
         if extra:
-            raise ValueError(f"answer template {file.version}: section {name} has field(s) {', '.join(sorted(extra))}; answer fields are {', '.join(ANSWER_FIELDS)}")
+            raise UsageError(f"answer template {file.version}: section {name} has field(s) {', '.join(sorted(extra))}; answer fields are {', '.join(ANSWER_FIELDS)}")
     settings = _settings(file)
     if settings.extract and settings.extract.other not in settings.extract.markers:
-        raise ValueError(f"answer template {file.version}: extract.other {settings.extract.other!r} has no marker")
+        raise UsageError(f"answer template {file.version}: extract.other {settings.extract.other!r} has no marker")
     return AnswerTemplate(file, settings)
 
 
@@ -172,23 +173,23 @@ def _settings(file: PromptFile) -> AnswerSettings:
     try:
         data = yaml.safe_load(section.text) if section else {}
     except yaml.YAMLError as error:
-        raise ValueError(f"answer template {file.version}: settings are not YAML ({error})") from None
+        raise UsageError(f"answer template {file.version}: settings are not YAML ({error})") from None
     try:
         return AnswerSettings.model_validate(data or {})
     except ValidationError as error:
-        raise ValueError(f"answer template {file.version}: {readable_error(error, AnswerSettings, 'settings')}") from None
+        raise UsageError(f"answer template {file.version}: {readable_error(error, AnswerSettings, 'settings')}") from None
 
 
 def use_chat(template: AnswerTemplate, backend_chat: bool, layout: str) -> bool:
     """Whether to send messages: `auto` where both the template and the backend speak chat."""
     if layout not in LAYOUTS:
-        raise ValueError(f"--layout is one of {', '.join(LAYOUTS)}, got {layout!r}")
+        raise UsageError(f"--layout is one of {', '.join(LAYOUTS)}, got {layout!r}")
     if layout == "prompt":
         return False
     if layout == "chat":
         if not template.speaks_chat:
-            raise ValueError(f"--layout chat: template {template.version} has no `=== user ===` section to send as a message")
+            raise UsageError(f"--layout chat: template {template.version} has no `=== user ===` section to send as a message")
         if not backend_chat:
-            raise ValueError("--layout chat: this backend does not speak chat (a tgi spec needs `route: chat`; a local model needs a chat template)")
+            raise UsageError("--layout chat: this backend does not speak chat (a tgi spec needs `route: chat`; a local model needs a chat template)")
         return True
     return template.speaks_chat and backend_chat

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from ..languages import LANGUAGES, XALPACAEVAL_LANGUAGES
 from ..xalpacaeval import CROSS_PREFIX, REVISION, config_names, config_rows, load_source
 
@@ -29,7 +30,7 @@ def benchmark_rows(
     known = config_names()
     unknown = [c for c in configs or () if c not in known]
     if unknown:
-        raise ValueError(f"unknown X-AlpacaEval config(s) {', '.join(unknown)}; configs are: {', '.join(known)}")
+        raise UsageError(f"unknown X-AlpacaEval config(s) {', '.join(unknown)}; configs are: {', '.join(known)}")
     _check_limit(limit)
     source = load_source(source_dir, revision)
     rows = {}
@@ -51,19 +52,19 @@ def question_rows(path: str | Path, languages: list[str], *, set_name: str | Non
     path = Path(path)
     name = set_name or path.stem
     if not _SET_NAME.match(name):
-        raise ValueError(f"--set-name {name!r}: letters, digits, `_` and `.` only (it names the answer files <set>-<language>.json)")
+        raise UsageError(f"--set-name {name!r}: letters, digits, `_` and `.` only (it names the answer files <set>-<language>.json)")
     if not languages:
-        raise ValueError(f"--questions {path}: say which languages to answer in with --languages, e.g. --languages sw ta")
+        raise UsageError(f"--questions {path}: say which languages to answer in with --languages, e.g. --languages sw ta")
     known = {**{code: lang.name for code, lang in LANGUAGES.items()}, **XALPACAEVAL_LANGUAGES}
     unknown = [code for code in languages if code not in known]
     if unknown:
-        raise ValueError(f"--languages: unknown language code(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise UsageError(f"--languages: unknown language code(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     _check_limit(limit)
     questions = read_questions(path)[:limit]
     configs = {f"{name}-{code}": code for code in dict.fromkeys(languages)}
     taken = [config for config in configs if config in config_names()]
     if taken:
-        raise ValueError(f"--set-name {name!r} makes {', '.join(taken)}, an X-AlpacaEval config name: choose another set name")
+        raise UsageError(f"--set-name {name!r} makes {', '.join(taken)}, an X-AlpacaEval config name: choose another set name")
     return {
         config: [{"id": q["question_id"], "dataset": q["category"], "instruction": q["text"], "question": q["text"], "language": code} for q in questions]
         for config, code in configs.items()
@@ -79,7 +80,7 @@ def read_questions(path: str | Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         raise FileNotFoundError(f"--questions {path}: no such file") from None
     except UnicodeDecodeError as error:
-        raise ValueError(f"--questions {path}: not UTF-8 ({error})") from None
+        raise UsageError(f"--questions {path}: not UTF-8 ({error})") from None
     questions = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -87,13 +88,13 @@ def read_questions(path: str | Path) -> list[dict[str, Any]]:
         try:
             item = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ValueError(f"--questions {path}, line {number}: not JSON ({error}); the file is JSON lines of {{question_id, text, category}}") from None
+            raise UsageError(f"--questions {path}, line {number}: not JSON ({error}); the file is JSON lines of {{question_id, text, category}}") from None
         questions.append(_question(item, path, number))
     if not questions:
-        raise ValueError(f"--questions {path}: no questions; the file is JSON lines of {{question_id, text, category}}")
+        raise UsageError(f"--questions {path}: no questions; the file is JSON lines of {{question_id, text, category}}")
     duplicates = sorted(i for i, n in Counter(q["question_id"] for q in questions).items() if n > 1)
     if duplicates:
-        raise ValueError(f"--questions {path}: duplicate question_id(s) {', '.join(map(str, duplicates[:10]))}")
+        raise UsageError(f"--questions {path}: duplicate question_id(s) {', '.join(map(str, duplicates[:10]))}")
     return questions
 
 
@@ -101,20 +102,20 @@ def _question(item: Any, path: Path, number: int) -> dict[str, Any]:
     where = f"--questions {path}, line {number}"
     if not isinstance(item, dict) or "question_id" not in item or "text" not in item:
         keys = ", ".join(item) if isinstance(item, dict) else type(item).__name__
-        raise ValueError(
+        raise UsageError(
             f"{where}: {{{keys}}} is not X-Instruction's question shape {{question_id, text, category}} "
             "(WizardLM's test set: idx -> question_id, Instruction -> text, Skill -> category)"
         )
     question_id, text, category = item["question_id"], item["text"], item.get("category", "")
     if not isinstance(question_id, int) or isinstance(question_id, bool):
-        raise ValueError(f"{where}: question_id {question_id!r} is not an integer")
+        raise UsageError(f"{where}: question_id {question_id!r} is not an integer")
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"{where}: question {question_id} has no text")
+        raise UsageError(f"{where}: question {question_id} has no text")
     if not isinstance(category, str):
-        raise ValueError(f"{where}: question {question_id} has category {category!r}, not a string")
+        raise UsageError(f"{where}: question {question_id} has category {category!r}, not a string")
     return {"question_id": question_id, "text": text, "category": category}
 
 
 def _check_limit(limit: int | None) -> None:
     if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {limit}")
+        raise UsageError(f"--limit must be at least 1, got {limit}")

@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import UsageError
 from ..llm.backends import GenerationParams, LLMRequest, backend_config
 from ..llm.calls import CallResult, CallRunner
 from .aggregate import in_model_terms, outcome
@@ -65,7 +66,7 @@ def judge_items(
     """Judge every item in both orders: greedy, then (`retry`, never in strict mode) one sampled
     retry of the orders without a verdict."""
     if strict and retry:
-        raise ValueError("strict mode makes one call per order, as the papers' scripts: no retry")
+        raise UsageError("strict mode makes one call per order, as the papers' scripts: no retry")
     read = protocol.read_strict if strict else protocol.read
     replies: dict[tuple[int, bool], list[str]] = {}
     verdicts: dict[tuple[int, bool], tuple[str | None, dict[str, Any], int]] = {}

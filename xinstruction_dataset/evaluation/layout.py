@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UsageError
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -25,7 +27,7 @@ def safe_name(name: str) -> str:
     """A model name as one folder name (`org/model` -> `org--model`)."""
     cleaned = _UNSAFE.sub("-", name.replace("/", "--")).strip(".-")
     if not cleaned:
-        raise ValueError(f"model name {name!r} has no letter or digit to name its folder: pass --name")
+        raise UsageError(f"model name {name!r} has no letter or digit to name its folder: pass --name")
     return cleaned
 
 

@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..curation.prompts import PromptTemplate
+from ..errors import UsageError
 from ..llm.backends.base import GenerationParams, LLMRequest
 
 STAGE = "eval"
@@ -40,7 +41,7 @@ class PromptFile:
 
     def section(self, name: str) -> PromptTemplate:
         if name not in self.sections:
-            raise ValueError(f"prompt {self.version} has no `=== {name} ===` section (it has: {', '.join(self.sections)})")
+            raise UsageError(f"prompt {self.version} has no `=== {name} ===` section (it has: {', '.join(self.sections)})")
         return self.sections[name]
 
     def request(self, values: dict[str, str], params: GenerationParams, *, chat: bool) -> LLMRequest:
@@ -58,7 +59,7 @@ def parse_prompt_file(name: str, text: str) -> PromptFile:
     """Split a prompt file into its header and sections (see the module docstring)."""
     markers = list(_MARKER.finditer(text))
     if not markers:
-        raise ValueError(f"prompt file {name!r} has no section (a line `=== prompt ===`, or `=== system ===` and `=== user ===`)")
+        raise UsageError(f"prompt file {name!r} has no section (a line `=== prompt ===`, or `=== system ===` and `=== user ===`)")
     sections: dict[str, PromptTemplate] = {}
     for marker, following in zip(markers, [*markers[1:], None]):
         end = following.start() if following else len(text)
@@ -76,5 +77,5 @@ def load_eval_prompt(name_or_path: str) -> PromptFile:
     packaged = folder.joinpath(f"{name_or_path}.txt")
     if not packaged.is_file():
         known = sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".txt"))
-        raise ValueError(f"no evaluation prompt {name_or_path!r} (neither a packaged name nor a .txt file); packaged: {', '.join(known)}")
+        raise UsageError(f"no evaluation prompt {name_or_path!r} (neither a packaged name nor a .txt file); packaged: {', '.join(known)}")
     return parse_prompt_file(name_or_path, packaged.read_text(encoding="utf-8"))

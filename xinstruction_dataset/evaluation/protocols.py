@@ -35,6 +35,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..errors import UsageError
 from ..languages import LANGUAGES, language_name
 from ..llm.backends.base import GenerationParams
 
@@ -165,5 +166,5 @@ PROTOCOLS: dict[str, Protocol] = {
 
 def get_protocol(name: str) -> Protocol:
     if name not in PROTOCOLS:
-        raise ValueError(f"unknown judge protocol {name!r}; protocols: {', '.join(PROTOCOLS)}")
+        raise UsageError(f"unknown judge protocol {name!r}; protocols: {', '.join(PROTOCOLS)}")
     return PROTOCOLS[name]

@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from ..languages import language_name
 from ..storage import AtomicFile, read_jsonl, write_json, write_text
 from .aggregate import AGGREGATIONS, group_tallies, nested_tallies, outcome, tally
@@ -46,7 +47,7 @@ AGGREGATION_RULES = {
 def aggregation_rule(protocol: str, aggregation: str) -> str:
     """What an aggregation is, named as ours where it is ours; an error for a pairing that has none."""
     if (protocol, aggregation) not in AGGREGATION_RULES:
-        raise ValueError(f"--aggregation {aggregation} needs scores; protocol {protocol} gives verdicts: use --aggregation per-order (PLUG's rule)")
+        raise UsageError(f"--aggregation {aggregation} needs scores; protocol {protocol} gives verdicts: use --aggregation per-order (PLUG's rule)")
     return AGGREGATION_RULES[(protocol, aggregation)]
 
 
@@ -187,7 +188,7 @@ def recount(judgments: list[dict[str, Any]], meta: dict[str, Any], aggregation: 
     kept per order, so no call is made)."""
     if aggregation is not None and aggregation != meta.get("aggregation", "per-order"):
         if aggregation not in AGGREGATIONS:
-            raise ValueError(f"unknown aggregation {aggregation!r}; aggregations: {', '.join(AGGREGATIONS)}")
+            raise UsageError(f"unknown aggregation {aggregation!r}; aggregations: {', '.join(AGGREGATIONS)}")
         meta = {**meta, "aggregation": aggregation, "aggregation_rule": aggregation_rule(meta.get("protocol", "plug"), aggregation)}
         judgments = [{**j, "outcome": outcome(j["orders"], aggregation)} for j in judgments]
     return build_report(judgments, meta)
@@ -201,7 +202,7 @@ def export_judgments(judgments: list[dict[str, Any]], meta: dict[str, Any], fold
     written: list[Path] = []
     for name in formats:
         if name not in EXPORT_FORMATS:
-            raise ValueError(f"unknown export format {name!r}; formats: {', '.join(EXPORT_FORMATS)}")
+            raise UsageError(f"unknown export format {name!r}; formats: {', '.join(EXPORT_FORMATS)}")
         out = Path(folder) / EXPORT_DIR / name
         by_config: dict[str, list[dict[str, Any]]] = {}
         for judgment in judgments:
@@ -249,7 +250,7 @@ def _export_xinstruction(judgments: list[dict[str, Any]], meta: dict[str, Any], 
     without two scores (no reply, or one their script would have crashed on) is written with -1,
     their "no score" value."""
     if meta.get("protocol") != "xinstruction":
-        raise ValueError(f"X-Instruction's format holds 0-10 scores; these judgments are protocol {meta.get('protocol')!r} verdicts: export them as plug")
+        raise UsageError(f"X-Instruction's format holds 0-10 scores; these judgments are protocol {meta.get('protocol')!r} verdicts: export them as plug")
     names = _xinstruction_name(str(meta.get("model_1", "model_1"))), _xinstruction_name(str(meta.get("model_2", "model_2")))
     written = []
     for position, (answer1, answer2) in enumerate((names, names[::-1])):

@@ -38,6 +38,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..documents import Document
+from ..errors import UsageError
 from ..storage import AtomicFile
 from .filters.dedup import MinHashIndex, exact_digest, lsh_bands, normalise
 
@@ -73,7 +74,7 @@ class DedupPlan:
                 exact_block = spec.type
             if wants_near:
                 if near_block is not None and dict(near) != options:
-                    raise ValueError("a filter chain may have one near-duplicate block (dedup or near_dedup); merge their options")
+                    raise UsageError("a filter chain may have one near-duplicate block (dedup or near_dedup); merge their options")
                 near_block, near = spec.type, tuple(sorted(options.items()))
         return cls(exact_block, near_block, near) if exact_block or near_block else None
 

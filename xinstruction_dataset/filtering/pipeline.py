@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 from ..documents import Document
+from ..errors import UsageError
 from ..execution import Executor, Group, make_executor
 from ..layout import RunLayout
 from ..redact import Scrubber
@@ -69,7 +70,7 @@ def iter_language(recipe: RecipeLike, language: str, shard: tuple[int, int] = (0
 def _sources(recipe: RecipeLike, language: str) -> list[SourceSpec]:
     sources = recipe.sources_for(language)
     if not sources:
-        raise ValueError(f"the recipe has no source for language {language!r}; add one under `sources:`")
+        raise UsageError(f"the recipe has no source for language {language!r}; add one under `sources:`")
     return sources
 
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Iterator
 from tqdm.auto import tqdm
 
 from ..documents import Document
+from ..errors import CorruptFile
 from ..redact import Scrubber
 from ..storage import AtomicFile, write_json
 from .filters.base import BaseFilter
@@ -199,5 +200,5 @@ def read_documents(path: str | Path) -> Iterator[Document]:
         raise _corrupt(path, line_number + 1, f"unreadable ({e})") from None
 
 
-def _corrupt(path: Path, line: int, problem: str) -> ValueError:
-    return ValueError(f"{path}, line {line}: {problem}; the file is damaged: re-run `xinstruction filter` to write it again")
+def _corrupt(path: Path, line: int, problem: str) -> CorruptFile:
+    return CorruptFile(f"{path}, line {line}: {problem}; the file is damaged: re-run `xinstruction filter` to write it again")

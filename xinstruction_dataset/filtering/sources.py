@@ -34,6 +34,7 @@ from typing import Annotated, Any, Callable, Iterator
 from pydantic import Field
 
 from ..documents import Document
+from ..errors import UsageError
 from ..options import ConfigModel, FingerprintedWhenSet, LanguageCode
 from ..storage import open_parquet_stream
 
@@ -87,9 +88,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard must look like I/N with 0 <= I < N (e.g. 3/16), got {text!r}") from None
+        raise UsageError(f"--shard must look like I/N with 0 <= I < N (e.g. 3/16), got {text!r}") from None
     if count < 1 or not 0 <= index < count:
-        raise ValueError(f"--shard {text!r}: need 0 <= I < N and N >= 1")
+        raise UsageError(f"--shard {text!r}: need 0 <= I < N and N >= 1")
     return index, count
 
 
@@ -131,7 +132,7 @@ def _iter_files(spec: SourceSpec, files: list[str], base: str) -> Iterator[RawRe
         elif file.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")):
             yield from _iter_jsonl_lines(spec, file)
         else:
-            raise ValueError(f"source file {file!r} has an unsupported type; use .jsonl, .jsonl.gz or .parquet")
+            raise UsageError(f"source file {file!r} has an unsupported type; use .jsonl, .jsonl.gz or .parquet")
 
 
 def _refusal(spec: SourceSpec, file: str, base: str) -> BadInput | None:
@@ -359,7 +360,7 @@ def _iter_parquet_rows(spec: SourceSpec, file: str) -> Iterator[RawRecord]:
         yield partial(_unreadable, shown, 0, _describe_parquet_error(e))
         return
     if spec.text_field not in names:
-        raise ValueError(f"{file}: no column {spec.text_field!r} (columns: {', '.join(sorted(names))}); set `text_field` of this source")
+        raise UsageError(f"{file}: no column {spec.text_field!r} (columns: {', '.join(sorted(names))}); set `text_field` of this source")
     columns = [c for c in (spec.text_field, spec.id_field, spec.url_field) if c in names]
     row_number = 0
     try:

@@ -34,6 +34,7 @@ import jinja2
 import pyarrow.parquet as pq
 import yaml
 
+from ..errors import UsageError
 from ..languages import LANGUAGES, language_name
 from ..storage import write_text
 from .layout import CARD_FILE, FolderLayout, scan_folder
@@ -110,7 +111,7 @@ def load_profile(dataset: str, cards_dir: str | Path | None = None) -> CardProfi
     profile_path = directory / PROFILE_FILE
     if not profile_path.exists():
         known = sorted(p.parent.name for p in Path(cards_dir or default_cards_dir()).glob(f"*/{PROFILE_FILE}"))
-        raise ValueError(f"no card template for dataset {dataset!r} ({profile_path} missing); known: {', '.join(known)}")
+        raise UsageError(f"no card template for dataset {dataset!r} ({profile_path} missing); known: {', '.join(known)}")
     return CardProfile(dataset, directory, yaml.safe_load(profile_path.read_text(encoding="utf-8")) or {})
 
 
@@ -124,7 +125,7 @@ def detect_dataset(folder: str | Path, layout: FolderLayout | None = None) -> st
             return "x-instruction"
         if "dataset" in names:  # X-AlpacaEval keeps its source's `dataset` column
             return "x-alpacaeval"
-    raise ValueError(f"{folder}: cannot tell which dataset it holds (no data/<config>/*.parquet with known columns); pass --dataset")
+    raise UsageError(f"{folder}: cannot tell which dataset it holds (no data/<config>/*.parquet with known columns); pass --dataset")
 
 
 def read_hand_written(card_text: str) -> dict[str, str]:
@@ -136,7 +137,7 @@ def read_hand_written(card_text: str) -> dict[str, str]:
     starts = re.findall(r"<!-- hand-written:([\w-]+) start -->", card_text)
     unclosed = [name for name in starts if name not in sections]
     if unclosed:
-        raise ValueError(
+        raise UsageError(
             f"hand-written section(s) {', '.join(unclosed)} not closed by `<!-- hand-written:NAME end -->`: "
             "fix the markers first (`xinstruction card check` shows where), so that no hand-written text is lost"
         )

@@ -27,7 +27,7 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
-from ..errors import EnvironmentFault
+from ..errors import EnvironmentFault, UsageError
 from .cards import ChangelogEntry, detect_dataset, named_dataset_id, read_changelog, render_card, write_card
 from .check import check_card
 from .layout import CARD_FILE, DATA_DIR, FolderLayout, scan_folder
@@ -44,7 +44,7 @@ REPO_TYPE = "dataset"
 PUBLISHED, UNCHANGED, WOULD_PUBLISH = "published", "unchanged", "would-publish"
 
 
-class PublishError(ValueError):
+class PublishError(UsageError):
     """A publish that must not happen (a changed version, an older version, a bad card): one clear line."""
 
 

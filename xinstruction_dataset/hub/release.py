@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from ..recipe import Recipe
 from .cards import DATASETS
 
@@ -35,16 +36,16 @@ def release_targets(recipe: Recipe) -> list[ReleaseTarget]:
     publish: dict[str, Any] = recipe.publish or {}
     targets = publish.get("targets") or {}
     if not targets:
-        raise ValueError(f"recipe {recipe.name!r} has no `publish.targets` (see hub/release.py for the shape)")
+        raise UsageError(f"recipe {recipe.name!r} has no `publish.targets` (see hub/release.py for the shape)")
     unknown = set(targets) - set(DATASETS)
     if unknown:
-        raise ValueError(f"unknown publish target(s) {', '.join(sorted(unknown))}; known: {', '.join(DATASETS)}")
+        raise UsageError(f"unknown publish target(s) {', '.join(sorted(unknown))}; known: {', '.join(DATASETS)}")
     plan = []
     for dataset in (d for d in DATASETS if d in targets):
         spec = targets[dataset] or {}
         missing = [key for key in ("repo_id", "folder") if not spec.get(key)]
         version = str(spec.get("version") or publish.get("version") or "")
         if missing or not version:
-            raise ValueError(f"publish target {dataset!r} needs {', '.join(missing + ([] if version else ['version']))}")
+            raise UsageError(f"publish target {dataset!r} needs {', '.join(missing + ([] if version else ['version']))}")
         plan.append(ReleaseTarget(dataset, spec["repo_id"], Path(recipe.resolve(spec["folder"])), version, bool(spec.get("private", publish.get("private", False)))))
     return plan

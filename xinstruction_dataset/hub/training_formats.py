@@ -19,6 +19,7 @@ from typing import Any
 
 import datasets
 
+from ..errors import UsageError
 from ..languages import get_language
 from ..storage import AtomicFile, write_text
 from .export import ExportResult, export_dataset
@@ -58,9 +59,9 @@ def to_messages(record: dict[str, Any], system: str | None = None) -> dict[str, 
 def convert(dataset: datasets.Dataset, fmt: str, system: str | None = None) -> datasets.Dataset:
     """`dataset` (X-Instruction records) in training format `fmt`."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown training format {fmt!r}; formats: {', '.join(FORMATS)}")
+        raise UsageError(f"unknown training format {fmt!r}; formats: {', '.join(FORMATS)}")
     if system and fmt != "messages":
-        raise ValueError("a system prompt (--system) goes into the `messages` format only")
+        raise UsageError("a system prompt (--system) goes into the `messages` format only")
     row = to_alpaca if fmt == "alpaca" else (lambda record: to_messages(record, system))
     return dataset.map(row, remove_columns=dataset.column_names, features=FEATURES[fmt], desc=f"to {fmt}")
 

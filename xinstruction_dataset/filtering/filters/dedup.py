@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from ...documents import Document
+from ...errors import UsageError
 from ...options import ConfigModel
 from .base import BaseFilter, FilterResult, register
 
@@ -156,9 +157,9 @@ class MinHashIndex:
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle_chars: int = 5, seed: int = 1, verify: bool = True):
         if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
+            raise UsageError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
         if shingle_chars < 1:
-            raise ValueError(f"shingle_chars must be >= 1, got {shingle_chars}")
+            raise UsageError(f"shingle_chars must be >= 1, got {shingle_chars}")
         self.threshold, self.num_perm, self.shingle_chars, self.seed = threshold, num_perm, shingle_chars, seed
         self.verify = verify
         # Seeded permutations, drawn once: runs and shards with the same seed sign alike.

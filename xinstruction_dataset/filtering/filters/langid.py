@@ -41,6 +41,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ...documents import Document
+from ...errors import UsageError
 from ...languages import get_language
 from ...options import ConfigModel, LanguageCode
 from .base import BaseFilter, FilterResult, register
@@ -271,7 +272,7 @@ def get_detector(name: str, model_path: str | None = None) -> LanguageDetector:
     """One shared detector per (name, model): profiles and models are loaded once per process,
     on first use, however many filter blocks ask for them."""
     if name not in DETECTORS:
-        raise ValueError(f"unknown language detector {name!r}; choose one of: {', '.join(DETECTORS)}")
+        raise UsageError(f"unknown language detector {name!r}; choose one of: {', '.join(DETECTORS)}")
     key = (name, model_path)
     with _detectors_lock:
         if key not in _detectors:
@@ -283,7 +284,7 @@ def get_detector(name: str, model_path: str | None = None) -> LanguageDetector:
 def _check_model_path(detector: str, model_path: str | None) -> None:
     """`model_path` names a fastText model: only the detectors that run fastText take one."""
     if model_path and detector not in (FasttextDetector.name, CascadeDetector.name):
-        raise ValueError("model_path is a fastText model option; set detector: fasttext or cascade")
+        raise UsageError("model_path is a fastText model option; set detector: fasttext or cascade")
 
 
 class LanguageOptions(ConfigModel):
@@ -332,9 +333,9 @@ class LanguageFilter(BaseFilter):
     ):
         super().__init__()
         if language is None:
-            raise ValueError("the language filter needs the target `language` (the recipe's language code)")
+            raise UsageError("the language filter needs the target `language` (the recipe's language code)")
         if detector not in DETECTORS:
-            raise ValueError(f"unknown language detector {detector!r}; choose one of: {', '.join(DETECTORS)}")
+            raise UsageError(f"unknown language detector {detector!r}; choose one of: {', '.join(DETECTORS)}")
         _check_model_path(detector, model_path)
         self.language = get_language(language).code
         self.detector_name = detector

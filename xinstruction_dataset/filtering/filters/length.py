@@ -19,6 +19,7 @@ from typing import Annotated, Any, Callable, Literal
 from pydantic import Field, model_validator
 
 from ...documents import Document
+from ...errors import UsageError
 from ...options import ConfigModel
 from .base import BaseFilter, FilterResult, register
 
@@ -59,9 +60,9 @@ class LengthOptions(ConfigModel):
         for unit in ("chars", "tokens"):
             low, high = getattr(self, f"min_{unit}"), getattr(self, f"max_{unit}")
             if low is not None and high is not None and low > high:
-                raise ValueError(f"min_{unit} ({low}) must be <= max_{unit} ({high})")
+                raise UsageError(f"min_{unit} ({low}) must be <= max_{unit} ({high})")
         if (self.min_tokens is not None or self.max_tokens is not None) and not self.tokenizer:
-            raise ValueError("min_tokens/max_tokens need `tokenizer` (a sentencepiece .model path or a HF tokenizer name)")
+            raise UsageError("min_tokens/max_tokens need `tokenizer` (a sentencepiece .model path or a HF tokenizer name)")
         return self
 
 
@@ -89,7 +90,7 @@ class LengthFilter(BaseFilter):
     ):
         super().__init__()
         if (min_tokens is not None or max_tokens is not None) and not tokenizer:
-            raise ValueError("min_tokens/max_tokens need `tokenizer` (a sentencepiece .model path or a HF tokenizer name)")
+            raise UsageError("min_tokens/max_tokens need `tokenizer` (a sentencepiece .model path or a HF tokenizer name)")
         self.min_chars, self.max_chars = min_chars, max_chars
         self.min_tokens, self.max_tokens = min_tokens, max_tokens
         self.tokenizer = tokenizer

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from ...errors import UsageError
 from ...options import ConfigModel, readable_error
 from .base import FILTERS, BaseFilter
 from .dedup import DedupOptions, ExactDedupOptions, NearDedupOptions
@@ -35,7 +36,7 @@ def parse_filter_spec(spec: dict[str, Any]) -> ConfigModel:
         return _SPEC.validate_python(spec)
     except ValidationError as error:
         kind = spec.get("type") if isinstance(spec, dict) else None
-        raise ValueError(f"bad options for filter {kind!r}: {readable_error(error, FilterSpec)}") from None
+        raise UsageError(f"bad options for filter {kind!r}: {readable_error(error, FilterSpec)}") from None
 
 
 def build_filter(spec: ConfigModel | dict[str, Any], language: str | None = None) -> BaseFilter:

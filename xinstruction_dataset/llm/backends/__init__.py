@@ -20,6 +20,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from ...errors import UsageError
 from ...options import readable_error
 from .base import BackendError, Completion, GenerationParams, LLMBackend, LLMRequest, RetryableError
 from .local import LocalConfig
@@ -63,9 +64,9 @@ def backend_config(spec: dict[str, Any] | LocalConfig | TGIConfig) -> tuple[str,
     if isinstance(spec, (LocalConfig, TGIConfig)):
         return spec.backend, spec
     if not isinstance(spec, dict):
-        raise ValueError(f"a model spec is a mapping with a `backend` key ({' or '.join(BACKEND_KINDS)}), got {spec!r}")
+        raise UsageError(f"a model spec is a mapping with a `backend` key ({' or '.join(BACKEND_KINDS)}), got {spec!r}")
     try:
         config = _SPEC.validate_python(spec)
     except ValidationError as error:
-        raise ValueError(f"model spec: {readable_error(error, ModelSpec)}") from None
+        raise UsageError(f"model spec: {readable_error(error, ModelSpec)}") from None
     return config.backend, config

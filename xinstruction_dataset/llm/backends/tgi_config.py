@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import Field, field_validator, model_validator
 
+from ...errors import UsageError
 from ...options import ConfigModel, NotFingerprinted
 from .base import BackendError, Completion, LLMRequest, RetryableError, unstorable
 from .text import CONTEXT_POLICIES, cut_at_stop
@@ -85,18 +86,18 @@ class TGIConfig(ConfigModel):
     def _http_urls(cls, urls: list[str]) -> list[str]:
         bad = [url for url in urls if not url.startswith(("http://", "https://"))]
         if bad:
-            raise ValueError(f"not http(s) URLs: {bad}")
+            raise UsageError(f"not http(s) URLs: {bad}")
         return [url.rstrip("/") for url in urls]
 
     @model_validator(mode="after")
     def _consistent(self) -> "TGIConfig":
         if self.max_input_tokens and self.max_total_tokens and self.max_input_tokens >= self.max_total_tokens:
-            raise ValueError(f"max_input_tokens ({self.max_input_tokens}) must be < max_total_tokens ({self.max_total_tokens})")
+            raise UsageError(f"max_input_tokens ({self.max_input_tokens}) must be < max_total_tokens ({self.max_total_tokens})")
         if self.backoff > self.backoff_max:
-            raise ValueError(f"backoff ({self.backoff}) must be <= backoff_max ({self.backoff_max})")
+            raise UsageError(f"backoff ({self.backoff}) must be <= backoff_max ({self.backoff_max})")
         # Checked at load, not at the first request: a missing token should not wait for curation.
         if self.token_env and self.token_env not in os.environ:
-            raise ValueError(f"token_env: environment variable {self.token_env} is not set")
+            raise UsageError(f"token_env: environment variable {self.token_env} is not set")
         return self
 
 
