@@ -167,6 +167,8 @@ def story(text: str) -> str:
 
 
 def write_recipe(root: Path, server_url: str, docs: list[dict], **judge) -> Path:
+    """A recipe whose models are the TGI-protocol server and whose embedder is a TEI-protocol
+    one (no embedding model to load: each run starts in seconds)."""
     kept = root / "filtered" / "sw" / "kept.jsonl"
     kept.parent.mkdir(parents=True, exist_ok=True)
     kept.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
@@ -176,12 +178,31 @@ def write_recipe(root: Path, server_url: str, docs: list[dict], **judge) -> Path
         "generate": {"candidates": 1},
         "refine": {"rounds": 1},
         "judge": judge,
-        "diversify": {"target_size": DOCS},
+        "diversify": {"target_size": DOCS, "embedding": {"backend": "tei", "url": embedder_url(), "model": "test/embedder"}},
     }
     recipe = {"name": "judge-hardening", "languages": ["sw"], "output_dir": str(root), "curation": curation}
     path = root / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     return path
+
+
+_TEI = []
+
+
+def embedder_url() -> str:
+    """One TEI-protocol server for the module's runs (its vectors are a function of the text)."""
+    if not _TEI:
+        from tei_server import TEIServer
+
+        _TEI.append(TEIServer().start())
+    return _TEI[0].url
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_embedder():
+    yield
+    while _TEI:
+        _TEI.pop().stop()
 
 
 def documents(n: int = DOCS) -> list[dict]:
