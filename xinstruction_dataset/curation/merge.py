@@ -99,7 +99,6 @@ class LanguageMerge:
         extra.remove()
         return rejected
 
-
     def _write_judge_replies(self, files: list[Path]) -> None:
         """The shards' judge replies, in document-id order (shards labelled before the side file
         existed have none)."""

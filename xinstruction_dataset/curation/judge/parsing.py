@@ -143,8 +143,9 @@ def _parse_v2(reply: str, config: JudgeConfig) -> Parsed:
 
 def _label_v2(text: str) -> Parsed:
     spans = [_Span(m.start(), m.end(), _label_of(m.group(0))) for m in _LABEL.finditer(text)]
+    spans = [s for s in spans if not _negated(text, s.start) and not _SET_PHRASE_AFTER.match(text, s.end)]
     listed = _in_lists(text, spans)
-    usable = [s for s in spans if s not in listed and not _negated(text, s.start) and not _SET_PHRASE_AFTER.match(text, s.end)]
+    usable = [s for s in spans if s not in listed]
     fields = [field.end() for field in _LABEL_FIELD.finditer(text)]
     for at in reversed(fields):
         value = _value_at(text, at, usable)
@@ -183,10 +184,11 @@ def _value_at(text: str, at: int, spans: list[_Span]) -> _Span | None:
 
 
 def _in_lists(text: str, spans: list[_Span]) -> list[_Span]:
-    """Spans that are choices of a list: next to another span with only separators between."""
+    """Spans that are choices of a list: next to another answer with only separators between
+    ("bad, bad pair" repeats one answer: no choice)."""
     listed = []
     for a, b in zip(spans, spans[1:]):
-        if _LIST_GAP.match(text[a.end : b.start]):
+        if a.value != b.value and _LIST_GAP.match(text[a.end : b.start]):
             listed += [a, b]
     return listed
 
