@@ -416,3 +416,42 @@ def test_a_folder_made_before_keeps_its_labels_on_resume_unless_forced(tmp_path:
     assert rejects(tmp_path)[docs[0]["id"]]["reason"] == "judge:bad"
     assert json.loads((tmp_path / "curation" / "versions.json").read_text()) == {"judge_parser": "v2", "instruction_checks": "v2"}
 
+
+
+# -- the versions record ------------------------------------------------------------------------
+
+
+def test_versions_are_recorded_once_and_checked(tmp_path: Path) -> None:
+    from xinstruction_dataset.curation.versions import CURRENT, LEGACY, folder_versions
+    from xinstruction_dataset.layout import RunLayout
+
+    layout = RunLayout(tmp_path / "new")
+    assert folder_versions(layout, force=False, write=False) == CURRENT and not layout.versions_file.exists()  # a dry run
+    assert folder_versions(layout, force=False) == CURRENT
+    assert json.loads(layout.versions_file.read_text()) == {"judge_parser": "v2", "instruction_checks": "v2"}
+
+    old = RunLayout(tmp_path / "old")
+    (old.root / "curation").mkdir(parents=True)
+    (old.root / "curation" / "config.yaml").write_text("curation: {}\n")
+    assert folder_versions(old, force=False) == LEGACY
+    assert folder_versions(old, force=False) == LEGACY  # recorded: the same on every resume
+    assert folder_versions(old, force=True) == CURRENT
+    assert folder_versions(old, force=False) == CURRENT
+
+    old.versions_file.write_text('{"judge_parser": "v9"}')
+    with pytest.raises(ValueError, match=r"versions.json: judge_parser 'v9' is not one this toolkit knows \(v1, v2\)"):
+        folder_versions(old, force=False)
+    old.versions_file.write_text("{not json")
+    with pytest.raises(ValueError, match="unreadable .*pass --force"):
+        folder_versions(old, force=False)
+    assert folder_versions(old, force=True) == CURRENT
+
+
+def test_shards_labelled_with_other_rules_are_not_merged(tmp_path: Path) -> None:
+    from xinstruction_dataset.curation.merge import _same_versions
+
+    new, legacy = {"versions": {"judge_parser": "v2", "instruction_checks": "v2"}}, {}
+    assert _same_versions([new, new], "sw").judge_parser == "v2"
+    assert _same_versions([legacy, legacy], "sw").judge_parser == "v1"  # absent: the legacy rules
+    with pytest.raises(ValueError, match=r"sw: shard 1 was labelled with judge parser v1, instruction checks v1, shard 0 with judge parser v2"):
+        _same_versions([new, legacy], "sw")
