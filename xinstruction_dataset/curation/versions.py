@@ -74,7 +74,11 @@ def folder_versions(layout: "RunLayout", *, force: bool, write: bool = True) -> 
             if not force:
                 raise
             logger.warning("--force: replacing %s (%s)", path, error)
-    if recorded is not None and (not force or recorded == CURRENT):
+    if recorded is not None and not force:
+        if recorded != CURRENT:
+            logger.warning("%s keeps %s (%s); pass --force to relabel it with %s", layout.root, recorded.describe(), path.name, CURRENT.describe())
+        return recorded
+    if recorded == CURRENT:
         return recorded
     made_before = recorded is None and ((layout.root / "curation").exists() or layout.curated_root.exists())
     if force:
