@@ -2,7 +2,8 @@
 
 `target: instruction` rewrites the English instruction to fit the response; the rewrite must
 pass generate's checks. `target: response` rewrites the response in the target language,
-faithful to its facts; a rewrite that is not in the target language is rejected. Round r
+faithful to its facts; a rewrite that is not in the target language, or holds control
+characters or a server's error page (generate/checks.py), is rejected. Round r
 samples with seed `seed + r`, so a pair that comes back for another round gets a fresh rewrite.
 """
 
