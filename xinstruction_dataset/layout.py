@@ -7,10 +7,13 @@ them out). Every file is written through `storage.AtomicFile`: complete or absen
     <output_dir>/cache/calls.sqlite                          every LLM call and embedding (resume)
     <output_dir>/cache/datasets/                             the `datasets` cache of export
     <output_dir>/curation/config.yaml                        the resolved curation config
+    <output_dir>/curation/versions.json                      the judge parser's and checks' versions
     <output_dir>/curation/<lang>/rejects.jsonl               every document not curated, with reason
     <output_dir>/curation/<lang>/summary.json                counts per stage and reason
+    <output_dir>/curation/<lang>/judge_replies.jsonl         the judge's raw reply to every judged pair
     <output_dir>/curation/<lang>/work/                       per-shard results before diversify:
-        pairs-IIIII-of-NNNNN.jsonl, rejects-IIIII-of-NNNNN.jsonl, meta-IIIII-of-NNNNN.json
+        pairs-IIIII-of-NNNNN.jsonl, rejects-IIIII-of-NNNNN.jsonl, judge_replies-IIIII-of-NNNNN.jsonl,
+        meta-IIIII-of-NNNNN.json
     <output_dir>/curation/<lang>/work/spill-*/               sorted runs of a labelling or merge run
     <output_dir>/curated/<lang>/train-00000-of-0000N.jsonl   curated shards (the builder's input)
     <output_dir>/x-instruction/                              the hub-ready folder `build` exports
@@ -74,6 +77,10 @@ class RunLayout:
     def config_file(self) -> Path:
         return self.root / "curation" / "config.yaml"
 
+    @property
+    def versions_file(self) -> Path:
+        return self.root / "curation" / "versions.json"
+
     def default_cache(self) -> Path:
         return self.root / "cache" / "calls.sqlite"
 
@@ -95,6 +102,9 @@ class RunLayout:
 
     def summary(self, language: str) -> Path:
         return self.language_dir(language) / "summary.json"
+
+    def judge_replies(self, language: str) -> Path:
+        return self.language_dir(language) / "judge_replies.jsonl"
 
     def work(self, language: str, kind: str, shard: tuple[int, int]) -> Path:
         extension = "json" if kind == "meta" else "jsonl"

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     with RunLock(RunLayout(recipe.output_path).lock_file(shard)):
         check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force)
-        reports = run_curation(recipe, shard=shard, merge=args.merge, progress=not args.no_progress)
+        reports = run_curation(recipe, shard=shard, merge=args.merge, progress=not args.no_progress, force=args.force)
     print()
     for report in reports:
         print(report.format())

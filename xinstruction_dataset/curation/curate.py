@@ -38,6 +38,7 @@ from .engine import Engine, LanguageJob
 from .flow import build_stages
 from .labelling import LabelSink, documents
 from .merge import LanguageMerge
+from .versions import Versions, folder_versions
 
 logger = logging.getLogger(__name__)
 
@@ -170,16 +171,17 @@ class Curation:
         files, presharded = self.input_files(language, shard)
         return documents(files, language, None if presharded else shard)
 
-    def label(self, languages: list[str], shard: tuple[int, int], reports: dict[str, LanguageReport]) -> None:
-        """Label every language's shard in one engine run (see engine.py)."""
-        meta = {"models": self.models.ids(), "config": self.config.to_dict()}
+    def label(self, languages: list[str], shard: tuple[int, int], reports: dict[str, LanguageReport], versions: Versions) -> None:
+        """Label every language's shard in one engine run (see engine.py), with the folder's
+        judge parser and instruction checks (versions.py)."""
+        meta = {"models": self.models.ids(), "config": self.config.to_dict(), **versions.record()}
         jobs = []
         for language in languages:
             sink = LabelSink(self.layout, language, shard)
             reports[language].calls = sink.calls
             jobs.append(LanguageJob(language, self.documents(language, shard), sink, _finisher(sink, meta, reports[language])))
         schedulers = self._schedulers()
-        engine = Engine(build_stages(self.config), schedulers, progress=self.progress, total=self._total(languages, shard))
+        engine = Engine(build_stages(self.config, versions), schedulers, progress=self.progress, total=self._total(languages, shard))
         asyncio.run(engine.run(jobs))
 
     def _schedulers(self) -> dict[str, CallScheduler]:
@@ -221,14 +223,18 @@ def run_curation(
     merge: bool = False,
     models: Models | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> list[LanguageReport]:
     """Curate the recipe's languages. `shard=(i, n)` with n > 1 labels only that shard; `merge`
     only merges finished shards; neither does both for the whole corpus. `models` replaces the
-    recipe's backends (tests)."""
+    recipe's backends (tests). `force` relabels a folder made with older rules with the current
+    judge parser and instruction checks (versions.py)."""
     curation = Curation(recipe, models=models, progress=progress)
     shard = shard or (0, 1)
     languages = list(languages or recipe.languages)
     label, do_merge = not merge, merge or shard[1] == 1
+    # Before config.yaml: a folder's curation files are what marks it as made before versions.
+    versions = folder_versions(curation.layout, force=force) if label else None
     write_text(curation.layout.config_file, curation.config.to_yaml())
     reports = {language: LanguageReport(language) for language in languages}
     start = time.perf_counter()
@@ -236,7 +242,7 @@ def run_curation(
         if label:
             for language in languages:  # fail on a missing input before any call is paid for
                 curation.input_files(language, shard)
-            curation.label(languages, shard, reports)
+            curation.label(languages, shard, reports, versions)
         for language in languages if do_merge else ():
             curation.merge(language, reports[language])
     finally:

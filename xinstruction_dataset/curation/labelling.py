@@ -7,6 +7,7 @@ document-id order (see layout.RunLayout.work):
 
     pairs-IIIII-of-NNNNN.jsonl     one labelled pair per pooled document (diversify's input)
     rejects-IIIII-of-NNNNN.jsonl   every other document, with the reason of the stage that dropped it
+    judge_replies-IIIII-of-NNNNN.jsonl  every judged document's judge replies, in the order made
     meta-IIIII-of-NNNNN.json       models, counters and the resolved config; written last, so its
                                    presence marks the shard finished
 """
@@ -55,6 +56,7 @@ class LabelSink:
         clear_spills(self.spill_folder)  # a killed run's runs: everything is rebuilt from the cache
         self.pairs = SortedSpill(self.spill_folder, "pairs")
         self.rejects = SortedSpill(self.spill_folder, "rejects")
+        self.judge_replies = SortedSpill(self.spill_folder, "judge_replies")
         self.counts: Counter = Counter(documents=0, pool=0, pool_kept_exhausted=0)  # deterministic
         self.rejected: Counter = Counter()  # reason -> documents
         self.calls: Counter = Counter()  # this run only: <stage>_called/_cached/_failed
@@ -62,6 +64,9 @@ class LabelSink:
     def add(self, outcome: Work | Reject) -> None:
         self.counts["documents"] += 1
         self.counts.update(outcome.events)
+        if outcome.judged:
+            doc_id = outcome.doc_id if isinstance(outcome, Reject) else outcome.doc.id
+            self.judge_replies.add(doc_id, {"doc_id": doc_id, "judgements": list(outcome.judged)})
         if isinstance(outcome, Reject):
             self.rejected[outcome.reason] += 1
             self.rejects.add(outcome.doc_id, outcome.to_dict())
@@ -72,8 +77,8 @@ class LabelSink:
         self.pairs.add(pair.doc.id, pair.to_dict())
 
     def finish(self, meta: dict[str, Any]) -> None:
-        """Write the work files (pairs and rejects sorted, then meta) and drop the spill runs."""
-        for spill, kind in ((self.pairs, "pairs"), (self.rejects, "rejects")):
+        """Write the work files (pairs, rejects and judge replies sorted, then meta) and drop the spill runs."""
+        for spill, kind in ((self.pairs, "pairs"), (self.rejects, "rejects"), (self.judge_replies, "judge_replies")):
             with AtomicFile(self.layout.work(self.language, kind, self.shard)) as f:
                 for _, line in spill.lines():
                     f.write(line + "\n")

@@ -25,6 +25,7 @@ from .config import CurationConfig
 from .diversify import Embedder, diversify, quality
 from .pairs import Pair, Reject
 from .spill import SortedSpill, clear_spills
+from .versions import Versions
 
 CURATED_SPLIT = "train"
 
@@ -47,6 +48,7 @@ class LanguageMerge:
         shards = [(i, n) for i in range(n)]
         metas = [json.loads(self.layout.work(self.language, "meta", s).read_text(encoding="utf-8")) for s in shards]
         models = _same_models(metas, self.language)
+        versions = _same_versions(metas, self.language)
         counts = sum((Counter(meta["counts"]) for meta in metas), Counter())
         pair_files = [self.layout.work(self.language, "pairs", s) for s in shards]
         instructions, qualities, ids = [], [], []
@@ -65,8 +67,12 @@ class LanguageMerge:
         curated = self._write_records(_pairs(pair_files), written, set(selection.picked.tolist()), selection.labels, models, extra)
         reject_files = [self.layout.work(self.language, "rejects", s) for s in shards]
         rejected = self._write_rejects(reject_files, extra)
+        self._write_judge_replies([self.layout.work(self.language, "judge_replies", s) for s in shards])
         clear_spills(self.layout.merge_spill(self.language))
-        summary = {"language": self.language, "shards": n, "models": models, "counts": dict(counts), "curated": curated, "rejected": dict(rejected)}
+        summary = {
+            "language": self.language, "shards": n, "models": models, "counts": dict(counts), "curated": curated, "rejected": dict(rejected),
+            **versions.record(),
+        }
         write_json(self.layout.summary(self.language), summary)
         return Merged(counts, rejected, curated, n)
 
@@ -93,6 +99,13 @@ class LanguageMerge:
                 f.write(line + "\n")
         extra.remove()
         return rejected
+
+    def _write_judge_replies(self, files: list[Path]) -> None:
+        """The shards' judge replies, in document-id order (shards labelled before the side file
+        existed have none)."""
+        with AtomicFile(self.layout.judge_replies(self.language)) as f:
+            for _, line in heapq.merge(*(_keyed(file, "doc_id") for file in files if file.exists())):
+                f.write(line + "\n")
 
 
 class _CuratedShards:
@@ -179,6 +192,18 @@ def _same_models(metas: list[dict[str, Any]], language: str) -> dict[str, str]:
         if meta["models"] != models:
             raise UsageError(f"{language}: shard {i} was labelled with {meta['models']}, shard 0 with {models}; relabel with one set of models")
     return models
+
+
+def _same_versions(metas: list[dict[str, Any]], language: str) -> Versions:
+    """The rules every shard was labelled with (versions.py); shards must agree."""
+    found = [Versions.from_record(meta.get("versions"), f"{language} shard {i} meta") for i, meta in enumerate(metas)]
+    for i, versions in enumerate(found[1:], start=1):
+        if versions != found[0]:
+            raise ValueError(
+                f"{language}: shard {i} was labelled with {versions.describe()}, shard 0 with {found[0].describe()}; "
+                "relabel the shards with one version of the toolkit (`curate --shard I/N --force`)"
+            )
+    return found[0]
 
 
 def _record(pair: Pair, language: str, models: dict[str, str], cluster_id: int) -> Record:

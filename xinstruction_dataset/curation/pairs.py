@@ -66,8 +66,10 @@ class Reject:
     source: str = ""
     url: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
-    # Summary counters of the document's way here (see stage.Work.events); not written out.
+    # Summary counters of the document's way here (see stage.Work.events) and its judge replies
+    # (stage.Work.judged, written to a side file); not written out with the reject.
     events: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    judged: tuple[dict[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def of(cls, doc: Document, language: str, reason: str, **detail: Any) -> "Reject":
@@ -75,7 +77,7 @@ class Reject:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["events"]
+        del data["events"], data["judged"]
         return data
 
     @classmethod

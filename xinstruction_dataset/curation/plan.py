@@ -10,6 +10,7 @@ from .config import CurationConfig
 from .curate import Curation, CurationRecipe
 from .pairs import Reject
 from .prompts import load_prompt
+from .versions import folder_versions
 
 
 def describe_plan(recipe: CurationRecipe, *, shard: tuple[int, int] | None = None, merge: bool = False) -> str:
@@ -26,6 +27,8 @@ def describe_plan(recipe: CurationRecipe, *, shard: tuple[int, int] | None = Non
         "stages:",
         *_stages(config),
     ]
+    if not merge:
+        lines.append(f"rules: {folder_versions(layout, force=False, write=False).describe()} (curation/versions.json)")
     for language in recipe.languages:
         lines += _language(curation, language, shard, merge)
     lines.append(f"resolved config: {layout.config_file} (written by a real run)")

@@ -38,12 +38,13 @@ class Work:
     failures: tuple[tuple[int, str, Any], ...] = ()  # (candidate, reason, detail) of dropped pairs
     replies: tuple[tuple[int, str], ...] = ()  # (candidate, reply) of malformed judge replies so far
     events: tuple[str, ...] = ()  # counters this document adds to its language's summary
+    judged: tuple[dict[str, Any], ...] = ()  # every judge reply so far, for the judge_replies side file
 
     def then(self, next: str, pairs: tuple[Pair, ...], *events: str, **changes: Any) -> "Work":
         return replace(self, next=next, pairs=pairs, events=self.events + events, **changes)
 
     def reject(self, reason: str, *events: str, **detail: Any) -> Reject:
-        return replace(Reject.of(self.doc, self.language, reason, **detail), events=self.events + events)
+        return replace(Reject.of(self.doc, self.language, reason, **detail), events=self.events + events, judged=self.judged)
 
 
 class Stage(ABC):

@@ -19,11 +19,16 @@ _QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "«": "»", "`": "`",
 
 def parse_instruction(raw: str) -> str:
     """The instruction in `raw`, or "" when there is none."""
+    text = " ".join(instruction_block(raw).split())
+    return _unquote(_strip_labels(text))
+
+
+def instruction_block(raw: str) -> str:
+    """The part of `raw` the instruction is read from, as the model wrote it (the checks look
+    there for control characters that joining its lines would fold into spaces)."""
     text = raw.replace("\r\n", "\n").replace("\r", "\n").lstrip()
     text = _strip_labels(text)
-    text = _BLOCK_END.split(text, maxsplit=1)[0]
-    text = " ".join(text.split())
-    return _unquote(_strip_labels(text))
+    return _BLOCK_END.split(text, maxsplit=1)[0]
 
 
 def _strip_labels(text: str) -> str:

@@ -14,8 +14,8 @@ from ..config import GenerateConfig
 from ..pairs import Pair, Reject
 from ..prompts import load_prompt
 from ..stage import Stage, Work
-from .checks import instruction_problem
-from .parsing import parse_instruction
+from .checks import CURRENT, instruction_problem
+from .parsing import instruction_block, parse_instruction
 
 STOP = ("###", "\n\n")
 
@@ -24,8 +24,8 @@ class Generate(Stage):
     name = "generate"
     role = "generator"
 
-    def __init__(self, config: GenerateConfig, seed: int, *, then: str) -> None:
-        self.config, self.seed, self.then = config, seed, then
+    def __init__(self, config: GenerateConfig, seed: int, *, then: str, checks: str = CURRENT) -> None:
+        self.config, self.seed, self.then, self.checks = config, seed, then, checks
         self.template = load_prompt("generate", config.prompt)
 
     def requests(self, item: Work) -> list[LLMRequest]:
@@ -48,4 +48,4 @@ class Generate(Stage):
         raw = result.completion.text
         instruction = parse_instruction(raw)
         pair = Pair(doc, instruction, doc.text, candidate=c, prompts=(self.template.version,))
-        return pair, instruction_problem(instruction, doc.text, self.config), raw
+        return pair, instruction_problem(instruction, doc.text, self.config, source=instruction_block(raw), checks=self.checks), raw

@@ -6,6 +6,10 @@ is a real new call); a second malformed reply drops the pair (`judge:malformed`)
 pairs all fail is rejected with the first pair's reason. The best pair's label decides the route:
 `good` is done, `bad` is rejected, `needs_refinement` goes to refinement while rounds are left;
 after the last round it is rejected (`refine:rounds_exhausted`) or kept (`keep_exhausted`).
+
+Every reply (with the round, candidate, attempt, the instruction judged and what it was read as)
+goes with the document to the language's `judge_replies.jsonl`, so a reader can check a label
+against the text it came from; the records stay as they are.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from ..config import JudgeConfig, RefineConfig
 from ..pairs import Pair, Reject
 from ..prompts import load_prompt
 from ..stage import Stage, Work
-from .parsing import parse_label
+from .parsing import CURRENT, PARSERS, parse_label
 
 STOP = ("###",)
 ATTEMPTS = 2
@@ -27,8 +31,10 @@ class Judge(Stage):
     name = "judge"
     role = "judge"
 
-    def __init__(self, config: JudgeConfig, refine: RefineConfig, seed: int, *, good: str, refine_stage: str) -> None:
-        self.config, self.refine, self.seed = config, refine, seed
+    def __init__(self, config: JudgeConfig, refine: RefineConfig, seed: int, *, good: str, refine_stage: str, parser: str = CURRENT) -> None:
+        if parser not in PARSERS:
+            raise ValueError(f"no judge parser {parser!r}; known: {', '.join(PARSERS)}")
+        self.config, self.refine, self.seed, self.parser = config, refine, seed, parser
         self.good, self.refine_stage = good, refine_stage
         self.template = load_prompt("judge", config.prompt)
 
@@ -44,7 +50,7 @@ class Judge(Stage):
 
     def accept(self, item: Work, results: list[CallResult]) -> Work | Reject:
         pairs = {pair.candidate: pair for pair in item.pairs}
-        failures, replies, events = list(item.failures), list(item.replies), []
+        failures, replies, events, judged = list(item.failures), list(item.replies), [], list(item.judged)
         round_ = item.pairs[0].round
         last_attempt = item.attempt + 1 >= ATTEMPTS
         for pair, result in zip(_unlabelled(item), results):
@@ -52,7 +58,8 @@ class Judge(Stage):
                 failures.append((pair.candidate, "judge:call_failed", {"error": str(result.error)}))
                 del pairs[pair.candidate]
                 continue
-            parsed = parse_label(result.completion.text, self.config)
+            parsed = parse_label(result.completion.text, self.config, self.parser)
+            judged.append(_judgement(pair, item.attempt, result.completion.text, parsed))
             if parsed is not None:
                 pairs[pair.candidate] = pair.judged(*parsed, self.template.version)
                 events.append(f"judge_round_{round_}_{parsed[0]}")
@@ -63,7 +70,9 @@ class Judge(Stage):
                 mine = [reply for candidate, reply in replies if candidate == pair.candidate]
                 failures.append((pair.candidate, "judge:malformed", {"replies": mine}))
                 del pairs[pair.candidate]
-        item = item.then(item.next, tuple(pairs[c] for c in sorted(pairs)), *events, failures=tuple(failures), replies=tuple(replies))
+        item = item.then(
+            item.next, tuple(pairs[c] for c in sorted(pairs)), *events, failures=tuple(failures), replies=tuple(replies), judged=tuple(judged)
+        )
         if _unlabelled(item):
             return item.then(self.name, item.pairs, attempt=item.attempt + 1)
         return self._route(item, round_)
@@ -82,6 +91,12 @@ class Judge(Stage):
         if self.refine.keep_exhausted:
             return item.then(self.good, (best,))
         return item.reject("refine:rounds_exhausted", instruction=best.instruction, round=best.round)
+
+
+def _judgement(pair: Pair, attempt: int, reply: str, parsed: tuple[str, float | None] | None) -> dict:
+    """One row of judge_replies.jsonl's `judgements`; label None: the reply was unreadable."""
+    label, score = parsed if parsed is not None else (None, None)
+    return {"round": pair.round, "candidate": pair.candidate, "attempt": attempt, "instruction": pair.instruction, "reply": reply, "label": label, "score": score}
 
 
 def _unlabelled(item: Work) -> list[Pair]:

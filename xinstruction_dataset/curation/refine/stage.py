@@ -2,7 +2,8 @@
 
 `target: instruction` rewrites the English instruction to fit the response; the rewrite must
 pass generate's checks. `target: response` rewrites the response in the target language,
-faithful to its facts; a rewrite that is not in the target language is rejected. Round r
+faithful to its facts; a rewrite that is not in the target language, or holds control
+characters or a server's error page (generate/checks.py), is rejected. Round r
 samples with seed `seed + r`, so a pair that comes back for another round gets a fresh rewrite.
 """
 
@@ -13,7 +14,8 @@ from ...languages import get_language
 from ...llm.backends.base import LLMRequest
 from ...llm.calls import CallResult
 from ..config import GenerateConfig, RefineConfig
-from ..generate import instruction_problem, parse_instruction
+from ..generate import instruction_block, instruction_problem, parse_instruction, text_problem
+from ..generate.checks import CURRENT, LEGACY
 from ..pairs import Pair, Reject
 from ..prompts import load_prompt
 from ..stage import Stage, Work
@@ -26,8 +28,8 @@ class Refine(Stage):
     name = "refine"
     role = "refiner"
 
-    def __init__(self, config: RefineConfig, checks: GenerateConfig, seed: int, *, then: str) -> None:
-        self.config, self.checks, self.seed, self.then = config, checks, seed, then
+    def __init__(self, config: RefineConfig, checks: GenerateConfig, seed: int, *, then: str, checks_version: str = CURRENT) -> None:
+        self.config, self.checks, self.seed, self.then, self.checks_version = config, checks, seed, then, checks_version
         self.template = load_prompt("refine", config.prompt)
 
     def requests(self, item: Work) -> list[LLMRequest]:
@@ -48,10 +50,13 @@ class Refine(Stage):
         version = self.template.version
         if self.config.target == "instruction":
             instruction = parse_instruction(raw)
-            return pair.rewritten(instruction, pair.response, version), instruction_problem(instruction, pair.response, self.checks)
+            problem = instruction_problem(instruction, pair.response, self.checks, source=instruction_block(raw), checks=self.checks_version)
+            return pair.rewritten(instruction, pair.response, version), problem
         response = parse_response(raw)
         rewritten = pair.rewritten(pair.instruction, response, version)
         if not response:
             return rewritten, "empty"
+        if self.checks_version != LEGACY and (problem := text_problem(response)) is not None:
+            return rewritten, problem
         same, found = is_language(response, language, self.config.min_language_prob)
         return rewritten, None if same else f"wrong_language:{found}"
