@@ -199,7 +199,7 @@ def _same_versions(metas: list[dict[str, Any]], language: str) -> Versions:
     found = [Versions.from_record(meta.get("versions"), f"{language} shard {i} meta") for i, meta in enumerate(metas)]
     for i, versions in enumerate(found[1:], start=1):
         if versions != found[0]:
-            raise ValueError(
+            raise UsageError(
                 f"{language}: shard {i} was labelled with {versions.describe()}, shard 0 with {found[0].describe()}; "
                 "relabel the shards with one version of the toolkit (`curate --shard I/N --force`)"
             )

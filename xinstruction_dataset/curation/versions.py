@@ -19,6 +19,7 @@ import logging
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from ..errors import CorruptFile, UsageError
 from ..storage import write_json
 from .generate import checks
 from .judge import parsing
@@ -49,12 +50,12 @@ class Versions:
         data = dict(data or {})
         unknown = sorted(set(data) - set(KNOWN))
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(KNOWN)}")
+            raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(KNOWN)}")
         values = {}
         for field in fields(cls):
             value = data.get(field.name, getattr(LEGACY, field.name))
             if value not in KNOWN[field.name]:
-                raise ValueError(f"{where}: {field.name} {value!r} is not one this toolkit knows ({', '.join(KNOWN[field.name])}); use a newer version of it")
+                raise UsageError(f"{where}: {field.name} {value!r} is not one this toolkit knows ({', '.join(KNOWN[field.name])}); use a newer version of it")
             values[field.name] = value
         return cls(**values)
 
@@ -103,7 +104,7 @@ def _read(path) -> Versions:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as error:
-        raise ValueError(f"{path} is unreadable ({error}): pass --force to relabel with the current rules") from error
+        raise CorruptFile(f"{path} is unreadable ({error}): pass --force to relabel with the current rules") from error
     if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a JSON object: pass --force to relabel with the current rules")
+        raise CorruptFile(f"{path} is not a JSON object: pass --force to relabel with the current rules")
     return Versions.from_record(data, str(path))
