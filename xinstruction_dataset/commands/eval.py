@@ -85,9 +85,10 @@ def _register_judge(actions: argparse._SubParsersAction) -> None:
     judge.add_argument("--protocol", choices=tuple(PROTOCOLS), default="plug", help="plug: pair-v2 verdicts [[A]]/[[B]]/[[C]]; xinstruction: 0-10 scores in <score1>/<score2> (default plug)")
     judge.add_argument("--strict", action="store_true",
                        help="reproduce the paper's script exactly: one call per order (no retry), its reading of replies (X-Instruction: "
-                       "an out-of-range score such as 85 is kept, one its script crashes on, such as 8/10, is an error), its settings "
-                       "(PLUG: temperature 0, top_p 0; X-Instruction: temperature 0, top_p 1), system and user chat messages (the judge "
-                       "needs route: chat), and the question without the 'Answer in X.' of the cross-<code> configs")
+                       "an out-of-range score such as 85 is kept, one its script crashes on, such as 8/10, is an error; a missing tag is "
+                       "its -1, which our aggregations count as an error), its settings (PLUG: temperature 0, top_p 0, 1024 tokens; "
+                       "X-Instruction: temperature 0, top_p 1, 256 tokens), its prompt, system and user chat messages (the judge needs "
+                       "route: chat), and the question without the 'Answer in X.' of the cross-<code> configs")
     judge.add_argument("--retry", action=argparse.BooleanOptionalAction, default=None,
                        help="ours: retry an order without a verdict once, sampled (temperature 0.7, seed 1); on by default, off with --strict; "
                        "the report counts the verdicts it produced and judgments.jsonl marks them (verdict_from: sampled_retry)")
