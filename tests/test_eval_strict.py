@@ -279,7 +279,8 @@ def test_xinstruction_strict_keeps_out_of_range_scores_and_errors_where_the_scri
 
 def test_xinstruction_ours_reads_out_of_range_as_missing_and_retries(setup, start_tgi_server):
     """Ours (default): a score outside 0-10 or no number is missing (where gpt4_eval.py line 100 keeps
-    85 and crashes on 8/10), and an order without two scores gets the sampled retry."""
+    85 and crashes on 8/10), and an order without two scores gets the sampled retry; with
+    --no-retry it stays an error (gpt4_eval.py calls once per item, lines 308-315)."""
     calls: list = []
     server = start_tgi_server(reply=xinstruction_judge(calls), max_total_tokens=8192)
     assert judge(setup, server, "--protocol", "xinstruction", "--configs", "cross-sw") == 0
@@ -289,6 +290,14 @@ def test_xinstruction_ours_reads_out_of_range_as_missing_and_retries(setup, star
     sampled = sorted((item, first) for item, first, p in calls if p.get("temperature"))
     assert sampled == [(2, True), (3, True), (4, True)]
     assert report["retried"] == {"verdicts": 1, "items": 1, "ids": {"cross-sw": [2]}}
+
+    # Ours with --no-retry, by hand: 2's first order (85) and 3's (8/10) are missing scores, so
+    # errors; the rest as strict: win, tie, error, error, error, tie, loss, slight win.
+    assert judge(setup, server, "--protocol", "xinstruction", "--configs", "cross-sw", "--no-retry") == 0
+    judgments, report = read_run(setup, "xinstruction-noretry")
+    assert [j["outcome"] for j in judgments] == ["win", "tie", "error", "error", "error", "tie", "loss", "slight_win"]
+    assert counts(report["overall"]) == (8, 2, 1, 2, 1, 0, 3, 1) and report["retried"]["verdicts"] == 0
+    assert len(calls) == 2 * ITEMS + 3  # every greedy reply came from the call cache
 
 
 def test_score_reading_rules():
