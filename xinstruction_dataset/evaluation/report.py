@@ -37,9 +37,9 @@ AGGREGATION_RULES = {
     ("plug", "per-order"): "PLUG's rule (calculate_pair_judge_score.py): a win in both orders, or a win and a tie, is a win; "
                            "opposite winners or two ties a tie; an error in either order an error",
     ("xinstruction", "per-order"): "ours (X-Instruction's release has no aggregation): the higher score wins each order, "
-                                   "the orders combined with PLUG's rule",
+                                   "the orders combined with PLUG's rule; an order without two scores (their -1) is an error",
     ("xinstruction", "sum"): "ours (X-Instruction's release has no aggregation): each model's scores summed over both orders, "
-                             "the higher sum wins",
+                             "the higher sum wins; an order without two scores (their -1) makes the item an error",
 }
 
 
