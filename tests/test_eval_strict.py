@@ -19,6 +19,7 @@ The expected tables below were computed by hand from the papers' released script
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -33,7 +34,9 @@ from xinstruction_dataset.evaluation.aggregate import combine, combine_sum, tall
 from xinstruction_dataset.evaluation.inputs import AnswerFile, read_answer_file
 from xinstruction_dataset.evaluation.judge import pair_items
 from xinstruction_dataset.evaluation.prompts import load_eval_prompt
-from xinstruction_dataset.evaluation.protocols import PROTOCOLS, read_xinstruction_verdict, read_xinstruction_verdict_strict
+from xinstruction_dataset.evaluation.protocols import (
+    PROTOCOLS, SCRIPT_WOULD_CRASH, read_scores_strict, read_xinstruction_verdict, read_xinstruction_verdict_strict,
+)
 from xinstruction_dataset.evaluation.report import build_report, export_judgments, format_table
 
 ITEMS = 8
@@ -314,6 +317,64 @@ def test_score_reading_rules():
     assert read_xinstruction_verdict_strict("<score1> 9.6 </score1><score2>-2</score2>") == ("A", {"score1": 9, "score2": -2})
     assert PROTOCOLS["plug"].params(0, strict=True).top_p == 0.0 and PROTOCOLS["plug"].params(0).top_p == 1.0
     assert PROTOCOLS["plug"].params(0).seed == 0 and PROTOCOLS["xinstruction"].params(0, strict=True).seed is None
+
+
+# X-Instruction's `extract_score`, verbatim: github.com/ZNLP/X-Instruction @ 98abc93, utils/gpt4_eval.py
+# lines 86-112 (MIT License, Copyright (c) 2024 ZNLP): the reference strict mode is checked against.
+THEIR_EXTRACT_SCORE = r'''
+def extract_score(review: str) -> float:
+    """
+    Extracts the score from the review.
+
+    Args:
+        review: The review to extract the score from.
+
+    Returns:
+        The score.
+    """
+    match_1 = re.search('<score1>(.*?)</score1>', review)
+    match_2 = re.search('<score2>(.*?)</score2>', review)
+
+    if match_1:
+        score_1 = int(float(match_1.group(1)))
+    else:
+        # raise ValueError("No score1 found in review.")
+        score_1 = -1
+
+    if match_2:
+        score_2 = int(float(match_2.group(1)))
+    else:
+        # raise ValueError("No score2 found in review.")
+        score_2 = -1
+
+
+    return score_1, score_2
+'''
+
+
+def test_strict_scores_are_their_extract_score_on_every_reply():
+    """read_scores_strict against X-Instruction's own `extract_score` (gpt4_eval.py lines 86-112,
+    kept verbatim above): the same two integers wherever it returns, an error wherever it raises."""
+    namespace: dict = {"re": re}
+    exec(THEIR_EXTRACT_SCORE, namespace)
+    theirs = namespace["extract_score"]
+    replies = [
+        "<score1>8</score1><score2>5</score2>", "<score1>85</score1><score2>7</score2>", "<score1>7.9</score1><score2> 3 </score2>",
+        "<score1>8/10</score1><score2>7</score2>", "<score1>8</score1><score2>7/10</score2>", "<score1></score1><score2>1</score2>",
+        "<score1>-2</score1><score2>1e1</score2>", "<score1>nan</score1>", "<score1>inf</score1><score2>2</score2>",
+        "<score1>\n8</score1><score2>3</score2>", "no tags at all", "<score2>4</score2> then <score1>6</score1>",
+        "<score1>5</score1><score1>9</score1><score2>5</score2>", "<score1>1_0</score1><score2>\uff18</score2>",
+        "<score1><score1>4</score1></score1><score2>0</score2>", "<score1>9.99</score1><score2>-0.5</score2>",
+    ]
+    for reply in replies:
+        try:
+            expected = theirs(reply)
+        except (ValueError, OverflowError) as error:
+            ours = read_scores_strict(reply)
+            assert isinstance(ours, str) and ours.startswith(f"{SCRIPT_WOULD_CRASH}: <score"), reply
+            assert ours.endswith(f": {type(error).__name__}: {error}"), (reply, ours)
+            continue
+        assert read_scores_strict(reply) == expected, reply
 
 
 def test_sum_reading_by_hand():
