@@ -19,6 +19,7 @@ The expected tables below were computed by hand from the papers' released script
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -30,10 +31,12 @@ from eval_models import ITEM, ScriptedJudge
 from hub_folders import SUBSETS, write_xalpacaeval_sources
 from xinstruction_dataset.cli import main
 from xinstruction_dataset.evaluation.aggregate import combine, combine_sum, tally
-from xinstruction_dataset.evaluation.inputs import read_answer_file
+from xinstruction_dataset.evaluation.inputs import AnswerFile, read_answer_file
 from xinstruction_dataset.evaluation.judge import pair_items
 from xinstruction_dataset.evaluation.prompts import load_eval_prompt
-from xinstruction_dataset.evaluation.protocols import PROTOCOLS, read_xinstruction_verdict, read_xinstruction_verdict_strict
+from xinstruction_dataset.evaluation.protocols import (
+    PROTOCOLS, SCRIPT_WOULD_CRASH, read_scores_strict, read_xinstruction_verdict, read_xinstruction_verdict_strict,
+)
 from xinstruction_dataset.evaluation.report import build_report, export_judgments, format_table
 
 ITEMS = 8
@@ -85,6 +88,13 @@ def counts(report_part: dict) -> tuple[int, ...]:
 
 
 def test_plug_strict_one_call_per_order_their_settings_chat_messages_bare_question(setup, start_tgi_server, capsys):
+    """PLUG @ 307a35f, src/evaluate/x-alpacaeval/llm_judge/: one call per order (fastchat/llm_judge/
+    common.py lines 345-350: `run_judge_pair` twice, no retry), each with `temperature=0, top_p=0,
+    max_tokens=1024` (lines 287-290; `max_tokens_by_model`, lines 56-63), as two messages, system
+    then user (lines 281-286, fastchat/conversation.py lines 229-240), the question being the
+    file's `instruction` (llm_judge.py line 60); replies read by lines 301-309, mapped per order by
+    lines 352-355, combined by calculate_pair_judge_score.py lines 71-95 and printed by its lines
+    20-36 (`count / total:.1%`, line 30; Diff (abs), line 35)."""
     # eval_models.ScriptedJudge, per item: 0 M1 both orders, 1 M1 first else tie, 2 the first shown,
     # 3 tie, 4 never a verdict, 5 M2, 6 a verdict only when sampled, 7 M1.
     # By hand from PLUG's scripts (module docstring): g1/g2 winners per item
@@ -101,7 +111,7 @@ def test_plug_strict_one_call_per_order_their_settings_chat_messages_bare_questi
     assert [j["outcome"] for j in judgments[:ITEMS]] == ["win", "slight_win", "tie", "tie", "error", "loss", "error", "win"]
     assert counts(report["languages"]["sw"]) == counts(report["languages"]["ko"]) == (8, 3, 1, 2, 1, 0, 2, 2)
     assert counts(report["overall"]) == (16, 6, 2, 4, 2, 0, 4, 4)
-    assert (report["strict"], report["retry"], report["aggregation"]) == (True, False, "per-order")
+    assert (report["strict"], report["retry"], report["aggregation"], report["max_new_tokens"]) == (True, False, "per-order", 1024)
     assert "PLUG's rule" in report["aggregation_rule"]
     # One call per order, none sampled: PLUG's temperature 0 and top_p 0, no seed.
     assert len(seen) == 2 * ITEMS * 2
@@ -117,6 +127,9 @@ def test_plug_strict_one_call_per_order_their_settings_chat_messages_bare_questi
 
 
 def test_ours_retry_is_an_option_and_the_report_names_its_verdicts(setup, start_tgi_server, capsys):
+    """Ours: the sampled retry. PLUG has none (its only loop, common.py lines 480-495, repeats failed
+    API calls, not unreadable replies), so with --no-retry item 6 is an error, as common.py line
+    309 makes it, and the counts are the strict ones."""
     model = ScriptedJudge()
     server = start_tgi_server(reply=model, max_total_tokens=8192)
     assert judge(setup, server, "--configs", "cross-sw") == 0
@@ -140,6 +153,11 @@ def test_ours_retry_is_an_option_and_the_report_names_its_verdicts(setup, start_
 
 
 def test_strict_needs_a_chat_route_and_refuses_our_options(setup, start_tgi_server, capsys):
+    """What strict mode cannot honour is refused, never run differently: both scripts send chat
+    messages (PLUG common.py lines 281-290; X-Instruction gpt4_eval.py lines 288-291), neither
+    retries, PLUG's verdicts have no scores to sum (calculate_pair_judge_score.py lines 69-95 read
+    only g1/g2_winner), its prompt is pair-v2 (llm_judge.py line 153) and it sends 1024 tokens to
+    every judge (common.py lines 56-63, 287)."""
     server = start_tgi_server(reply=ScriptedJudge(), max_total_tokens=8192)
     assert judge(setup, server, "--strict", route="generate") == 2
     err = capsys.readouterr().err
@@ -148,7 +166,40 @@ def test_strict_needs_a_chat_route_and_refuses_our_options(setup, start_tgi_serv
     assert "drop --retry" in capsys.readouterr().err
     assert judge(setup, server, "--aggregation", "sum") == 2
     assert "protocol plug gives verdicts" in capsys.readouterr().err
+    assert judge(setup, server, "--strict", "--prompt", "judge_xinstruction_v1") == 2
+    assert "--strict judges with the paper's prompt (judge_plug_pair_v2): drop --prompt judge_xinstruction_v1" in capsys.readouterr().err
+    assert judge(setup, server, "--strict", "--max-new-tokens", "512") == 2
+    assert "sends 1024 tokens, as PLUG's script does for every judge: drop --max-new-tokens 512" in capsys.readouterr().err
+    assert server.successes == {}  # refused before any call
     assert not (setup[1] / "judgments").exists()
+
+
+def test_strict_requests_are_the_scripts_two_messages():
+    """The request strict mode sends, per protocol: two messages, system then user, the user text
+    formatted as the script formats it (PLUG: common.py lines 271-277 `prompt_template.format(
+    question=..., answer_a=..., answer_b=...)`; X-Instruction: gpt4_eval.py lines 281-286
+    `_EVAL_PROMPT.format(lang=..., instruction=..., output1=..., output2=...)`), the question bare
+    (gpt4_eval.py line 283, llm_judge.py line 60), the settings of common.py line 289 and
+    gpt4_eval.py lines 154-171; and PLUG's reading: "[[A]]" is looked for first, so a reply naming
+    both is A, and one with no mark is an error (common.py lines 301-309)."""
+    row = {"id": 3, "dataset": "koala", "instruction": "Name a river. Answer in Swahili.", "language": "sw"}
+    files = AnswerFile("M1/cross-sw.json", outputs={3: "Nile {a}"}), AnswerFile("M2/cross-sw.json", outputs={3: "Congo"})
+    item = pair_items([row], *files, "cross-sw", strict=True)[0]
+    assert item["judge_question"] == "Name a river."
+    for name, values in (("plug", {"question": "Name a river.", "answer_a": "Nile {a}", "answer_b": "Congo"}),
+                         ("xinstruction", {"language": "Swahili", "instruction": "Name a river.", "output1": "Nile {a}", "output2": "Congo"})):
+        protocol = PROTOCOLS[name]
+        prompt = load_eval_prompt(protocol.prompt)
+        request = prompt.request(protocol.values(item, item["output_1"], item["output_2"]), protocol.params(0, strict=True), chat=True)
+        assert [role for role, _ in request.messages] == ["system", "user"]
+        assert request.messages[0][1] == prompt.section("system").text
+        assert request.messages[1][1] == prompt.section("user").text.format(**values)
+        params = request.params
+        assert (params.temperature, params.top_p, params.seed, params.max_new_tokens) == (
+            0.0, {"plug": 0.0, "xinstruction": 1.0}[name], None, {"plug": 1024, "xinstruction": 256}[name])
+    read = PROTOCOLS["plug"].read_strict
+    assert read("B is fine, but [[B]] loses to [[A]]")[0] == "A" and read("[[B]]")[0] == "B" and read("[[C]]")[0] == "tie"
+    assert read("[A] is better")[0] is None and read("")[0] is None
 
 
 # --- X-Instruction: parse rules, strict and ours; both aggregations --------------------------------
@@ -194,6 +245,12 @@ def xinstruction_judge(calls: list):
 
 
 def test_xinstruction_strict_keeps_out_of_range_scores_and_errors_where_the_script_crashes(setup, start_tgi_server, capsys):
+    """X-Instruction @ 98abc93, utils/gpt4_eval.py: `extract_score` (lines 86-112) as released: 85 kept,
+    `8/10` raises in `float()` (line 100), a missing tag -1 (lines 101-103); `temperature 0, top_p
+    1.0, max_tokens 256` (lines 154-171), no seed; system then user messages (lines 279-291) with
+    the question's `text` (line 283) and the language by name (line 282). Per-order and sum are
+    ours: the script writes `score_1`/`score_2` per order (lines 339-347) and combines nothing.
+    The expected outcomes are computed by hand in the comment under XI_REPLIES."""
     calls: list = []
     server = start_tgi_server(reply=xinstruction_judge(calls), flavour="llamacpp", max_total_tokens=8192)
     assert judge(setup, server, "--protocol", "xinstruction", "--strict", "--configs", "cross-sw") == 0
@@ -202,7 +259,7 @@ def test_xinstruction_strict_keeps_out_of_range_scores_and_errors_where_the_scri
     assert judgments[2]["orders"][0]["read"] == {"score1": 85, "score2": 7}
     assert judgments[3]["orders"][0]["error"].startswith("script_would_crash: <score1>8/10</score1>: ValueError")
     assert judgments[4]["orders"][0]["read"] == {"score1": -1, "score2": -1} and judgments[4]["orders"][0]["error"] == "unreadable_verdict"
-    assert counts(report["overall"]) == (8, 3, 1, 2, 1, 0, 2, 2)
+    assert counts(report["overall"]) == (8, 3, 1, 2, 1, 0, 2, 2) and report["max_new_tokens"] == 256
     assert len(calls) == 2 * ITEMS and {(p["temperature"], p["top_p"], p["seed"], p["max_new_tokens"]) for *_, p in calls} == {(0, None, None, 256)}
     prompt_seen = server.successes  # the joined messages: X-Instruction's system prompt, then its user prompt
     assert all(p.startswith(XI_SYSTEM + "\nGiven the question and the answer in Swahili language.") for p in prompt_seen)
@@ -224,6 +281,9 @@ def test_xinstruction_strict_keeps_out_of_range_scores_and_errors_where_the_scri
 
 
 def test_xinstruction_ours_reads_out_of_range_as_missing_and_retries(setup, start_tgi_server):
+    """Ours (default): a score outside 0-10 or no number is missing (where gpt4_eval.py line 100 keeps
+    85 and crashes on 8/10), and an order without two scores gets the sampled retry; with
+    --no-retry it stays an error (gpt4_eval.py calls once per item, lines 308-315)."""
     calls: list = []
     server = start_tgi_server(reply=xinstruction_judge(calls), max_total_tokens=8192)
     assert judge(setup, server, "--protocol", "xinstruction", "--configs", "cross-sw") == 0
@@ -234,8 +294,20 @@ def test_xinstruction_ours_reads_out_of_range_as_missing_and_retries(setup, star
     assert sampled == [(2, True), (3, True), (4, True)]
     assert report["retried"] == {"verdicts": 1, "items": 1, "ids": {"cross-sw": [2]}}
 
+    # Ours with --no-retry, by hand: 2's first order (85) and 3's (8/10) are missing scores, so
+    # errors; the rest as strict: win, tie, error, error, error, tie, loss, slight win.
+    assert judge(setup, server, "--protocol", "xinstruction", "--configs", "cross-sw", "--no-retry") == 0
+    judgments, report = read_run(setup, "xinstruction-noretry")
+    assert [j["outcome"] for j in judgments] == ["win", "tie", "error", "error", "error", "tie", "loss", "slight_win"]
+    assert counts(report["overall"]) == (8, 2, 1, 2, 1, 0, 3, 1) and report["retried"]["verdicts"] == 0
+    assert len(calls) == 2 * ITEMS + 3  # every greedy reply came from the call cache
+
 
 def test_score_reading_rules():
+    """gpt4_eval.py lines 96-97: `re.search('<score1>(.*?)</score1>', review)` (no DOTALL: a score
+    across a newline is not found, -1), lines 100 and 106: `int(float(text))` (surrounding spaces
+    allowed, 9.6 truncated to 9, a negative kept; nan raises ValueError, inf OverflowError);
+    common.py line 289: PLUG's top_p 0 in strict mode only."""
     assert read_xinstruction_verdict_strict("<score1>85</score1><score2>7</score2>") == ("A", {"score1": 85, "score2": 7})
     assert read_xinstruction_verdict("<score1>85</score1><score2>7</score2>") == (None, {"score1": -1, "score2": 7})
     verdict, read = read_xinstruction_verdict_strict("<score1>7</score1><score2>nan</score2>")
@@ -247,7 +319,68 @@ def test_score_reading_rules():
     assert PROTOCOLS["plug"].params(0).seed == 0 and PROTOCOLS["xinstruction"].params(0, strict=True).seed is None
 
 
+# X-Instruction's `extract_score`, verbatim: github.com/ZNLP/X-Instruction @ 98abc93, utils/gpt4_eval.py
+# lines 86-112 (MIT License, Copyright (c) 2024 ZNLP): the reference strict mode is checked against.
+THEIR_EXTRACT_SCORE = r'''
+def extract_score(review: str) -> float:
+    """
+    Extracts the score from the review.
+
+    Args:
+        review: The review to extract the score from.
+
+    Returns:
+        The score.
+    """
+    match_1 = re.search('<score1>(.*?)</score1>', review)
+    match_2 = re.search('<score2>(.*?)</score2>', review)
+
+    if match_1:
+        score_1 = int(float(match_1.group(1)))
+    else:
+        # raise ValueError("No score1 found in review.")
+        score_1 = -1
+
+    if match_2:
+        score_2 = int(float(match_2.group(1)))
+    else:
+        # raise ValueError("No score2 found in review.")
+        score_2 = -1
+
+
+    return score_1, score_2
+'''
+
+
+def test_strict_scores_are_their_extract_score_on_every_reply():
+    """read_scores_strict against X-Instruction's own `extract_score` (gpt4_eval.py lines 86-112,
+    kept verbatim above): the same two integers wherever it returns, an error wherever it raises."""
+    namespace: dict = {"re": re}
+    exec(THEIR_EXTRACT_SCORE, namespace)
+    theirs = namespace["extract_score"]
+    replies = [
+        "<score1>8</score1><score2>5</score2>", "<score1>85</score1><score2>7</score2>", "<score1>7.9</score1><score2> 3 </score2>",
+        "<score1>8/10</score1><score2>7</score2>", "<score1>8</score1><score2>7/10</score2>", "<score1></score1><score2>1</score2>",
+        "<score1>-2</score1><score2>1e1</score2>", "<score1>nan</score1>", "<score1>inf</score1><score2>2</score2>",
+        "<score1>\n8</score1><score2>3</score2>", "no tags at all", "<score2>4</score2> then <score1>6</score1>",
+        "<score1>5</score1><score1>9</score1><score2>5</score2>", "<score1>1_0</score1><score2>\uff18</score2>",
+        "<score1><score1>4</score1></score1><score2>0</score2>", "<score1>9.99</score1><score2>-0.5</score2>",
+    ]
+    for reply in replies:
+        try:
+            expected = theirs(reply)
+        except (ValueError, OverflowError) as error:
+            ours = read_scores_strict(reply)
+            assert isinstance(ours, str) and ours.startswith(f"{SCRIPT_WOULD_CRASH}: <score"), reply
+            assert ours.endswith(f": {type(error).__name__}: {error}"), (reply, ours)
+            continue
+        assert read_scores_strict(reply) == expected, reply
+
+
 def test_sum_reading_by_hand():
+    """`sum` is ours (gpt4_eval.py lines 339-347 write one file per order and nothing reads both):
+    6-5 for M1 with M1 shown first, 9-1 for M2 with M2 first is a tie per order (PLUG's rule,
+    calculate_pair_judge_score.py lines 74-75) and a loss summed (7 against 14)."""
     def order(first: bool, s1: int, s2: int, verdict: str) -> dict:
         return {"model_1_shown_first": first, "verdict": verdict, "read": {"score1": s1, "score2": s2}}
 
@@ -261,6 +394,8 @@ def test_sum_reading_by_hand():
 
 
 def test_rates_are_printed_once_from_counts_as_plug_prints_them():
+    """calculate_pair_judge_score.py line 30 prints `f"{count / total:.1%}"` from the counts; the
+    total win count of line 32 includes the slight wins (lines 32-35)."""
     # PLUG prints f"{count / total:.1%}" (calculate_pair_judge_score.py line 30). By hand: the
     # percentage to one decimal is count * 1000 / 805 tenths, rounded to the nearest (805 = 5*7*23
     # never gives a half), written with one decimal.
@@ -280,6 +415,9 @@ def test_rates_are_printed_once_from_counts_as_plug_prints_them():
 
 
 def test_language_by_set_rows_and_delta():
+    """PLUG scores one language per results file and breaks it down by the data file's `dataset`
+    (calculate_pair_judge_score.py lines 99-104, printed by lines 115-116), so our set rows sit
+    within each language; Δ is line 35's difference (there printed as its absolute value)."""
     judgments = (
         [{"language": "sw", "dataset": "koala", "outcome": o} for o in ("win", "slight_win", "loss")]
         + [{"language": "sw", "dataset": "oasst", "outcome": o} for o in ("tie", "error")]
@@ -297,6 +435,11 @@ def test_language_by_set_rows_and_delta():
 
 
 def test_exports_in_the_papers_formats(setup, start_tgi_server, capsys):
+    """PLUG's pair result (common.py lines 359-372) read by calculate_pair_judge_score.py (lines 59-70:
+    question_id, model_1, model_2, g1_winner, g2_winner; lines 99-100: the data file's dataset and
+    category, "default" as llm_judge.py lines 57-59 set it); X-Instruction's per-order file
+    (gpt4_eval.py line 236 names it `gpt4.eval.<answer1>.<answer2>.aug-min-output.jsonl`, lines
+    339-347 write its lines)."""
     calls: list = []
     server = start_tgi_server(reply=xinstruction_judge(calls), flavour="llamacpp", max_total_tokens=8192)
     assert judge(setup, server, "--protocol", "xinstruction", "--strict", "--configs", "cross-sw", "--export", "plug", "--export", "xinstruction") == 0
@@ -349,6 +492,10 @@ def bad_input_command(tmp_path: Path, case: str) -> list[str]:
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_a_bad_answer_file_is_one_line_naming_file_and_ids(tmp_path, case, capsys):
+    """Each bad input stops the run (exit 2) with one line naming the file and the ids. PLUG's judge
+    would keep the last of two answers of an id (llm_judge.py line 77), stop with a KeyError on a
+    missing one or a string id (line 104), and judge a null output as the text "None" (line 76,
+    then `str.format`, common.py lines 272-277)."""
     assert main(bad_input_command(tmp_path, case)) == 2
     err = capsys.readouterr().err
     assert BAD_INPUTS[case][1] in err and err.count("\n") == 1 and "--missing-as-error" in err
@@ -356,6 +503,7 @@ def test_a_bad_answer_file_is_one_line_naming_file_and_ids(tmp_path, case, capsy
 
 
 def test_a_bad_answer_file_through_the_real_entry_point(tmp_path):
+    """The same through `python -m xinstruction_dataset.cli`: exit 2, one line on stderr."""
     command = [sys.executable, "-m", "xinstruction_dataset.cli", *bad_input_command(tmp_path, "string ids")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
@@ -363,6 +511,8 @@ def test_a_bad_answer_file_through_the_real_entry_point(tmp_path):
 
 
 def test_missing_as_error_counts_them_and_judges_the_rest(tmp_path, start_tgi_server, capsys):
+    """--missing-as-error: each item a problem touches is an error in both orders, counted over all
+    items as PLUG counts errors (calculate_pair_judge_score.py lines 27 and 30), never judged."""
     source = write_xalpacaeval_sources(tmp_path / "source")
     write_answers(tmp_path / "M1", "ko", "M1", [0, 1, 1, 2])
     (tmp_path / "M2").mkdir()
@@ -384,6 +534,8 @@ def test_missing_as_error_counts_them_and_judges_the_rest(tmp_path, start_tgi_se
 
 
 def test_reading_an_answer_file(tmp_path):
+    """Ids beyond the items judged are no problem (PLUG's judge looks up only its questions' ids,
+    llm_judge.py lines 99-105)."""
     path = write_answers(tmp_path, "ko", "M1", [0, 2, 2, 5])
     checked = read_answer_file(path, [0, 1, 2, 3])
     assert checked.outputs == {0: "M1 answers item 0"}  # 5 is beyond the items asked for: fine

@@ -21,7 +21,7 @@ from ..evaluation.inputs import MISSING_AS_ERROR, read_answer_file, refuse_probl
 from ..evaluation.judge import judge_items, pair_items, uses_chat
 from ..evaluation.layout import EvalLayout, judgment_variant
 from ..evaluation.prompts import load_eval_prompt
-from ..evaluation.protocols import PROTOCOLS, get_protocol
+from ..evaluation.protocols import PROTOCOLS, Protocol, get_protocol
 from ..evaluation.report import (
     CHART_FILE, EXPORT_FORMATS, aggregation_rule, export_judgments, format_table, read_judgments, recount, save_chart, write_report,
 )
@@ -107,9 +107,10 @@ def _register_judge(actions: argparse._SubParsersAction) -> None:
     judge.add_argument("--protocol", choices=tuple(PROTOCOLS), default="plug", help="plug: pair-v2 verdicts [[A]]/[[B]]/[[C]]; xinstruction: 0-10 scores in <score1>/<score2> (default plug)")
     judge.add_argument("--strict", action="store_true",
                        help="reproduce the paper's script exactly: one call per order (no retry), its reading of replies (X-Instruction: "
-                       "an out-of-range score such as 85 is kept, one its script crashes on, such as 8/10, is an error), its settings "
-                       "(PLUG: temperature 0, top_p 0; X-Instruction: temperature 0, top_p 1), system and user chat messages (the judge "
-                       "needs route: chat), and the question without the 'Answer in X.' of the cross-<code> configs")
+                       "an out-of-range score such as 85 is kept, one its script crashes on, such as 8/10, is an error; a missing tag is "
+                       "its -1, which our aggregations count as an error), its settings (PLUG: temperature 0, top_p 0, 1024 tokens; "
+                       "X-Instruction: temperature 0, top_p 1, 256 tokens), its prompt, system and user chat messages (the judge needs "
+                       "route: chat), and the question without the 'Answer in X.' of the cross-<code> configs")
     judge.add_argument("--retry", action=argparse.BooleanOptionalAction, default=None,
                        help="ours: retry an order without a verdict once, sampled (temperature 0.7, seed 1); on by default, off with --strict; "
                        "the report counts the verdicts it produced and judgments.jsonl marks them (verdict_from: sampled_retry)")
@@ -125,8 +126,9 @@ def _register_judge(actions: argparse._SubParsersAction) -> None:
                        help="also write the judgments in a paper's format under the judgments folder's export/: plug (results.jsonl "
                        "with g1_winner/g2_winner, and data.json with dataset and category, for PLUG's calculate_pair_judge_score.py), "
                        "xinstruction (score_1/score_2 per order, as utils/gpt4_eval.py writes); repeatable")
-    judge.add_argument("--prompt", help="judge prompt: a packaged name or a .txt file (default: the protocol's, e.g. judge_plug_pair_v2)")
-    judge.add_argument("--max-new-tokens", type=int, help="judge reply length at most (default: the protocol's, 1024 plug, 256 xinstruction)")
+    judge.add_argument("--prompt", help="judge prompt: a packaged name or a .txt file (default: the protocol's, e.g. judge_plug_pair_v2; --strict takes only that one)")
+    judge.add_argument("--max-new-tokens", type=int, help="judge reply length at most (default: the protocol's, 1024 plug, 256 xinstruction; --strict --protocol plug "
+                       "takes only 1024, PLUG's for every judge, while X-Instruction's script has this option)")
     judge.add_argument("--chart", default=CHART_FILE, help=f"chart file name in the judgments folder; .png or .svg (default {CHART_FILE})")
     _common(judge)
     judge.set_defaults(func=run_judge)
@@ -264,6 +266,8 @@ def run_judge(args: argparse.Namespace) -> int:
         raise UserError("--strict sends the judge system and user chat messages, as both papers did: give a judge on a chat route, "
                         "e.g. --judge '{backend: tgi, route: chat, model: gpt-4-0613, endpoints: [https://api.openai.com]}'")
     protocol = get_protocol(args.protocol)
+    if args.strict:
+        _refuse_unlike_the_script(args, protocol)
     if args.max_new_tokens is not None:
         protocol = replace(protocol, max_new_tokens=args.max_new_tokens)
     prompt = load_eval_prompt(args.prompt or protocol.prompt)
@@ -280,7 +284,7 @@ def run_judge(args: argparse.Namespace) -> int:
         runner = CallRunner(backend, cache, desc=f"judge {args.protocol}", progress=not args.no_progress)
         run = judge_items(items, protocol, prompt, runner, chat=chat, strict=args.strict, retry=retry, aggregation=args.aggregation)
     meta = {"model_1": name_1, "model_2": name_2, "judge": backend.model_id, "protocol": protocol.name,
-            "prompt_version": prompt.version, "configs": configs, "limit": args.limit,
+            "prompt_version": prompt.version, "max_new_tokens": protocol.max_new_tokens, "configs": configs, "limit": args.limit,
             "strict": args.strict, "retry": retry, "aggregation": args.aggregation, "aggregation_rule": rule,
             "input_errors": [p.to_dict() for f in checked for p in f.problems]}
     out = layout.judgments(protocol.name, name_1, name_2, judgment_variant(strict=args.strict, retry=retry, aggregation=args.aggregation))
@@ -292,6 +296,17 @@ def run_judge(args: argparse.Namespace) -> int:
     if run.failed_calls:
         raise PartialFailure(f"{run.failed_calls} judge calls failed (counted as errors above): run the same command again; finished verdicts come from the cache")
     return 0
+
+
+def _refuse_unlike_the_script(args: argparse.Namespace, protocol: Protocol) -> None:
+    """--strict promises the paper's script: refuse what that script cannot be told. PLUG's sends
+    1024 tokens to every judge (common.py `max_tokens_by_model`); X-Instruction's takes
+    `--max-tokens` (default 256), so --max-new-tokens stays open there."""
+    if args.prompt not in (None, protocol.prompt):
+        raise UserError(f"--strict judges with the paper's prompt ({protocol.prompt}): drop --prompt {args.prompt}, or drop --strict")
+    if protocol.name == "plug" and args.max_new_tokens not in (None, protocol.max_new_tokens):
+        raise UserError(f"--strict --protocol plug sends {protocol.max_new_tokens} tokens, as PLUG's script does for every judge: "
+                        f"drop --max-new-tokens {args.max_new_tokens}, or drop --strict")
 
 
 def _export(judgments: list[dict[str, Any]], meta: dict[str, Any], folder: Path, formats: list[str]) -> None:

@@ -12,7 +12,6 @@ repeats, when run again, only the calls that were in flight.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +22,6 @@ from .aggregate import in_model_terms, outcome
 from .inputs import AnswerFile
 from .prompts import PromptFile
 from .protocols import Protocol, judge_question
-
-logger = logging.getLogger(__name__)
 
 ORDERS = (True, False)  # model 1 shown first, then model 2 shown first
 CALL_FAILED = "call_failed"

@@ -21,9 +21,14 @@ Settings. Default (ours): greedy (temperature 0, seed 0) and, when an order has 
 sampled retry (temperature 0.7, another seed), since a greedy retry would repeat the same reply.
 Strict: neither paper retries, so no retry; PLUG sends `temperature=0, top_p=0` and 1024 tokens
 (common.py lines 288-290; `max_tokens_by_model`, lines 56-63), X-Instruction `temperature 0,
-top_p 1.0` and 256 tokens (gpt4_eval.py lines 154-171); neither sends a seed. Both send chat
-messages, system then user (common.py lines 281-286 with fastchat's chatgpt template;
-gpt4_eval.py lines 288-291), and their judge sees the question as written: X-Instruction's
+top_p 1.0` and 256 tokens (gpt4_eval.py lines 154-171); neither sends a seed. Both send two chat
+messages, system then user: X-Instruction builds them (gpt4_eval.py lines 288-291); PLUG's
+`run_judge_pair` (common.py lines 281-290) goes through fastchat's conversation template, which
+for its judge `gpt-4-0613` (llm_judge.py line 226) is `one_shot` (no adapter claims that name:
+ChatGPTAdapter matches only "gpt-3.5-turbo" and "gpt-4", fastchat/model/model_adapter.py line
+851), and its example turns lie before `offset`, so `to_openai_api_messages`
+(fastchat/conversation.py lines 229-240) sends the pair-v2 system prompt and the user prompt
+only. Their judge sees the question as written: X-Instruction's
 `question[i]["text"]` (gpt4_eval.py line 283; the target language is a separate field, as in
 chatgpt_generation.py lines 22-26), PLUG's `instruction` (llm_judge.py line 60). So strict mode
 drops the "Answer in X." our `cross-<code>` configs append (`judge_question`).
@@ -54,7 +59,6 @@ class Protocol:
     read: Callable[[str], tuple[Verdict | None, dict[str, Any]]]  # reply -> (verdict, what was read): ours
     read_strict: Callable[[str], tuple[Verdict | None, dict[str, Any]]]  # as the paper's script reads it
     strict_top_p: float  # the top_p the paper's script sends (with temperature 0 and no seed)
-    has_scores: bool  # replies carry numeric scores (the `sum` aggregation and X-Instruction's export need them)
 
     def params(self, attempt: int, *, strict: bool = False) -> GenerationParams:
         """Attempt 0 is greedy, as in both papers; the retry (ours) samples with another seed."""
@@ -95,19 +99,23 @@ _SCORE = {n: re.compile(rf"<score{n}>(.*?)</score{n}>") for n in (1, 2)}
 MISSING_SCORE = -1
 
 
-def read_scores(reply: str) -> tuple[int, int]:
-    """(score1, score2), ours: as X-Instruction's `extract_score` reads them, a missing score -1;
-    where their script would crash (a score that is no number) or a score falls outside 0-10,
-    the score is missing too."""
-    return _score(reply, 1), _score(reply, 2)
-
-
-def _score(reply: str, n: int) -> int:
+def extract_score_tag(reply: str, n: int) -> int:
+    """`<score{n}>` as `extract_score` reads it: `int(float(text))` of the first match, -1 when
+    there is none; raises ValueError or OverflowError where their script does."""
     match = _SCORE[n].search(reply)
-    if match is None:
-        return MISSING_SCORE
+    return MISSING_SCORE if match is None else int(float(match.group(1)))
+
+
+def read_scores(reply: str) -> tuple[int, int]:
+    """(score1, score2), ours: as `extract_score` reads them, a missing score -1; where their
+    script would crash (a score that is no number) or a score falls outside 0-10, the score is
+    missing too."""
+    return _score_or_missing(reply, 1), _score_or_missing(reply, 2)
+
+
+def _score_or_missing(reply: str, n: int) -> int:
     try:
-        score = int(float(match.group(1)))
+        score = extract_score_tag(reply, n)
     except (ValueError, OverflowError):
         return MISSING_SCORE
     return score if 0 <= score <= 10 else MISSING_SCORE
@@ -118,15 +126,10 @@ def read_scores_strict(reply: str) -> tuple[int, int] | str:
     missing), or, where it would raise, the text of the error their script would stop on."""
     scores = []
     for n in (1, 2):
-        match = _SCORE[n].search(reply)
-        if match is None:
-            scores.append(MISSING_SCORE)
-            continue
-        text = match.group(1)
         try:
-            scores.append(int(float(text)))
+            scores.append(extract_score_tag(reply, n))
         except (ValueError, OverflowError) as error:  # float('8/10'), int(float('nan')), int(float('inf'))
-            return f"{SCRIPT_WOULD_CRASH}: <score{n}>{text}</score{n}>: {type(error).__name__}: {error}"
+            return f"{SCRIPT_WOULD_CRASH}: <score{n}>{_SCORE[n].search(reply).group(1)}</score{n}>: {type(error).__name__}: {error}"
     return scores[0], scores[1]
 
 
@@ -158,9 +161,9 @@ def _xinstruction_values(row: dict[str, Any], first: str, second: str) -> dict[s
 
 PROTOCOLS: dict[str, Protocol] = {
     "plug": Protocol("plug", "judge_plug_pair_v2", 1024, _plug_values, read_plug_verdict, read_plug_verdict,
-                     strict_top_p=0.0, has_scores=False),
+                     strict_top_p=0.0),
     "xinstruction": Protocol("xinstruction", "judge_xinstruction_v1", 256, _xinstruction_values, read_xinstruction_verdict,
-                             read_xinstruction_verdict_strict, strict_top_p=1.0, has_scores=True),
+                             read_xinstruction_verdict_strict, strict_top_p=1.0),
 }
 
 

@@ -38,9 +38,9 @@ AGGREGATION_RULES = {
     ("plug", "per-order"): "PLUG's rule (calculate_pair_judge_score.py): a win in both orders, or a win and a tie, is a win; "
                            "opposite winners or two ties a tie; an error in either order an error",
     ("xinstruction", "per-order"): "ours (X-Instruction's release has no aggregation): the higher score wins each order, "
-                                   "the orders combined with PLUG's rule",
+                                   "the orders combined with PLUG's rule; an order without two scores (their -1) is an error",
     ("xinstruction", "sum"): "ours (X-Instruction's release has no aggregation): each model's scores summed over both orders, "
-                             "the higher sum wins",
+                             "the higher sum wins; an order without two scores (their -1) makes the item an error",
 }
 
 
@@ -248,7 +248,9 @@ def _export_xinstruction(judgments: list[dict[str, Any]], meta: dict[str, Any], 
     339-347): `gpt4.eval.<answer1>.<answer2>.aug-min-output.jsonl`, a line per item with
     question_id, category, score_1, score_2, gpt4_eval (the reply), answer1, answer2. An order
     without two scores (no reply, or one their script would have crashed on) is written with -1,
-    their "no score" value."""
+    their "no score" value. No `--debug` header: their scripts/evaluate.sh passes `--debug`, which
+    puts two lines of settings that are not JSON at the top of the file (gpt4_eval.py lines
+    301-306); we write the JSON lines only."""
     if meta.get("protocol") != "xinstruction":
         raise UsageError(f"X-Instruction's format holds 0-10 scores; these judgments are protocol {meta.get('protocol')!r} verdicts: export them as plug")
     names = _xinstruction_name(str(meta.get("model_1", "model_1"))), _xinstruction_name(str(meta.get("model_2", "model_2")))
