@@ -339,6 +339,32 @@ def test_an_unexpected_error_is_a_bug_with_its_traceback_and_exit_70(tmp_path: P
     assert len(lines) == 1 and "bug" in lines[0] and "report it" in lines[0] and "issue tracker" in lines[0], done.stderr[-3000:]
 
 
+SWALLOWING_COMMAND = textwrap.dedent(
+    """
+    import os, signal, sys
+    from xinstruction_dataset import cli
+    from xinstruction_dataset.commands import card
+
+    def loads_profiles(args):  # as langdetect's loader: any exception, the stop included, becomes its own
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pause()
+        except:  # noqa: E722 - the library's habit under test
+            raise RuntimeError("Profile format error")
+
+    card.run_check = loads_profiles
+    sys.argv = ["xinstruction", "card", "check", sys.argv[1]]
+    cli.run()
+    """
+)
+
+
+def test_a_stop_that_a_library_turns_into_its_own_error_is_still_a_stop(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", SWALLOWING_COMMAND, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr[-3000:]
+    assert "stopped by SIGTERM" in done.stderr and "bug" not in done.stderr, done.stderr[-3000:]
+
+
 def test_user_errors_that_were_value_errors_stay_exit_2(tmp_path: Path) -> None:
     corpus = small_corpus(tmp_path)
     cases = {

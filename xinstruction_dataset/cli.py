@@ -79,16 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    with _stop_signals_like_ctrl_c():  # until the last line is printed: a second stop signal is ignored
+    with _stop_signals_like_ctrl_c() as stopping:  # until the last line is printed: a second stop signal is ignored
         try:
             return int(args.func(args) or 0)
         except KeyboardInterrupt as stop:
-            _reap_children()
-            signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
-            what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-            print(f"{what}: finished work is saved; run the same command again to resume", file=sys.stderr)
-            return EXIT_SIGNAL_BASE + signum
+            return _stopped(stop.signum if isinstance(stop, Stopped) else signal.SIGINT)
         except Exception as error:  # noqa: BLE001 - every failure ends as one line and an exit code
+            if stopping:
+                # A library that catches every exception (langdetect's profile loader does) turns
+                # the Stopped raised inside it into an error of its own: the stop is what happened.
+                return _stopped(stopping[0])
             code, message = _classify(error)
             if code is None:  # a bug: the full traceback is what a report needs
                 print(redact(traceback.format_exc()), end="", file=sys.stderr)
@@ -102,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
             print(f"error: {redact(message)}", file=sys.stderr)
             return code
+
+
+def _stopped(signum: int) -> int:
+    _reap_children()
+    what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    print(f"{what}: finished work is saved; run the same command again to resume", file=sys.stderr)
+    return EXIT_SIGNAL_BASE + signum
 
 
 def _classify(error: Exception) -> tuple[int | None, str]:
@@ -133,18 +140,19 @@ class Stopped(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _stop_signals_like_ctrl_c() -> Iterator[None]:
+def _stop_signals_like_ctrl_c() -> Iterator[list[int]]:
     """Turn SIGTERM and SIGHUP into `Stopped` while a command runs.
 
     Ctrl-C reaches every process of the terminal's group, the workers included; `kill PID` and a
     scheduler's SIGTERM reach this process alone, whose default death left the workers running
     (reparented, holding memory and the caller's stdout) and the lock file behind. So the signal
     is passed on to the worker processes, as if it had been sent to the group, and raised here.
-    A second signal while the run unwinds is ignored, so the lock is always released."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers belong to the main thread (main() called from a thread in tests)
-        return
+    A second signal while the run unwinds is ignored, so the lock is always released. Yields the
+    signals received (at most one)."""
     stopping: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield stopping  # signal handlers belong to the main thread (main() called from a thread in tests)
+        return
 
     def stop(signum: int, frame: object) -> None:
         if stopping:
@@ -157,7 +165,7 @@ def _stop_signals_like_ctrl_c() -> Iterator[None]:
 
     previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
-        yield
+        yield stopping
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
