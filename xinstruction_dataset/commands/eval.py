@@ -85,12 +85,27 @@ def _register_answer(actions: argparse._SubParsersAction) -> None:
     answer.add_argument("--strip", action=argparse.BooleanOptionalAction, default=None, help="strip whitespace around answers (default: the template's; PLUG strips, X-Instruction does not)")
     answer.add_argument("--seed", type=int, default=0, help="sampling seed (part of the cache key; default 0)")
     answer.add_argument("--stop", action="append", default=[], metavar="TEXT", help="end an answer at TEXT (repeatable; default none, as the papers)")
-    answer.add_argument("--questions", metavar="FILE", help="also answer a question file in X-Instruction's shape (JSON lines of {question_id, text, category}: "
-                        "Vicuna's or WizardLM's test questions), once per --languages; answers go to <set>-<language>.json")
-    answer.add_argument("--languages", nargs="+", metavar="CODE", default=[], help="with --questions: the languages to answer in, e.g. sw ta")
-    answer.add_argument("--set-name", help="with --questions: the set's name in answer file names (default: the file's stem), e.g. vicuna")
+    _question_options(answer, "answer", "answers go to <set>-<language>.json")
     _common(answer)
     answer.set_defaults(func=run_answer)
+
+
+def _question_options(parser: argparse.ArgumentParser, verb: str, where: str) -> None:
+    parser.add_argument("--questions", metavar="FILE", help=f"also {verb} a question file in X-Instruction's shape (JSON lines of {{question_id, text, category}}: "
+                        f"Vicuna's or WizardLM's test questions), once per --languages; {where}")
+    parser.add_argument("--languages", nargs="+", metavar="CODE", default=[], help="with --questions: the languages the answers are in, e.g. sw ta")
+    parser.add_argument("--set-name", help="with --questions: the set's name in answer file names (default: the file's stem), e.g. vicuna")
+
+
+def _rows(args: argparse.Namespace, configs: list[str] | None) -> dict[str, list[dict[str, Any]]]:
+    """config -> rows: the question file's sets (--questions), and X-AlpacaEval's configs when
+    named, or when no question file is given (`configs` None: all of them)."""
+    rows = question_rows(args.questions, args.languages, set_name=args.set_name, limit=args.limit) if args.questions else {}
+    if args.languages and not args.questions:
+        raise UsageError("--languages goes with --questions FILE (X-AlpacaEval configs say their language: use --configs)")
+    if configs or not args.questions:
+        rows.update(benchmark_rows(configs, source_dir=args.source_dir, revision=args.revision, limit=args.limit))
+    return rows
 
 
 def _register_judge(actions: argparse._SubParsersAction) -> None:
@@ -129,6 +144,7 @@ def _register_judge(actions: argparse._SubParsersAction) -> None:
     judge.add_argument("--prompt", help="judge prompt: a packaged name or a .txt file (default: the protocol's, e.g. judge_plug_pair_v2; --strict takes only that one)")
     judge.add_argument("--max-new-tokens", type=int, help="judge reply length at most (default: the protocol's, 1024 plug, 256 xinstruction; --strict --protocol plug "
                        "takes only 1024, PLUG's for every judge, while X-Instruction's script has this option)")
+    _question_options(judge, "judge the answers to", "the answer files are <set>-<language>.json, as `eval answer --questions` writes")
     judge.add_argument("--chart", default=CHART_FILE, help=f"chart file name in the judgments folder; .png or .svg (default {CHART_FILE})")
     _common(judge)
     judge.set_defaults(func=run_judge)
@@ -176,11 +192,7 @@ def run_answer(args: argparse.Namespace) -> int:
     if samples < 1:
         raise UsageError(f"--samples must be at least 1, got {samples}")
     systems = _system_texts(args, template)
-    rows = question_rows(args.questions, args.languages, set_name=args.set_name, limit=args.limit) if args.questions else {}
-    if args.languages and not args.questions:
-        raise UsageError("--languages goes with --questions FILE (X-AlpacaEval configs say their language: use --configs)")
-    if args.configs or not args.questions:
-        rows.update(benchmark_rows(args.configs, source_dir=args.source_dir, revision=args.revision, limit=args.limit))
+    rows = _rows(args, args.configs)
     layout = EvalLayout(Path(args.output_dir))
     backend = build_backend(spec)
     if ngram and not backend.supports_no_repeat_ngram_size:
@@ -252,7 +264,9 @@ def _answers_folder(layout: EvalLayout, name: str) -> tuple[Path, str]:
 def run_judge(args: argparse.Namespace) -> int:
     layout = EvalLayout(Path(args.output_dir))
     (folder_1, name_1), (folder_2, name_2) = _answers_folder(layout, args.model_1), _answers_folder(layout, args.model_2)
-    configs = args.configs or [c for c in config_names() if (folder_1 / f"{c}.json").is_file() and (folder_2 / f"{c}.json").is_file()]
+    both = [c for c in config_names() if (folder_1 / f"{c}.json").is_file() and (folder_2 / f"{c}.json").is_file()]
+    rows = _rows(args, args.configs or (None if args.questions else both or None))
+    configs = list(rows) if args.questions or args.configs else [c for c in rows if c in both]
     missing = [str(folder / f"{c}.json") for c in configs for folder in (folder_1, folder_2) if not (folder / f"{c}.json").is_file()]
     if not configs or missing:
         raise FileNotFoundError(f"no answers to compare: missing {', '.join(missing) or f'a config answered by both {folder_1} and {folder_2}'}; run `xinstruction eval answer` for it")
@@ -272,7 +286,6 @@ def run_judge(args: argparse.Namespace) -> int:
         protocol = replace(protocol, max_new_tokens=args.max_new_tokens)
     prompt = load_eval_prompt(args.prompt or protocol.prompt)
     prompt.section("user")
-    rows = benchmark_rows(configs, source_dir=args.source_dir, revision=args.revision, limit=args.limit)
     files = {config: [read_answer_file(folder / f"{config}.json", [row["id"] for row in rows[config]]) for folder in (folder_1, folder_2)]
              for config in configs}
     checked = [f for pair in files.values() for f in pair]

@@ -66,7 +66,7 @@ def question_rows(path: str | Path, languages: list[str], *, set_name: str | Non
     if taken:
         raise UsageError(f"--set-name {name!r} makes {', '.join(taken)}, an X-AlpacaEval config name: choose another set name")
     return {
-        config: [{"id": q["question_id"], "dataset": q["category"], "instruction": q["text"], "question": q["text"], "language": code} for q in questions]
+        config: [{"id": q["question_id"], "dataset": q["category"], "category": q["category"], "instruction": q["text"], "question": q["text"], "language": code} for q in questions]
         for config, code in configs.items()
     }
 
