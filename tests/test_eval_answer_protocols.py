@@ -195,7 +195,7 @@ def test_the_default_template_makes_the_requests_it_always_made():
     file = load_eval_prompt(DEFAULT_TEMPLATE)
     t = answer_template(file)
     params = GenerationParams()
-    for config, rows in benchmark_rows(["cross-sw", "zh"], source_dir=SHAPE, limit=3).items():
+    for rows in benchmark_rows(["cross-sw", "zh"], source_dir=SHAPE, limit=3).values():
         for item in rows:
             old = file.request({"instruction": item["instruction"]}, params, chat=False)
             assert t.request(item, params, chat=True) == old and t.request(item, params, chat=False).cache_key("m") == old.cache_key("m")

@@ -86,7 +86,7 @@ def test_dry_run_lists_the_diff_and_touches_nothing(hub, repo_id, folder, capsys
 
     out = capsys.readouterr().out
     tr_size = (folder / "data/tr/train-00000-of-00001.parquet").stat().st_size
-    assert f"would commit 1 added, 2 changed, 1 removed" in out
+    assert "would commit 1 added, 2 changed, 1 removed" in out
     assert f"  + data/tr/train-00000-of-00001.parquet ({tr_size / 1000:.1f} kB)" in out
     assert "  ~ data/sw/train-00000-of-00001.parquet (" in out
     assert "  ~ README.md (" in out

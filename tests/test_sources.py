@@ -149,9 +149,9 @@ def test_filter_run_accounts_for_every_input(tmp_path):
     path, good = _bad_input_file(tmp_path)
     out = tmp_path / "out"
     summary = filter_documents(iter_source(SourceSpec(path="", language="vi"), str(path)), [_RejectShort()], out, progress=False)
-    kept = [json.loads(l) for l in (out / "kept.jsonl").read_text().splitlines()]
-    rejects = [json.loads(l) for l in (out / "rejects.jsonl").read_text().splitlines()]
-    quarantine = [json.loads(l) for l in (out / "quarantine.jsonl").read_text().splitlines()]
+    kept = [json.loads(line) for line in (out / "kept.jsonl").read_text().splitlines()]
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    quarantine = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
     assert len(kept) + len(rejects) == len(good) and len(quarantine) == 5
     assert summary.documents_in == 8 and summary.kept == len(kept)
     assert all(r["reason"].startswith("short:under_400:") and r["text"] for r in rejects)

@@ -17,7 +17,7 @@ from fake_llm import FakeBackend, default_reply, section
 from corpora import read_corpus
 from xinstruction_dataset.llm.cache import CallCache
 from xinstruction_dataset.llm.calls import CallScheduler
-from xinstruction_dataset.curation.config import CurationConfig, GenerateConfig, JudgeConfig, RefineConfig
+from xinstruction_dataset.curation.config import CurationConfig, GenerateConfig, JudgeConfig
 from xinstruction_dataset.curation.curate import ROLES, Models, run_curation
 from xinstruction_dataset.curation.engine import Engine, LanguageJob
 from xinstruction_dataset.curation.flow import build_stages

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..layout import REPORT_FOLDER
 from ..options import output_folder_option
-from ..report import REPORT_FOLDER, write_report
+from ..report import write_report
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -140,7 +140,7 @@ class Curation:
             self._models = Models.build(self.config.models)
         return self._models
 
-    @functools.cache
+    @functools.cache  # noqa: B019 - one run object per command: the cache lives exactly as long as the run
     def _embedder(self) -> Embedder:
         """One embedding model per run, shared by every language's merge."""
         return build_embedder(self.config.diversify.embedding)

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..layout import REPORT_FOLDER, RunLayout
+from ..layout import RunLayout
 from ..storage import MARKER_FILE, FolderKind, staged_folder
 from .collect import Collected, collect_language
 from .cost import run_cost

@@ -62,7 +62,7 @@ def funnel_chart(steps: dict[str, list[tuple[str, int]]]) -> str:
             shares = [100 * values.get(label, 0) / first for label in labels]
             y = np.arange(len(labels)) + i * height
             bars = axes.barh(y, shares, height=height, label=language_name(language))
-            axes.bar_label(bars, labels=[f"{values.get(l, 0):,}" for l in labels], fontsize=7, padding=2)
+            axes.bar_label(bars, labels=[f"{values.get(label, 0):,}" for label in labels], fontsize=7, padding=2)
         axes.set_yticks(np.arange(len(labels)) + 0.4 - height / 2, labels)
         axes.invert_yaxis()
         axes.set_xlabel("% of the language's documents in")

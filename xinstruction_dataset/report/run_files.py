@@ -120,7 +120,7 @@ def iter_jsonl(files: list[Path]) -> Iterator[dict[str, Any]]:
         with open(path, encoding="utf-8") as f:
             number = 0
             try:
-                for number, line in enumerate(f, start=1):
+                for number, line in enumerate(f, start=1):  # noqa: B007 - `number` names the bad line below
                     if line.strip():
                         yield json.loads(line)
             except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
