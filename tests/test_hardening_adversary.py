@@ -1,0 +1,79 @@
+"""Issue 24, attacked with other inputs than its own tests use: folders holding FIFOs, dangling
+links and link loops; TEI and LLM servers with other bad replies. Each through the real
+`xinstruction` command line in a subprocess, against the local protocol servers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hub_folders import xinstruction_folder, xinstruction_records
+from xinstruction_dataset.records import ShardWriter
+
+SHARD = "train-00000-of-00001.parquet"
+
+
+def xinstruction(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "xinstruction_dataset.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+# -- a hub-ready folder holding something that is not a file -------------------------------------
+
+ODD_PATHS = {
+    # A FIFO as the card: reading it blocked `card check/render/update` forever.
+    "fifo-card": ("README.md", lambda path: (path.unlink(), os.mkfifo(path)), "a FIFO"),
+    # A FIFO under data/: silently left out of the card and of a publish.
+    "fifo-data": ("data/sw/test-00000-of-00001.parquet", os.mkfifo, "a FIFO"),
+    # A link loop: a RuntimeError traceback from Path.resolve.
+    "link-loop": ("data/sw/train-00000-of-00002.parquet", lambda path: path.symlink_to(path.name), "a symlink loop"),
+    # A dangling link named as a shard: silently left out (a publish would delete it remotely).
+    "dangling": ("data/sw/test-00000-of-00001.parquet", lambda path: path.symlink_to("gone.parquet"), "a dangling link"),
+}
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return xinstruction_folder(tmp_path, {"sw": 3})
+
+
+@pytest.mark.parametrize("case", sorted(ODD_PATHS))
+def test_card_commands_refuse_a_path_that_is_not_a_regular_file(folder, case):
+    relative, make, why = ODD_PATHS[case]
+    make(folder / relative)
+    for action in ("check", "render", "update"):
+        result = xinstruction("card", action, str(folder), timeout=30)
+        assert result.returncode == 2, (action, result.stdout + result.stderr)
+        assert f"{relative} ({why})" in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_publish_refuses_a_fifo_under_data_before_any_request(hub, repo_id, folder):
+    os.mkfifo(folder / "data" / "sw" / "test-00000-of-00001.parquet")
+    before = len(hub.requests)
+    result = xinstruction("publish", str(folder), "--repo-id", repo_id, "--version", "1.0.0", timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "data/sw/test-00000-of-00001.parquet (a FIFO)" in result.stderr
+    assert hub.requests[before:] == []
+
+
+def test_export_refuses_a_target_holding_a_link_loop_and_leaves_it_as_it_was(tmp_path):
+    curated = tmp_path / "curated"
+    with ShardWriter(curated / "fi" / "shard-00000.jsonl") as writer:
+        for record in xinstruction_records("fi", 3):
+            writer.write(record)
+    folder = xinstruction_folder(tmp_path, {"sw": 3})
+    loop = folder / "data" / "sw" / "test-00000-of-00001.parquet"
+    loop.symlink_to(loop.name)
+    before = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    result = xinstruction(
+        "export", str(folder), "--language", "fi", "--data-dir", str(curated), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "data/sw/test-00000-of-00001.parquet (a symlink loop)" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == before
+    assert not list(tmp_path.glob(".x-instruction.*"))  # no staging copy left beside it
