@@ -4,14 +4,22 @@ links and link loops; TEI and LLM servers with other bad replies. Each through t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hub_folders import xinstruction_folder, xinstruction_records
+from xinstruction_dataset.curation.config import EmbeddingConfig
+from xinstruction_dataset.curation.diversify.embed import TEIEmbedder
+from xinstruction_dataset.errors import EnvironmentFault
 from xinstruction_dataset.records import ShardWriter
 
 SHARD = "train-00000-of-00001.parquet"
@@ -77,3 +85,60 @@ def test_export_refuses_a_target_holding_a_link_loop_and_leaves_it_as_it_was(tmp
     assert "data/sw/test-00000-of-00001.parquet (a symlink loop)" in result.stderr and "Traceback" not in result.stderr
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == before
     assert not list(tmp_path.glob(".x-instruction.*"))  # no staging copy left beside it
+
+
+# -- TEI replies that huggingface_hub cannot turn into floats ------------------------------------
+
+
+class _Replies(BaseHTTPRequestHandler):
+    """`/embed` answers 200 with the next body of `server.bodies` (built from the batch size),
+    the last one for every later request; `GET /info` is absent (batches as configured)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's signature
+        return
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_POST(self) -> None:  # noqa: N802
+        count = len(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["inputs"])
+        bodies = self.server.bodies  # type: ignore[attr-defined]
+        data = (bodies.pop(0) if len(bodies) > 1 else bodies[0])(count)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def raw_tei():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Replies)
+    server.bodies = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _rows(value: str) -> Callable[[int], bytes]:
+    return lambda count: ("[" + ",".join([f"[{value}, 0.5]"] * count) + "]").encode()
+
+
+def test_a_tei_number_past_a_floats_range_is_a_retried_call(raw_tei):
+    """`[10**400, 0.5]`: huggingface_hub's float32 cast raised OverflowError, which stopped the
+    run at once as a non-retryable error instead of trying the call again."""
+    raw_tei.bodies = [_rows("1" + "0" * 400), _rows("0.25")]
+    config = EmbeddingConfig(backend="tei", url=f"http://127.0.0.1:{raw_tei.server_address[1]}", timeout=5,
+                             concurrency=1, retries=1, backoff=0.01, backoff_max=0.02)
+    vectors = TEIEmbedder(config).embed(["a", "b"])
+    assert vectors.shape == (2, 2) and np.isfinite(vectors).all()
+
+    raw_tei.bodies = [_rows("1" + "0" * 400)]
+    with pytest.raises(EnvironmentFault, match="malformed reply"):
+        TEIEmbedder(config.model_copy(update={"retries": 0})).embed(["c"])

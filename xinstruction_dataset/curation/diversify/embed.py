@@ -126,9 +126,10 @@ class TEIEmbedder(Embedder):
     async def _post(self, client: Any, batch: list[str]) -> np.ndarray:
         try:
             reply = await asyncio.wait_for(client.feature_extraction(batch), timeout=self.timeout)
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, OverflowError) as error:
             # huggingface_hub turns the body into float32 itself: a body that is not numbers, or
-            # rows of unequal length, fails there (json's decode error is a ValueError too).
+            # rows of unequal length, fails there (json's decode error is a ValueError too; an
+            # integer literal past a float's range, an OverflowError).
             raise RetryableError(f"{self.url}: malformed reply: not one list of numbers per text ({type(error).__name__}: {error})") from error
         except Exception as error:  # noqa: BLE001 - every client/transport error is classified
             raise classify_error(error, self.url) from error
