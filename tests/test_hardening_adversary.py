@@ -91,7 +91,8 @@ def test_export_refuses_a_target_holding_a_link_loop_and_leaves_it_as_it_was(tmp
 
 
 class _Replies(BaseHTTPRequestHandler):
-    """`/embed` answers 200 with the next body of `server.bodies` (built from the batch size),
+    """Every POST (TEI `/embed`, TGI, chat) answers 200 with the next body of `server.bodies`
+    (built from the number of `inputs`),
     the last one for every later request; `GET /info` is absent (batches as configured)."""
 
     protocol_version = "HTTP/1.1"
@@ -105,7 +106,8 @@ class _Replies(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_POST(self) -> None:  # noqa: N802
-        count = len(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["inputs"])
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        count = len(body.get("inputs") or ())
         bodies = self.server.bodies  # type: ignore[attr-defined]
         data = (bodies.pop(0) if len(bodies) > 1 else bodies[0])(count)
         self.send_response(200)
@@ -116,7 +118,7 @@ class _Replies(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def raw_tei():
+def raw_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Replies)
     server.bodies = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -130,15 +132,59 @@ def _rows(value: str) -> Callable[[int], bytes]:
     return lambda count: ("[" + ",".join([f"[{value}, 0.5]"] * count) + "]").encode()
 
 
-def test_a_tei_number_past_a_floats_range_is_a_retried_call(raw_tei):
+def test_a_tei_number_past_a_floats_range_is_a_retried_call(raw_server):
     """`[10**400, 0.5]`: huggingface_hub's float32 cast raised OverflowError, which stopped the
     run at once as a non-retryable error instead of trying the call again."""
-    raw_tei.bodies = [_rows("1" + "0" * 400), _rows("0.25")]
-    config = EmbeddingConfig(backend="tei", url=f"http://127.0.0.1:{raw_tei.server_address[1]}", timeout=5,
+    raw_server.bodies = [_rows("1" + "0" * 400), _rows("0.25")]
+    config = EmbeddingConfig(backend="tei", url=f"http://127.0.0.1:{raw_server.server_address[1]}", timeout=5,
                              concurrency=1, retries=1, backoff=0.01, backoff_max=0.02)
     vectors = TEIEmbedder(config).embed(["a", "b"])
     assert vectors.shape == (2, 2) and np.isfinite(vectors).all()
 
-    raw_tei.bodies = [_rows("1" + "0" * 400)]
+    raw_server.bodies = [_rows("1" + "0" * 400)]
     with pytest.raises(EnvironmentFault, match="malformed reply"):
         TEIEmbedder(config.model_copy(update={"retries": 0})).embed(["c"])
+
+
+# -- LLM replies whose text is not a string ------------------------------------------------------
+
+
+def _generated(text) -> Callable[[int], bytes]:
+    details = {"finish_reason": "length", "generated_tokens": 2, "seed": None, "prefill": [], "tokens": []}
+    return lambda _: json.dumps([{"generated_text": text, "details": details}]).encode()
+
+
+def _chat(content) -> Callable[[int], bytes]:
+    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop", "logprobs": None}
+    reply = {"id": "x", "object": "chat.completion", "created": 1, "model": "m", "system_fingerprint": "", "choices": [choice],
+             "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+    return lambda _: json.dumps(reply).encode()
+
+
+@pytest.mark.parametrize(("route", "bad", "good"), [
+    ("generate", _generated(123), _generated("fixed")),
+    ("generate", _generated(None), _generated("fixed")),
+    ("chat", _chat(7.5), _chat("fixed")),
+], ids=["generate-number", "generate-null", "chat-number"])
+def test_an_llm_reply_whose_text_is_not_a_string_is_a_retried_call(raw_server, route, bad, good):
+    """A number or null as `generated_text` (or as a chat message's content) was a TypeError from
+    the reply-size check: a call failed for good, where a malformed reply is tried again."""
+    import asyncio
+
+    from xinstruction_dataset.llm.backends.base import LLMRequest
+    from xinstruction_dataset.llm.backends.tgi import TGIBackend
+    from xinstruction_dataset.llm.backends.tgi_config import TGIConfig
+
+    raw_server.bodies = [bad, good]
+    config = TGIConfig(backend="tgi", model="m", endpoints=[f"http://127.0.0.1:{raw_server.server_address[1]}"], route=route,
+                       timeout=5, retries=1, backoff=0.01, backoff_max=0.02)
+    request = LLMRequest(messages=(("user", "hi"),)) if route == "chat" else LLMRequest(prompt="hi")
+
+    async def complete():
+        backend = TGIBackend(config)
+        try:
+            return await backend.acomplete(request)
+        finally:
+            await backend.aclose()
+
+    assert asyncio.run(complete()).text == "fixed"
