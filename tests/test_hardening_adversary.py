@@ -132,17 +132,18 @@ def _rows(value: str) -> Callable[[int], bytes]:
     return lambda count: ("[" + ",".join([f"[{value}, 0.5]"] * count) + "]").encode()
 
 
-def test_a_tei_number_past_a_floats_range_is_a_retried_call(raw_server):
-    """`[10**400, 0.5]`: huggingface_hub's float32 cast raised OverflowError, which stopped the
-    run at once as a non-retryable error instead of trying the call again."""
-    raw_server.bodies = [_rows("1" + "0" * 400), _rows("0.25")]
+@pytest.mark.parametrize("value", ["1" + "0" * 400, '"0.5"', "true", "null", "[0.5]"], ids=["int-past-float", "string", "bool", "null", "list"])
+def test_a_tei_reply_value_that_is_not_a_json_number_is_a_retried_call_never_a_vector(raw_server, value):
+    """`10**400` was an OverflowError from huggingface_hub's float32 cast (a call failed for good,
+    not retried); `"0.5"` and `true` were cast to numbers and stored as an embedding."""
+    raw_server.bodies = [_rows(value), _rows("0.25")]
     config = EmbeddingConfig(backend="tei", url=f"http://127.0.0.1:{raw_server.server_address[1]}", timeout=5,
                              concurrency=1, retries=1, backoff=0.01, backoff_max=0.02)
     vectors = TEIEmbedder(config).embed(["a", "b"])
-    assert vectors.shape == (2, 2) and np.isfinite(vectors).all()
+    assert vectors.shape == (2, 2) and np.allclose(vectors, np.array([0.25, 0.5]) / np.hypot(0.25, 0.5))
 
-    raw_server.bodies = [_rows("1" + "0" * 400)]
-    with pytest.raises(EnvironmentFault, match="malformed reply"):
+    raw_server.bodies = [_rows(value)]
+    with pytest.raises(EnvironmentFault, match="bad reply: vector 0 of 1 (holds|is)"):
         TEIEmbedder(config.model_copy(update={"retries": 0})).embed(["c"])
 
 
