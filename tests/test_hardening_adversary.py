@@ -40,7 +40,16 @@ ODD_PATHS = {
     "link-loop": ("data/sw/train-00000-of-00002.parquet", lambda path: path.symlink_to(path.name), "a symlink loop"),
     # A dangling link named as a shard: silently left out (a publish would delete it remotely).
     "dangling": ("data/sw/test-00000-of-00001.parquet", lambda path: path.symlink_to("gone.parquet"), "a dangling link"),
+    # A link to a config folder inside the folder: not walked, so its data was silently left out.
+    "folder-link": ("data/fi", lambda path: _linked_config(path), "a link to a folder, not followed"),
 }
+
+
+def _linked_config(path: Path) -> None:
+    store = path.parent.parent / "store" / "fi"
+    store.mkdir(parents=True)
+    os.link(path.parent / "sw" / SHARD, store / SHARD)
+    path.symlink_to(Path("..", "store", "fi"), target_is_directory=True)
 
 
 @pytest.fixture

@@ -143,8 +143,9 @@ def scan_local(folder: str | Path) -> LocalFolder:
     Raises SymlinkOutOfFolder naming every one of those paths that is a symlink resolving outside
     the folder: publishing it would upload a file from elsewhere, and the card would describe it.
     Raises NotARegularFile naming those that are neither a folder nor a regular file (a FIFO or
-    device, which a read would block on or never finish; a dangling link or a link loop, which a
-    publish would silently leave out): nothing of such a folder is read.
+    device, which a read would block on or never finish; a dangling link, a link loop or a link
+    to a folder under `data/`, which a publish would silently leave out): nothing of such a
+    folder is read.
     """
     root = Path(folder)
     listed, leaving, odd = _walk(root)
@@ -172,7 +173,7 @@ def _refuse(root: Path, leaving: list[str], odd: list[str]) -> None:
     if odd:
         raise NotARegularFile(
             f"{root} holds {len(odd)} path(s) that are not regular files: {_some(odd)}; the card and everything "
-            "under data/ must be files or folders: replace each by the file it stands for (or remove it), then "
+            "under data/ must be files or folders: replace each by the file or folder it stands for (or remove it), then "
             "run the same command again"
         )
 
@@ -202,8 +203,8 @@ def _walk(root: Path) -> tuple[list[str], list[str], list[str]]:
     """(managed files, as repo paths; symlinks among them that leave `root`, as `path -> target`;
     paths that are neither folders nor regular files, as `path (why)`).
 
-    Symlinks that stay inside are followed to files; symlinked folders are not walked into (a link
-    to an ancestor would loop; `Path.rglob` does not walk into them either).
+    Symlinks that stay inside are followed to files (and `data` itself to its folder); a link to a
+    folder under `data/` is refused, not walked into (a link to an ancestor would loop).
     """
     base = root.resolve()
     listed: list[str] = []
@@ -226,13 +227,21 @@ def _walk(root: Path) -> tuple[list[str], list[str], list[str]]:
             return False
         return True
 
+    def walked(folder: Path) -> bool:
+        # A link to a folder inside is not walked into (it could loop): its files would be left
+        # out of the card and of a publish without a word, so it is refused instead.
+        if folder.is_symlink():
+            odd.append(f"{folder.relative_to(root).as_posix()} (a link to a folder, not followed)")
+            return False
+        return True
+
     card, data = root / CARD_FILE, root / DATA_DIR
     if readable(card) and card.is_file():
         listed.append(CARD_FILE)
     if readable(data) and data.is_dir():
         for directory, folders, names in os.walk(data):
             here = Path(directory)
-            folders[:] = sorted(name for name in folders if not name.startswith(".") and readable(here / name))
+            folders[:] = sorted(name for name in folders if not name.startswith(".") and readable(here / name) and walked(here / name))
             # os.walk lists a link to a folder among `folders`, and a dangling or looping link among `names`.
             for name in sorted(names):
                 if not name.startswith(".") and readable(here / name) and (here / name).is_file():
