@@ -198,3 +198,22 @@ def test_an_llm_reply_whose_text_is_not_a_string_is_a_retried_call(raw_server, r
             await backend.aclose()
 
     assert asyncio.run(complete()).text == "fixed"
+
+
+# -- a card whose data_files point out of the folder ---------------------------------------------
+
+
+@pytest.mark.parametrize(("pattern", "problem"), [
+    ("/etc/*", "is an absolute path"),  # was a NotImplementedError traceback from Path.glob
+    ("../{name}/data/sw/train-*", "leaves the folder"),  # matched the folder's own files from outside: "card OK"
+    ("data/**x/*", "matches no file"),  # a ValueError traceback from Path.glob
+])
+def test_card_check_flags_data_files_outside_the_folder_on_its_line(folder, pattern, problem):
+    card = folder / "README.md"
+    text = card.read_text()
+    assert text.count("path: data/sw/train-*") == 1
+    card.write_text(text.replace("path: data/sw/train-*", f"path: {pattern.format(name=folder.name)}"))
+    line = text[: text.index("path: data/sw/train-*")].count("\n") + 1
+    result = xinstruction("card", "check", str(folder))
+    assert result.returncode == 1 and result.stderr == "", result.stdout + result.stderr
+    assert f"README.md:{line}: [config-files] config `sw`: data_files" in result.stdout and problem in result.stdout, result.stdout
