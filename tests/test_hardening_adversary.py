@@ -61,7 +61,8 @@ def folder(tmp_path: Path) -> Path:
 def test_card_commands_refuse_a_path_that_is_not_a_regular_file(folder, case):
     relative, make, why = ODD_PATHS[case]
     make(folder / relative)
-    for action in ("check", "render", "update"):
+    # Every card action scans the same way: all three once (for the FIFO card they would block on), `check` for the rest.
+    for action in ("check", "render", "update") if case == "fifo-card" else ("check",):
         result = xinstruction("card", action, str(folder), timeout=30)
         assert result.returncode == 2, (action, result.stdout + result.stderr)
         assert f"{relative} ({why})" in result.stderr and "Traceback" not in result.stderr, result.stderr
