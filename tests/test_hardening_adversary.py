@@ -218,3 +218,26 @@ def test_card_check_flags_data_files_outside_the_folder_on_its_line(folder, patt
     result = xinstruction("card", "check", str(folder))
     assert result.returncode == 1 and result.stderr == "", result.stdout + result.stderr
     assert f"README.md:{line}: [config-files] config `sw`: data_files" in result.stdout and problem in result.stdout, result.stdout
+
+
+def test_a_tei_reply_larger_than_its_vectors_can_be_is_a_bad_reply_never_read_whole(raw_server):
+    """A vector wider than any embedding model, or a body far larger than `count x width` numbers
+    can take as JSON (here padded with blanks), was parsed whole and the vector stored."""
+    wide = lambda count: json.dumps([[0.5] * 70_000 for _ in range(count)]).encode()  # noqa: E731
+    padded = lambda count: ("[" + ",".join(["[0.1, 0.2" + " " * 200_000 + "]"] * count) + "]").encode()  # noqa: E731
+    config = EmbeddingConfig(backend="tei", url=f"http://127.0.0.1:{raw_server.server_address[1]}", timeout=5,
+                             concurrency=1, retries=0, backoff=0.01, backoff_max=0.02)
+    raw_server.bodies = [wide]
+    with pytest.raises(EnvironmentFault, match="vectors of 70000 values, more than any embedding model's"):
+        TEIEmbedder(config).embed(["a"])
+
+    embedder = TEIEmbedder(config.model_copy(update={"retries": 1}))
+    raw_server.bodies = [_rows("0.25")]
+    assert embedder.embed(["a"]).shape == (1, 2)  # the width is known from now on
+    raw_server.bodies = [padded, _rows("0.75")]
+    assert embedder.embed(["b", "c"]).shape == (2, 2)  # the padded reply was retried
+    strict = TEIEmbedder(config)
+    strict.dim = 2  # as embed_texts sets it from the vectors stored
+    raw_server.bodies = [padded]
+    with pytest.raises(EnvironmentFault, match=r"bad reply: a body of \d+ bytes for 2 vectors \(at most \d+\)"):
+        strict.embed(["d", "e"])

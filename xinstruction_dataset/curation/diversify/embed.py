@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 from abc import ABC, abstractmethod
 from typing import Any
@@ -27,6 +28,13 @@ from ...retry import RetryPolicy, retrying
 from ..config import EmbeddingConfig
 
 logger = logging.getLogger(__name__)
+
+# The widest vector accepted (embedding models have at most a few thousand dimensions), and the
+# bytes a reply may take per value as JSON (`-1.2345678901234567e-05,`): a reply body larger than
+# its vectors can be is a bad reply, read no further, so a hostile reply cannot fill memory.
+MAX_WIDTH = 65_536
+JSON_BYTES_PER_VALUE = 32
+JSON_BODY_MARGIN = 4096
 
 
 class Embedder(ABC):
@@ -134,16 +142,30 @@ class TEIEmbedder(Embedder):
         cast turns `"0.5"` or `true` into a number, which would be stored as an embedding."""
         from huggingface_hub.utils import hf_raise_for_status
 
+        cap = len(batch) * (self.dim or MAX_WIDTH) * JSON_BYTES_PER_VALUE + JSON_BODY_MARGIN
+
+        async def fetch() -> bytes:
+            async with http.stream("POST", self.url, json={"inputs": batch}, headers=self._headers(), timeout=self.timeout) as response:
+                hf_raise_for_status(response)
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > cap:
+                    raise RetryableError(f"{self.url}: bad reply: a body of {int(declared)} bytes for {len(batch)} vectors (at most {cap})")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > cap:  # read no further: the reply is never held whole
+                        raise RetryableError(f"{self.url}: bad reply: a body of more than {cap} bytes for {len(batch)} vectors")
+                return bytes(body)
+
         try:
-            response = await asyncio.wait_for(
-                http.post(self.url, json={"inputs": batch}, headers=self._headers(), timeout=self.timeout), timeout=self.timeout
-            )
-            hf_raise_for_status(response)
+            body = await asyncio.wait_for(fetch(), timeout=self.timeout)
+        except RetryableError:
+            raise
         except Exception as error:  # noqa: BLE001 - every client/transport error is classified
             raise classify_error(error, self.url) from error
         try:
-            reply = response.json()
-        except ValueError as error:  # an HTML page, a truncated body (json's decode error is a ValueError)
+            reply = json.loads(body)
+        except ValueError as error:  # an HTML page, a truncated body, bytes that are not UTF-8
             raise RetryableError(f"{self.url}: malformed reply: not JSON ({type(error).__name__}: {error})") from error
         problem = vector_problem(reply, len(batch), self.dim)
         if problem is not None:
@@ -205,6 +227,8 @@ def vector_problem(vectors: Any, count: int, dim: int | None) -> str | None:
         return f"{array.shape[0]} vectors for {count} texts"
     if array.shape[1] == 0:
         return "empty vectors"
+    if array.shape[1] > MAX_WIDTH:
+        return f"vectors of {array.shape[1]} values, more than any embedding model's {MAX_WIDTH}"
     if dim is not None and array.shape[1] != dim:
         return f"vectors of {array.shape[1]} values, not {dim} (the width of the other vectors)"
     finite = np.isfinite(array.astype(np.float32))  # a float64 past float32's range is inf once stored
