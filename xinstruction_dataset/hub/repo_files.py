@@ -8,8 +8,10 @@ downloaded to compute a diff.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -140,40 +142,96 @@ def scan_local(folder: str | Path) -> LocalFolder:
 
     Raises SymlinkOutOfFolder naming every one of those paths that is a symlink resolving outside
     the folder: publishing it would upload a file from elsewhere, and the card would describe it.
+    Raises NotARegularFile naming those that are neither a folder nor a regular file (a FIFO or
+    device, which a read would block on or never finish; a dangling link, a link loop or a link
+    to a folder under `data/`, which a publish would silently leave out): nothing of such a
+    folder is read.
     """
     root = Path(folder)
-    listed, leaving = _walk(root)
-    _refuse(root, leaving)
+    listed, leaving, odd = _walk(root)
+    _refuse(root, leaving, odd)
     return LocalFolder(root, {path: LocalFile(root / path) for path in listed}, layout_of(root, listed))
 
 
 def refuse_symlinks_out_of(folder: str | Path) -> None:
-    """Raise SymlinkOutOfFolder if the card or a file under `data/` is a symlink leaving `folder`."""
-    _refuse(Path(folder), _walk(Path(folder))[1])
+    """Raise SymlinkOutOfFolder (or NotARegularFile) as `scan_local` does, for the card and the
+    files under `data/` of `folder`."""
+    _refuse(Path(folder), *_walk(Path(folder))[1:])
 
 
-def _refuse(root: Path, leaving: list[str]) -> None:
+class NotARegularFile(UserError, ValueError):
+    """The card or a file under `data/` is a FIFO, a device, a dangling link or a link loop (exit 2)."""
+
+
+def _refuse(root: Path, leaving: list[str], odd: list[str]) -> None:
     if leaving:
         raise SymlinkOutOfFolder(
-            f"{root} holds {len(leaving)} symlink(s) that leave the folder: {', '.join(leaving[:5])}"
-            f"{' ...' if len(leaving) > 5 else ''}; a hub-ready folder holds its own files: replace each link "
-            "by a copy of the file it points to (or remove it), then run the same command again"
+            f"{root} holds {len(leaving)} symlink(s) that leave the folder: {_some(leaving)}; a hub-ready folder "
+            "holds its own files: replace each link by a copy of the file it points to (or remove it), then run "
+            "the same command again"
+        )
+    if odd:
+        raise NotARegularFile(
+            f"{root} holds {len(odd)} path(s) that are not regular files: {_some(odd)}; the card and everything "
+            "under data/ must be files or folders: replace each by the file or folder it stands for (or remove it), then "
+            "run the same command again"
         )
 
 
-def _walk(root: Path) -> tuple[list[str], list[str]]:
-    """(managed files, as repo paths; symlinks among them that leave `root`, as `path -> target`).
+def _some(paths: list[str]) -> str:
+    return ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
 
-    Symlinks that stay inside are followed to files; symlinked folders are not walked into (a link
-    to an ancestor would loop; `Path.rglob` does not walk into them either).
+
+def _kind(path: Path) -> str | None:
+    """Why `path` (which exists as a name) is neither a folder nor a regular file, or None."""
+    try:
+        mode = path.stat().st_mode  # follows links
+    except FileNotFoundError:
+        return "a dangling link"
+    except OSError as error:
+        return "a symlink loop" if error.errno == errno.ELOOP else f"unreadable: {error.strerror or error}"
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+
+
+def _walk(root: Path) -> tuple[list[str], list[str], list[str]]:
+    """(managed files, as repo paths; symlinks among them that leave `root`, as `path -> target`;
+    paths that are neither folders nor regular files, as `path (why)`).
+
+    Symlinks that stay inside are followed to files (and `data` itself to its folder); a link to a
+    folder under `data/` is refused, not walked into (a link to an ancestor would loop).
     """
     base = root.resolve()
     listed: list[str] = []
     leaving: list[str] = []
+    odd: list[str] = []
 
     def readable(path: Path) -> bool:
-        if path.is_symlink() and not path.resolve().is_relative_to(base):
-            leaving.append(f"{path.relative_to(root).as_posix()} -> {os.readlink(path)}")
+        if not os.path.lexists(path):
+            return False
+        name = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            # os.path.realpath never raises on a loop (Path.resolve does, on Python < 3.13).
+            target = Path(os.path.realpath(path))
+            if not target.is_relative_to(base):
+                leaving.append(f"{name} -> {os.readlink(path)}")
+                return False
+        why = _kind(path)
+        if why is not None:
+            odd.append(f"{name} ({why})")
+            return False
+        return True
+
+    def walked(folder: Path) -> bool:
+        # A link to a folder inside is not walked into (it could loop): its files would be left
+        # out of the card and of a publish without a word, so it is refused instead.
+        if folder.is_symlink():
+            odd.append(f"{folder.relative_to(root).as_posix()} (a link to a folder, not followed)")
             return False
         return True
 
@@ -183,11 +241,12 @@ def _walk(root: Path) -> tuple[list[str], list[str]]:
     if readable(data) and data.is_dir():
         for directory, folders, names in os.walk(data):
             here = Path(directory)
-            folders[:] = sorted(name for name in folders if not name.startswith(".") and readable(here / name))
+            folders[:] = sorted(name for name in folders if not name.startswith(".") and readable(here / name) and walked(here / name))
+            # os.walk lists a link to a folder among `folders`, and a dangling or looping link among `names`.
             for name in sorted(names):
                 if not name.startswith(".") and readable(here / name) and (here / name).is_file():
                     listed.append((here / name).relative_to(root).as_posix())
-    return listed, leaving
+    return listed, leaving, odd
 
 
 def remote_files(api: HfApi, repo_id: str, revision: str) -> dict[str, RepoFile]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 from abc import ABC, abstractmethod
 from typing import Any
@@ -27,6 +28,13 @@ from ...retry import RetryPolicy, retrying
 from ..config import EmbeddingConfig
 
 logger = logging.getLogger(__name__)
+
+# The widest vector accepted (embedding models have at most a few thousand dimensions), and the
+# bytes a reply may take per value as JSON (`-1.2345678901234567e-05,`): a reply body larger than
+# its vectors can be is a bad reply, read no further, so a hostile reply cannot fill memory.
+MAX_WIDTH = 65_536
+JSON_BYTES_PER_VALUE = 32
+JSON_BODY_MARGIN = 4096
 
 
 class Embedder(ABC):
@@ -69,7 +77,8 @@ def _packaged_minilm() -> str:
 
 
 class TEIEmbedder(Embedder):
-    """A text-embeddings-inference server through huggingface_hub's `feature_extraction`.
+    """A text-embeddings-inference server, posted to as huggingface_hub's `feature_extraction`
+    does (with its HTTP session and headers), each reply's JSON checked value by value.
 
     Every request has a whole-request deadline (`timeout`: the client's own timeout bounds only
     the wait between two bytes, so a reply trickled a byte at a time would never end), `/embed`
@@ -103,16 +112,14 @@ class TEIEmbedder(Embedder):
         return _normalised(vectors)
 
     async def _embed(self, texts: list[str]) -> np.ndarray:
-        from huggingface_hub import AsyncInferenceClient
+        from huggingface_hub.utils import get_async_session
 
-        # huggingface_hub sends its login token when given none: blank the header for other hosts.
-        headers = None if is_hf_host(self.url) else {"authorization": ""}
-        client = AsyncInferenceClient(base_url=self.url, timeout=self.timeout, headers=headers)
+        http = get_async_session()
         slots = asyncio.Semaphore(self.concurrency)
 
         async def one(batch: list[str]) -> np.ndarray:
             async with slots:
-                return await retrying(lambda: self._post(client, batch), self.retry, RetryableError, scrub_secrets)
+                return await retrying(lambda: self._post(http, batch), self.retry, RetryableError, scrub_secrets)
 
         try:
             if self.max_client_batch_size is None:
@@ -120,24 +127,53 @@ class TEIEmbedder(Embedder):
             step = min(max(1, -(-len(texts) // self.concurrency)), self.max_client_batch_size or len(texts) or 1)
             parts = await asyncio.gather(*(one(texts[i : i + step]) for i in range(0, len(texts), step)))
         finally:
-            await client.close()
+            await http.aclose()
         return np.concatenate(parts)
 
-    async def _post(self, client: Any, batch: list[str]) -> np.ndarray:
+    def _headers(self) -> dict[str, str]:
+        from huggingface_hub.utils import build_hf_headers
+
+        # huggingface_hub's login token goes only to Hugging Face's own hosts.
+        return build_hf_headers(token=None if is_hf_host(self.url) else False)
+
+    async def _post(self, http: Any, batch: list[str]) -> np.ndarray:
+        """One batch, posted as huggingface_hub's `feature_extraction` posts it (`{"inputs": [...]}`
+        to the endpoint's URL), its JSON read here rather than cast by huggingface_hub: a float32
+        cast turns `"0.5"` or `true` into a number, which would be stored as an embedding."""
+        from huggingface_hub.utils import hf_raise_for_status
+
+        cap = len(batch) * (self.dim or MAX_WIDTH) * JSON_BYTES_PER_VALUE + JSON_BODY_MARGIN
+
+        async def fetch() -> bytes:
+            async with http.stream("POST", self.url, json={"inputs": batch}, headers=self._headers(), timeout=self.timeout) as response:
+                hf_raise_for_status(response)
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > cap:
+                    raise RetryableError(f"{self.url}: bad reply: a body of {int(declared)} bytes for {len(batch)} vectors (at most {cap})")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > cap:  # read no further: the reply is never held whole
+                        raise RetryableError(f"{self.url}: bad reply: a body of more than {cap} bytes for {len(batch)} vectors")
+                return bytes(body)
+
         try:
-            reply = await asyncio.wait_for(client.feature_extraction(batch), timeout=self.timeout)
-        except (ValueError, TypeError) as error:
-            # huggingface_hub turns the body into float32 itself: a body that is not numbers, or
-            # rows of unequal length, fails there (json's decode error is a ValueError too).
-            raise RetryableError(f"{self.url}: malformed reply: not one list of numbers per text ({type(error).__name__}: {error})") from error
+            body = await asyncio.wait_for(fetch(), timeout=self.timeout)
+        except RetryableError:
+            raise
         except Exception as error:  # noqa: BLE001 - every client/transport error is classified
             raise classify_error(error, self.url) from error
+        try:
+            reply = json.loads(body)
+        except ValueError as error:  # an HTML page, a truncated body, bytes that are not UTF-8
+            raise RetryableError(f"{self.url}: malformed reply: not JSON ({type(error).__name__}: {error})") from error
         problem = vector_problem(reply, len(batch), self.dim)
         if problem is not None:
             raise RetryableError(f"{self.url}: bad reply: {problem}")
+        vectors = np.asarray(reply, dtype=np.float32)
         if self.dim is None:
-            self.dim = int(reply.shape[1])
-        return np.asarray(reply, dtype=np.float32)
+            self.dim = int(vectors.shape[1])
+        return vectors
 
     async def _max_client_batch_size(self) -> int:
         """TEI's `max_client_batch_size` from `GET /info`; 0 (no cap) where the server has none,
@@ -163,8 +199,26 @@ class TEIEmbedder(Embedder):
 
 def vector_problem(vectors: Any, count: int, dim: int | None) -> str | None:
     """Why `vectors` are not embeddings of `count` texts (one row each, `dim` finite numbers
-    each when `dim` is given, else one width), or None. Checked before a vector is stored."""
-    array = np.asarray(vectors)
+    each when `dim` is given, else one width), or None. Checked before a vector is stored.
+
+    A reply as JSON gives lists: each value must be a JSON number (a string or a boolean is not,
+    though numpy would convert it)."""
+    if isinstance(vectors, list):
+        for row, values in enumerate(vectors):
+            if not isinstance(values, list):
+                return f"vector {row} of {count} is a {type(values).__name__}, not a list of numbers"
+            odd = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))][:1]
+            if odd:
+                return f"vector {row} of {count} holds {type(odd[0]).__name__} {str(odd[0])[:20]!r}, not only numbers"
+            if any(isinstance(v, int) and not -(2**128) < v < 2**128 for v in values):
+                return f"vector {row} of {count} holds a number past float32's range"
+        widths = sorted({len(values) for values in vectors})
+        if len(widths) > 1:
+            return f"vectors of unequal widths ({', '.join(map(str, widths[:5]))})"
+    try:
+        array = np.asarray(vectors)
+    except ValueError as error:  # ragged nesting numpy cannot make an array of
+        return f"not one list of numbers per text ({error})"
     if array.dtype == object or array.dtype == bool or not np.issubdtype(array.dtype, np.number):
         return f"the values are {array.dtype}, not numbers"
     if array.ndim != 2:
@@ -173,6 +227,8 @@ def vector_problem(vectors: Any, count: int, dim: int | None) -> str | None:
         return f"{array.shape[0]} vectors for {count} texts"
     if array.shape[1] == 0:
         return "empty vectors"
+    if array.shape[1] > MAX_WIDTH:
+        return f"vectors of {array.shape[1]} values, more than any embedding model's {MAX_WIDTH}"
     if dim is not None and array.shape[1] != dim:
         return f"vectors of {array.shape[1]} values, not {dim} (the width of the other vectors)"
     finite = np.isfinite(array.astype(np.float32))  # a float64 past float32's range is inf once stored

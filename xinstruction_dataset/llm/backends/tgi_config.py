@@ -137,6 +137,7 @@ class GenerateRoute:
             seed=params.seed,
             stop=list(params.stop) or None,
         )
+        require_text(output.generated_text, "generated_text")
         check_reply_size(output.generated_text, request, config)
         details = output.details
         return _completion(
@@ -169,6 +170,7 @@ class ChatRoute:
         if not output.choices:
             raise RetryableError("malformed reply: no choices")
         choice = output.choices[0]
+        require_text(choice.message.content or "", "choices[0].message.content")
         check_reply_size(choice.message.content or "", request, config)
         usage = output.usage
         return _completion(
@@ -248,6 +250,13 @@ ROUTE_CLASSES: dict[str, type[Route]] = {"generate": GenerateRoute, "chat": Chat
 def max_reply_bytes(request: LLMRequest, config: TGIConfig) -> int:
     """The most UTF-8 bytes a reply to `request` may have."""
     return config.max_reply_bytes_per_token * max(1, request.params.max_new_tokens) + REPLY_BYTES_MARGIN
+
+
+def require_text(text: Any, field: str) -> None:
+    """A reply whose text is not a string (a number, a null) is malformed: retried like any
+    other, not a TypeError from the size check that stops the call for good."""
+    if not isinstance(text, str):
+        raise RetryableError(f"malformed reply: {field} is {type(text).__name__}, not a string")
 
 
 def check_reply_size(text: str, request: LLMRequest, config: TGIConfig) -> None:
