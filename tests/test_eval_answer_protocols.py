@@ -245,8 +245,8 @@ def test_question_files_load_once_per_answer_language(tmp_path):
     rows = question_rows(path, ["sw", "ta"], set_name="vicuna", limit=2)
     assert list(rows) == ["vicuna-sw", "vicuna-ta"]
     assert rows["vicuna-ta"] == [
-        {"id": 1, "dataset": "generic", "instruction": VICUNA[0]["text"], "question": VICUNA[0]["text"], "language": "ta"},
-        {"id": 2, "dataset": "generic", "instruction": VICUNA[1]["text"], "question": VICUNA[1]["text"], "language": "ta"},
+        {"id": 1, "dataset": "generic", "category": "generic", "instruction": VICUNA[0]["text"], "question": VICUNA[0]["text"], "language": "ta"},
+        {"id": 2, "dataset": "generic", "category": "generic", "instruction": VICUNA[1]["text"], "question": VICUNA[1]["text"], "language": "ta"},
     ]
     assert list(question_rows(path, ["sw"])) == ["question-sw"]  # the set is named after the file by default
 

@@ -264,6 +264,7 @@ def _answers_folder(layout: EvalLayout, name: str) -> tuple[Path, str]:
 def run_judge(args: argparse.Namespace) -> int:
     layout = EvalLayout(Path(args.output_dir))
     (folder_1, name_1), (folder_2, name_2) = _answers_folder(layout, args.model_1), _answers_folder(layout, args.model_2)
+    spec = parse_model_spec(args.judge, "--judge")  # a bad spec is refused before any file is fetched
     both = [c for c in config_names() if (folder_1 / f"{c}.json").is_file() and (folder_2 / f"{c}.json").is_file()]
     rows = _rows(args, args.configs or (None if args.questions else both or None))
     configs = list(rows) if args.questions or args.configs else [c for c in rows if c in both]
@@ -274,7 +275,6 @@ def run_judge(args: argparse.Namespace) -> int:
         raise UserError("--strict makes one call per order, as the paper's script does: drop --retry, or drop --strict to use our retry")
     retry = not args.strict if args.retry is None else args.retry
     rule = aggregation_rule(args.protocol, args.aggregation)
-    spec = parse_model_spec(args.judge, "--judge")
     chat = uses_chat(spec)
     if args.strict and not chat:
         raise UserError("--strict sends the judge system and user chat messages, as both papers did: give a judge on a chat route, "
