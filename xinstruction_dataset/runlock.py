@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EnvironmentFault
+from .storage import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ class RunLock:
             return f"unreadable and {age:.0f} s old" if age > self.stale_after else None
         pid, host = body.get("pid"), body.get("host")
         if host == self.host and isinstance(pid, int) and pid > 0:
-            if not _alive(pid):
+            if not pid_alive(pid):
                 return f"PID {pid} on this host is not running"
             start = _process_start(pid)
             if body.get("pid_start") and start and start != body["pid_start"]:
@@ -252,18 +253,6 @@ def _read(path: Path) -> _Found | None:
     except ValueError:
         body = None
     return _Found(raw, body if isinstance(body, dict) else None, mtime)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    except OSError:
-        return True  # cannot tell: never take a lock on a guess
-    return True
 
 
 def _process_start(pid: int) -> str | None:
