@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"<pkg>", "languages", "errors", "redact", "devices", "retry"},
     {"storage", "documents", "features", "citations", "paper_shapes"},
     {"records", "layout", "options", "runlock"},
+    {"registry"},
     {"execution"},
     {"filtering"},
     {"llm"},
