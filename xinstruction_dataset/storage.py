@@ -34,12 +34,13 @@ logger = logging.getLogger(__name__)
 
 
 class AtomicFile:
-    """A text file that appears at `path` only on `commit()`; `.gz` paths are gzip-compressed.
+    """A file that appears at `path` only on `commit()`, fsynced first; `.gz` paths are
+    gzip-compressed. Text by default; `binary=True` for bytes (a chart, a download).
 
     Use as a context manager (commit on success, abort on error) or call commit/abort yourself
     when the file outlives one block (e.g. the three sinks of a filter run)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, binary: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _remove_dead_writers_files(self.path)
@@ -47,17 +48,19 @@ class AtomicFile:
         # "xb": never reuse a file that is there (a name collision is an error, not a shared file)
         self._raw: IO[bytes] = open(self.tmp, "xb")
         try:
-            self.file: IO[str] = (
-                gzip.open(self._raw, "wt", encoding="utf-8") if self.path.name.endswith(".gz") else open(self._raw.fileno(), "w", encoding="utf-8", closefd=False)
-            )
+            gz, mode = self.path.name.endswith(".gz"), "wb" if binary else "wt"
+            if gz:
+                self.file: IO = gzip.open(self._raw, mode, encoding=None if binary else "utf-8")
+            else:
+                self.file = open(self._raw.fileno(), mode.replace("t", ""), encoding=None if binary else "utf-8", closefd=False)
         except BaseException:
             self._raw.close()
             self.tmp.unlink(missing_ok=True)
             raise
 
-    def write(self, text: str) -> None:
+    def write(self, data: str | bytes) -> None:
         with self._naming_errors():
-            self.file.write(text)
+            self.file.write(data)
 
     def write_json_line(self, data: Any, sort_keys: bool = False) -> None:
         self.write(json.dumps(data, ensure_ascii=False, sort_keys=sort_keys) + "\n")

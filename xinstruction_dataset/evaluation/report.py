@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -159,10 +158,8 @@ def save_chart(report: dict[str, Any], path: Path) -> None:
         figure.savefig(picture, format=path.suffix.lstrip(".") or "png", dpi=120)
     finally:
         plt.close(figure)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(picture.getvalue())
-    os.replace(tmp, path)
+    with AtomicFile(path, binary=True) as f:
+        f.write(picture.getvalue())
 
 
 def read_judgments(folder: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
