@@ -1,16 +1,20 @@
-"""Filter blocks. Importing this package registers every block, so `build_filter` knows them all.
+"""Filter blocks, one file each: an options model and its block, registered in FILTERS (base.py).
 
-Registry names (recipe `type:`): `language`, `length`, `boilerplate`, `repetition`, `markup`,
-`mojibake`, `exact_dedup`, `near_dedup`, `dedup`. Each has an options model beside it; `FilterSpec`
-(spec.py) is their union, how a recipe's `filters:` entries are checked.
+Importing this package registers every block, then takes the recipe union (`FilterSpec`, spec.py),
+which closes the registry: a new block's module is imported here, above the `.spec` import.
+Registry kinds (recipe `type:`): `language`, `length`, `boilerplate`, `repetition`, `markup`,
+`mojibake`; the dedup entries `exact_dedup`, `near_dedup` and `dedup` (dedup.py) are language-level
+steps with their own options in the union.
 """
 
-from .base import FILTERS, BaseFilter, FilterResult, register
-from .spec import FilterSpec, build_filter, parse_filter_spec
-from .dedup import DedupFilter, ExactDedupFilter, NearDedupFilter
-from .heuristics import BoilerplateFilter, MarkupFilter, MojibakeFilter, RepetitionFilter
+# Every block module, before .spec (which takes the union): one line per filter file.
 from .langid import LanguageFilter
 from .length import LengthFilter
+from .heuristics import BoilerplateFilter, MarkupFilter, MojibakeFilter, RepetitionFilter
+from .dedup import DedupFilter, ExactDedupFilter, NearDedupFilter
+
+from .base import FILTERS, BaseFilter, FilterResult
+from .spec import FilterSpec, build_filter, parse_filter_spec
 
 __all__ = [
     "FILTERS",
@@ -19,7 +23,6 @@ __all__ = [
     "FilterSpec",
     "build_filter",
     "parse_filter_spec",
-    "register",
     "LanguageFilter",
     "LengthFilter",
     "BoilerplateFilter",
