@@ -183,8 +183,8 @@ print(json.dumps(problems))
 
 
 def registration_problems(package_root: Path) -> list[str]:
-    env = {**os.environ, "PYTHONPATH": str(package_root)}
-    out = subprocess.run([sys.executable, "-c", REGISTRATION_CHECK], env=env, capture_output=True, text=True, check=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(package_root)}  # and run there: `-c` puts the working folder first
+    out = subprocess.run([sys.executable, "-c", REGISTRATION_CHECK], cwd=package_root, env=env, capture_output=True, text=True, check=True, timeout=300)
     return json.loads(out.stdout)
 
 
@@ -249,16 +249,16 @@ def test_a_new_filter_is_one_file_plus_one_import_line(tmp_path):
     # naming it fails to load, listing the kinds there are.
     [problem] = registration_problems(tmp_path)
     assert problem.startswith("word_count.py: filter kind 'word_count' registered after the filter union was built")
-    refused = subprocess.run(load, env=env, capture_output=True, text=True, timeout=300)
+    refused = subprocess.run(load, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "filters[0].type: unknown type 'word_count'; one of: boilerplate, dedup" in refused.stderr
 
     # The one import line, above `.spec` in the package's __init__.
     init = filters / "__init__.py"
     lines = init.read_text(encoding="utf-8").splitlines(keepends=True)
-    lines.insert(lines.index("from .spec import FilterSpec, build_filter, parse_filter_spec\n"), "from .word_count import WordCountFilter\n")
+    lines.insert(lines.index("from .spec import FilterSpec, build_filter, parse_filter_spec\n"), "from .word_count import WordCountFilter as WordCountFilter\n")
     init.write_text("".join(lines), encoding="utf-8")
     assert registration_problems(tmp_path) == []
-    out = subprocess.run([sys.executable, "-c", RUN_WORD_COUNT, str(tmp_path)], env=env, capture_output=True, text=True, check=True, timeout=600)
+    out = subprocess.run([sys.executable, "-c", RUN_WORD_COUNT, str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=600)
     seen = json.loads(out.stdout)
     assert seen["kept"] == 1 and seen["rejects"] == {"short": "word_count:too_few_words:3"}
     assert seen["stats"]["word_count"] == {"in": 2, "kept": 1, "rejected:too_few_words:3": 1}
