@@ -423,6 +423,13 @@ def test_blocks_report_their_configuration():
     assert restored[DEFAULT_CHAIN.index({"type": "language"})]["language"] == "th"
     assert build_filter({"type": "length", "min_chars": 50}).config()["min_chars"] == 50
     assert build_filter({"type": "dedup", "num_perm": 64}).config()["num_perm"] == 64
+    # Resolved as the block applies them: the injected language, the detector's threshold, the
+    # n-gram limits a recipe leaves out (the values blocks have always reported).
+    language = build_filter({"type": "language", "detector": "fasttext", "max_foreign_script_ratio": 1}, "th").config()
+    assert language == {"language": "th", "detector": "fasttext", "threshold": 0.2, "max_foreign_script_ratio": 1.0, "model_path": None}
+    assert json.dumps(language["max_foreign_script_ratio"]) == "1.0"
+    repetition = build_filter({"type": "repetition", "max_top_ngram_chars": {2: 0.5}}).config()
+    assert repetition["max_top_ngram_chars"] == {2: 0.5} and repetition["max_duplicated_ngram_chars"][10] == 0.35
 
 
 # --------------------------------------------------------------------------- language-ID cascade

@@ -325,15 +325,9 @@ class LanguageFilter(BaseFilter):
         if self.options.language is None:
             raise UsageError("the language filter needs the target `language` (the recipe's language code)")
         language = get_language(self.options.language)
-        threshold = self.options.threshold
         # Resolved once: the block's options are what it applies (and what config() shows).
-        self.options = self.options.model_copy(
-            update={
-                "language": language.code,
-                "threshold": DEFAULT_THRESHOLDS[self.options.detector] if threshold is None else float(threshold),
-                "max_foreign_script_ratio": float(self.options.max_foreign_script_ratio),
-            }
-        )
+        threshold = DEFAULT_THRESHOLDS[self.options.detector] if self.options.threshold is None else self.options.threshold
+        self.options = self.options.model_copy(update={"language": language.code, "threshold": threshold})
         self.scripts = ScriptCounter(language.script)
 
     @property
