@@ -235,8 +235,8 @@ class RepetitionFilter(BaseFilter):
         # Resolved once: the block's options name the limits it applies (and config() shows them).
         self.options = self.options.model_copy(
             update={
-                "max_top_ngram_chars": _int_keys(self.options.max_top_ngram_chars or DEFAULT_TOP_NGRAM_CHARS),
-                "max_duplicated_ngram_chars": _int_keys(self.options.max_duplicated_ngram_chars or DEFAULT_DUPLICATED_NGRAM_CHARS),
+                "max_top_ngram_chars": dict(self.options.max_top_ngram_chars or DEFAULT_TOP_NGRAM_CHARS),
+                "max_duplicated_ngram_chars": dict(self.options.max_duplicated_ngram_chars or DEFAULT_DUPLICATED_NGRAM_CHARS),
             }
         )
 
@@ -257,10 +257,6 @@ class RepetitionFilter(BaseFilter):
             if share > limit:
                 return False, f"duplicated_{n}gram_chars:{ceil2(share)}"
         return True
-
-
-def _int_keys(limits: dict[int, float]) -> dict[int, float]:
-    return {int(n): limit for n, limit in limits.items()}
 
 
 # ---------------------------------------------------------------------------------------------
