@@ -26,6 +26,9 @@ from xinstruction_dataset.filtering.filters import (
     build_filter,
 )
 from xinstruction_dataset.documents import Document
+from xinstruction_dataset.filtering.filters.heuristics import MarkupOptions, RepetitionOptions
+from xinstruction_dataset.filtering.filters.langid import LanguageOptions
+from xinstruction_dataset.filtering.filters.length import LengthOptions
 
 DEFAULT_CHAIN = [{"type": name} for name in ("length", "mojibake", "markup", "boilerplate", "repetition", "language", "dedup")]
 
@@ -76,19 +79,26 @@ def run_chain(specs: list[dict], language: str, docs: list[Document]) -> dict[st
 # --------------------------------------------------------------------------------------- registry
 
 
+def language_block(language: str, **options) -> LanguageFilter:
+    return LanguageFilter(LanguageOptions(language=language, **options))
+
+
 def test_registry_lists_every_block_and_build_filter_injects_the_language():
-    assert {"language", "length", "boilerplate", "repetition", "markup", "mojibake", "exact_dedup", "near_dedup", "dedup"} <= set(FILTERS)
+    assert set(FILTERS.kinds()) == {"language", "length", "boilerplate", "repetition", "markup", "mojibake"}
     block = build_filter({"type": "language", "detector": "fasttext"}, "ur")
-    assert (block.language, block.detector_name, block.threshold) == ("ur", "fasttext", 0.2)
-    assert build_filter({"type": "language"}, "sw").threshold == 0.9
+    assert (block.options.language, block.options.detector, block.options.threshold) == ("ur", "fasttext", 0.2)
+    assert build_filter({"type": "language"}, "sw").options.threshold == 0.9
+    assert build_filter({"type": "language", "language": "th"}, "sw").options.language == "th"  # the entry's own wins
     with pytest.raises(ValueError, match="bad options for filter 'mojibake'"):
         build_filter({"type": "mojibake", "max_ratio": 0.1})
     with pytest.raises(ValueError, match="needs the target `language`"):
         build_filter({"type": "language"}, None)
-    with pytest.raises(ValueError, match="unknown language detector 'cld3'"):
-        LanguageFilter("sw", detector="cld3")
+    with pytest.raises(ValueError, match="filters?.*detector must be one of 'langdetect', 'fasttext' or 'cascade', got 'cld3'"):
+        build_filter({"type": "language", "detector": "cld3"}, "sw")
     with pytest.raises(ValueError, match="min_tokens/max_tokens need `tokenizer`"):
-        LengthFilter(max_tokens=100)
+        LengthOptions(max_tokens=100)
+    with pytest.raises(TypeError, match="LengthFilter is built from LengthOptions, got MarkupOptions"):
+        LengthFilter(MarkupOptions())
 
 
 # ------------------------------------------------------------------------- clean text, all languages
@@ -131,20 +141,20 @@ def test_repetition_keeps_clean_paragraphs():
 @pytest.mark.parametrize("detector", ["langdetect", "fasttext"])
 def test_both_detectors_label_every_clean_paragraph_correctly(detector):
     for code in ALL_LANGUAGES:
-        block = LanguageFilter(code, detector=detector)
+        block = language_block(code, detector=detector)
         docs = documents(code)
         results = run(block, docs)
         wrong = {d.id: d.metadata["lang"] for d in docs if d.metadata["lang"] != code}
         assert not wrong, f"{detector} mislabels clean {code}: {wrong}"
         kept = sum(why is None for why in results.values())
-        assert kept / len(docs) >= 0.99, f"{detector} on {code}: kept {kept}/{len(docs)} at threshold {block.threshold}"
+        assert kept / len(docs) >= 0.99, f"{detector} on {code}: kept {kept}/{len(docs)} at threshold {block.options.threshold}"
 
 
 # ------------------------------------------------------------------------------------ language ID
 
 
 def test_wrong_language_noise_is_rejected_with_the_language_or_script_found():
-    found = {doc.id: (language, _why(LanguageFilter(language)(doc))) for doc, language in noise("wrong_language")}
+    found = {doc.id: (language, _why(language_block(language)(doc))) for doc, language in noise("wrong_language")}
     assert len(found) == 30
     for doc_id, (language, why) in found.items():
         kind = doc_id.split("-")[1]
@@ -168,12 +178,12 @@ def test_detectors_alone_catch_the_foreign_pages_the_script_check_catches(detect
     for doc, language in noise("wrong_language"):
         kind = doc.id.split("-")[1]
         if kind in ("thgov_en", "ur"):
-            why = _why(LanguageFilter(language, **no_script_check)(doc))
+            why = _why(language_block(language, **no_script_check)(doc))
             assert why == {"thgov_en": "wrong_language:en", "ur": "wrong_language:ur"}[kind], f"{doc.id}: {why}"
 
 
 def test_urdu_and_hindi_are_told_apart_both_ways():
-    urdu_block, hindi_block = LanguageFilter("ur"), LanguageFilter("hi")
+    urdu_block, hindi_block = language_block("ur"), language_block("hi")
     assert all(urdu_block(doc) is None for doc in documents("ur"))
     assert {_why(hindi_block(doc)) for doc in documents("ur")[:20]} == {"foreign_script:Arabic:1.00"}
     hindi_stories = documents("hi")[:20]
@@ -184,29 +194,29 @@ def test_mixed_language_policy_keeps_code_switched_text_unless_asked_otherwise()
     mixed = noise("mixed_language")
     assert len(mixed) == 7
     for doc, language in mixed:  # real Thai/Hindi paragraphs with English names and terms
-        assert LanguageFilter(language)(doc) is None, doc.id
+        assert language_block(language)(doc) is None, doc.id
         assert 0.05 < doc.metadata["foreign_script_ratio"] <= 0.3
-    strict = {doc.id: _why(LanguageFilter(language, max_foreign_script_ratio=0.05)(doc)) for doc, language in mixed}
+    strict = {doc.id: _why(language_block(language, max_foreign_script_ratio=0.05)(doc)) for doc, language in mixed}
     assert all(re.fullmatch(r"foreign_script:Latin:0\.\d\d", why) for why in strict.values()), strict
 
 
 def test_low_confidence_and_undecidable_text():
     hausa = next(doc for doc, _ in noise("wrong_language") if doc.id == "noise-hau-019")
-    assert _why(LanguageFilter("sw")(hausa)) == "low_confidence:0.71"  # langdetect: sw at p=0.714
+    assert _why(language_block("sw")(hausa)) == "low_confidence:0.71"  # langdetect: sw at p=0.714
     assert hausa.metadata["lang"] == "sw" and 0.71 < hausa.metadata["lang_prob"] < 0.72
-    assert _why(LanguageFilter("sw")(Document("digits", "2024 - 10 - 31 / 12:00 !!!"))) == "no_letters"
+    assert _why(language_block("sw")(Document("digits", "2024 - 10 - 31 / 12:00 !!!"))) == "no_letters"
 
 
 def test_langdetect_is_deterministic_across_threads_and_a_changed_global_seed():
     from langdetect import DetectorFactory
 
     docs = documents("id")[:40] + documents("sw")[:40]
-    sequential = [LanguageFilter("sw").detector.detect(doc.text) for doc in docs]
+    sequential = [language_block("sw").detector.detect(doc.text) for doc in docs]
     previous_seed = DetectorFactory.seed
     DetectorFactory.seed = 12345  # other code may set the global seed; ours is per factory
     try:
         with ThreadPoolExecutor(4) as pool:
-            threaded = list(pool.map(LanguageFilter("sw").detector.detect, [doc.text for doc in docs]))
+            threaded = list(pool.map(language_block("sw").detector.detect, [doc.text for doc in docs]))
     finally:
         DetectorFactory.seed = previous_seed
     assert threaded == sequential
@@ -223,7 +233,7 @@ def test_too_short_noise_is_rejected_with_its_length():
 
 
 def test_empty_and_too_long_text():
-    block = LengthFilter(max_chars=1000)
+    block = LengthFilter(LengthOptions(max_chars=1000))
     assert _why(block(Document("blank", " \n\t \n"))) == "empty"
     long_doc = max(documents("th"), key=lambda d: len(d.text))
     assert _why(block(long_doc)) == f"too_long_chars:{len(long_doc.text.strip())}"
@@ -250,7 +260,7 @@ def test_token_bounds_with_a_sentencepiece_model(sentencepiece_model):
     docs = documents("sw")[:30]
     counts = sorted(len(processor.encode(doc.text.strip())) for doc in docs)
     low, high = counts[5], counts[-5]
-    block = LengthFilter(min_tokens=low, max_tokens=high, tokenizer=sentencepiece_model)
+    block = LengthFilter(LengthOptions(min_tokens=low, max_tokens=high, tokenizer=sentencepiece_model))
     results = run(block, docs)
     for doc in docs:
         n_tokens = len(processor.encode(doc.text.strip()))
@@ -261,7 +271,7 @@ def test_token_bounds_with_a_sentencepiece_model(sentencepiece_model):
 
 
 def test_tokenizer_is_loaded_lazily_and_a_missing_model_is_named():
-    block = LengthFilter(max_tokens=10, tokenizer="/nonexistent/tok.model")  # building costs nothing
+    block = LengthFilter(LengthOptions(max_tokens=10, tokenizer="/nonexistent/tok.model"))  # building costs nothing
     with pytest.raises(FileNotFoundError, match="/nonexistent/tok.model"):
         block(documents("fi")[0])
 
@@ -274,7 +284,7 @@ def test_token_bounds_with_a_hugging_face_tokenizer_folder():
     tokenizer = AutoTokenizer.from_pretrained(folder)
     doc = documents("fi")[0]
     n_tokens = len(tokenizer(doc.text.strip(), add_special_tokens=False)["input_ids"])
-    assert _why(LengthFilter(max_tokens=n_tokens - 1, tokenizer=folder)(doc)) == f"too_long_tokens:{n_tokens}"
+    assert _why(LengthFilter(LengthOptions(max_tokens=n_tokens - 1, tokenizer=folder))(doc)) == f"too_long_tokens:{n_tokens}"
 
 
 # -------------------------------------------------------------------------------------- heuristics
@@ -319,7 +329,7 @@ def test_html_noise_is_rejected_for_scripts_or_markup():
     pages = noise("html_markup")
     assert len(pages) == 10
     assert {_why(MarkupFilter()(doc)) for doc, _ in pages} == {"script_or_style"}
-    lenient = [_why(MarkupFilter(reject_script_style=False)(doc)) for doc, _ in pages]
+    lenient = [_why(MarkupFilter(MarkupOptions(reject_script_style=False))(doc)) for doc, _ in pages]
     assert all(why.startswith("markup_ratio:") and float(why.split(":")[1]) >= 0.1 for why in lenient), lenient
 
 
@@ -335,7 +345,7 @@ def test_repetitive_noise_is_rejected():
     # Repeated within one line: the most frequent 3-gram covers a quarter of the text ...
     assert (results["noise-rep-089"], results["noise-rep-091"]) == ("top_3gram_chars:0.23", "top_3gram_chars:0.28")
     # ... and 7/8 of it lies in repeated 5-grams, which catches it on its own.
-    only_duplicated_ngrams = RepetitionFilter(max_top_ngram_chars={2: 1.0})
+    only_duplicated_ngrams = RepetitionFilter(RepetitionOptions(max_top_ngram_chars={2: 1.0}))
     for doc, _ in noise("repetitive"):
         if doc.id != "noise-rep-090":
             assert _why(only_duplicated_ngrams(doc)) == "duplicated_5gram_chars:0.88"
@@ -413,6 +423,13 @@ def test_blocks_report_their_configuration():
     assert restored[DEFAULT_CHAIN.index({"type": "language"})]["language"] == "th"
     assert build_filter({"type": "length", "min_chars": 50}).config()["min_chars"] == 50
     assert build_filter({"type": "dedup", "num_perm": 64}).config()["num_perm"] == 64
+    # Resolved as the block applies them: the injected language, the detector's threshold, the
+    # n-gram limits a recipe leaves out (the values blocks have always reported).
+    language = build_filter({"type": "language", "detector": "fasttext", "max_foreign_script_ratio": 1}, "th").config()
+    assert language == {"language": "th", "detector": "fasttext", "threshold": 0.2, "max_foreign_script_ratio": 1.0, "model_path": None}
+    assert json.dumps(language["max_foreign_script_ratio"]) == "1.0"
+    repetition = build_filter({"type": "repetition", "max_top_ngram_chars": {2: 0.5}}).config()
+    assert repetition["max_top_ngram_chars"] == {2: 0.5} and repetition["max_duplicated_ngram_chars"][10] == 0.35
 
 
 # --------------------------------------------------------------------------- language-ID cascade

@@ -3,18 +3,18 @@ model entry and range. A mistake fails at once, naming its key path and what is 
 
 from __future__ import annotations
 
-import inspect
+import json
+import os
+import shutil
 import subprocess
 import sys
-import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
 from xinstruction_dataset.curation.config import CurationConfig
-from xinstruction_dataset.filtering.filters import FILTERS, FilterSpec, build_filter
-from xinstruction_dataset.filtering.filters.dedup import MinHashIndex
+from xinstruction_dataset.filtering.filters import FILTERS, build_filter
 from xinstruction_dataset.filtering.filters.length import LengthOptions
 from xinstruction_dataset.filtering.pipeline import DEFAULT_FILTERS
 from xinstruction_dataset.recipe import Recipe, SourceSpec
@@ -132,28 +132,147 @@ def test_filters_build_from_checked_options_or_mappings():
     recipe = Recipe(name="adhoc", filters=DEFAULT_FILTERS)
     blocks = [build_filter(spec, "sw") for spec in recipe.filters]
     assert [b.config() for b in blocks] == [build_filter(spec, "sw").config() for spec in DEFAULT_FILTERS]
-    assert build_filter(LengthOptions(min_chars=5)).min_chars == 5
+    options = LengthOptions(min_chars=5)
+    assert build_filter(options).options is options  # the recipe's checked object, not a copy of its values
     adhoc = Recipe(name="a", sources=[SourceSpec(path="x.jsonl", language="sw")], filters=recipe.filters, curation=recipe.curation)
     assert adhoc.filters == recipe.filters
 
 
-def _constructor_options(cls) -> dict[str, object]:
-    """{option: default} a block's constructor accepts (`**options` passed to MinHashIndex)."""
-    params = dict(inspect.signature(cls.__init__).parameters)
-    params.pop("self")
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        params = {k: p for k, p in params.items() if p.kind is not p.VAR_KEYWORD}
-        params.update({k: p for k, p in inspect.signature(MinHashIndex.__init__).parameters.items() if k != "self"})
-    return {name: p.default for name, p in params.items()}
+def test_a_blocks_config_is_its_options_model_dump():
+    """config() (what the block says it was built with) is its options' dump: every option the
+    model declares, nothing else, for every registered kind."""
+    for kind in FILTERS.kinds():
+        model = FILTERS.spec_model(kind)
+        block = build_filter(model(), "sw")
+        assert block.name == kind and type(block) is FILTERS.implementation(kind)
+        assert set(block.config()) == set(model.model_fields) - {"type"}, kind
+        assert block.config() == block.options.model_dump(exclude={"type"}), kind
 
 
-def test_each_filter_options_model_matches_its_constructor():
-    members = typing.get_args(typing.get_args(FilterSpec)[0])
-    by_type = {model.model_fields["type"].default: model for model in members}
-    assert set(by_type) == set(FILTERS)
-    for name, model in by_type.items():
-        fields = {k: f.default for k, f in model.model_fields.items() if k != "type"}
-        assert fields == _constructor_options(FILTERS[name]), name
+# Run in a fresh interpreter (PYTHONPATH: the package to check): every module of the filters
+# package imports after the package itself (a block module the package's __init__ forgot
+# registers too late, and the registry refuses it), every block in it is registered, and every
+# options model in it is in the recipe union. Prints the problems found, as JSON.
+REGISTRATION_CHECK = """
+import importlib, inspect, json, pkgutil, typing
+import xinstruction_dataset.filtering.filters as package
+from xinstruction_dataset.filtering.filters import FILTERS, BaseFilter, FilterSpec
+from xinstruction_dataset.filtering.filters.base import DEDUP_FILTERS
+from xinstruction_dataset.options import ConfigModel
+
+union = typing.get_args(typing.get_args(FilterSpec)[0])
+problems = []
+for found in pkgutil.iter_modules(package.__path__):
+    name = f"{package.__name__}.{found.name}"
+    try:
+        module = importlib.import_module(name)
+    except RuntimeError as error:
+        problems.append(f"{found.name}.py: {error}")
+        continue
+    for value in vars(module).values():
+        if not isinstance(value, type) or value.__module__ != name:
+            continue
+        if issubclass(value, BaseFilter) and not inspect.isabstract(value) and value not in DEDUP_FILTERS.values():
+            model = value.options_model
+            if model is None or FILTERS.implementation(FILTERS.kind_of(model)) is not value:
+                problems.append(f"{value.__name__} is not registered")
+        if issubclass(value, ConfigModel) and "type" in value.model_fields and value not in union:
+            problems.append(f"{value.__name__} is not in FilterSpec")
+print(json.dumps(problems))
+"""
+
+
+def registration_problems(package_root: Path) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(package_root)}  # and run there: `-c` puts the working folder first
+    out = subprocess.run([sys.executable, "-c", REGISTRATION_CHECK], cwd=package_root, env=env, capture_output=True, text=True, check=True, timeout=300)
+    return json.loads(out.stdout)
+
+
+def test_every_filter_in_the_package_is_registered_and_in_the_recipe_union():
+    assert registration_problems(REPO) == []
+
+
+# A new filter: one file, whose options model and block are all there is to it.
+WORD_COUNT = '''"""`word_count`: at least `min_words` whitespace-separated words."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from ...options import ConfigModel
+from .base import FILTERS, BaseFilter
+
+
+class WordCountOptions(ConfigModel):
+    type: Literal["word_count"] = "word_count"
+    min_words: Annotated[int, Field(ge=0)] = 50
+
+
+@FILTERS.register(WordCountOptions)
+class WordCountFilter(BaseFilter):
+    options: WordCountOptions
+
+    def filter(self, doc):
+        n = len(doc.text.split())
+        return n >= self.options.min_words or (False, f"too_few_words:{n}")
+'''
+
+# With the new filter in the package: a recipe using it loads, filters a source through the
+# executor's tasks, and counts and names its rejects. Prints what it saw, as JSON.
+RUN_WORD_COUNT = """
+import json, sys
+from pathlib import Path
+from xinstruction_dataset.filtering.pipeline import filter_language
+from xinstruction_dataset.recipe import Recipe
+
+root = Path(sys.argv[1])
+docs = [{"id": "short", "text": "Habari za asubuhi."}, {"id": "long", "text": "Habari za asubuhi. " * 20}]
+(root / "sw.jsonl").write_text("".join(json.dumps(d) + "\\n" for d in docs), encoding="utf-8")
+recipe = Recipe.from_dict({"name": "wc", "sources": [{"path": str(root / "sw.jsonl"), "language": "sw"}],
+                           "filters": [{"type": "word_count", "min_words": 10}], "output_dir": str(root / "run")})
+summary = filter_language(recipe, "sw", progress=False)
+rejects = [json.loads(line) for line in (root / "run" / "filtered" / "sw" / "rejects.jsonl").read_text().splitlines()]
+print(json.dumps({"kept": summary.kept, "stats": summary.block_stats, "rejects": {r["id"]: r["reason"] for r in rejects}}))
+"""
+
+
+def test_a_new_filter_is_one_file_plus_one_import_line(tmp_path):
+    package = tmp_path / "xinstruction_dataset"
+    shutil.copytree(REPO / "xinstruction_dataset", package, ignore=shutil.ignore_patterns("__pycache__"))
+    filters = package / "filtering" / "filters"
+    (filters / "word_count.py").write_text(WORD_COUNT, encoding="utf-8")
+    recipe = write_recipe(tmp_path, filters=[{"type": "word_count"}])
+    load = [sys.executable, "-c", "import sys; from xinstruction_dataset.recipe import Recipe; Recipe.from_yaml(sys.argv[1])", str(recipe)]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    # The file alone: its registration is refused (the import line is missing), and a recipe
+    # naming it fails to load, listing the kinds there are.
+    [problem] = registration_problems(tmp_path)
+    assert problem.startswith("word_count.py: filter kind 'word_count' registered after the filter union was built")
+    refused = subprocess.run(load, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "filters[0].type: unknown type 'word_count'; one of: boilerplate, dedup" in refused.stderr
+
+    # The one import line, above `.spec` in the package's __init__.
+    init = filters / "__init__.py"
+    lines = init.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.insert(lines.index("from .spec import FilterSpec, build_filter, parse_filter_spec\n"), "from .word_count import WordCountFilter as WordCountFilter\n")
+    init.write_text("".join(lines), encoding="utf-8")
+    assert registration_problems(tmp_path) == []
+    out = subprocess.run([sys.executable, "-c", RUN_WORD_COUNT, str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=600)
+    seen = json.loads(out.stdout)
+    assert seen["kept"] == 1 and seen["rejects"] == {"short": "word_count:too_few_words:3"}
+    assert seen["stats"]["word_count"] == {"in": 2, "kept": 1, "rejected:too_few_words:3": 1}
+    changed = sorted(str(path.relative_to(tmp_path)) for path in package.rglob("*.py") if not _same_as_repo(path, tmp_path))
+    assert changed == ["xinstruction_dataset/filtering/filters/__init__.py", "xinstruction_dataset/filtering/filters/word_count.py"]
+
+    # Without its decorator the block and its options are reported, not silently left out.
+    (filters / "word_count.py").write_text(WORD_COUNT.replace("@FILTERS.register(WordCountOptions)\n", ""), encoding="utf-8")
+    assert sorted(registration_problems(tmp_path)) == ["WordCountFilter is not registered", "WordCountOptions is not in FilterSpec"]
+
+
+def _same_as_repo(path: Path, root: Path) -> bool:
+    original = REPO / path.relative_to(root)
+    return original.is_file() and original.read_bytes() == path.read_bytes()
 
 
 def test_the_cli_refuses_a_bad_recipe_before_reading_a_document(tmp_path):

@@ -1,32 +1,21 @@
-"""Filter blocks. Importing this package registers every block, so `build_filter` knows them all.
+"""Filter blocks, one file each: an options model and its block, registered in FILTERS (base.py).
 
-Registry names (recipe `type:`): `language`, `length`, `boilerplate`, `repetition`, `markup`,
-`mojibake`, `exact_dedup`, `near_dedup`, `dedup`. Each has an options model beside it; `FilterSpec`
-(spec.py) is their union, how a recipe's `filters:` entries are checked.
+Importing this package registers every block, then takes the recipe union (`FilterSpec`, spec.py),
+which closes the registry: a new block's module is imported here, above the `.spec` import, as
+`from .word_count import WordCountFilter as WordCountFilter` (the `as` marks a re-export).
+Registry kinds (recipe `type:`): `language`, `length`, `boilerplate`, `repetition`, `markup`,
+`mojibake`; the dedup entries `exact_dedup`, `near_dedup` and `dedup` (dedup.py) are language-level
+steps whose options join the union.
 """
 
-from .base import FILTERS, BaseFilter, FilterResult, register
-from .spec import FilterSpec, build_filter, parse_filter_spec
-from .dedup import DedupFilter, ExactDedupFilter, NearDedupFilter
-from .heuristics import BoilerplateFilter, MarkupFilter, MojibakeFilter, RepetitionFilter
-from .langid import LanguageFilter
-from .length import LengthFilter
+# Every block module, before .spec (which takes the union): one line per filter file.
+from .langid import LanguageFilter as LanguageFilter
+from .length import LengthFilter as LengthFilter
+from .heuristics import BoilerplateFilter as BoilerplateFilter, MarkupFilter as MarkupFilter
+from .heuristics import MojibakeFilter as MojibakeFilter, RepetitionFilter as RepetitionFilter
+from .dedup import DedupFilter as DedupFilter, ExactDedupFilter as ExactDedupFilter, NearDedupFilter as NearDedupFilter
 
-__all__ = [
-    "FILTERS",
-    "BaseFilter",
-    "FilterResult",
-    "FilterSpec",
-    "build_filter",
-    "parse_filter_spec",
-    "register",
-    "LanguageFilter",
-    "LengthFilter",
-    "BoilerplateFilter",
-    "RepetitionFilter",
-    "MarkupFilter",
-    "MojibakeFilter",
-    "ExactDedupFilter",
-    "NearDedupFilter",
-    "DedupFilter",
-]
+from .base import FILTERS, BaseFilter, FilterResult
+from .spec import FilterSpec, build_filter, parse_filter_spec
+
+__all__ = ["FILTERS", "BaseFilter", "FilterResult", "FilterSpec", "build_filter", "parse_filter_spec"]

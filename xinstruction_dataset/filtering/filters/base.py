@@ -1,7 +1,26 @@
-"""The filter block: one `filter(doc)` method, its own counters, a registry by name.
+"""The filter block: built from its options model, one `filter(doc)` method, its own counters.
+
+A block is one file: its options model (a `ConfigModel` whose `type` is a one-value `Literal`,
+the recipe's `type:`) and the block, registered on it:
+
+    class WordCountOptions(ConfigModel):
+        type: Literal["word_count"] = "word_count"
+        min_words: Annotated[int, Field(ge=0)] = 50
+
+    @FILTERS.register(WordCountOptions)
+    class WordCountFilter(BaseFilter):
+        options: WordCountOptions
+
+        def filter(self, doc: Document) -> FilterResult:
+            n = len(doc.text.split())
+            return n >= self.options.min_words or (False, f"too_few_words:{n}")
+
+plus the import of that file in filters/__init__.py (the registry's idiom, registry.py). The
+options are checked once, by the model, when the recipe loads; the block reads them from
+`self.options`, and `config()` is their dump. `WordCountFilter()` is built with the defaults.
 
 As in datatrove, `filter(doc)` returns True to keep a document, or False / (False, reason) to
-reject it. The block prefixes the reason with its own name (`language:wrong_language:en`), so a
+reject it. The block prefixes the reason with its kind (`language:wrong_language:en`), so a
 rejects file says which block dropped a document and why.
 """
 
@@ -9,32 +28,48 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from ...documents import Document
+from ...options import ConfigModel
+from ...registry import Registry
 
 FilterResult = bool | tuple[bool, str]
 
-FILTERS: dict[str, type["BaseFilter"]] = {}
+
+class FilterRegistry(Registry[ConfigModel]):
+    """The filter plug-in point: a `Registry` whose registration also tells the block its kind
+    (its `name`, the prefix of its reasons) and its options model (what it is built from)."""
+
+    def register(self, spec_model: type[ConfigModel], implementation: Any = None) -> Callable[[type[BaseFilter]], type[BaseFilter]]:
+        if implementation is not None:
+            raise TypeError("a filter block registers as a decorator on its class: @FILTERS.register(ItsOptions)")
+        record = super().register(spec_model)
+
+        def named(block: type[BaseFilter]) -> type[BaseFilter]:
+            block.name, block.options_model = self.kind_of(spec_model), spec_model
+            return record(block)
+
+        return named
 
 
-def register(name: str):
-    """Class decorator: make a filter available to recipes under `name`."""
-
-    def wrap(cls: type[BaseFilter]) -> type[BaseFilter]:
-        cls.name = name
-        FILTERS[name] = cls
-        return cls
-
-    return wrap
+FILTERS = FilterRegistry("filter", key="type")
 
 
 class BaseFilter(ABC):
     name: ClassVar[str] = "filter"
-    # Filters that judge a document against the recipe's target language get `language=` injected.
+    options_model: ClassVar[type[ConfigModel] | None] = None  # set by FILTERS.register
+    # Filters that judge a document against the recipe's target language get `language=` injected
+    # by build_filter when their options leave it out.
     needs_language: ClassVar[bool] = False
 
-    def __init__(self) -> None:
+    def __init__(self, options: ConfigModel | None = None) -> None:
+        model = type(self).options_model
+        if model is not None and options is None:
+            options = model()
+        elif model is not None and not isinstance(options, model):
+            raise TypeError(f"{type(self).__name__} is built from {model.__name__}, got {type(options).__name__}")
+        self.options = options
         self.stats: Counter[str] = Counter()
 
     @abstractmethod
@@ -53,5 +88,24 @@ class BaseFilter(ABC):
         return f"{self.name}:{reason}"
 
     def config(self) -> dict[str, Any]:
-        """The options this block was built with (recorded in provenance and summaries)."""
-        return {}
+        """The options this block was built with, as the block resolved them (a detector's default
+        threshold filled in): its options model's dump without `type`."""
+        return {} if self.options is None else self.options.model_dump(exclude={"type"})
+
+
+# The dedup blocks (filters/dedup.py) register here by name, outside FILTERS: in a run they are
+# not per-document blocks but language-level steps (filtering/duplicates.py), and they keep their
+# keyword constructors. This shim goes when they move to filtering/dedup/.
+DEDUP_FILTERS: dict[str, type[BaseFilter]] = {}
+
+
+def register(name: str) -> Callable[[type[BaseFilter]], type[BaseFilter]]:
+    """Class decorator of the dedup blocks only (see DEDUP_FILTERS); a filter block uses
+    `@FILTERS.register(ItsOptions)`."""
+
+    def wrap(cls: type[BaseFilter]) -> type[BaseFilter]:
+        cls.name = name
+        DEDUP_FILTERS[name] = cls
+        return cls
+
+    return wrap

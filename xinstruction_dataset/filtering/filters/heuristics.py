@@ -1,7 +1,8 @@
 """Web-text heuristics, one small block each: `boilerplate`, `repetition`, `markup`, `mojibake`.
 
-Thresholds are constructor options; the defaults were checked against ../shared/corpora (clean
-paragraphs in the 10 languages keep >= 99%) and its noise.jsonl (each bad category is caught).
+Thresholds are each block's options (its options model, beside it); the defaults were checked
+against ../shared/corpora (clean paragraphs in the 10 languages keep >= 99%) and its noise.jsonl
+(each bad category is caught).
 Ratios in reasons are rounded *up* to two decimals (`markup_ratio:0.24`).
 """
 
@@ -9,13 +10,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Annotated, Any, Iterable, Literal, Sequence
+from typing import Annotated, Iterable, Literal, Sequence
 
 from pydantic import Field
 
 from ...documents import Document
 from ...options import ConfigModel
-from .base import BaseFilter, FilterResult, register
+from .base import FILTERS, BaseFilter, FilterResult
 from .text import ceil2, nonblank_lines, paragraphs
 
 # ---------------------------------------------------------------------------------------------
@@ -66,7 +67,7 @@ class BoilerplateOptions(ConfigModel):
     max_item_chars: Chars = 120
 
 
-@register("boilerplate")
+@FILTERS.register(BoilerplateOptions)
 class BoilerplateFilter(BaseFilter):
     """Reject pages made of navigation: menus, related-link lists, copyright/cookie/share lines.
 
@@ -82,33 +83,20 @@ class BoilerplateFilter(BaseFilter):
     Metadata: `boilerplate_ratio`.
     """
 
-    def __init__(
-        self,
-        max_boilerplate_ratio: float = 0.5,
-        min_menu_items: int = 3,
-        max_menu_item_chars: int = 80,
-        max_notice_chars: int = 200,
-        max_item_chars: int = 120,
-    ):
-        super().__init__()
-        self.max_boilerplate_ratio = max_boilerplate_ratio
-        self.min_menu_items = min_menu_items
-        self.max_menu_item_chars = max_menu_item_chars
-        self.max_notice_chars = max_notice_chars
-        self.max_item_chars = max_item_chars
+    options: BoilerplateOptions
 
     def is_menu(self, line: str) -> bool:
         items = [item for item in _MENU_SEPARATOR.split(line) if item]
-        return len(items) >= self.min_menu_items and len(line) / len(items) <= self.max_menu_item_chars
+        return len(items) >= self.options.min_menu_items and len(line) / len(items) <= self.options.max_menu_item_chars
 
     def is_notice(self, line: str) -> bool:
-        return len(line) <= self.max_notice_chars and (_NOTICE.search(line) is not None or len(_SOCIAL.findall(line)) >= 2)
+        return len(line) <= self.options.max_notice_chars and (_NOTICE.search(line) is not None or len(_SOCIAL.findall(line)) >= 2)
 
     def is_navigation(self, line: str) -> bool:
         return _LINK_ARROW.match(line) is not None or self.is_menu(line) or self.is_notice(line)
 
     def is_list_item(self, line: str) -> bool:
-        return len(line) <= self.max_item_chars and _SENTENCE_END.search(line) is None
+        return len(line) <= self.options.max_item_chars and _SENTENCE_END.search(line) is None
 
     def boilerplate_ratio(self, text: str) -> float:
         lines = nonblank_lines(text)
@@ -121,18 +109,9 @@ class BoilerplateFilter(BaseFilter):
     def filter(self, doc: Document) -> FilterResult:
         ratio = self.boilerplate_ratio(doc.text)
         doc.metadata["boilerplate_ratio"] = round(ratio, 4)
-        if ratio > self.max_boilerplate_ratio:
+        if ratio > self.options.max_boilerplate_ratio:
             return False, f"boilerplate_ratio:{ceil2(ratio)}"
         return True
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "max_boilerplate_ratio": self.max_boilerplate_ratio,
-            "min_menu_items": self.min_menu_items,
-            "max_menu_item_chars": self.max_menu_item_chars,
-            "max_notice_chars": self.max_notice_chars,
-            "max_item_chars": self.max_item_chars,
-        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,8 +187,15 @@ def duplicated_ngram_char_fraction(words: Sequence[str], n: int) -> float:
     return RepeatedNgrams(words).duplicated_char_fraction(n)
 
 
+# The n-gram limits a block uses when the recipe leaves them out (or empty); see RepetitionFilter.
+# Not the fields' defaults: the recipe's None is what the run fingerprint has always recorded.
+DEFAULT_TOP_NGRAM_CHARS: dict[int, float] = {2: 0.25, 3: 0.22, 4: 0.20}
+DEFAULT_DUPLICATED_NGRAM_CHARS: dict[int, float] = {5: 0.40, 6: 0.39, 7: 0.38, 8: 0.37, 9: 0.36, 10: 0.35}
+
+
 class RepetitionOptions(ConfigModel):
-    """`{type: repetition, ...}`: RepetitionFilter's options; n-gram limits map n (>= 1) to a ratio."""
+    """`{type: repetition, ...}`: RepetitionFilter's options; n-gram limits map n (>= 1) to a ratio
+    (None: DEFAULT_TOP_NGRAM_CHARS, DEFAULT_DUPLICATED_NGRAM_CHARS)."""
 
     type: Literal["repetition"] = "repetition"
     max_duplicate_line_fraction: Ratio = 0.3
@@ -220,7 +206,7 @@ class RepetitionOptions(ConfigModel):
     max_duplicated_ngram_chars: dict[Annotated[int, Field(ge=1)], Ratio] | None = None
 
 
-@register("repetition")
+@FILTERS.register(RepetitionOptions)
 class RepetitionFilter(BaseFilter):
     """Repeated lines, paragraphs and word n-grams: Gopher's rules (Rae et al. 2021, table A1)
     with n-gram limits lifted for these languages. Words are whitespace tokens, i.e. Vietnamese
@@ -242,53 +228,35 @@ class RepetitionFilter(BaseFilter):
     `duplicate_paragraph_chars:...`, `top_2gram_chars:0.26`, `duplicated_5gram_chars:0.88`.
     """
 
-    def __init__(
-        self,
-        max_duplicate_line_fraction: float = 0.3,
-        max_duplicate_line_chars: float = 0.2,
-        max_duplicate_paragraph_fraction: float = 0.3,
-        max_duplicate_paragraph_chars: float = 0.2,
-        max_top_ngram_chars: dict[int, float] | None = None,
-        max_duplicated_ngram_chars: dict[int, float] | None = None,
-    ):
-        super().__init__()
-        self.max_duplicate_line_fraction = max_duplicate_line_fraction
-        self.max_duplicate_line_chars = max_duplicate_line_chars
-        self.max_duplicate_paragraph_fraction = max_duplicate_paragraph_fraction
-        self.max_duplicate_paragraph_chars = max_duplicate_paragraph_chars
-        self.max_top_ngram_chars = {int(n): v for n, v in (max_top_ngram_chars or {2: 0.25, 3: 0.22, 4: 0.20}).items()}
-        self.max_duplicated_ngram_chars = {
-            int(n): v
-            for n, v in (max_duplicated_ngram_chars or {5: 0.40, 6: 0.39, 7: 0.38, 8: 0.37, 9: 0.36, 10: 0.35}).items()
-        }
+    options: RepetitionOptions
+
+    def __init__(self, options: RepetitionOptions | None = None):
+        super().__init__(options)
+        # Resolved once: the block's options name the limits it applies (and config() shows them).
+        self.options = self.options.model_copy(
+            update={
+                "max_top_ngram_chars": dict(self.options.max_top_ngram_chars or DEFAULT_TOP_NGRAM_CHARS),
+                "max_duplicated_ngram_chars": dict(self.options.max_duplicated_ngram_chars or DEFAULT_DUPLICATED_NGRAM_CHARS),
+            }
+        )
 
     def filter(self, doc: Document) -> FilterResult:
         for unit, items in (("line", nonblank_lines(doc.text)), ("paragraph", paragraphs(doc.text))):
             fraction, chars = duplicate_fractions(items)
-            if fraction > getattr(self, f"max_duplicate_{unit}_fraction"):
+            if fraction > getattr(self.options, f"max_duplicate_{unit}_fraction"):
                 return False, f"duplicate_{unit}s:{ceil2(fraction)}"
-            if chars > getattr(self, f"max_duplicate_{unit}_chars"):
+            if chars > getattr(self.options, f"max_duplicate_{unit}_chars"):
                 return False, f"duplicate_{unit}_chars:{ceil2(chars)}"
         repeats = RepeatedNgrams(doc.text.split())
-        for n, limit in self.max_top_ngram_chars.items():
+        for n, limit in self.options.max_top_ngram_chars.items():
             share = repeats.top_char_fraction(n)
             if share > limit:
                 return False, f"top_{n}gram_chars:{ceil2(share)}"
-        for n, limit in self.max_duplicated_ngram_chars.items():
+        for n, limit in self.options.max_duplicated_ngram_chars.items():
             share = repeats.duplicated_char_fraction(n)
             if share > limit:
                 return False, f"duplicated_{n}gram_chars:{ceil2(share)}"
         return True
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "max_duplicate_line_fraction": self.max_duplicate_line_fraction,
-            "max_duplicate_line_chars": self.max_duplicate_line_chars,
-            "max_duplicate_paragraph_fraction": self.max_duplicate_paragraph_fraction,
-            "max_duplicate_paragraph_chars": self.max_duplicate_paragraph_chars,
-            "max_top_ngram_chars": self.max_top_ngram_chars,
-            "max_duplicated_ngram_chars": self.max_duplicated_ngram_chars,
-        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,7 +282,7 @@ class MarkupOptions(ConfigModel):
     max_url_ratio: Ratio = 0.2
 
 
-@register("markup")
+@FILTERS.register(MarkupOptions)
 class MarkupFilter(BaseFilter):
     """Reject text still carrying its HTML, or made of links.
 
@@ -328,31 +296,20 @@ class MarkupFilter(BaseFilter):
     Metadata: `markup_ratio`, `url_ratio`.
     """
 
-    def __init__(self, reject_script_style: bool = True, max_markup_ratio: float = 0.05, max_url_ratio: float = 0.2):
-        super().__init__()
-        self.reject_script_style = reject_script_style
-        self.max_markup_ratio = max_markup_ratio
-        self.max_url_ratio = max_url_ratio
+    options: MarkupOptions
 
     def filter(self, doc: Document) -> FilterResult:
         text = doc.text
-        if self.reject_script_style and _SCRIPT_OR_STYLE.search(text):
+        if self.options.reject_script_style and _SCRIPT_OR_STYLE.search(text):
             return False, "script_or_style"
         markup = covered_ratio(_TAG, text) + covered_ratio(_ENTITY, text)
         urls = covered_ratio(_URL, text)
         doc.metadata.update(markup_ratio=round(markup, 4), url_ratio=round(urls, 4))
-        if markup > self.max_markup_ratio:
+        if markup > self.options.max_markup_ratio:
             return False, f"markup_ratio:{ceil2(markup)}"
-        if urls > self.max_url_ratio:
+        if urls > self.options.max_url_ratio:
             return False, f"url_ratio:{ceil2(urls)}"
         return True
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "reject_script_style": self.reject_script_style,
-            "max_markup_ratio": self.max_markup_ratio,
-            "max_url_ratio": self.max_url_ratio,
-        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,7 +336,7 @@ class MojibakeOptions(ConfigModel):
     max_control_ratio: Ratio = 0.0
 
 
-@register("mojibake")
+@FILTERS.register(MojibakeOptions)
 class MojibakeFilter(BaseFilter):
     """Reject text damaged by a wrong decoding.
 
@@ -391,12 +348,14 @@ class MojibakeFilter(BaseFilter):
     Reasons: `mojibake:0.21`, `replacement_chars:0.03`, `control_chars:0.01`.
     """
 
-    def __init__(self, max_mojibake_ratio: float = 0.01, max_replacement_ratio: float = 0.002, max_control_ratio: float = 0.0):
-        super().__init__()
+    options: MojibakeOptions
+
+    def __init__(self, options: MojibakeOptions | None = None):
+        super().__init__(options)
         self.limits = {
-            "mojibake": (_MOJIBAKE, max_mojibake_ratio),
-            "replacement_chars": (_REPLACEMENT, max_replacement_ratio),
-            "control_chars": (_CONTROL, max_control_ratio),
+            "mojibake": (_MOJIBAKE, self.options.max_mojibake_ratio),
+            "replacement_chars": (_REPLACEMENT, self.options.max_replacement_ratio),
+            "control_chars": (_CONTROL, self.options.max_control_ratio),
         }
 
     def filter(self, doc: Document) -> FilterResult:
@@ -408,6 +367,3 @@ class MojibakeFilter(BaseFilter):
             if ratio > limit:
                 return False, f"{reason}:{ceil2(ratio)}"
         return True
-
-    def config(self) -> dict[str, Any]:
-        return {f"max_{name.removesuffix('_chars')}_ratio": limit for name, (_, limit) in self.limits.items()}

@@ -35,7 +35,7 @@ import unicodedata
 from collections import Counter
 from functools import lru_cache
 from importlib import resources
-from typing import Annotated, Any, Callable, Literal, Protocol
+from typing import Annotated, Callable, Literal, Protocol
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -44,7 +44,7 @@ from ...documents import Document
 from ...errors import UsageError
 from ...languages import get_language
 from ...options import ConfigModel, LanguageCode
-from .base import BaseFilter, FilterResult, register
+from .base import FILTERS, BaseFilter, FilterResult
 from .text import ceil2, floor2
 
 # Letter ranges of the scripts of the X-Instruction languages (Unicode blocks; Latin includes the
@@ -281,34 +281,30 @@ def get_detector(name: str, model_path: str | None = None) -> LanguageDetector:
         return _detectors[key]
 
 
-def _check_model_path(detector: str, model_path: str | None) -> None:
-    """`model_path` names a fastText model: only the detectors that run fastText take one."""
-    if model_path and detector not in (FasttextDetector.name, CascadeDetector.name):
-        raise UsageError("model_path is a fastText model option; set detector: fasttext or cascade")
-
-
 class LanguageOptions(ConfigModel):
     """`{type: language, ...}`: LanguageFilter's options, checked when the recipe loads.
     `language` is normally left out: the chain gets the language it runs for."""
 
     type: Literal["language"] = "language"
     language: LanguageCode | None = None
-    detector: Literal["langdetect", "fasttext", "cascade"] = "langdetect"  # the keys of DETECTORS
+    detector: Literal["langdetect", "fasttext", "cascade"] = "langdetect"  # the keys of DETECTORS (tested)
     threshold: Annotated[float | None, Field(ge=0.0, le=1.0)] = None  # default: DEFAULT_THRESHOLDS[detector]
     max_foreign_script_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
     model_path: Annotated[str | None, Field(min_length=1)] = None
 
     @model_validator(mode="after")
     def _fasttext_only(self) -> "LanguageOptions":
-        _check_model_path(self.detector, self.model_path)
+        """`model_path` names a fastText model: only the detectors that run fastText take one."""
+        if self.model_path and self.detector not in (FasttextDetector.name, CascadeDetector.name):
+            raise UsageError("model_path is a fastText model option; set detector: fasttext or cascade")
         return self
 
 
-@register("language")
+@FILTERS.register(LanguageOptions)
 class LanguageFilter(BaseFilter):
     """Keep documents in `language` (injected from the recipe).
 
-    Options:
+    Options (LanguageOptions):
         detector: "langdetect" (default: the more accurate on these languages, see the benchmark),
             "fasttext" (about 3x faster) or "cascade" (fastText where confident, else langdetect:
             langdetect's decisions on the shared corpora, about 3x faster).
@@ -322,60 +318,41 @@ class LanguageFilter(BaseFilter):
     """
 
     needs_language = True
+    options: LanguageOptions
 
-    def __init__(
-        self,
-        language: str | None = None,
-        detector: str = "langdetect",
-        threshold: float | None = None,
-        max_foreign_script_ratio: float = 0.3,
-        model_path: str | None = None,
-    ):
-        super().__init__()
-        if language is None:
+    def __init__(self, options: LanguageOptions | None = None):
+        super().__init__(options)
+        if self.options.language is None:
             raise UsageError("the language filter needs the target `language` (the recipe's language code)")
-        if detector not in DETECTORS:
-            raise UsageError(f"unknown language detector {detector!r}; choose one of: {', '.join(DETECTORS)}")
-        _check_model_path(detector, model_path)
-        self.language = get_language(language).code
-        self.detector_name = detector
-        self.threshold = DEFAULT_THRESHOLDS[detector] if threshold is None else float(threshold)
-        self.max_foreign_script_ratio = float(max_foreign_script_ratio)
-        self.model_path = model_path
-        self.scripts = ScriptCounter(get_language(language).script)
+        language = get_language(self.options.language)
+        # Resolved once: the block's options are what it applies (and what config() shows).
+        threshold = DEFAULT_THRESHOLDS[self.options.detector] if self.options.threshold is None else self.options.threshold
+        self.options = self.options.model_copy(update={"language": language.code, "threshold": threshold})
+        self.scripts = ScriptCounter(language.script)
 
     @property
     def detector(self) -> LanguageDetector:
-        return get_detector(self.detector_name, self.model_path)  # loaded lazily, on the first document
+        return get_detector(self.options.detector, self.options.model_path)  # loaded lazily, on the first document
 
     def filter(self, doc: Document) -> FilterResult:
         foreign_ratio = self.scripts.foreign_ratio(doc.text)
         if foreign_ratio is None:
             return False, "no_letters"
         doc.metadata["foreign_script_ratio"] = round(foreign_ratio, 4)
-        if foreign_ratio > self.max_foreign_script_ratio:
+        if foreign_ratio > self.options.max_foreign_script_ratio:
             return False, f"foreign_script:{self.scripts.main_foreign_script(doc.text)}:{ceil2(foreign_ratio)}"
         detector = self.detector
         if isinstance(detector, CascadeDetector):
-            lang, prob, decided_by = detector.decide(doc.text, expected=self.language)
+            lang, prob, decided_by = detector.decide(doc.text, expected=self.options.language)
         else:
-            (lang, prob), decided_by = detector.detect(doc.text), self.detector_name
+            (lang, prob), decided_by = detector.detect(doc.text), self.options.detector
         doc.metadata.update(lang=lang, lang_prob=round(prob, 4), lang_detector=decided_by)
         if lang == UNKNOWN:
             return False, "undetected"
-        if lang != self.language:
+        if lang != self.options.language:
             return False, f"wrong_language:{lang}"
         # In the cascade, fastText answered only at >= CASCADE_CONFIDENT: `threshold` is langdetect's.
         cascade_fast = isinstance(detector, CascadeDetector) and decided_by == FasttextDetector.name
-        if prob < (CASCADE_CONFIDENT if cascade_fast else self.threshold):
+        if prob < (CASCADE_CONFIDENT if cascade_fast else self.options.threshold):
             return False, f"low_confidence:{floor2(prob)}"
         return True
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "language": self.language,
-            "detector": self.detector_name,
-            "threshold": self.threshold,
-            "max_foreign_script_ratio": self.max_foreign_script_ratio,
-            "model_path": self.model_path,
-        }

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Callable, Literal
 
 from pydantic import Field, model_validator
 
 from ...documents import Document
 from ...errors import UsageError
 from ...options import ConfigModel
-from .base import BaseFilter, FilterResult, register
+from .base import FILTERS, BaseFilter, FilterResult
 
 # Module-level, not per block: a lock attribute would make the block unpicklable (process pools).
 _LOAD_LOCK = threading.Lock()
@@ -66,11 +66,11 @@ class LengthOptions(ConfigModel):
         return self
 
 
-@register("length")
+@FILTERS.register(LengthOptions)
 class LengthFilter(BaseFilter):
     """Keep documents whose length is within bounds (a bound set to None is not checked).
 
-    Options:
+    Options (LengthOptions):
         min_chars: 200. The paper's responses average 1000-1290 characters; under 200 is a
             headline or a fragment, not an answer.
         max_chars: 20000. Longer pages are mostly concatenated listings; the generator's context
@@ -80,50 +80,32 @@ class LengthFilter(BaseFilter):
             recipe gives the generator's when one is configured.
     """
 
-    def __init__(
-        self,
-        min_chars: int | None = 200,
-        max_chars: int | None = 20000,
-        min_tokens: int | None = None,
-        max_tokens: int | None = None,
-        tokenizer: str | None = None,
-    ):
-        super().__init__()
-        if (min_tokens is not None or max_tokens is not None) and not tokenizer:
-            raise UsageError("min_tokens/max_tokens need `tokenizer` (a sentencepiece .model path or a HF tokenizer name)")
-        self.min_chars, self.max_chars = min_chars, max_chars
-        self.min_tokens, self.max_tokens = min_tokens, max_tokens
-        self.tokenizer = tokenizer
+    options: LengthOptions
+
+    def __init__(self, options: LengthOptions | None = None):
+        super().__init__(options)
         self._count_tokens: Callable[[str], int] | None = None
 
     def count_tokens(self, text: str) -> int:
         if self._count_tokens is None:
             with _LOAD_LOCK:
                 if self._count_tokens is None:
-                    self._count_tokens = load_token_counter(self.tokenizer)
+                    self._count_tokens = load_token_counter(self.options.tokenizer)
         return self._count_tokens(text)
 
     def filter(self, doc: Document) -> FilterResult:
+        bounds = self.options
         text = doc.text.strip()
         if not text:
             return False, "empty"
         doc.metadata["n_chars"] = len(text)
-        reason = _out_of_bounds("chars", len(text), self.min_chars, self.max_chars)
-        if reason or (self.min_tokens is None and self.max_tokens is None):
+        reason = _out_of_bounds("chars", len(text), bounds.min_chars, bounds.max_chars)
+        if reason or (bounds.min_tokens is None and bounds.max_tokens is None):
             return (False, reason) if reason else True
         n_tokens = self.count_tokens(text)
         doc.metadata["n_tokens"] = n_tokens
-        reason = _out_of_bounds("tokens", n_tokens, self.min_tokens, self.max_tokens)
+        reason = _out_of_bounds("tokens", n_tokens, bounds.min_tokens, bounds.max_tokens)
         return (False, reason) if reason else True
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "min_chars": self.min_chars,
-            "max_chars": self.max_chars,
-            "min_tokens": self.min_tokens,
-            "max_tokens": self.max_tokens,
-            "tokenizer": self.tokenizer,
-        }
 
 
 def _out_of_bounds(unit: str, count: int, low: int | None, high: int | None) -> str | None:

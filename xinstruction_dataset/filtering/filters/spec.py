@@ -1,37 +1,32 @@
-"""A recipe's `filters:` entries, checked when the recipe loads: one options model per block,
-picked by `type` (`FilterSpec`), and `build_filter`, which turns an entry into its block.
+"""A recipe's `filters:` entries, checked when the recipe loads: `FilterSpec` is the union of the
+options models registered in FILTERS (one per block, picked by `type`) and the dedup options;
+`build_filter` turns an entry into its block.
 
-Each options model sits beside its block and lists exactly the block's constructor options
-(tests/test_recipe_validation.py holds them to that), with their ranges, so a recipe's filter
-chain is known to build before the first document is read.
+Imported by filters/__init__.py after every block module, so the union sees every registration
+(taking it closes FILTERS: a block registered later is refused, naming the forgotten import).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Union
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from ...errors import UsageError
 from ...options import ConfigModel, readable_error
-from .base import FILTERS, BaseFilter
-from .dedup import DedupOptions, ExactDedupOptions, NearDedupOptions
-from .heuristics import BoilerplateOptions, MarkupOptions, MojibakeOptions, RepetitionOptions
-from .langid import LanguageOptions
-from .length import LengthOptions
+from .base import DEDUP_FILTERS, FILTERS, BaseFilter
 
-FilterSpec = Annotated[
-    Union[
-        LanguageOptions, LengthOptions, BoilerplateOptions, RepetitionOptions, MarkupOptions,
-        MojibakeOptions, ExactDedupOptions, NearDedupOptions, DedupOptions,
-    ],
-    Field(discriminator="type"),
-]
+# dedup: its options join the union until it moves to filtering/dedup/ (its own registry).
+from .dedup import DedupOptions, ExactDedupOptions, NearDedupOptions
+
+FILTERS.union()  # closes the registry (see the module docstring)
+_MEMBERS = tuple(FILTERS.spec_model(kind) for kind in FILTERS.kinds()) + (ExactDedupOptions, NearDedupOptions, DedupOptions)
+FilterSpec = Annotated[Union[_MEMBERS], Field(discriminator="type")]  # noqa: UP007 (a runtime tuple)
 _SPEC = TypeAdapter(FilterSpec)
 
 
 def parse_filter_spec(spec: dict[str, Any]) -> ConfigModel:
-    """The options model of one mapping entry; a ValueError names the filter and the bad key."""
+    """The options model of one mapping entry; a UsageError names the filter and the bad key."""
     try:
         return _SPEC.validate_python(spec)
     except ValidationError as error:
@@ -43,9 +38,10 @@ def build_filter(spec: ConfigModel | dict[str, Any], language: str | None = None
     """Build one filter from a recipe entry: its checked options, or a mapping such as
     `{"type": "length", "min_chars": 200}`. Blocks that judge the target language get `language`
     unless the entry names one."""
-    options = spec if isinstance(spec, ConfigModel) else parse_filter_spec(spec)
-    cls = FILTERS[options.type]
-    kwargs = options.model_dump(exclude={"type"})
-    if cls.needs_language and kwargs.get("language") is None:
-        kwargs["language"] = language
-    return cls(**kwargs)
+    options = spec if isinstance(spec, BaseModel) else parse_filter_spec(spec)
+    if options.type in DEDUP_FILTERS:  # dedup: keyword constructors, until filtering/dedup/
+        return DEDUP_FILTERS[options.type](**options.model_dump(exclude={"type"}))
+    block = FILTERS.implementation(options.type)
+    if block.needs_language and options.language is None:
+        options = options.model_copy(update={"language": language})
+    return block(options)
