@@ -22,7 +22,8 @@ keys take the documented defaults. The resolved config serialises back to a dict
 summary, so every curated record can be traced to the exact settings.
 
 The paper did not publish its labelling scale, thresholds, number of refinement rounds,
-embedding model or k; the defaults are this project's choices (see the README).
+embedding model or k; the defaults are this project's choices, recorded with every run (its
+`curation/config.yaml` and each language's summary).
 """
 
 from __future__ import annotations

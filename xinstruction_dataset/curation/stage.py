@@ -61,7 +61,8 @@ StageKind = Annotated[_Kind, NotFingerprinted("the stage's kind: its key under c
 
 
 class Sampling(ConfigModel):
-    """Sampling settings of one stage; the defaults are the paper's (DESIGN.md)."""
+    """Sampling settings of one stage; the defaults are the X-Instruction scripts' sampling
+    (temperature 0.7, top_p 0.9, top_k 50)."""
 
     max_new_tokens: Annotated[int, Field(ge=1, le=131072)]
     temperature: Annotated[float, Field(ge=0.0)] = 0.7  # 0: greedy
