@@ -16,6 +16,8 @@ against the text it came from; the records stay as they are.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ...languages import get_language
 from ...llm.backends.base import LLMRequest
 from ...llm.calls import CallResult
@@ -79,14 +81,14 @@ class Judge(Stage):
                 failures.append((pair.candidate, "judge:malformed", {"replies": mine}))
                 del pairs[pair.candidate]
         kept = tuple(pairs[c] for c in sorted(pairs))
+        item = replace(item, events=item.events + tuple(events), judged=tuple(judged))
         if any(not pair.label for pair in kept):  # asked again (the flow routes `unreadable` back here)
-            return item.labelled("unreadable", kept, *events, attempt=item.attempt + 1, failures=tuple(failures), replies=tuple(replies), judged=tuple(judged))
-        item = item.labelled("", kept, *events, judged=tuple(judged))
+            return item.labelled("unreadable", kept, attempt=item.attempt + 1, failures=tuple(failures), replies=tuple(replies))
         if not kept:  # every pair of this document failed to be judged
             _, reason, detail = min(failures, key=lambda failure: failure[0])
             return item.reject(reason, round=round_, **detail)
         best = _best(kept)
-        # Labelled: a next round of judging (after a refinement) starts with no attempts or failures.
+        # A next round of judging (after a refinement) starts with no attempts or failures.
         return item.labelled(best.label, (best,), attempt=0, failures=(), replies=())
 
 
