@@ -100,7 +100,6 @@ class LanguageReport:
         return "\n".join(lines)
 
 
-
 class CurationRecipe(Protocol):
     """What curation needs of a `recipe.Recipe` (the recipe imports curation's config, not the
     reverse: data and imports flow one way)."""
