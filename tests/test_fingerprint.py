@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from xinstruction_dataset.cli import main
 from xinstruction_dataset.fingerprint import check_fingerprint, fingerprint
 from xinstruction_dataset.layout import RunLayout
 from xinstruction_dataset.recipe import Recipe
+from xinstruction_dataset.redact import environment_secrets, is_secret_name, redact_secret_values
 
 TGI = {"backend": "tgi", "model": "org/judge", "endpoints": ["http://h1:8080"]}
 BASE = {
@@ -123,3 +128,54 @@ def test_the_cli_refuses_then_force_goes_on(tmp_path, capsys):
     assert main(["filter", str(changed), "--no-progress", "--force"]) == 0
     assert kept.exists()
     assert main(["filter", str(changed), "--no-progress"]) == 0  # the forced recipe is the folder's now
+
+
+# -- secret names: one matcher (redact.is_secret_name) for config keys and environment variables --
+
+# curation/config.py's SECRET_KEY before the one matcher replaced it: the fingerprint and the
+# written configs left out exactly the recipe keys it matched, and must keep doing so.
+OLD_KEY_RULE = re.compile(r"(^|_)(token|secret|password|api_?key|authorization|headers|credentials?)$", re.IGNORECASE)
+
+
+def _recipe_keys(annotation, seen: set) -> set[str]:
+    """Every key a recipe can hold: the field names of every model reachable from `Recipe`."""
+    names: set[str] = set()
+    if isinstance(annotation, FieldInfo):
+        return _recipe_keys(annotation.annotation, seen) | {n for m in annotation.metadata for n in _recipe_keys(m, seen)}
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if annotation in seen:
+            return names
+        seen.add(annotation)
+        for name, field in annotation.model_fields.items():
+            names |= {name} | _recipe_keys(field, seen)
+        return names
+    for arg in typing.get_args(annotation):
+        names |= _recipe_keys(arg, seen)
+    return names
+
+
+def test_the_secret_matcher_leaves_out_the_recipe_keys_it_always_did():
+    keys = _recipe_keys(Recipe, set())
+    assert {"token_env", "bytes_per_token", "max_new_tokens", "judge", "min_chars", "embedding"} <= keys  # the walk reaches every part
+    assert {key for key in keys if is_secret_name(key)} == {key for key in keys if OLD_KEY_RULE.search(key)}
+    for key in ("token", "hf_token", "api_key", "apikey", "password", "client_secret", "headers", "authorization", "credentials"):
+        assert is_secret_name(key) and OLD_KEY_RULE.search(key), key
+
+
+def test_the_secret_matcher_names_the_environments_secrets(monkeypatch):
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "GOOGLE_APPLICATION_CREDENTIALS", "MY_APIKEY"):
+        assert is_secret_name(name), name
+    for name in ("PATH", "HOME", "HF_HOME", "TOKENIZERS_PARALLELISM", "HF_TOKEN_PATH", "token_env", "tokenizer", "max_new_tokens"):
+        assert not is_secret_name(name), name
+    monkeypatch.setenv("XI_TEST_API_KEY", "sk-0123456789abcdef")
+    monkeypatch.setenv("XI_TEST_TOKEN_ENV", "XI_TEST_API_KEY")  # names where the secret is: no secret itself
+    assert "sk-0123456789abcdef" in environment_secrets() and "XI_TEST_API_KEY" not in environment_secrets()
+
+
+def test_a_config_written_out_and_the_fingerprint_leave_out_the_same_keys(tmp_path):
+    recipe = recipe_with(tmp_path)
+    written = recipe.curation.to_dict()["models"]["judge"]
+    assert written["bytes_per_token"] == "<redacted>" and written["token_env"] is None
+    fingerprinted = fingerprint(recipe)
+    assert "curation.models.judge.bytes_per_token" not in fingerprinted and "curation.models.judge.model" in fingerprinted
+    assert redact_secret_values({"a": [{"api_key": "x", "b": 1}], "headers": {"x": "y"}}) == {"a": [{"api_key": "<redacted>", "b": 1}], "headers": "<redacted>"}

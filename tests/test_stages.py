@@ -18,7 +18,8 @@ from corpora import read_corpus
 from xinstruction_dataset.llm.cache import CallCache
 from xinstruction_dataset.llm.calls import CallScheduler
 from xinstruction_dataset.curation.config import CurationConfig, GenerateConfig, JudgeConfig
-from xinstruction_dataset.curation.curate import ROLES, Models, run_curation
+from xinstruction_dataset.curation.config import ROLES
+from xinstruction_dataset.curation.curate import Models, run_curation
 from xinstruction_dataset.curation.engine import Engine, LanguageJob
 from xinstruction_dataset.curation.flow import build_stages
 from xinstruction_dataset.curation.stage import DONE, Work
@@ -419,7 +420,7 @@ def test_sharded_run_merges_to_the_same_output(tmp_path: Path) -> None:
         write_filtered(tmp_path / name, documents)
         backend = FakeBackend(default_reply)
         for step in steps:
-            run_curation(recipe, models=Models(backend, backend, backend), progress=False, **step)
+            run_curation(recipe, models=Models.serving_all(backend), progress=False, **step)
         curated = tmp_path / name / "curated" / "sw"
         outputs.append({p.name: p.read_bytes() for p in [*curated.iterdir(), tmp_path / name / "curation" / "sw" / "rejects.jsonl"]})
     assert outputs[0] == outputs[1]

@@ -10,8 +10,9 @@ goes on anyway (and records the new fingerprint); a new output_dir starts clean.
 In it: every recipe field but those marked `NotFingerprinted` (options.py): output paths
 (`output_dir`, `curation.cache`), throughput knobs (endpoints, max_concurrency, timeout, retries,
 ramp, embedding batch size), the `languages` selection, `name`, `version`, `publish`, and
-credentials. Model entries are recorded resolved (a judge left out is the generator, defaults
-filled in), so spelling out a default does not change the fingerprint. A field marked
+credentials (and any key whose name says it holds a secret: redact.is_secret_name). Model
+entries are recorded resolved (a role left out is its fallback's model, defaults filled in),
+so spelling out a default does not change the fingerprint. A field marked
 `FingerprintedWhenSet` (one added later, such as a source's `follow_symlinks`) is in it only
 when set, so folders made before it existed keep resuming.
 """
@@ -25,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from .curation.config import SECRET_KEY, ModelsConfig
+from .curation.config import ModelsConfig
 from .errors import CorruptFile, UsageError
 from .options import fingerprint_skips, is_fingerprinted
+from .redact import is_secret_name
 from .storage import write_json
 
 if TYPE_CHECKING:
@@ -81,11 +83,11 @@ def _flatten(value: Any, path: str, out: dict[str, Any]) -> None:
     if isinstance(value, BaseModel):
         for name, field in type(value).model_fields.items():
             item = getattr(value, name)
-            if is_fingerprinted(field) and not SECRET_KEY.search(name) and not fingerprint_skips(field, item):
+            if is_fingerprinted(field) and not is_secret_name(name) and not fingerprint_skips(field, item):
                 _flatten(item, f"{path}.{name}" if path else name, out)
     elif isinstance(value, dict) and value:
         for key, item in value.items():
-            if not SECRET_KEY.search(str(key)):
+            if not is_secret_name(str(key)):
                 _flatten(item, f"{path}.{key}" if path else str(key), out)
     elif isinstance(value, (list, tuple)) and value:
         for index, item in enumerate(value):
@@ -110,7 +112,7 @@ def _read(path: Path, force: bool) -> dict[str, Any] | None:
 def _show(key: str, value: Any) -> str:
     if value is _ABSENT:
         return "(absent)"
-    if SECRET_KEY.search(key.rsplit(".", 1)[-1]):
+    if is_secret_name(key.rsplit(".", 1)[-1]):
         return "<redacted>"
     return json.dumps(value, ensure_ascii=False)
 

@@ -274,8 +274,10 @@ def _fields(kind: Any) -> dict[str, Any] | None:
 
 
 def _keys(owner: Any) -> list[str]:
+    """The keys a recipe writes at `owner`: its fields, but those never dumped (a stage block's
+    kind, implied by the block's key)."""
     fields = _fields(_unwrap(owner)) or {}
-    return list(fields) or ["(none)"]
+    return [name for name, field in fields.items() if not getattr(field, "exclude", False)] or ["(none)"]
 
 
 def _literals(member: Any) -> set[Any]:

@@ -1,5 +1,12 @@
 """Secrets never leave the process: one scrubber for every text that is written or printed from
-something a server or the environment gave us (error bodies that echo request headers, messages).
+something a server or the environment gave us (error bodies that echo request headers, messages),
+and one matcher of the names that hold secrets.
+
+`is_secret_name(name)` is that matcher, for a config key (`token`, `api_key`, `headers`) and an
+environment variable (`HF_TOKEN`, `OPENAI_API_KEY`, `AWS_SECRET_ACCESS_KEY`) alike: the
+fingerprint leaves such keys out, `redact_secret_values` blanks them in a config written out,
+and their environment values are scrubbed from texts. A name that says where a secret is kept
+(`token_env`, `token_file`) is no secret.
 
 `scrub_secrets(text, secrets)` removes the given values and anything that looks like a credential;
 `redact(text)` also removes the values of the environment's secret-looking variables (HF_TOKEN,
@@ -13,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from typing import Any
 
 # Anything that looks like a credential: `Bearer <x>`, an Authorization header's value, `hf_<x>`,
 # the user info of a URL (`https://user:password@host`).
@@ -33,13 +41,31 @@ def scrub_secrets(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
     return text
 
 
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_?KEY|CREDENTIAL", re.IGNORECASE)
+# A secret word anywhere in the name, or a name that ends in `token`, `authorization` or
+# `headers` (`max_new_tokens`, `tokenizer` and `token_env` do not; `bytes_per_token` does, as it
+# always has: the fingerprint of every recipe keeps leaving it out).
+_SECRET_NAME = re.compile(r"secret|password|passwd|api_?key|credential|(token|authorization|headers)$", re.IGNORECASE)
 _MIN_SECRET_CHARS = 8  # shorter values (a "1", "true") would blank out ordinary words
+REDACTED = "<redacted>"
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a config key or an environment variable named `name` holds a secret."""
+    return _SECRET_NAME.search(name) is not None
+
+
+def redact_secret_values(value: Any) -> Any:
+    """`value` (mappings and lists, as a config dumps) with every secret-named key's value blanked."""
+    if isinstance(value, dict):
+        return {k: (REDACTED if is_secret_name(str(k)) else redact_secret_values(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_secret_values(v) for v in value]
+    return value
 
 
 def environment_secrets() -> list[str]:
     """Values of the environment variables whose names say they hold a secret."""
-    return [value for name, value in os.environ.items() if _SECRET_NAME.search(name) and len(value) >= _MIN_SECRET_CHARS]
+    return [value for name, value in os.environ.items() if is_secret_name(name) and len(value) >= _MIN_SECRET_CHARS]
 
 
 def redact(text: str) -> str:

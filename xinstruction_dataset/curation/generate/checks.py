@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ..config import GenerateConfig
+from .config import GenerateConfig
 from ...filtering.langid import is_language
 
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ..config import JudgeConfig
+from .config import JudgeConfig
 from ..generate.checks import looks_like_error_page
 
 Parsed = Optional[tuple[str, Optional[float]]]

@@ -1,11 +1,13 @@
-"""Stage 2, judge: label each (instruction, response) pair of a document on the configured scale,
-keep the best (label, score, then the lowest candidate number) and route the document.
+"""Stage 2, judge: label each (instruction, response) pair of a document on the configured scale
+and keep the best (label, score, then the lowest candidate number).
 
 A reply with no readable label is retried once with the next seed (a new cache key, so the retry
-is a real new call); a second malformed reply drops the pair (`judge:malformed`). A document whose
-pairs all fail is rejected with the first pair's reason. The best pair's label decides the route:
-`good` is done, `bad` is rejected, `needs_refinement` goes to refinement while rounds are left;
-after the last round it is rejected (`refine:rounds_exhausted`) or kept (`keep_exhausted`).
+is a real new call): the document's outcome is then `unreadable`, which the flow sends back
+here. A second malformed reply drops the pair (`judge:malformed`). A document whose pairs all fail
+is rejected with the first pair's reason. Otherwise the outcome is the best pair's label (`good`,
+`needs_refinement`, `bad`); where each leads (done, refinement while rounds are left, rejected)
+is the flow's routing table (flow.py), not this stage's. Its calls are served by the `judge`
+model; left out of the recipe, the judge is the generator's model.
 
 Every reply (with the round, candidate, attempt, the instruction judged and what it was read as)
 goes with the document to the language's `judge_replies.jsonl`, so a reader can check a label
@@ -14,41 +16,49 @@ against the text it came from; the records stay as they are.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ...languages import get_language
 from ...llm.backends.base import LLMRequest
 from ...llm.calls import CallResult
-from ..config import JudgeConfig, RefineConfig
-from ..pairs import Pair, Reject
+from ..pairs import LABELS, Pair, Reject
 from ..prompts import load_prompt
-from ..stage import Stage, Work
-from .parsing import CURRENT, PARSERS, parse_label
+from ..stage import STAGES, Stage, StageContext, Work
+from .config import JudgeConfig
+from .parsing import PARSERS, parse_label
 
 STOP = ("###",)
 ATTEMPTS = 2
 
 
+@STAGES.register(JudgeConfig)
 class Judge(Stage):
-    name = "judge"
     role = "judge"
+    role_fallback = "generator"
+    outcomes = ("unreadable", *LABELS)
+    config: JudgeConfig
 
-    def __init__(self, config: JudgeConfig, refine: RefineConfig, seed: int, *, good: str, refine_stage: str, parser: str = CURRENT) -> None:
-        if parser not in PARSERS:
-            raise ValueError(f"no judge parser {parser!r}; known: {', '.join(PARSERS)}")
-        self.config, self.refine, self.seed, self.parser = config, refine, seed, parser
-        self.good, self.refine_stage = good, refine_stage
+    def __init__(self, config: JudgeConfig, context: StageContext) -> None:
+        super().__init__(config, context)
+        self.parser = context.versions.judge_parser  # the run folder's (versions.py)
+        if self.parser not in PARSERS:
+            raise ValueError(f"no judge parser {self.parser!r}; known: {', '.join(PARSERS)}")
         self.template = load_prompt("judge", config.prompt)
 
     def requests(self, item: Work) -> list[LLMRequest]:
         language = get_language(item.language).name
         return [
-            LLMRequest(
-                prompt=self.template.render(language=language, instruction=pair.instruction, response=pair.response),
-                params=self.config.sampling.params(self.seed + item.attempt, STOP),
+            self.request(
+                self.template.render(language=language, instruction=pair.instruction, response=pair.response),
+                self.config.sampling.params(self.seed + item.attempt, STOP),
             )
             for pair in _unlabelled(item)
         ]
 
-    def accept(self, item: Work, results: list[CallResult]) -> Work | Reject:
+    def describe(self) -> str:
+        return f"{self.template.version}, scale={self.config.scale}, malformed replies retried once"
+
+    def read(self, item: Work, results: list[CallResult]) -> Work | Reject:
         pairs = {pair.candidate: pair for pair in item.pairs}
         failures, replies, events, judged = list(item.failures), list(item.replies), [], list(item.judged)
         round_ = item.pairs[0].round
@@ -70,27 +80,16 @@ class Judge(Stage):
                 mine = [reply for candidate, reply in replies if candidate == pair.candidate]
                 failures.append((pair.candidate, "judge:malformed", {"replies": mine}))
                 del pairs[pair.candidate]
-        item = item.then(
-            item.next, tuple(pairs[c] for c in sorted(pairs)), *events, failures=tuple(failures), replies=tuple(replies), judged=tuple(judged)
-        )
-        if _unlabelled(item):
-            return item.then(self.name, item.pairs, attempt=item.attempt + 1)
-        return self._route(item, round_)
-
-    def _route(self, item: Work, round_: int) -> Work | Reject:
-        if not item.pairs:  # every pair of this document failed to be judged
-            _, reason, detail = min(item.failures, key=lambda failure: failure[0])
+        kept = tuple(pairs[c] for c in sorted(pairs))
+        item = replace(item, events=item.events + tuple(events), judged=tuple(judged))
+        if any(not pair.label for pair in kept):  # asked again (the flow routes `unreadable` back here)
+            return item.labelled("unreadable", kept, attempt=item.attempt + 1, failures=tuple(failures), replies=tuple(replies))
+        if not kept:  # every pair of this document failed to be judged
+            _, reason, detail = min(failures, key=lambda failure: failure[0])
             return item.reject(reason, round=round_, **detail)
-        best = _best(item.pairs)
-        if best.label == "good":
-            return item.then(self.good, (best,))
-        if best.label == "bad":
-            return item.reject("judge:bad", instruction=best.instruction, round=round_, score=best.score)
-        if best.round < self.refine.rounds:
-            return item.then(self.refine_stage, (best,), f"refine_round_{best.round + 1}", attempt=0, failures=(), replies=())
-        if self.refine.keep_exhausted:
-            return item.then(self.good, (best,))
-        return item.reject("refine:rounds_exhausted", instruction=best.instruction, round=best.round)
+        best = _best(kept)
+        # A next round of judging (after a refinement) starts with no attempts or failures.
+        return item.labelled(best.label, (best,), attempt=0, failures=(), replies=())
 
 
 def _judgement(pair: Pair, attempt: int, reply: str, parsed: tuple[str, float | None] | None) -> dict:
@@ -100,6 +99,7 @@ def _judgement(pair: Pair, attempt: int, reply: str, parsed: tuple[str, float | 
 
 
 def _unlabelled(item: Work) -> list[Pair]:
+    """The pairs this stage still has to label (all of them, but for a retried document)."""
     return [pair for pair in item.pairs if not pair.label]
 
 
