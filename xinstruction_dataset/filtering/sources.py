@@ -1,5 +1,11 @@
 """Streamed document sources: JSONL / JSONL.gz, Parquet and hub datasets (`hf:<repo>[:<config>]`).
 
+A hub source is split into its data files by `hub_files.py`; each is one task whose path is the
+file's `hf://datasets/<repo>@<commit>/<file>` URL, downloaded into the Hugging Face cache and read
+by the same Parquet / JSONL readers as a local file. A hub source that cannot be split (a
+loading script, files that cannot be listed or are in another format, a local folder) is read
+through `datasets` streaming, as one task.
+
 Sources never hold a whole file in memory. They yield `Document`s and, for input they cannot
 read, `BadInput` items (file, line, reason, raw excerpt) so the runner can quarantine them and go
 on. A whole file that cannot be read (truncated or fake gzip, corrupt Parquet, permission denied)
@@ -31,11 +37,11 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..documents import Document
-from ..errors import UsageError
-from ..options import ConfigModel, FingerprintedWhenSet, LanguageCode
+from ..errors import EnvironmentFault, UsageError
+from ..options import ConfigModel, FingerprintedWhenSet, LanguageCode, fingerprint_skips
 from ..storage import open_parquet_stream
 
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -57,11 +63,22 @@ class SourceSpec(ConfigModel):
     # Off: a link planted among the input files cannot make a run read (and quarantine, with its
     # content) a file from elsewhere, such as a token file.
     follow_symlinks: Annotated[bool, FingerprintedWhenSet()] = False
+    # A hub source's branch, tag or commit; empty: the default branch, pinned at first listing
+    # (the run folder records the commit, see hub_files.py).
+    revision: Annotated[str, FingerprintedWhenSet()] = ""
+
+    @model_validator(mode="after")
+    def _revision_of_a_hub_source(self) -> "SourceSpec":
+        if self.revision and not self.path.startswith("hf:"):
+            raise ValueError(f"`revision` is for hub sources (`hf:<repo>[:<config>]`); remove it from source {self.path!r}")
+        return self
 
     def task_fields(self) -> dict[str, Any]:
-        """The fields a filter task carries (its key hashes them): `follow_symlinks` only when
-        set, so tasks finished before the field existed stay finished."""
-        return self.model_dump(exclude=None if self.follow_symlinks else {"follow_symlinks"})
+        """The fields a filter task carries (its key hashes them): those added later
+        (`follow_symlinks`, `revision`) only when set, so tasks finished before they existed stay
+        finished."""
+        fields = type(self).model_fields
+        return {name: value for name, value in self.model_dump().items() if not fingerprint_skips(fields[name], value)}
 
 # A JSONL line longer than this is quarantined, not parsed: it is never a real document.
 MAX_LINE_BYTES = 8 * 1024 * 1024
@@ -97,6 +114,9 @@ def parse_shard(text: str) -> tuple[int, int]:
 def iter_source(spec: SourceSpec, path: str, shard: tuple[int, int] = (0, 1), base: str | None = None) -> Iterator[Document | BadInput]:
     """Stream one recipe source; `path` is the spec's path already resolved by the recipe, or one
     file of it, with `base` the glob's base folder (default: `glob_base(path)`)."""
+    if path.startswith(HUB_FILE_PREFIX):
+        yield from _sharded(_iter_hub_file(spec, path), shard)
+        return
     if path.startswith("hf:"):
         yield from _sharded(_iter_hub(spec, path), shard)
         return
@@ -207,9 +227,9 @@ def _sharded(raw: Iterator[RawRecord], shard: tuple[int, int]) -> Iterator[Docum
             yield parse()
 
 
-def _iter_jsonl_lines(spec: SourceSpec, file: str) -> Iterator[RawRecord]:
+def _iter_jsonl_lines(spec: SourceSpec, file: str, shown: str | None = None) -> Iterator[RawRecord]:
     parser = _JsonlParser(spec)
-    shown = shown_path(file)
+    shown = shown_path(file) if shown is None else shown
     line_number = 0
     try:
         with contextlib.ExitStack() as stack:
@@ -349,10 +369,10 @@ def _raw(data: dict[str, Any], raw: str | None) -> str:
     return raw if raw is not None else json.dumps(data, ensure_ascii=False, default=str)
 
 
-def _iter_parquet_rows(spec: SourceSpec, file: str) -> Iterator[RawRecord]:
+def _iter_parquet_rows(spec: SourceSpec, file: str, shown: str | None = None) -> Iterator[RawRecord]:
     import pyarrow as pa
 
-    shown = shown_path(file)
+    shown = shown_path(file) if shown is None else shown
     try:
         parquet = open_parquet_stream(file)
         names = set(parquet.schema_arrow.names)
@@ -360,7 +380,7 @@ def _iter_parquet_rows(spec: SourceSpec, file: str) -> Iterator[RawRecord]:
         yield partial(_unreadable, shown, 0, _describe_parquet_error(e))
         return
     if spec.text_field not in names:
-        raise UsageError(f"{file}: no column {spec.text_field!r} (columns: {', '.join(sorted(names))}); set `text_field` of this source")
+        raise UsageError(f"{shown}: no column {spec.text_field!r} (columns: {', '.join(sorted(names))}); set `text_field` of this source")
     columns = [c for c in (spec.text_field, spec.id_field, spec.url_field) if c in names]
     row_number = 0
     try:
@@ -418,7 +438,7 @@ def _iter_hub(spec: SourceSpec, path: str) -> Iterator[RawRecord]:
     import pyarrow as pa
 
     repo, _, config = path[len("hf:"):].partition(":")
-    stream = datasets.load_dataset(repo, config or None, split=spec.split, streaming=True)
+    stream = datasets.load_dataset(repo, config or None, split=spec.split, streaming=True, revision=spec.revision or None)
     row_number = 0
     try:
         for row_number, row in enumerate(stream, start=1):
@@ -427,3 +447,45 @@ def _iter_hub(spec: SourceSpec, path: str) -> Iterator[RawRecord]:
         # A data file datasets cannot parse (a lone surrogate fails its JSON reader) ends the
         # stream; network errors are not caught: a run must not pass on half a dataset unsaid.
         yield partial(_unreadable, path, row_number, f"the hub stream stopped on data it cannot read ({e})")
+
+
+# One data file of a hub source at one commit, as `datasets` names it (`hf://datasets/...`).
+HUB_FILE_PREFIX = "hf://datasets/"
+_HUB_FILE = re.compile(r"hf://datasets/(?P<repo>[^@]+)@(?P<commit>[0-9a-f]{40})/(?P<file>.+)")
+# The suffixes a hub data file is read with the local readers by; `.json` is not one of them:
+# `datasets` reads a `.json` file holding one JSON array too, the local reader only JSON lines.
+HUB_READABLE_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".ndjson")
+
+
+def hub_file_url(repo: str, commit: str, file: str) -> str:
+    return f"{HUB_FILE_PREFIX}{repo}@{commit}/{file}"
+
+
+def _iter_hub_file(spec: SourceSpec, url: str) -> Iterator[RawRecord]:
+    """One hub data file: downloaded into the Hugging Face cache at its commit (Parquet needs
+    random access to its footer; the cache makes a re-run or a retry on the same machine read
+    it without fetching it again), then read as a local file, shown by its URL."""
+    match = _HUB_FILE.fullmatch(url)
+    if match is None or not url.endswith(HUB_READABLE_SUFFIXES):
+        raise UsageError(f"{url!r} is not a hub data file this toolkit reads (hf://datasets/<repo>@<commit>/<file>.parquet|.jsonl)")
+    local = _download_hub_file(match["repo"], match["commit"], match["file"], url)
+    if url.endswith(".parquet"):
+        yield from _iter_parquet_rows(spec, local, url)
+    else:
+        yield from _iter_jsonl_lines(spec, local, url)
+
+
+def _download_hub_file(repo: str, commit: str, file: str, url: str) -> str:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    again = "then run the same command again (finished files are not read again)"
+    try:
+        # The library resumes an interrupted download; a commit id as revision makes a cached
+        # file answer without any request.
+        return hf_hub_download(repo, file, repo_type="dataset", revision=commit)
+    except HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", None)
+        raise EnvironmentFault(f"{url}: the Hub answered HTTP {status} to its download; check HF_TOKEN (access to {repo}), {again}") from None
+    except LocalEntryNotFoundError as error:  # no answer, and not in the cache
+        raise EnvironmentFault(f"{url}: the Hub cannot be reached ({type(error.__cause__ or error).__name__}); check the network and HF_ENDPOINT, {again}") from None
