@@ -154,10 +154,10 @@ def test_a_pinned_revision_is_listed_there_and_fingerprinted(hub, repo_id, tmp_p
     api.create_tag(repo_id, tag="v1", repo_type="dataset")
     api.create_commit(repo_id, [CommitOperationAdd(f"sw/train-00009-of-{FILES:05d}.parquet", parquet_bytes(sw_rows(4, 100)))],
                       commit_message="more", repo_type="dataset")
-    unpinned = Recipe.load(write_recipe(tmp_path, {"path": f"hf:{repo_id}:sw"}, "unpinned.yaml"))
+    unpinned = Recipe.from_yaml(write_recipe(tmp_path, {"path": f"hf:{repo_id}:sw"}, "unpinned.yaml"))
     assert not any("revision" in key for key in fingerprint(unpinned))  # a new field left at default: no new key
     recipe = write_recipe(tmp_path, {"path": f"hf:{repo_id}:sw", "revision": pinned})
-    assert fingerprint(Recipe.load(recipe))["sources[0].revision"] == pinned
+    assert fingerprint(Recipe.from_yaml(recipe))["sources[0].revision"] == pinned
     assert main(["filter", str(recipe), "--no-progress", "--workers", "1"]) == 0
     run = tmp_path / "run"
     assert listing(run)["listings"][0]["commit"] == pinned
@@ -178,7 +178,7 @@ def test_a_revision_on_a_local_source_is_refused(tmp_path, capsys):
 def test_a_loading_script_falls_back_to_one_streaming_task(hub, repo_id, tmp_path, caplog):
     name = repo_id.rsplit("/", 1)[-1]
     make_dataset(repo_id, extra={f"{name}.py": b"import datasets\n"})
-    recipe = Recipe.load(write_recipe(tmp_path, {"path": f"hf:{repo_id}:sw"}))
+    recipe = Recipe.from_yaml(write_recipe(tmp_path, {"path": f"hf:{repo_id}:sw"}))
     with caplog.at_level(logging.WARNING):
         tasks = plan_tasks(recipe, "sw", tmp_path / "run" / "filtered" / "sw")
     assert [task.path for task in tasks] == [f"hf:{repo_id}:sw"]
@@ -212,8 +212,8 @@ def test_json_data_files_are_streamed(hub, repo_id, tmp_path, caplog):
 
 def test_a_busy_hub_is_asked_again(hub, repo_id, tmp_path, caplog):
     make_dataset(repo_id, files=2)
-    hub.inject("tree", 503)
-    recipe = Recipe.load(write_recipe(tmp_path, {"path": f"hf:{repo_id}:sw"}))
+    hub.inject("repo_info", 503)  # the listing's first request (huggingface_hub retries the tree pages itself)
+    recipe = Recipe.from_yaml(write_recipe(tmp_path, {"path": f"hf:{repo_id}:sw"}))
     with caplog.at_level(logging.WARNING):
         tasks = plan_tasks(recipe, "sw", tmp_path / "run" / "filtered" / "sw")
     assert len(tasks) == 2 and "HTTP 503, retry 1/3" in caplog.text
@@ -228,7 +228,7 @@ def test_a_card_without_configs_uses_the_default_split_patterns(hub, repo_id, tm
         CommitOperationAdd("data/train-00001-of-00002.parquet", parquet_bytes(train[2:])),
         CommitOperationAdd("data/test-00000-of-00001.parquet", parquet_bytes(test)),
     ], commit_message="data", repo_type="dataset")
-    recipe = Recipe.load(write_recipe(tmp_path, {"path": f"hf:{repo_id}"}))
+    recipe = Recipe.from_yaml(write_recipe(tmp_path, {"path": f"hf:{repo_id}"}))
     tasks = plan_tasks(recipe, "sw", tmp_path / "run" / "filtered" / "sw")
     assert [task.path.rsplit("/", 1)[-1] for task in tasks] == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
 
