@@ -121,6 +121,20 @@ def test_a_hub_source_is_one_task_per_data_file(small_pages, repo_id, tmp_path):
     assert kept_ids(run) == streamed
 
 
+def test_documents_are_named_after_the_source_as_its_stream_named_them(hub, repo_id, tmp_path):
+    """`source` (provenance's source dataset) is the source's, as streaming gave it, not a file
+    name; a document without an id is named by the file in the repo and its row."""
+    make_dataset(repo_id, files=2, per_file=3)
+    recipe = write_recipe(tmp_path, {"path": f"hf:{repo_id}:sw", "id_field": "no_such_column"})
+    assert main(["filter", str(recipe), "--no-progress", "--workers", "1"]) == 0
+    folders = task_folders(tmp_path / "run")
+    second = [json.loads(line) for line in (folders[1] / "kept.jsonl").read_text(encoding="utf-8").splitlines()]
+    name = repo_id.rsplit("/", 1)[-1]
+    assert [doc["id"] for doc in second] == [f"{name}:sw/sw/train-00001-of-00002.parquet:{row}" for row in (1, 2, 3)]
+    streamed = next(item for item in iter_source(SourceSpec(path=f"hf:{repo_id}:sw", language="sw"), f"hf:{repo_id}:sw") if isinstance(item, Document))
+    assert {doc["source"] for doc in second} == {streamed.source} == {f"{name}:sw"}
+
+
 def test_resume_skips_finished_files_and_a_moved_head_does_not_refuse_it(hub, repo_id, tmp_path):
     rows = make_dataset(repo_id)
     recipe = write_recipe(tmp_path, {"path": f"hf:{repo_id}:sw"})
@@ -265,3 +279,13 @@ def test_dry_run_asks_the_hub_nothing(hub, repo_id, tmp_path, capsys):
     assert f"hf:{repo_id}:sw" in capsys.readouterr().out
     assert requests_since(hub, start) == []
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_refused_download_stops_the_run_with_the_fix(hub, repo_id, tmp_path, capsys):
+    make_dataset(repo_id, files=2)
+    recipe_path = write_recipe(tmp_path, {"path": f"hf:{repo_id}:sw"})
+    plan_tasks(Recipe.from_yaml(recipe_path), "sw", tmp_path / "run" / "filtered" / "sw")  # listed and recorded
+    hub.inject("resolve", 403, times=None)  # every download from now on
+    assert main(["filter", str(recipe_path), "--no-progress", "--workers", "1"]) == 3
+    err = capsys.readouterr().err
+    assert f"hf://datasets/{repo_id}@" in err and "HTTP 403" in err and "run the same command again" in err

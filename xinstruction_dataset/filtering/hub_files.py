@@ -31,16 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptFile, EnvironmentFault, UsageError
-from ..retry import RetryPolicy, retry_call
 from ..storage import write_json
+from .hub_access import describe, status, unreachable, with_retries
 from .sources import HUB_READABLE_SUFFIXES, SourceSpec, expand_source, hub_file_url
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-# A listing is a few requests; a busy Hub (429, 5xx) or a dropped connection gets a few more tries.
-LISTING_RETRY = RetryPolicy(retries=3, backoff=1.0, backoff_max=20.0, jitter=False)
-_TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -123,26 +120,17 @@ def list_hub_source(spec: SourceSpec, path: str) -> HubListing:
         raise Unsplittable(f"{repo} is a local folder, not a Hub repo; give its files as the source's `path` (a glob) to split it")
     from huggingface_hub.errors import OfflineModeIsEnabled
 
-    def transient(error: BaseException) -> bool:
-        if isinstance(error, OfflineModeIsEnabled):
-            return False
-        status = _status(error)
-        return status in _TRANSIENT if status is not None else _unreachable(error)
-
-    def on_retry(error: BaseException, failed: int, delay: float) -> None:
-        log.warning("listing %s: %s, retry %d/%d in %.1f s", path, _describe(error), failed, LISTING_RETRY.retries, delay)
-
     try:
-        return retry_call(lambda: _list(spec, path, repo, config), LISTING_RETRY, transient, on_retry=on_retry)
+        return with_retries(lambda: _list(spec, path, repo, config), f"listing {path}")
     except (UsageError, Unsplittable):
         raise
     except OfflineModeIsEnabled:
         raise Unsplittable("HF_HUB_OFFLINE is set, so its files cannot be listed") from None
     except Exception as error:
-        if _status(error) is not None:
-            raise Unsplittable(f"its files cannot be listed (the Hub answered {_describe(error)})") from None
-        if _unreachable(error):
-            raise EnvironmentFault(f"{path}: the Hub cannot be reached to list its files ({_describe(error)}); check the network and HF_ENDPOINT") from None
+        if status(error) is not None:
+            raise Unsplittable(f"its files cannot be listed (the Hub answered {describe(error)})") from None
+        if unreachable(error):
+            raise EnvironmentFault(f"{path}: the Hub cannot be reached to list its files ({describe(error)}); check the network and HF_ENDPOINT") from None
         raise
 
 
@@ -240,23 +228,3 @@ def _resolve(path: str, patterns: list[str], base: str) -> list[str]:
 def _suffix(file: str) -> str:
     name = file.rsplit("/", 1)[-1]
     return "." + name.split(".", 1)[1] if "." in name else f"{name} (no extension)"
-
-
-def _status(error: BaseException) -> int | None:
-    status = getattr(getattr(error, "response", None), "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-def _unreachable(error: BaseException) -> bool:
-    """No answer at all (httpx's ConnectError/ReadTimeout are no OSErrors: named by type)."""
-    current: BaseException | None = error
-    while current is not None:
-        if isinstance(current, (ConnectionError, TimeoutError)) or any(word in type(current).__name__ for word in ("Connect", "Timeout")):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _describe(error: BaseException) -> str:
-    status = _status(error)
-    return f"HTTP {status}" if status is not None else type(error).__name__

@@ -40,7 +40,7 @@ from typing import Annotated, Any, Callable, Iterator
 from pydantic import Field, model_validator
 
 from ..documents import Document
-from ..errors import EnvironmentFault, UsageError
+from ..errors import UsageError
 from ..options import ConfigModel, FingerprintedWhenSet, LanguageCode, fingerprint_skips
 from ..storage import open_parquet_stream
 
@@ -227,8 +227,8 @@ def _sharded(raw: Iterator[RawRecord], shard: tuple[int, int]) -> Iterator[Docum
             yield parse()
 
 
-def _iter_jsonl_lines(spec: SourceSpec, file: str, shown: str | None = None) -> Iterator[RawRecord]:
-    parser = _JsonlParser(spec)
+def _iter_jsonl_lines(spec: SourceSpec, file: str, shown: str | None = None, naming: tuple[str, str] | None = None) -> Iterator[RawRecord]:
+    parser = _JsonlParser(spec, naming)
     shown = shown_path(file) if shown is None else shown
     line_number = 0
     try:
@@ -312,8 +312,9 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_object_pairs)
 class _JsonlParser:
     """Turns one raw line into a Document or a BadInput, naming the field settings to fix."""
 
-    def __init__(self, spec: SourceSpec):
+    def __init__(self, spec: SourceSpec, naming: tuple[str, str] | None = None):
         self.spec = spec
+        self.naming = naming
 
     def __call__(self, file: str, line_number: int, line: bytes) -> Document | BadInput:
         try:
@@ -329,16 +330,21 @@ class _JsonlParser:
         if type(data) is _DuplicateKeys:
             return _bad(file, line_number, f"duplicate_key:{data.duplicate}", text)
         # Only a `\uD800`-`\uDFFF` escape makes a surrogate (UTF-8 input bytes cannot): skip the check otherwise.
-        return to_document(self.spec, data, file, line_number, raw=text, check_unicode=b"\\ud" in line or b"\\uD" in line)
+        return to_document(self.spec, data, file, line_number, raw=text, check_unicode=b"\\ud" in line or b"\\uD" in line, naming=self.naming)
 
 
 # What is left of a surrogate pair after JSON decoding: a pair (an escaped emoji) is one character.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def to_document(spec: SourceSpec, data: dict[str, Any], file: str, position: int, raw: str | None = None, check_unicode: bool = True) -> Document | BadInput:
+def to_document(
+    spec: SourceSpec, data: dict[str, Any], file: str, position: int, raw: str | None = None, check_unicode: bool = True,
+    naming: tuple[str, str] | None = None,
+) -> Document | BadInput:
     """Map one row onto a Document using the source's field names, or say which field is wrong.
-    `file` is the name to show (`shown_path`); `raw` the line as read (default: the row as JSON)."""
+    `file` is the name to show (`shown_path`); `raw` the line as read (default: the row as JSON);
+    `naming`: what a document without an id is named after (`<name>:<position>`) and its default
+    `source` (default: the file's name, for both)."""
     text = data.get(spec.text_field)
     if text is None:
         return _bad(file, position, f"missing text field {spec.text_field!r} (set `text_field` of this source)", _raw(data, raw))
@@ -347,7 +353,8 @@ def to_document(spec: SourceSpec, data: dict[str, Any], file: str, position: int
     doc_id = data.get(spec.id_field)
     url = data.get(spec.url_field)
     name = os.path.basename(file)  # as Path(file).name, at a tenth of its cost per document
-    doc_id = str(doc_id) if doc_id not in (None, "") else f"{name}:{position}"
+    id_prefix, source = naming or (name, name)
+    doc_id = str(doc_id) if doc_id not in (None, "") else f"{id_prefix}:{position}"
     url = url if isinstance(url, str) else ""
     if check_unicode:
         for field, value in ((spec.text_field, text), (spec.id_field, doc_id), (spec.url_field, url)):
@@ -359,7 +366,7 @@ def to_document(spec: SourceSpec, data: dict[str, Any], file: str, position: int
         id=doc_id,
         text=text,
         url=url,
-        source=spec.name or name,
+        source=spec.name or source,
         metadata={"origin": f"{file}:{position}"},
     )
 
@@ -369,7 +376,7 @@ def _raw(data: dict[str, Any], raw: str | None) -> str:
     return raw if raw is not None else json.dumps(data, ensure_ascii=False, default=str)
 
 
-def _iter_parquet_rows(spec: SourceSpec, file: str, shown: str | None = None) -> Iterator[RawRecord]:
+def _iter_parquet_rows(spec: SourceSpec, file: str, shown: str | None = None, naming: tuple[str, str] | None = None) -> Iterator[RawRecord]:
     import pyarrow as pa
 
     shown = shown_path(file) if shown is None else shown
@@ -390,7 +397,7 @@ def _iter_parquet_rows(spec: SourceSpec, file: str, shown: str | None = None) ->
                 if isinstance(row, _NotUtf8):
                     yield partial(BadInput, shown, row_number, "invalid_unicode", _raw(row.values, None)[:RAW_EXCERPT_CHARS], row.detail)
                 else:
-                    yield partial(to_document, spec, row, shown, row_number)
+                    yield partial(to_document, spec, row, shown, row_number, naming=naming)
     except (OSError, pa.ArrowException) as e:
         yield partial(_unreadable, shown, row_number, _describe_parquet_error(e))
 
@@ -468,24 +475,14 @@ def _iter_hub_file(spec: SourceSpec, url: str) -> Iterator[RawRecord]:
     match = _HUB_FILE.fullmatch(url)
     if match is None or not url.endswith(HUB_READABLE_SUFFIXES):
         raise UsageError(f"{url!r} is not a hub data file this toolkit reads (hf://datasets/<repo>@<commit>/<file>.parquet|.jsonl)")
-    local = _download_hub_file(match["repo"], match["commit"], match["file"], url)
+    from .hub_access import download
+
+    local = download(match["repo"], match["commit"], match["file"], url)
+    # Named as the source's stream was (`source`: `CulturaX:sw` of `hf:uonlp/CulturaX:sw`, the
+    # dataset in provenance); a document without an id by the file in the repo as well.
+    source = os.path.basename(spec.path) if spec.path.startswith("hf:") else match["repo"].rsplit("/", 1)[-1]
+    naming = (f"{source}/{match['file']}", source)
     if url.endswith(".parquet"):
-        yield from _iter_parquet_rows(spec, local, url)
+        yield from _iter_parquet_rows(spec, local, url, naming)
     else:
-        yield from _iter_jsonl_lines(spec, local, url)
-
-
-def _download_hub_file(repo: str, commit: str, file: str, url: str) -> str:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    again = "then run the same command again (finished files are not read again)"
-    try:
-        # The library resumes an interrupted download; a commit id as revision makes a cached
-        # file answer without any request.
-        return hf_hub_download(repo, file, repo_type="dataset", revision=commit)
-    except HfHubHTTPError as error:
-        status = getattr(error.response, "status_code", None)
-        raise EnvironmentFault(f"{url}: the Hub answered HTTP {status} to its download; check HF_TOKEN (access to {repo}), {again}") from None
-    except LocalEntryNotFoundError as error:  # no answer, and not in the cache
-        raise EnvironmentFault(f"{url}: the Hub cannot be reached ({type(error.__cause__ or error).__name__}); check the network and HF_ENDPOINT, {again}") from None
+        yield from _iter_jsonl_lines(spec, local, url, naming)
