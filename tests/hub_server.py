@@ -15,6 +15,9 @@ Tests point the clients at it with `HF_ENDPOINT=server.url` and drive it with:
   (`at="parent"`), at that very commit (`"commit"`: a concurrent run of the same publish), or at
   another commit with the same files (`"copy"`); it answers 409 as the Hub does;
 - `server.requests`: every request seen, to assert what a client did (or did not) do;
+- `server.state.tree_page_size`: entries per page of a tree listing (the Hub's 1,000 by
+  default): a listing longer than that is paginated as the Hub does (`Link: <...>; rel="next"`
+  with an opaque `cursor`, refused with 400 when it is not one this listing gave);
 - `server.commits(repo_id)`, `server.refs(repo_id)`: the repo's history, without the clients.
 
 Like the Hub, `/api/validate-yaml` and a commit that adds `README.md` refuse card metadata with a
@@ -38,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import yaml
 
@@ -122,6 +125,7 @@ class RequestRecord:
     route: str
     status: int
     authorized: bool
+    query: str = ""  # the raw query string (a listing's `cursor`, `recursive`...)
 
 
 def git_blob_oid(content: bytes) -> str:
@@ -142,6 +146,9 @@ class HubState:
         self.faults: list[Fault] = []
         self.tag_races: dict[tuple[str, str], str] = {}  # (repo id, tag) -> where the other writer puts it
         self.requests: list[RequestRecord] = []
+        # Entries per page of a tree listing: the Hub's 1,000 (its expanded listing: 50); tests
+        # set a few, so a listing of several files takes several pages.
+        self.tree_page_size = 1000
         self.lock = threading.RLock()
         self._counter = 0
         self._signing_key = hashlib.sha256(f"{id(self)}{time.time()}".encode()).digest()
@@ -309,7 +316,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             self._send_json(e.status, {"error": e.message}, headers={"X-Error-Code": e.error_code} if e.error_code else {})
         finally:
             with self.state.lock:
-                self.state.requests.append(RequestRecord(method, split.path, route or "", status, authorized))
+                self.state.requests.append(RequestRecord(method, split.path, route or "", status, authorized, split.query))
 
     def _match(self, method: str, path: str) -> tuple[str | None, dict[str, str]]:
         for route_method, pattern, name in self.ROUTES:
@@ -463,6 +470,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         stored = self.state.repo(repo, authorized)
         commit = self.state.resolve(stored, rev)
         recursive = self.query.get("recursive", "false").lower() in ("1", "true")
+        expand = self.query.get("expand", "false").lower() in ("1", "true")
         prefix = path.strip("/") + "/" if path.strip("/") else ""
         if prefix and not any(p.startswith(prefix) for p in commit.files):
             raise HubError(404, f"{path} does not exist on {rev}", "EntryNotFound")
@@ -478,7 +486,27 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                     break
             if recursive or len(rest) == 1:
                 entries[file_path] = _file_entry(file_path, stored_file)
-        return self._send_json(200, list(entries.values()))
+                if expand:  # the Hub's expanded entry: the last commit that touched the file
+                    entries[file_path]["lastCommit"] = {"id": commit.oid, "title": commit.title, "date": _iso(commit.date)}
+        return self._send_page(list(entries.values()), self.state.tree_page_size // (20 if expand else 1) or 1, f"{repo}\0{commit.oid}\0{path}")
+
+    def _send_page(self, items: list[dict[str, Any]], size: int, listing: str) -> int:
+        """One page of a listing, as the Hub paginates: at most `size` items, and while more are
+        left a `Link: <url>; rel="next"` header whose `cursor` is opaque, signed for this one
+        listing (a cursor of another listing, or a made-up one, is a 400)."""
+        start = 0
+        if "cursor" in self.query:
+            offset, _, signature = self.query["cursor"].partition(".")
+            if not offset.isdigit() or not hmac.compare_digest(signature, self.state.sign("cursor", listing, offset)):
+                raise HubError(400, "Invalid cursor")
+            start = int(offset)
+        page, end = items[start:start + size], start + size
+        headers = {}
+        if end < len(items):
+            query = {k: v for k, v in self.query.items() if k != "cursor"}
+            query["cursor"] = f"{end}.{self.state.sign('cursor', listing, str(end))}"
+            headers["Link"] = f'<{self._base_url}{urlsplit(self.path).path}?{urlencode(query)}>; rel="next"'
+        return self._send_json(200, page, headers=headers)
 
     def _route_paths_info(self, authorized: bool, repo: str, rev: str) -> int:
         stored = self.state.repo(repo, authorized)

@@ -3,6 +3,7 @@ them out). Every file is written through `storage.AtomicFile`: complete or absen
 
     <output_dir>/run/fingerprint.json                        what shaped this folder's outputs
     <output_dir>/run/lock.json                               the run holding this folder (runlock)
+    <output_dir>/run/sources/<lang>.json                     each hub source's commit and data files, at first listing
     <output_dir>/filtered/<lang>/[shard-IIIII-of-NNNNN/]     kept / rejects / quarantine / summary
     <output_dir>/cache/calls.sqlite                          every LLM call and embedding (resume)
     <output_dir>/cache/datasets/                             the `datasets` cache of export
@@ -66,6 +67,10 @@ class RunLayout:
         return self.root / "cache" / "datasets"
 
     # --- filtering ------------------------------------------------------------------------------
+
+    def source_listings(self, language: str) -> Path:
+        """The commit and data files each hub source of `language` was listed at (hub_files.py)."""
+        return self.root / "run" / "sources" / f"{language}.json"
 
     def filtered(self, language: str, shard: tuple[int, int] = (0, 1)) -> Path:
         base = self.root / "filtered" / language

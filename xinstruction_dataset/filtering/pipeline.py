@@ -28,7 +28,8 @@ from ..redact import Scrubber
 from ..storage import AtomicFile, write_json
 from .duplicates import DEDUP_BLOCKS, DedupPlan, find_duplicates, find_repeated_ids
 from .runner import OUTPUT_FILES, FilterSummary
-from .sources import BadInput, SourceSpec, expand_source, glob_base, iter_source
+from .hub_files import HubListings, task_inputs
+from .sources import BadInput, SourceSpec, glob_base, iter_source
 from .tasks import FilterTask, run_filter_task, summary_of, task_folder
 
 
@@ -81,9 +82,10 @@ def plan_tasks(recipe: RecipeLike, language: str, out_dir: Path, shard: tuple[in
     filters = tuple(json.dumps(spec.model_dump(), sort_keys=True) for spec in chain if spec.type not in DEDUP_BLOCKS)
     dedup = DedupPlan.from_chain(chain)
     tasks: list[FilterTask] = []
+    listings = HubListings(RunLayout(recipe.output_path).source_listings(language))
     for source in _sources(recipe, language):
         path = recipe.resolve(source.path)
-        files = [path] if path.startswith("hf:") or shard[1] > 1 else expand_source(path)
+        files = [path] if shard[1] > 1 else task_inputs(source, path, listings)  # a hub source: one task per data file
         base = None if path.startswith("hf:") else glob_base(path)
         for file in files:
             index = len(tasks)

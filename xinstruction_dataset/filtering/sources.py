@@ -1,5 +1,11 @@
 """Streamed document sources: JSONL / JSONL.gz, Parquet and hub datasets (`hf:<repo>[:<config>]`).
 
+A hub source is split into its data files by `hub_files.py`; each is one task whose path is the
+file's `hf://datasets/<repo>@<commit>/<file>` URL, downloaded into the Hugging Face cache and read
+by the same Parquet / JSONL readers as a local file. A hub source that cannot be split (a
+loading script, files that cannot be listed or are in another format, a local folder) is read
+through `datasets` streaming, as one task.
+
 Sources never hold a whole file in memory. They yield `Document`s and, for input they cannot
 read, `BadInput` items (file, line, reason, raw excerpt) so the runner can quarantine them and go
 on. A whole file that cannot be read (truncated or fake gzip, corrupt Parquet, permission denied)
@@ -31,11 +37,11 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..documents import Document
 from ..errors import UsageError
-from ..options import ConfigModel, FingerprintedWhenSet, LanguageCode
+from ..options import ConfigModel, FingerprintedWhenSet, LanguageCode, fingerprint_skips
 from ..storage import open_parquet_stream
 
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -57,11 +63,22 @@ class SourceSpec(ConfigModel):
     # Off: a link planted among the input files cannot make a run read (and quarantine, with its
     # content) a file from elsewhere, such as a token file.
     follow_symlinks: Annotated[bool, FingerprintedWhenSet()] = False
+    # A hub source's branch, tag or commit; empty: the default branch, pinned at first listing
+    # (the run folder records the commit, see hub_files.py).
+    revision: Annotated[str, FingerprintedWhenSet()] = ""
+
+    @model_validator(mode="after")
+    def _revision_of_a_hub_source(self) -> "SourceSpec":
+        if self.revision and not self.path.startswith("hf:"):
+            raise ValueError(f"`revision` is for hub sources (`hf:<repo>[:<config>]`); remove it from source {self.path!r}")
+        return self
 
     def task_fields(self) -> dict[str, Any]:
-        """The fields a filter task carries (its key hashes them): `follow_symlinks` only when
-        set, so tasks finished before the field existed stay finished."""
-        return self.model_dump(exclude=None if self.follow_symlinks else {"follow_symlinks"})
+        """The fields a filter task carries (its key hashes them): those added later
+        (`follow_symlinks`, `revision`) only when set, so tasks finished before they existed stay
+        finished."""
+        fields = type(self).model_fields
+        return {name: value for name, value in self.model_dump().items() if not fingerprint_skips(fields[name], value)}
 
 # A JSONL line longer than this is quarantined, not parsed: it is never a real document.
 MAX_LINE_BYTES = 8 * 1024 * 1024
@@ -97,6 +114,9 @@ def parse_shard(text: str) -> tuple[int, int]:
 def iter_source(spec: SourceSpec, path: str, shard: tuple[int, int] = (0, 1), base: str | None = None) -> Iterator[Document | BadInput]:
     """Stream one recipe source; `path` is the spec's path already resolved by the recipe, or one
     file of it, with `base` the glob's base folder (default: `glob_base(path)`)."""
+    if path.startswith(HUB_FILE_PREFIX):
+        yield from _sharded(_iter_hub_file(spec, path), shard)
+        return
     if path.startswith("hf:"):
         yield from _sharded(_iter_hub(spec, path), shard)
         return
@@ -207,9 +227,9 @@ def _sharded(raw: Iterator[RawRecord], shard: tuple[int, int]) -> Iterator[Docum
             yield parse()
 
 
-def _iter_jsonl_lines(spec: SourceSpec, file: str) -> Iterator[RawRecord]:
-    parser = _JsonlParser(spec)
-    shown = shown_path(file)
+def _iter_jsonl_lines(spec: SourceSpec, file: str, shown: str | None = None, naming: tuple[str, str] | None = None) -> Iterator[RawRecord]:
+    parser = _JsonlParser(spec, naming)
+    shown = shown_path(file) if shown is None else shown
     line_number = 0
     try:
         with contextlib.ExitStack() as stack:
@@ -292,8 +312,9 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_object_pairs)
 class _JsonlParser:
     """Turns one raw line into a Document or a BadInput, naming the field settings to fix."""
 
-    def __init__(self, spec: SourceSpec):
+    def __init__(self, spec: SourceSpec, naming: tuple[str, str] | None = None):
         self.spec = spec
+        self.naming = naming
 
     def __call__(self, file: str, line_number: int, line: bytes) -> Document | BadInput:
         try:
@@ -309,16 +330,21 @@ class _JsonlParser:
         if type(data) is _DuplicateKeys:
             return _bad(file, line_number, f"duplicate_key:{data.duplicate}", text)
         # Only a `\uD800`-`\uDFFF` escape makes a surrogate (UTF-8 input bytes cannot): skip the check otherwise.
-        return to_document(self.spec, data, file, line_number, raw=text, check_unicode=b"\\ud" in line or b"\\uD" in line)
+        return to_document(self.spec, data, file, line_number, raw=text, check_unicode=b"\\ud" in line or b"\\uD" in line, naming=self.naming)
 
 
 # What is left of a surrogate pair after JSON decoding: a pair (an escaped emoji) is one character.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def to_document(spec: SourceSpec, data: dict[str, Any], file: str, position: int, raw: str | None = None, check_unicode: bool = True) -> Document | BadInput:
+def to_document(
+    spec: SourceSpec, data: dict[str, Any], file: str, position: int, raw: str | None = None, check_unicode: bool = True,
+    naming: tuple[str, str] | None = None,
+) -> Document | BadInput:
     """Map one row onto a Document using the source's field names, or say which field is wrong.
-    `file` is the name to show (`shown_path`); `raw` the line as read (default: the row as JSON)."""
+    `file` is the name to show (`shown_path`); `raw` the line as read (default: the row as JSON);
+    `naming`: what a document without an id is named after (`<name>:<position>`) and its default
+    `source` (default: the file's name, for both)."""
     text = data.get(spec.text_field)
     if text is None:
         return _bad(file, position, f"missing text field {spec.text_field!r} (set `text_field` of this source)", _raw(data, raw))
@@ -327,7 +353,8 @@ def to_document(spec: SourceSpec, data: dict[str, Any], file: str, position: int
     doc_id = data.get(spec.id_field)
     url = data.get(spec.url_field)
     name = os.path.basename(file)  # as Path(file).name, at a tenth of its cost per document
-    doc_id = str(doc_id) if doc_id not in (None, "") else f"{name}:{position}"
+    id_prefix, source = naming or (name, name)
+    doc_id = str(doc_id) if doc_id not in (None, "") else f"{id_prefix}:{position}"
     url = url if isinstance(url, str) else ""
     if check_unicode:
         for field, value in ((spec.text_field, text), (spec.id_field, doc_id), (spec.url_field, url)):
@@ -339,7 +366,7 @@ def to_document(spec: SourceSpec, data: dict[str, Any], file: str, position: int
         id=doc_id,
         text=text,
         url=url,
-        source=spec.name or name,
+        source=spec.name or source,
         metadata={"origin": f"{file}:{position}"},
     )
 
@@ -349,10 +376,10 @@ def _raw(data: dict[str, Any], raw: str | None) -> str:
     return raw if raw is not None else json.dumps(data, ensure_ascii=False, default=str)
 
 
-def _iter_parquet_rows(spec: SourceSpec, file: str) -> Iterator[RawRecord]:
+def _iter_parquet_rows(spec: SourceSpec, file: str, shown: str | None = None, naming: tuple[str, str] | None = None) -> Iterator[RawRecord]:
     import pyarrow as pa
 
-    shown = shown_path(file)
+    shown = shown_path(file) if shown is None else shown
     try:
         parquet = open_parquet_stream(file)
         names = set(parquet.schema_arrow.names)
@@ -360,7 +387,7 @@ def _iter_parquet_rows(spec: SourceSpec, file: str) -> Iterator[RawRecord]:
         yield partial(_unreadable, shown, 0, _describe_parquet_error(e))
         return
     if spec.text_field not in names:
-        raise UsageError(f"{file}: no column {spec.text_field!r} (columns: {', '.join(sorted(names))}); set `text_field` of this source")
+        raise UsageError(f"{shown}: no column {spec.text_field!r} (columns: {', '.join(sorted(names))}); set `text_field` of this source")
     columns = [c for c in (spec.text_field, spec.id_field, spec.url_field) if c in names]
     row_number = 0
     try:
@@ -370,7 +397,7 @@ def _iter_parquet_rows(spec: SourceSpec, file: str) -> Iterator[RawRecord]:
                 if isinstance(row, _NotUtf8):
                     yield partial(BadInput, shown, row_number, "invalid_unicode", _raw(row.values, None)[:RAW_EXCERPT_CHARS], row.detail)
                 else:
-                    yield partial(to_document, spec, row, shown, row_number)
+                    yield partial(to_document, spec, row, shown, row_number, naming=naming)
     except (OSError, pa.ArrowException) as e:
         yield partial(_unreadable, shown, row_number, _describe_parquet_error(e))
 
@@ -418,7 +445,7 @@ def _iter_hub(spec: SourceSpec, path: str) -> Iterator[RawRecord]:
     import pyarrow as pa
 
     repo, _, config = path[len("hf:"):].partition(":")
-    stream = datasets.load_dataset(repo, config or None, split=spec.split, streaming=True)
+    stream = datasets.load_dataset(repo, config or None, split=spec.split, streaming=True, revision=spec.revision or None)
     row_number = 0
     try:
         for row_number, row in enumerate(stream, start=1):
@@ -427,3 +454,35 @@ def _iter_hub(spec: SourceSpec, path: str) -> Iterator[RawRecord]:
         # A data file datasets cannot parse (a lone surrogate fails its JSON reader) ends the
         # stream; network errors are not caught: a run must not pass on half a dataset unsaid.
         yield partial(_unreadable, path, row_number, f"the hub stream stopped on data it cannot read ({e})")
+
+
+# One data file of a hub source at one commit, as `datasets` names it (`hf://datasets/...`).
+HUB_FILE_PREFIX = "hf://datasets/"
+_HUB_FILE = re.compile(r"hf://datasets/(?P<repo>[^@]+)@(?P<commit>[0-9a-f]{40})/(?P<file>.+)")
+# The suffixes a hub data file is read with the local readers by; `.json` is not one of them:
+# `datasets` reads a `.json` file holding one JSON array too, the local reader only JSON lines.
+HUB_READABLE_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".ndjson")
+
+
+def hub_file_url(repo: str, commit: str, file: str) -> str:
+    return f"{HUB_FILE_PREFIX}{repo}@{commit}/{file}"
+
+
+def _iter_hub_file(spec: SourceSpec, url: str) -> Iterator[RawRecord]:
+    """One hub data file: downloaded into the Hugging Face cache at its commit (Parquet needs
+    random access to its footer; the cache makes a re-run or a retry on the same machine read
+    it without fetching it again), then read as a local file, shown by its URL."""
+    match = _HUB_FILE.fullmatch(url)
+    if match is None or not url.endswith(HUB_READABLE_SUFFIXES):
+        raise UsageError(f"{url!r} is not a hub data file this toolkit reads (hf://datasets/<repo>@<commit>/<file>.parquet|.jsonl)")
+    from .hub_access import download
+
+    local = download(match["repo"], match["commit"], match["file"], url)
+    # Named as the source's stream was (`source`: `CulturaX:sw` of `hf:uonlp/CulturaX:sw`, the
+    # dataset in provenance); a document without an id by the file in the repo as well.
+    source = os.path.basename(spec.path) if spec.path.startswith("hf:") else match["repo"].rsplit("/", 1)[-1]
+    naming = (f"{source}/{match['file']}", source)
+    if url.endswith(".parquet"):
+        yield from _iter_parquet_rows(spec, local, url, naming)
+    else:
+        yield from _iter_jsonl_lines(spec, local, url, naming)
