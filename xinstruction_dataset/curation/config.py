@@ -23,6 +23,7 @@ from ..errors import UsageError
 from ..llm.backends import LocalConfig, ModelSpec, TGIConfig, backend_config
 from ..llm.backends.base import GenerationParams
 from ..options import ConfigModel, NotFingerprinted, readable_error
+from .budget import BudgetConfig, CostConfig
 
 # The embedded default model spec (see backends.build_backend): in-process, CPU, no network.
 LOCAL_MODEL: dict[str, Any] = {"backend": "local"}
@@ -188,6 +189,9 @@ class CurationConfig(ConfigModel):
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
     diversify: DiversifyConfig = Field(default_factory=DiversifyConfig)
+    # Spending, not shaping: out of the fingerprint and of the config written beside the outputs.
+    budget: Annotated[BudgetConfig, NotFingerprinted("budget"), Field(exclude=True)] = Field(default_factory=BudgetConfig)
+    cost: Annotated[CostConfig, NotFingerprinted("prices"), Field(exclude=True)] = Field(default_factory=CostConfig)
 
     @classmethod
     def from_dict(cls, data: "dict[str, Any] | CurationConfig | None") -> "CurationConfig":

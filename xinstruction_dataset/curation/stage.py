@@ -60,3 +60,14 @@ class Stage(ABC):
     @abstractmethod
     def accept(self, item: Work, results: list[CallResult]) -> Work | Reject:
         """The document's next step, from one result per request of `requests(item)`."""
+
+    def call_rounds(self, item: Work, count: int) -> list[tuple[int, int]]:
+        """(round, candidate) of each of the `count` requests of `requests(item)`, for the call
+        ledger only: no pairs yet, candidate i of round 0; one request per unlabelled pair, that
+        pair's; else a labelled pair being rewritten, its next round. A stage may say otherwise."""
+        if not item.pairs:
+            return [(0, c) for c in range(count)]
+        unlabelled = [pair for pair in item.pairs if not pair.label]
+        if len(unlabelled) == count:
+            return [(pair.round, pair.candidate) for pair in unlabelled]
+        return [(item.pairs[i % len(item.pairs)].round + 1, item.pairs[i % len(item.pairs)].candidate) for i in range(count)]
