@@ -108,8 +108,10 @@ class Budget:
     """The budget of one run (see the module docstring): `refuses(in_flight)` before each
     document, `document_done(entries)` after each, `message()` once it refused."""
 
-    def __init__(self, config: BudgetConfig, prices: dict[str, Price], cache: CallCache, schedulers: list[CallScheduler]) -> None:
-        self.config, self.prices, self.cache, self.schedulers = config, prices, cache, schedulers
+    def __init__(
+        self, config: BudgetConfig, prices: dict[str, Price], cache: CallCache, schedulers: list[CallScheduler], currency: str = "",
+    ) -> None:
+        self.config, self.prices, self.cache, self.schedulers, self.currency = config, prices, cache, schedulers, currency
         self.limits = config.limits
         if "cost" in self.limits:
             unpriced = sorted({s.backend.model_id for s in schedulers} - set(prices))
@@ -128,7 +130,7 @@ class Budget:
         for stop in cache.budget_stops():
             for name, limit in self.limits.items():
                 if name in stop and limit <= stop[name] and self.reached is None:
-                    self.reached, self._spent_at_stop = name, self.spent()
+                    self.reached = name
 
     # --- what was spent -----------------------------------------------------------------------
 
@@ -207,7 +209,6 @@ class Budget:
         for name, limit in self.limits.items():
             if spent.get(name) >= limit or spent.get(name) + mean.get(name) * (in_flight + 1) > limit:
                 self.reached = name
-                self._spent_at_stop = spent
                 self.cache.record_budget_stop(self.limits)
                 return name
         return None
@@ -215,12 +216,14 @@ class Budget:
     def message(self, unfinished: list[str]) -> str:
         """The one line the run stops with: which budget, what was spent, how to go on."""
         name = self.reached or ""
-        spent = getattr(self, "_spent_at_stop", self.spent())
+        self._others_read = 0.0  # read the other runs again: the figure is the folder's, now
+        spent = self.spent()
         limit = self.limits[name]
+        unit = self.currency if name == "cost" else name
         shown = (lambda v: f"{v:,.2f}") if name == "cost" else (lambda v: f"{int(v):,}")
         left = f"; not labelled (so not diversified or exported): {', '.join(unfinished)}" if unfinished else ""
         return (
-            f"budget reached: curation.budget.{KEYS[name]} is {shown(limit)}, {shown(spent.get(name))} {name} spent over every run "
+            f"budget reached: curation.budget.{KEYS[name]} is {shown(limit)}, {shown(spent.get(name))} {unit} spent over every run "
             f"of this folder{left}; raise curation.budget.{KEYS[name]} (or pass {FLAGS[name]}) and run the same command again: "
             "it resumes from the cache"
         )

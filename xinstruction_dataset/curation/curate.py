@@ -196,7 +196,7 @@ class Curation:
         schedulers = self._schedulers()
         distinct = list({id(s): s for s in schedulers.values()}.values())
         if self.config.budget.limits:
-            self.budget = Budget(self.config.budget, self.config.cost.prices(), self.cache, distinct)
+            self.budget = Budget(self.config.budget, self.config.cost.prices(), self.cache, distinct, self.config.cost.currency)
         engine = Engine(
             build_stages(self.config, versions), schedulers, progress=self.progress, total=self._total(languages, shard),
             budget=self.budget, prices=self.config.cost.prices(), currency=self.config.cost.currency,
