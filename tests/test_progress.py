@@ -20,6 +20,7 @@ from xinstruction_dataset.errors import UserError
 from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, build_backend
 from xinstruction_dataset.llm.cache import CallCache
 from xinstruction_dataset.llm.calls import CallScheduler
+from xinstruction_dataset.llm.ledger import Price
 from xinstruction_dataset.recipe import Recipe
 
 RETRIES = 9
@@ -34,7 +35,7 @@ DOCUMENTS_LINE = re.compile(r"^curate: documents done=(\d+) remaining=(\d+) tota
 ENDPOINT_LINE = re.compile(
     r"^curate: endpoint (?P<name>.+?): in_flight=(?P<in_flight>\d+)/(?P<limit>\d+) \(\d+%\) peak=(?P<peak>\d+) "
     r"window=(?P<window>\d+)/(?P<slots>\d+) sent=(?P<sent>\d+) cached=(?P<cached>\d+) failed=(?P<failed>\d+) "
-    r"retries=(?P<retries>\d+)$"
+    r"retries=(?P<retries>\d+) tok/s=(?P<tokens_per_s>\d+\.\d)$"
 )
 
 
@@ -49,7 +50,7 @@ def with_user_info(url: str) -> str:
 
 def endpoint_lines(text: str, name_part: str) -> list[dict[str, int]]:
     found = [m for m in map(ENDPOINT_LINE.match, text.splitlines()) if m and name_part in m["name"]]
-    return [{k: int(v) for k, v in m.groupdict().items() if k != "name"} for m in found]
+    return [{k: int(v) for k, v in m.groupdict().items() if k not in ("name", "tokens_per_s")} for m in found]
 
 
 def failed_attempts(server) -> int:
@@ -126,7 +127,8 @@ def test_terminal_view_shows_calls_in_flight_against_the_limit(tmp_path: Path, s
     async def run() -> tuple[str, list[str]]:
         with CallCache(tmp_path / "calls.sqlite") as cache:
             scheduler = CallScheduler(backend, cache)
-            live = LiveProgress({endpoint_name(["generator"], scheduler): scheduler}, 8, file=screen, lines=False)
+            live = LiveProgress({endpoint_name(["generator"], scheduler): scheduler}, 8, file=screen, lines=False,
+                                prices={"test/echo-model": Price(prompt_per_1k=1.0, completion_per_1k=3.0)}, currency="USD")
             calls = [asyncio.create_task(scheduler.complete(r)) for r in requests]
             while server.peak_active < 4:  # the limits were read and the first 4 are being answered
                 await asyncio.sleep(0.01)
@@ -143,7 +145,11 @@ def test_terminal_view_shows_calls_in_flight_against_the_limit(tmp_path: Path, s
     assert during.startswith("in_flight=4/4 (100%) peak=4 window=4/4 sent=4 ")
     assert f"generator test/echo-model @ 127.0.0.1:{server.port}: {during}" in screen.getvalue()
     assert final[0].startswith("curate: documents done=8 remaining=0 total=8 (100%)")
-    assert final[1].endswith(": in_flight=0/4 (0%) peak=4 window=4/4 sent=8 cached=0 failed=0 retries=0")
+    assert ": in_flight=0/4 (0%) peak=4 window=4/4 sent=8 cached=0 failed=0 retries=0 tok/s=" in final[1]
+    # With prices: the money so far per endpoint, and on the documents line the projected total.
+    money = re.search(r" cost=([\d.,]+) USD$", final[1])
+    assert money and float(money[1]) > 0
+    assert re.search(r" cost=[\d.,]+ USD projected=[\d.,]+ USD$", final[0])
     assert URL_SECRET not in screen.getvalue() + "".join(final) and HEADER_SECRET not in screen.getvalue()
 
 

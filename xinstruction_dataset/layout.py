@@ -4,6 +4,8 @@ them out). Every file is written through `storage.AtomicFile`: complete or absen
     <output_dir>/run/fingerprint.json                        what shaped this folder's outputs
     <output_dir>/run/lock.json                               the run holding this folder (runlock)
     <output_dir>/run/sources/<lang>.json                     each hub source's commit and data files, at first listing
+    <output_dir>/run/ledger.json                             calls, tokens, time (and money) of every run
+    <output_dir>/run/estimate.json                           the last `curate --estimate` projection
     <output_dir>/filtered/<lang>/[shard-IIIII-of-NNNNN/]     kept / rejects / quarantine / summary
     <output_dir>/cache/calls.sqlite                          every LLM call and embedding (resume)
     <output_dir>/cache/datasets/                             the `datasets` cache of export
@@ -12,6 +14,7 @@ them out). Every file is written through `storage.AtomicFile`: complete or absen
     <output_dir>/curation/<lang>/rejects.jsonl               every document not curated, with reason
     <output_dir>/curation/<lang>/summary.json                counts per stage and reason
     <output_dir>/curation/<lang>/judge_replies.jsonl         the judge's raw reply to every judged pair
+    <output_dir>/curation/<lang>/ledger.json                 the ledger's figures of the language
     <output_dir>/curation/<lang>/work/                       per-shard results before diversify:
         pairs-IIIII-of-NNNNN.jsonl, rejects-IIIII-of-NNNNN.jsonl, judge_replies-IIIII-of-NNNNN.jsonl,
         meta-IIIII-of-NNNNN.json
@@ -53,6 +56,14 @@ class RunLayout:
         if shard is None or shard[1] == 1:
             return self.root / "run" / "lock.json"
         return self.root / "run" / f"lock-{shard_suffix(shard)}.json"
+
+    @property
+    def ledger_file(self) -> Path:
+        return self.root / "run" / "ledger.json"
+
+    @property
+    def estimate_file(self) -> Path:
+        return self.root / "run" / "estimate.json"
 
     @property
     def export_folder(self) -> Path:
@@ -110,6 +121,9 @@ class RunLayout:
 
     def judge_replies(self, language: str) -> Path:
         return self.language_dir(language) / "judge_replies.jsonl"
+
+    def ledger(self, language: str) -> Path:
+        return self.language_dir(language) / "ledger.json"
 
     def work(self, language: str, kind: str, shard: tuple[int, int]) -> Path:
         extension = "json" if kind == "meta" else "jsonl"

@@ -40,6 +40,7 @@ from .diversify.config import EMBEDDING_BACKENDS, DiversifyConfig, EmbeddingConf
 from .generate.config import GenerateConfig
 from .judge.config import JUDGE_SCALES, JudgeConfig
 from .refine.config import REFINE_TARGETS, RefineConfig
+from .budget import BudgetConfig, CostConfig
 from .stage import STAGES, Sampling, stage_roles
 
 # The blocks of the toolkit's own stages, for the callers that name their types.
@@ -104,6 +105,9 @@ class _Curation(ConfigModel):
     # call cache (SQLite); default: <output_dir>/cache/calls.sqlite
     cache: Annotated[str, NotFingerprinted("output path")] = ""
     records_per_shard: Annotated[int, Field(ge=1)] = 10000
+    # Spending, not shaping: out of the fingerprint and of the config written beside the outputs.
+    budget: Annotated[BudgetConfig, NotFingerprinted("budget"), Field(exclude=True)] = Field(default_factory=BudgetConfig)
+    cost: Annotated[CostConfig, NotFingerprinted("prices"), Field(exclude=True)] = Field(default_factory=CostConfig)
 
     @classmethod
     def from_dict(cls, data: "dict[str, Any] | CurationConfig | None") -> "CurationConfig":

@@ -13,6 +13,13 @@ A run without `shard` does both for shard 0/1.
 Resume: every LLM call and embedding is stored in the call cache before it is used, and every
 stage is a deterministic function of its inputs and those stored results, so a run killed at any
 point and started again repeats no finished call and writes the same bytes.
+
+The ledger (llm/ledger.py) records every call of the run; its figures go to files of their own,
+`run/ledger.json` and `curation/<lang>/ledger.json`, never into the outputs or summaries. The
+per-run call counters each language reports are read from it. With `curation.budget`, a run that
+reaches its budget stops admitting documents, merges only the languages it labelled whole, and
+raises `BudgetReached` (exit 1). `estimate()` labels the first N documents of each language and
+projects the whole run from them (estimate.py).
 """
 
 from __future__ import annotations
@@ -31,10 +38,13 @@ from ..filtering.runner import group_reasons
 from ..layout import RunLayout, shard_suffix
 from ..llm.backends.base import LLMBackend
 from ..llm.calls import CallScheduler
-from ..storage import write_text
+from ..llm.ledger import read_rows, read_runs, stage_counters, summarise
+from ..storage import write_json, write_text
+from .budget import Budget, BudgetReached
 from .config import ROLES, CurationConfig, ModelsConfig
 from .diversify import Embedder, build_embedder
 from .engine import Engine, LanguageJob
+from .estimate import Estimate, estimate_language, fleet_speed, per_document
 from .flow import build_stages
 from .labelling import LabelSink, documents
 from .merge import LanguageMerge
@@ -116,13 +126,16 @@ class CurationRecipe(Protocol):
 class Curation:
     """One curation run over a recipe (see `run_curation`)."""
 
-    def __init__(self, recipe: CurationRecipe, *, models: Models | None = None, progress: bool = True):
+    def __init__(self, recipe: CurationRecipe, *, models: Models | None = None, progress: bool = True, command: str = "curate"):
         self.recipe = recipe
         self.config = CurationConfig.from_dict(recipe.curation)
         self.layout = RunLayout(recipe.output_path)
         self.progress = progress
+        self.command = command
         self._models = models
         self._cache = None
+        self.budget: Budget | None = None
+        self.unfinished: list[str] = []  # languages a budget stop left not labelled whole
 
     @property
     def cache_path(self) -> Path:
@@ -133,7 +146,7 @@ class Curation:
         if self._cache is None:
             from ..llm.cache import CallCache
 
-            self._cache = CallCache(self.cache_path)
+            self._cache = CallCache(self.cache_path, command=self.command)
         return self._cache
 
     @property
@@ -173,18 +186,99 @@ class Curation:
         files, presharded = self.input_files(language, shard)
         return documents(files, language, None if presharded else shard)
 
-    def label(self, languages: list[str], shard: tuple[int, int], reports: dict[str, LanguageReport], versions: Versions) -> None:
+    def label(self, languages: list[str], shard: tuple[int, int], reports: dict[str, LanguageReport], versions: Versions) -> list[str]:
         """Label every language's shard in one engine run (see engine.py), with the folder's
-        judge parser and instruction checks (versions.py)."""
+        judge parser and instruction checks (versions.py). The languages labelled whole (all
+        of them, unless the budget stopped the run)."""
         meta = {"models": self.models.ids(), "config": self.config.to_dict(), **versions.record()}
         jobs = []
         for language in languages:
             sink = LabelSink(self.layout, language, shard)
-            reports[language].calls = sink.calls
             jobs.append(LanguageJob(language, self.documents(language, shard), sink, _finisher(sink, meta, reports[language])))
         schedulers = self._schedulers()
-        engine = Engine(build_stages(self.config, versions), schedulers, progress=self.progress, total=self._total(languages, shard))
+        distinct = list({id(s): s for s in schedulers.values()}.values())
+        if self.config.budget.limits:
+            self.budget = Budget(self.config.budget, self.config.cost.prices(), self.cache, distinct, self.config.cost.currency)
+        engine = Engine(
+            build_stages(self.config, versions), schedulers, progress=self.progress, total=self._total(languages, shard),
+            budget=self.budget, prices=self.config.cost.prices(), currency=self.config.cost.currency,
+        )
         asyncio.run(engine.run(jobs))
+        self.cache.flush()
+        self._count_calls(reports)
+        self.unfinished = [job.language for job in jobs if not job.fed]
+        return [job.language for job in jobs if job.fed]
+
+    def _count_calls(self, reports: dict[str, LanguageReport]) -> None:
+        """Each language's call counters of this run: a view of the ledger."""
+        rows = read_rows(self.cache_path, "run = ?", (self.cache.run_id,))
+        for language, report in reports.items():
+            report.calls = Counter(stage_counters(r for r in rows if r["language"] == language))
+
+    # -- ledger files ----------------------------------------------------------------------------
+
+    def write_ledger_files(self, languages: list[str], reports: dict[str, LanguageReport]) -> None:
+        """`run/ledger.json` (every run of the folder) and `curation/<lang>/ledger.json`."""
+        self.cache.flush()
+        rows, runs = read_rows(self.cache_path), read_runs(self.cache_path)
+        cost = self.config.cost
+        options = {"runs": runs, "prices": cost.prices(), "gpus": cost.gpus(), "currency": cost.currency}
+        curated = {language: self._curated(language, reports.get(language)) for language in {*languages, *(r["language"] for r in rows if r["language"])}}
+        known = [n for n in curated.values() if n is not None]
+        write_json(self.layout.ledger_file, summarise(rows, curated=sum(known) if known else None, **options))
+        for language in sorted(curated):
+            mine = [r for r in rows if r["language"] == language]
+            if mine:
+                write_json(self.layout.ledger(language), summarise(mine, curated=curated[language], **options))
+
+    def _curated(self, language: str, report: "LanguageReport | None") -> int | None:
+        if report is not None and report.curated is not None:
+            return report.curated
+        path = self.layout.summary(language)
+        if path.is_file():
+            return json.loads(path.read_text(encoding="utf-8")).get("curated")
+        return None
+
+    # -- estimate --------------------------------------------------------------------------------
+
+    def estimate(self, languages: list[str], measure: int) -> Estimate:
+        """Label the first `measure` documents of each language for real (stored in the cache,
+        no work file written), then project the whole input from them (estimate.py)."""
+        sinks = {language: _CountingSink() for language in languages}
+        jobs = [
+            LanguageJob(language, _first(self.documents(language, (0, 1)), measure), sinks[language], lambda: None)
+            for language in languages
+        ]
+        engine = Engine(
+            build_stages(self.config, folder_versions(self.layout, force=False)), self._schedulers(), progress=self.progress,
+            total=sum(min(measure, n) for n in self._populations(languages).values()), prices=self.config.cost.prices(),
+            currency=self.config.cost.currency,
+        )
+        asyncio.run(engine.run(jobs))
+        self.cache.flush()
+        mine, every = read_rows(self.cache_path, "run = ?", (self.cache.run_id,)), read_rows(self.cache_path)
+        prices = self.config.cost.prices()
+        documents = per_document(mine, prices)
+        populations = self._populations(languages)
+        estimates = [
+            estimate_language(language, documents.get(language, {}), populations[language], sinks[language].pooled,
+                              self.config.diversify.target_size, priced=bool(prices))
+            for language in languages
+        ]
+        speed = fleet_speed(mine) or fleet_speed(every)
+        gpu_cost_per_s = sum(p.of_time(1.0) for p in prices.values() if p.gpu_hour)
+        result = Estimate(estimates, speed, self.config.cost.currency, gpu_cost_per_s)
+        if gpu_cost_per_s and speed:
+            for language_estimate in result.languages:  # the fleet's time, charged by the hour
+                if language_estimate.cost is not None:
+                    extra = gpu_cost_per_s * language_estimate.calls.value / speed
+                    language_estimate.cost.value += extra
+                    language_estimate.cost.low += gpu_cost_per_s * language_estimate.calls.low / speed
+                    language_estimate.cost.high += gpu_cost_per_s * language_estimate.calls.high / speed
+        return result
+
+    def _populations(self, languages: list[str]) -> dict[str, int]:
+        return {language: sum(_count_lines(f) for f in self.input_files(language, (0, 1))[0]) for language in languages}
 
     def _schedulers(self) -> dict[str, CallScheduler]:
         """One scheduler per distinct backend: roles served by one server share its slots."""
@@ -202,6 +296,29 @@ class Curation:
     def merge(self, language: str, report: LanguageReport) -> None:
         merged = LanguageMerge(self.layout, self.config, self.cache, self._embedder, language, progress=self.progress).run()
         report.counts, report.rejected, report.curated = merged.counts, merged.rejected, merged.curated
+
+
+class _CountingSink:
+    """The outcomes of an estimate's documents, counted only (no work file is written)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter = Counter()
+        self.documents = self.pooled = 0
+
+    def add(self, outcome: Any) -> None:
+        self.documents += 1
+        self.pooled += not hasattr(outcome, "reason")
+
+
+def _first(documents: Any, count: int):
+    """The first `count` documents of a stream (rejected input lines pass, uncounted)."""
+    taken = 0
+    for item in documents:
+        if taken >= count:
+            return
+        if not hasattr(item, "reason"):
+            taken += 1
+        yield item
 
 
 def _finisher(sink: LabelSink, meta: dict[str, Any], report: LanguageReport):
@@ -240,14 +357,34 @@ def run_curation(
     reports = {language: LanguageReport(language) for language in languages}
     start = time.perf_counter()
     try:
+        labelled = languages
         if label:
             for language in languages:  # fail on a missing input before any call is paid for
                 curation.input_files(language, shard)
-            curation.label(languages, shard, reports, versions)
+            labelled = curation.label(languages, shard, reports, versions)
         for language in languages if do_merge else ():
-            curation.merge(language, reports[language])
+            if language in labelled:  # a language a budget stop left half-labelled keeps its old outputs
+                curation.merge(language, reports[language])
+        curation.write_ledger_files(languages, reports)
     finally:
         curation.close()
     for report in reports.values():
         report.seconds = time.perf_counter() - start
+    if curation.unfinished and curation.budget is not None:
+        raise BudgetReached(curation.budget.message(curation.unfinished), list(reports.values()))
     return list(reports.values())
+
+
+def run_estimate(recipe: CurationRecipe, measure: int, *, languages: list[str] | None = None, models: Models | None = None, progress: bool = True) -> Estimate:
+    """`curate --estimate N`: label the first `measure` documents of each language and project
+    the whole run (see Curation.estimate); the projection also goes to `run/estimate.json`."""
+    curation = Curation(recipe, models=models, progress=progress, command="curate --estimate")
+    languages = list(languages or recipe.languages)
+    try:
+        for language in languages:
+            curation.input_files(language, (0, 1))
+        estimate = curation.estimate(languages, measure)
+        write_json(curation.layout.estimate_file, {"measured_per_language": measure, **estimate.as_dict()})
+    finally:
+        curation.close()
+    return estimate

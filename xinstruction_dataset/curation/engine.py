@@ -9,7 +9,14 @@ queue full from the first request to the last and bounds memory (documents are s
 disk; finished ones go to the language's `LabelSink` at once).
 
 While it runs, `progress.LiveProgress` shows documents done / remaining and, per endpoint, the
-calls in flight against the limit and the failures so far (read from the schedulers' counters).
+calls in flight against the limit, the failures, tokens/s and (with prices) money so far.
+
+Every call goes out with its `CallLabel` (stage, role, language, document, round, candidate),
+which the scheduler writes into the call's ledger row (llm/ledger.py). With a `Budget`, each
+document is admitted only if the budget allows one more (budget.py); once it refuses, no
+document is admitted, the documents in flight finish, and `stopped` names the limit reached.
+A language whose documents were not all admitted then never runs its `finish`: its work files
+stay as they were, so nothing half-labelled is diversified or exported.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from typing import Callable, Iterable, Protocol
 from ..documents import Document
 from ..errors import EnvironmentFault
 from ..llm.calls import CallScheduler
+from ..llm.ledger import CallLabel, Price
+from .budget import Budget
 from .flow import FIRST
 from .pairs import Reject
 from .progress import LiveProgress, endpoint_name
@@ -51,7 +60,7 @@ class LanguageJob:
     sink: "Sink"
     finish: Callable[[], None]  # writes the language's results; run in a worker thread
     active: int = 0
-    fed: bool = False
+    fed: bool = False  # every document admitted (a budget stop leaves it False)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -76,15 +85,20 @@ class Sink(Protocol):
 
 
 class Engine:
-    def __init__(self, stages: dict[str, Stage], schedulers: dict[str, CallScheduler], *, progress: bool = True, total: int | None = None) -> None:
+    def __init__(
+        self, stages: dict[str, Stage], schedulers: dict[str, CallScheduler], *, progress: bool = True, total: int | None = None,
+        budget: Budget | None = None, prices: dict[str, Price] | None = None, currency: str = "",
+    ) -> None:
         self.stages = stages
         self.schedulers = schedulers  # by role: generator, judge, refiner
         self.distinct = list({id(s): s for s in schedulers.values()}.values())
         self.progress = progress
         self.total = total
+        self.budget = budget
+        self.stopped: str | None = None  # the budget limit that stopped admissions
         self.in_flight_docs = 0
         self._room: asyncio.Condition | None = None
-        self.live = LiveProgress(self.endpoint_names(), total, enabled=progress)
+        self.live = LiveProgress(self.endpoint_names(), total, enabled=progress, prices=prices, currency=currency)
 
     def endpoint_names(self) -> dict[str, CallScheduler]:
         """Each distinct scheduler by its name in the progress view (its roles, model, servers)."""
@@ -100,7 +114,8 @@ class Engine:
         try:
             async with asyncio.TaskGroup() as group:
                 for job in jobs:
-                    await self._feed(job, group)
+                    if self.stopped is None:
+                        await self._feed(job, group)
         except BaseExceptionGroup as group_error:
             # One document's failure (the cache's disk is full, a bug) stops the run: raise
             # that error itself, not the group the task group wraps it in.
@@ -124,6 +139,9 @@ class Engine:
                 continue
             async with self._room:
                 await self._room.wait_for(lambda: self.in_flight_docs < self.admit_limit())
+            if self.budget is not None and (reached := self.budget.refuses(self.in_flight_docs)) is not None:
+                self.stopped = reached  # the in-flight documents finish; this language is not finished
+                return
             self.in_flight_docs += 1
             job.active += 1
             group.create_task(self._document(job, item))
@@ -136,17 +154,24 @@ class Engine:
         await job.idle.wait()
         await asyncio.to_thread(job.finish)
 
-    async def advance(self, item: Work, calls: Counter) -> Work | Reject:
+    async def advance(self, item: Work, calls: Counter, entries: list | None = None) -> Work | Reject:
         """Move one document through the stages until it is done or rejected; `calls` counts
-        its calls per stage (called, cached, failed)."""
+        its calls per stage (called, cached, failed), `entries` collects their ledger rows."""
         outcome: Work | Reject = item
         while isinstance(outcome, Work) and outcome.next != DONE:
             stage = self.stages[outcome.next]
             scheduler = self.schedulers[stage.role]
-            results = await asyncio.gather(*(scheduler.complete(r) for r in stage.requests(outcome)))
+            requests = stage.requests(outcome)
+            labels = [
+                CallLabel(stage.name, stage.role, outcome.language, outcome.doc.id, round_, candidate)
+                for round_, candidate in stage.call_rounds(outcome, len(requests))
+            ]
+            results = await asyncio.gather(*(scheduler.complete(r, label=label) for r, label in zip(requests, labels)))
             for result in results:
                 calls[f"{stage.name}_{'cached' if result.cached else 'called'}"] += 1
                 calls[f"{stage.name}_failed"] += not result.ok
+                if entries is not None and result.entry is not None:
+                    entries.append(result.entry)
             self._stop_if_down(scheduler)
             await self._limit_may_have_grown()
             outcome = stage.accept(outcome, list(results))
@@ -168,7 +193,10 @@ class Engine:
                 self._room.notify()
 
     async def _document(self, job: LanguageJob, doc: Document) -> None:
-        job.sink.add(await self.advance(Work(doc, job.language, FIRST), job.sink.calls))
+        entries: list = []
+        job.sink.add(await self.advance(Work(doc, job.language, FIRST), job.sink.calls, entries))
+        if self.budget is not None:
+            self.budget.document_done(entries)
         await self._done(job)
 
     async def _done(self, job: LanguageJob) -> None:

@@ -1,6 +1,8 @@
 """Live progress of the labelling engine: documents done / remaining with an ETA, and for each
 endpoint (each distinct backend, i.e. each `CallScheduler`) the calls in flight against its
-current limit, the ramp's window against the servers' slots, and the failures so far.
+current limit, the ramp's window against the servers' slots, the failures so far, the
+generated tokens a second, and with prices (`curation.cost`) the money so far; the documents
+line then adds the projected total (money so far / documents done x documents in all).
 
 The figures are read from counters the schedulers and backends keep anyway (plain integers, no
 lock): drawing them costs a call nothing. Two renderings of the same figures:
@@ -23,12 +25,11 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import IO, Any
-from urllib.parse import urlsplit
-
 from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..llm.calls import CallScheduler
+from ..llm.ledger import Price, host_port
 from ..redact import redact
 
 REFRESH_S = 0.5  # terminal: how often the endpoint lines are redrawn
@@ -51,6 +52,9 @@ class EndpointFigures:
     cached: int
     failed: int
     retries: int
+    tokens_per_s: float = 0.0  # generated tokens a second of this run's paid calls
+    cost: float | None = None  # money of this run's paid calls (with a price)
+    currency: str = ""
 
     @property
     def share(self) -> float:
@@ -61,10 +65,28 @@ class EndpointFigures:
         if self.window is not None:
             parts.append(f"window={self.window}/{self.server_slots}")
         parts += [f"sent={self.sent}", f"cached={self.cached}", f"failed={self.failed}", f"retries={self.retries}"]
+        parts.append(f"tok/s={self.tokens_per_s:.1f}")
+        if self.cost is not None:
+            parts.append(f"cost={format_money(self.cost, self.currency)}")
         return " ".join(parts)
 
 
-def read_figures(scheduler: CallScheduler) -> EndpointFigures:
+def format_money(value: float, currency: str) -> str:
+    return f"{value:,.2f} {currency}".strip()
+
+
+def scheduler_cost(scheduler: CallScheduler, prices: dict[str, Price] | None) -> float | None:
+    """Money of a scheduler's paid calls so far: token prices, and GPU-hours since it started."""
+    price = (prices or {}).get(scheduler.backend.model_id)
+    if price is None:
+        return None
+    totals = scheduler.totals
+    prompt, completion = totals.by_model.get(scheduler.backend.model_id, (0, 0))
+    held = time.monotonic() - totals.started if price.gpu_hour and totals.paid else 0.0
+    return price.of_tokens(prompt, completion) + price.of_time(held)
+
+
+def read_figures(scheduler: CallScheduler, prices: dict[str, Price] | None = None, currency: str = "") -> EndpointFigures:
     stats = scheduler.stats
     servers = _server_stats(scheduler)
     failed_attempts = sum(s.get("failed", 0) for s in servers.values())
@@ -80,6 +102,9 @@ def read_figures(scheduler: CallScheduler) -> EndpointFigures:
         failed=stats.failed,
         # Every failed attempt was retried, except the last one of each call that failed for good.
         retries=max(0, failed_attempts - stats.sends_failed),
+        tokens_per_s=scheduler.totals.completion_tokens / max(time.monotonic() - scheduler.totals.started, 1e-9),
+        cost=scheduler_cost(scheduler, prices),
+        currency=currency,
     )
 
 
@@ -91,14 +116,7 @@ def endpoint_name(roles: list[str], scheduler: CallScheduler) -> str:
     return redact(name)
 
 
-def _host(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    try:
-        port = parts.port
-    except ValueError:  # not a number: the URL is refused by the backend anyway; show the host only
-        port = None
-    return f"{host}:{port}" if port else host
+_host = host_port
 
 
 def _server_stats(scheduler: CallScheduler) -> dict[str, dict[str, Any]]:
@@ -128,9 +146,10 @@ class LiveProgress:
 
     def __init__(
         self, endpoints: dict[str, CallScheduler], total: int | None, *, enabled: bool = True,
-        file: IO[str] | None = None, lines: bool | None = None,
+        file: IO[str] | None = None, lines: bool | None = None, prices: dict[str, Price] | None = None, currency: str = "",
     ) -> None:
         self.endpoints = endpoints  # by name
+        self.prices, self.currency = prices or {}, currency
         self.total = total
         self.enabled = enabled
         self.file = file or sys.stderr
@@ -167,6 +186,10 @@ class LiveProgress:
             for line in self.report():
                 tqdm.write(line, file=self.file)
             return
+        cost = self.cost_so_far()
+        if self.bar is not None and cost is not None:
+            projected = f" projected={format_money(cost / self.done * self.total, self.currency)}" if self.total and self.done else ""
+            self.bar.set_postfix_str(f"cost={format_money(cost, self.currency)}{projected}", refresh=False)
         for bar, (name, scheduler) in zip(self.endpoint_bars, self.endpoints.items()):
             bar.set_description_str(self._status(name, scheduler), refresh=False)
             bar.refresh()
@@ -177,9 +200,13 @@ class LiveProgress:
         lines += [f"curate: endpoint {self._status(name, s)}" for name, s in self.endpoints.items()]
         return lines
 
-    @staticmethod
-    def _status(name: str, scheduler: CallScheduler) -> str:
-        return f"{name}: {read_figures(scheduler).format()}"
+    def _status(self, name: str, scheduler: CallScheduler) -> str:
+        return f"{name}: {read_figures(scheduler, self.prices, self.currency).format()}"
+
+    def cost_so_far(self) -> float | None:
+        costs = [scheduler_cost(s, self.prices) for s in self.endpoints.values()]
+        known = [c for c in costs if c is not None]
+        return sum(known) if known else None
 
     def _documents(self) -> str:
         elapsed = time.monotonic() - self.started
@@ -189,7 +216,13 @@ class LiveProgress:
             remaining = max(0, self.total - self.done)
             eta = tqdm.format_interval(remaining / rate) if rate > 0 else "?"
             text += f" remaining={remaining} total={self.total} ({self.done / max(self.total, 1):.0%}) eta={eta}"
-        return text + f" rate={rate:.2f}/s elapsed={tqdm.format_interval(elapsed)}"
+        text += f" rate={rate:.2f}/s elapsed={tqdm.format_interval(elapsed)}"
+        cost = self.cost_so_far()
+        if cost is not None:
+            text += f" cost={format_money(cost, self.currency)}"
+            if self.total and self.done:
+                text += f" projected={format_money(cost / self.done * self.total, self.currency)}"
+        return text
 
     def close(self) -> None:
         """Draw the final figures and release the terminal lines."""

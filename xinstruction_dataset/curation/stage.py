@@ -165,6 +165,17 @@ class Stage(ABC):
         """The document's next step: `read`, routed by the flow's table."""
         return self.context.route(self.name, self.read(item, results))
 
+    def call_rounds(self, item: Work, count: int) -> list[tuple[int, int]]:
+        """(round, candidate) of each of the `count` requests of `requests(item)`, for the call
+        ledger only: no pairs yet, candidate i of round 0; one request per unlabelled pair, that
+        pair's; else a labelled pair being rewritten, its next round. A stage may say otherwise."""
+        if not item.pairs:
+            return [(0, c) for c in range(count)]
+        unlabelled = [pair for pair in item.pairs if not pair.label]
+        if len(unlabelled) == count:
+            return [(pair.round, pair.candidate) for pair in unlabelled]
+        return [(item.pairs[i % len(item.pairs)].round + 1, item.pairs[i % len(item.pairs)].candidate) for i in range(count)]
+
 
 def stage_roles() -> dict[str, str | None]:
     """Every model role the registered stages declare -> the role it falls back to, in the

@@ -8,6 +8,14 @@ and that is the failure this cache exists for; `durable=True` selects `synchrono
 
 Failed calls go to a separate table: they are reported, never served as results, so a resumed
 run tries them again; a later success clears the failure.
+
+Every call a run asks for also gets a row in the `ledger` table (llm/ledger.py): a paid call's
+row in the same transaction as its result; a cache hit's row (the cached row itself untouched)
+buffered and written with the next commit, at most `LEDGER_BUFFER` rows or `flush()` later.
+Each `CallCache` object is one run (`run_id`, a UUID, listed in `runs`). The schema's version is
+SQLite's `user_version`: a cache made before the ledger (version 0) is migrated when it is first
+opened, in one transaction: the tables are added and each stored call becomes a paid row of run
+`before-ledger`, so budgets count it. The `calls` rows and their keys never change.
 """
 
 from __future__ import annotations
@@ -22,6 +30,10 @@ from typing import Any
 
 from ..errors import EnvironmentFault
 from .backends.base import Completion, LLMRequest
+from .ledger import BACKFILL_SELECT, COLUMNS, LedgerEntry, new_run_id
+
+SCHEMA_VERSION = 1  # 0: calls, failures, blobs; 1: + ledger, runs
+LEDGER_BUFFER = 256  # cache-hit rows held before they are written (a paid call's commit takes them too)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -46,6 +58,33 @@ CREATE TABLE IF NOT EXISTS blobs (
 );
 """
 
+_LEDGER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run TEXT NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    stage TEXT, role TEXT, language TEXT, doc_id TEXT, round INTEGER, candidate INTEGER,
+    endpoint TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    tokens TEXT NOT NULL,
+    queued_s REAL NOT NULL,
+    service_s REAL NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_run ON ledger (run);
+CREATE TABLE IF NOT EXISTS runs (
+    run TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    command TEXT NOT NULL,
+    budget_stop TEXT
+);
+"""
+_INSERT_ROW = f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
 
 def request_to_dict(request: LLMRequest) -> dict[str, Any]:
     """The JSON-able form of a request, stored beside its result for audits and debugging."""
@@ -62,10 +101,17 @@ class CallCache:
     Safe to share between threads (one connection behind a lock) and between processes on one
     machine (SQLite file locking; writers wait up to `busy_timeout_s`)."""
 
-    def __init__(self, path: str | Path, *, durable: bool = False, busy_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, path: str | Path, *, durable: bool = False, busy_timeout_s: float = 60.0, run_id: str | None = None,
+        command: str = "",
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self.run_id = run_id or new_run_id()
+        self._command = command
+        self._run_listed = False
+        self._pending: list[tuple] = []  # ledger rows of cache hits not yet written
         try:
             self._conn = sqlite3.connect(
                 str(self.path), timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
@@ -73,12 +119,31 @@ class CallCache:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._conn.executescript(_SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as error:
             hint = (
                 "free disk space, then run the same command again" if "full" in str(error)
                 else "if it is damaged, move it aside and run again (a new cache starts empty: the calls stored in the old one are made again)"
             )
             raise EnvironmentFault(f"the call cache {self.path} cannot be opened ({error}): {hint}") from error
+
+    def _migrate(self) -> None:
+        """Bring the schema to `SCHEMA_VERSION` (one transaction; another process may be doing
+        the same: the version is read again once the write lock is held)."""
+        if self._conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self._conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                for statement in _LEDGER_SCHEMA.split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute(f"INSERT INTO ledger ({', '.join(COLUMNS)}) {BACKFILL_SELECT}")
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     # --- LLM call results -------------------------------------------------------------------
 
@@ -87,8 +152,9 @@ class CallCache:
         row = self._fetch_one("SELECT completion FROM calls WHERE key = ?", (key,))
         return Completion(**json.loads(row[0])) if row else None
 
-    def put(self, key: str, model_id: str, request: LLMRequest, completion: Completion) -> None:
-        """Store a result durably (committed on return) and clear any earlier failure of `key`."""
+    def put(self, key: str, model_id: str, request: LLMRequest, completion: Completion, entry: LedgerEntry | None = None) -> None:
+        """Store a result durably (committed on return) and clear any earlier failure of `key`;
+        `entry`, the call's ledger row, is committed with it."""
         payload = (
             key,
             model_id,
@@ -100,16 +166,75 @@ class CallCache:
             with self._transaction():
                 self._conn.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?)", payload)
                 self._conn.execute("DELETE FROM failures WHERE key = ?", (key,))
+                self._write_ledger(entry)
 
-    def record_failure(self, key: str, model_id: str, request: LLMRequest, error: str) -> None:
-        """Record that the call `key` failed for good in this run (counted across runs)."""
+    def record_failure(self, key: str, model_id: str, request: LLMRequest, error: str, entry: LedgerEntry | None = None) -> None:
+        """Record that the call `key` failed for good in this run (counted across runs), with
+        its ledger row `entry`."""
         with self._lock:
             with self._transaction():
+                self._write_ledger(entry)
                 self._conn.execute(
                     "INSERT INTO failures VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(key) DO UPDATE SET "
                     "error = excluded.error, attempts = failures.attempts + 1, failed_at = excluded.failed_at",
                     (key, model_id, json.dumps(request_to_dict(request), ensure_ascii=False), error, time.time()),
                 )
+
+    # --- the ledger ---------------------------------------------------------------------------
+
+    def record(self, entry: LedgerEntry) -> None:
+        """The ledger row of a call that paid nothing (a cache hit, a shared call): buffered,
+        written with the next commit or at `LEDGER_BUFFER` rows."""
+        with self._lock:
+            self._pending.append(entry.row())
+            if len(self._pending) < LEDGER_BUFFER:
+                return
+            with self._transaction():
+                self._write_ledger(None)
+
+    def flush(self) -> None:
+        """Write the buffered ledger rows now (before the ledger is read, and at close)."""
+        with self._lock:
+            if self._pending or not self._run_listed:
+                with self._transaction():
+                    self._write_ledger(None)
+
+    def paid_totals(self, exclude_run: str | None = None) -> dict[str, Any]:
+        """{calls, failed, prompt_tokens, completion_tokens} of every paid call in the ledger (all
+        runs and drivers of this cache file), optionally without one run's."""
+        where, args = ("AND run != ?", (exclude_run,)) if exclude_run else ("", ())
+        row = self._fetch_one(
+            "SELECT coalesce(sum(kind = 'paid'), 0), coalesce(sum(kind = 'failed'), 0), "
+            "coalesce(sum(CASE WHEN kind = 'paid' THEN prompt_tokens END), 0), "
+            f"coalesce(sum(CASE WHEN kind = 'paid' THEN completion_tokens END), 0) FROM ledger WHERE kind IN ('paid', 'failed') {where}",
+            args,
+        )
+        return dict(zip(("calls", "failed", "prompt_tokens", "completion_tokens"), row))
+
+    def record_budget_stop(self, limits: dict[str, float]) -> None:
+        """This run stopped at its budget (`limits`, e.g. {"calls": 1000}): a later run with the
+        same budget stops at once (see curation/budget.py)."""
+        self.flush()
+        with self._lock:
+            with self._transaction():
+                self._conn.execute("UPDATE runs SET budget_stop = ? WHERE run = ?", (json.dumps(limits, sort_keys=True), self.run_id))
+
+    def budget_stops(self) -> list[dict[str, float]]:
+        """The budgets earlier runs stopped at."""
+        with self._lock:
+            rows = self._conn.execute("SELECT budget_stop FROM runs WHERE budget_stop IS NOT NULL AND run != ?", (self.run_id,)).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def _write_ledger(self, entry: LedgerEntry | None) -> None:
+        """Inside a transaction: this run's `runs` row (once), the buffered rows and `entry`."""
+        if not self._run_listed:
+            self._conn.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, NULL)", (self.run_id, time.time(), self._command))
+        rows, self._pending = self._pending, []
+        if entry is not None:
+            rows.append(entry.row())
+        if rows:
+            self._conn.executemany(_INSERT_ROW, rows)
+        self._run_listed = True
 
     def failures(self) -> list[dict[str, Any]]:
         """Every recorded failure not yet cleared by a success: key, model_id, error, attempts."""
@@ -148,6 +273,8 @@ class CallCache:
                 self._conn.executemany("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)", rows)
 
     def close(self) -> None:
+        if self._pending:
+            self.flush()
         with self._lock:
             self._conn.close()
 

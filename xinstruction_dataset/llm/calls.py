@@ -17,6 +17,10 @@ Two ways in, one piece of code behind them:
   2 x `backend.max_concurrency` requests between "read" and "handed over", so memory stays
   bounded for any number of requests.
 
+Every request also ends as one ledger row (llm/ledger.py), labelled with what the caller says
+the call is for (`CallLabel`): paid, cached, shared (the same key was in flight) or failed, with
+its tokens, the server that answered, and its time queued for a slot and in service.
+
 Every request ends as exactly one `CallResult`: a completion (fresh or from the cache) or an
 error, which is also recorded in the cache's failures table so a resumed run retries it. A reply
 is checked before it is stored (`backends.base.unstorable`): one the cache cannot hold (a lone
@@ -30,7 +34,7 @@ import queue
 import threading
 import time
 from collections.abc import Hashable, Iterable, Iterator, Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -38,6 +42,9 @@ from tqdm.auto import tqdm
 from ..redact import redact
 from .backends.base import BackendError, Completion, LLMBackend, LLMRequest, storable_text, unstorable
 from .cache import CallCache
+from .ledger import CallLabel, LedgerEntry, RunningTotals, ServedBy, call_tokens, default_endpoint
+
+NO_LABEL = CallLabel()
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class CallResult:
     completion: Completion | None
     error: str | None
     cached: bool
+    entry: LedgerEntry | None = field(default=None, compare=False, repr=False)  # its ledger row
 
     @property
     def ok(self) -> bool:
@@ -134,30 +142,68 @@ class CallScheduler:
         self.last_error = ""
         self._slots: asyncio.Condition | None = None
         self._same_key: dict[str, asyncio.Future[Completion]] = {}
+        self.totals = RunningTotals()  # this run's paid calls and tokens (budgets, the live view)
+        self.busy_s = 0.0  # seconds with at least one call in flight (GPU-hour prices)
+        self._busy_since: float | None = None
 
     @property
     def limit(self) -> int:
         return max(1, self.backend.max_concurrency)
 
-    async def complete(self, request: LLMRequest, tag: Hashable = None) -> CallResult:
-        """The result of `request`: stored, shared with an identical call in flight, or fresh."""
+    async def complete(self, request: LLMRequest, tag: Hashable = None, label: CallLabel = NO_LABEL) -> CallResult:
+        """The result of `request`: stored, shared with an identical call in flight, or fresh.
+        `label` says what the call is for; it goes into the call's ledger row only."""
         self.stats.requests += 1
         key = request.cache_key(self.backend.model_id)
+        arrived, clock = time.time(), time.monotonic()
         cached = self.cache.get(key)
         if cached is not None:
             self.stats.cache_hits += 1
-            return self._counted(CallResult(tag, key, cached, None, True))
+            entry = self._entry(key, "cached", label, request, cached, None, arrived, clock, None)
+            self.cache.record(entry)
+            return self._counted(CallResult(tag, key, cached, None, True, entry))
+        call = _Timing(arrived, clock)
         try:
-            completion = await self._call_once_per_key(key, request)
+            completion = await self._call_once_per_key(key, request, label, call)
         except _CallFailed as failure:
             # Written to the cache and to rejects: no secret in it, and nothing they cannot store.
             message = storable_text(redact(str(failure)))
-            self.cache.record_failure(key, self.backend.model_id, request, message)
+            entry = self._entry(key, "failed" if call.sent else "shared", label, request, None, call.endpoint, arrived, clock, call.served)
+            if call.sent:
+                self.cache.record_failure(key, self.backend.model_id, request, message, entry)
+                self.totals.add(entry)
+            else:
+                self.cache.record(entry)
             self.failing_in_a_row += 1
             self.last_error = message
-            return self._counted(CallResult(tag, key, None, message, False))
+            return self._counted(CallResult(tag, key, None, message, False, entry))
         self.failing_in_a_row = 0
-        return self._counted(CallResult(tag, key, completion, None, False))
+        if call.entry is None:  # shared an identical call in flight: that call's row holds the cost
+            call.entry = self._entry(key, "shared", label, request, completion, call.endpoint, arrived, clock, call.served)
+            self.cache.record(call.entry)
+        return self._counted(CallResult(tag, key, completion, None, False, call.entry))
+
+    def _entry(
+        self, key: str, kind: str, label: CallLabel, request: LLMRequest, completion: Completion | None, endpoint: str | None,
+        arrived: float, clock: float, served: float | None,
+    ) -> LedgerEntry:
+        """The ledger row of one call: `clock` (monotonic) when it arrived, `served` when its
+        slot was taken (None: never sent); the times in the row are wall-clock."""
+        now = time.monotonic()
+        started_service = served if served is not None else now
+        prompt = request.prompt if request.prompt is not None else "".join(content for _, content in request.messages or ())
+        if completion is not None:
+            prompt_tokens, completion_tokens, source = call_tokens(
+                self.backend, prompt, completion.text, completion.prompt_tokens, completion.completion_tokens,
+            )
+        else:
+            prompt_tokens, completion_tokens, source = 0, 0, "reported"
+        return LedgerEntry(
+            run=self.cache.run_id, key=key, kind=kind, label=label, endpoint=endpoint or default_endpoint(self.backend),
+            model=self.backend.model_id, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, tokens=source,
+            queued_s=max(0.0, started_service - clock), service_s=max(0.0, now - started_service) if served is not None else 0.0,
+            started_at=arrived, ended_at=arrived + (now - clock),
+        )
 
     async def aclose(self) -> None:
         await self.backend.aclose()
@@ -169,7 +215,7 @@ class CallScheduler:
             self.stats.failed += 1
         return result
 
-    async def _call_once_per_key(self, key: str, request: LLMRequest) -> Completion:
+    async def _call_once_per_key(self, key: str, request: LLMRequest, label: CallLabel, call: "_Timing") -> Completion:
         """Call the backend, unless the same key is already in flight: then share that call."""
         if key in self._same_key:
             return await asyncio.shield(self._same_key[key])
@@ -177,7 +223,7 @@ class CallScheduler:
         self._same_key[key] = future
         try:
             try:
-                completion = await self._call(request)
+                completion = await self._call(request, call)
                 # Checked before stored: a stored reply is served on every rerun, and one the
                 # cache cannot take would stop every rerun at the same call.
                 problem = unstorable(completion)
@@ -186,8 +232,12 @@ class CallScheduler:
             except Exception as error:  # noqa: BLE001 - any failure of one call is that call's result
                 self.stats.sends_failed += 1
                 raise _CallFailed(_describe(error)) from error
-            # Stored before anyone sees it: a kill after this line never repeats the call.
-            self.cache.put(key, self.backend.model_id, request, completion)
+            entry = self._entry(key, "paid", label, request, completion, call.endpoint, call.arrived, call.clock, call.served)
+            # Stored before anyone sees it (its ledger row in the same commit): a kill after this
+            # line never repeats the call, nor counts it twice.
+            self.cache.put(key, self.backend.model_id, request, completion, entry)
+            self.totals.add(entry)
+            call.entry = entry
             future.set_result(completion)
             return completion
         except BaseException as error:
@@ -197,20 +247,30 @@ class CallScheduler:
         finally:
             del self._same_key[key]
 
-    async def _call(self, request: LLMRequest) -> Completion:
+    async def _call(self, request: LLMRequest, call: "_Timing") -> Completion:
         if self._slots is None:
             self._slots = asyncio.Condition()
         async with self._slots:
             await self._slots.wait_for(lambda: self.in_flight < self.limit)
             self.in_flight += 1
+            if self.in_flight == 1:
+                self._busy_since = time.monotonic()
             if self.in_flight > self.peak_in_flight:
                 self.peak_in_flight = self.in_flight
         self.stats.sent += 1
+        call.sent, call.served = True, time.monotonic()
         try:
-            completion = await self.backend.acomplete(request)
+            with ServedBy() as served:
+                try:
+                    completion = await self.backend.acomplete(request)
+                finally:
+                    call.endpoint = served.name
         finally:
             async with self._slots:
                 self.in_flight -= 1
+                if self.in_flight == 0 and self._busy_since is not None:
+                    self.busy_s += time.monotonic() - self._busy_since
+                    self._busy_since = None
                 self._slots.notify()
         self.stats.completion_tokens += completion.completion_tokens or 0
         return completion
@@ -296,6 +356,19 @@ class _Drive:
             tok_s=f"{stats.completion_tokens / elapsed:.1f}", refresh=False,
         )
         self.bar.update(1)
+
+
+@dataclass
+class _Timing:
+    """When one call arrived (wall clock and monotonic), whether and when it took a slot, and
+    the server that answered it (what its backend said, see ledger.note_server)."""
+
+    arrived: float
+    clock: float
+    sent: bool = False
+    served: float | None = None
+    endpoint: str | None = None
+    entry: LedgerEntry | None = None  # the paid row, once stored
 
 
 class _CallFailed(Exception):

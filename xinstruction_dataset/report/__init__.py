@@ -23,7 +23,7 @@ from pathlib import Path
 from ..layout import RunLayout
 from ..storage import MARKER_FILE, FolderKind, staged_folder
 from .collect import Collected, collect_language
-from .cost import run_cost
+from .cost import recorded_prices, run_cost
 from .data_files import DATA_FOLDER
 from .page import ASSETS, render_page
 from .run_files import RunFiles
@@ -69,7 +69,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, cach
         curated = sum(summary.get("curated", 0) for summary in summaries)
         with ThreadPoolExecutor(1, thread_name_prefix="report-cost") as background:
             # The cache is read while the samples are written: SQLite works without the GIL.
-            cost = background.submit(run_cost, Path(cache) if cache else _cache_of(run), run.config, summaries, curated)
+            prices, currency = recorded_prices(run.layout.ledger_file)
+            cost = background.submit(run_cost, Path(cache) if cache else _cache_of(run), run.config, summaries, curated, prices, currency)
             book, collected = SampleBook(staging), Collected()
             try:
                 for files in run.languages:

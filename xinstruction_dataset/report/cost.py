@@ -1,46 +1,49 @@
-"""What a run cost in LLM calls and tokens, per stage, read from its call cache.
+"""What a run cost in LLM calls, tokens, time and (with prices) money, per stage, read from the
+ledger of its call cache (llm/ledger.py).
 
-The cache stores every paid call (request and completion, tokens where the server reported them)
-and every call that failed for good; it does not store which stage made a call, so a call is
-classed by its prompt: each stage's template (named in the run's `curation/config.yaml`) has a
-fixed head and tail that the rendered prompt keeps, even when its middle was cut to fit the
-context. The calls the stages asked for come from the summaries' deterministic counters; what
-they asked for beyond what was paid was answered by an identical stored call (a repeated document
-or prompt). Cache hits of a resumed run are not in any file: the engine's per-run `calls` counter
-is printed, not saved.
+Every call's ledger row names its stage, so the cost table does not depend on the prompt
+templates' text: a renamed or edited prompt keeps its calls in their stage. Calls stored by a
+toolkit without a ledger have no stage of their own; they take the stage of a later row of the
+same key (a resumed run asked for them again), else they are counted under `other`. *Asked*
+calls come from the summaries' deterministic counters; *paid*, *cached* and *failed* from the
+ledger, over every run of the folder, each call paid once. Prices are those the last `curate`
+recorded in `run/ledger.json` (`curation.cost`).
 
-Throughput is measured on the cache's own clock: the time between consecutive stored calls,
-counting gaps under `IDLE_GAP_S` only (a pause between two runs is not work).
+Throughput is the generated tokens over the runs' spans (each run from its first call to its
+last: a pause between two runs is not work). The projection of the paper's 320k samples uses
+the estimate's numbers (curation/estimate.py): each language's mean calls and tokens per
+document, over the share of documents that reach the pool.
 """
 
 from __future__ import annotations
 
-import math
+import json
 import sqlite3
-import string
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..curation.prompts import load_prompt
-from ..llm.backends.text import TokenCounter
+from ..curation.estimate import estimate_language, per_document
+from ..llm.ledger import Price, busy_and_span, cost_of, read_rows, with_known_stages
 
 STAGES = ("generate", "judge", "refine")
-DEFAULT_PROMPTS = {"generate": "instruction_v1", "judge": "judge_three_level_v1", "refine": "refine_instruction_v1"}
 PAPER_SAMPLES = 320_000  # the paper's release: 32k per language, 10 languages
-IDLE_GAP_S = 60.0
-_HEAD, _TAIL = 400, 200  # prompt characters read back from the cache to class a call
+PAPER_LANGUAGES = 10
 
 
 @dataclass
 class StageCost:
     stage: str
     asked: int = 0  # calls the stages made (from the summaries' counters)
-    paid: int = 0  # calls stored in the cache
-    failed: int = 0  # calls that failed for good and are not stored
-    prompt_tokens: int = 0
+    paid: int = 0  # calls the servers answered and the cache stored (the ledger's paid rows)
+    failed: int = 0  # calls sent that failed for good (the ledger's failed rows)
+    cached: int = 0  # calls answered from the cache or by an identical call in flight, every run
+    prompt_tokens: int = 0  # of paid calls
     completion_tokens: int = 0
-    estimated_tokens: int = 0  # calls whose tokens the server did not report (estimated from bytes)
+    estimated_tokens: int = 0  # paid calls whose tokens the server did not report (counted or estimated)
+    service_s: float = 0.0
+    cost: float | None = None
 
     @property
     def from_cache(self) -> int:
@@ -49,6 +52,20 @@ class StageCost:
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def add(self, row: dict[str, Any]) -> None:
+        kind = row["kind"]
+        if kind == "paid":
+            self.paid += 1
+            self.prompt_tokens += row["prompt_tokens"]
+            self.completion_tokens += row["completion_tokens"]
+            self.estimated_tokens += row["tokens"] != "reported"
+        elif kind == "failed":
+            self.failed += 1
+        else:
+            self.cached += 1
+        if kind in ("paid", "failed"):
+            self.service_s += row["service_s"]
 
 
 @dataclass
@@ -60,31 +77,35 @@ class RunCost:
     endpoints: int = 1
     cache_found: bool = True
     unclassed: StageCost = field(default_factory=lambda: StageCost("other"))
+    currency: str | None = None
+    paper: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total(self) -> StageCost:
         total = StageCost("total")
         for cost in [*self.stages.values(), self.unclassed]:
-            for name in ("asked", "paid", "failed", "prompt_tokens", "completion_tokens", "estimated_tokens"):
+            for name in ("asked", "paid", "failed", "cached", "prompt_tokens", "completion_tokens", "estimated_tokens", "service_s"):
                 setattr(total, name, getattr(total, name) + getattr(cost, name))
+            if cost.cost is not None:
+                total.cost = (total.cost or 0.0) + cost.cost
         return total
 
     @property
     def tokens_per_s(self) -> float:
         return self.total.tokens / self.busy_s if self.busy_s > 0 else 0.0
 
-    def per_kept(self, value: int) -> float | None:
-        return value / self.curated if self.curated else None
+    def per_kept(self, value: float | None) -> float | None:
+        return value / self.curated if self.curated and value is not None else None
 
     def projection(self) -> dict[str, Any]:
-        """The paper's 320k samples at this run's ratios (GPU-hours are computed in the page, from
-        its throughput field; this is its default: tokens/s per endpoint, as measured)."""
-        total = self.total
-        calls, tokens = self.per_kept(total.paid + total.failed + total.from_cache), self.per_kept(total.tokens)
+        """The paper's 320k samples at this run's measured means (the estimate's numbers; the
+        GPU-hours are computed in the page from its throughput field, by default this run's
+        tokens/s per endpoint)."""
         return {
             "samples": PAPER_SAMPLES,
-            "calls": round(calls * PAPER_SAMPLES) if calls is not None else None,
-            "tokens": round(tokens * PAPER_SAMPLES) if tokens is not None else None,
+            "calls": self.paper.get("calls"),
+            "tokens": self.paper.get("tokens"),
+            "cost": self.paper.get("cost"),
             "throughput": round(self.tokens_per_s / max(1, self.endpoints), 1),
         }
 
@@ -102,82 +123,68 @@ def asked_calls(config: dict[str, Any], summaries: list[dict[str, Any]]) -> dict
     return asked
 
 
-class StageClassifier:
-    """Which stage's template a prompt was rendered from (None: no template of this run)."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.marks: list[tuple[str, str, str]] = []
-        for stage in STAGES:
-            name = (config.get(stage) or {}).get("prompt") or DEFAULT_PROMPTS[stage]
-            try:
-                text = load_prompt(stage, name).text
-            except ValueError:
-                continue  # a prompt of another version of the toolkit: its calls stay unclassed
-            head, tail = _fixed_ends(text)
-            self.marks.append((stage, head, tail))
-        self.marks.sort(key=lambda mark: -(len(mark[1]) + len(mark[2])))  # the most specific first
-
-    def stage(self, head: str, tail: str) -> str | None:
-        for stage, mark_head, mark_tail in self.marks:
-            if head.startswith(mark_head[:_HEAD]) and tail.endswith(mark_tail[-_TAIL:]):
-                return stage
-        return None
+def recorded_prices(ledger_file: Path) -> tuple[dict[str, Price], str | None]:
+    """The prices and currency the last `curate` wrote into `run/ledger.json` (none: no prices)."""
+    if not ledger_file.is_file():
+        return {}, None
+    data = json.loads(ledger_file.read_text(encoding="utf-8"))
+    prices = {model: Price(**spec) for model, spec in (data.get("prices") or {}).items()}
+    return prices, data.get("currency") if prices else None
 
 
-def _fixed_ends(template: str) -> tuple[str, str]:
-    """The literal text before the first field and after the last one of a `str.format` template."""
-    parts = list(string.Formatter().parse(template))
-    head = parts[0][0] if parts else template
-    tail = parts[-1][0] if parts and parts[-1][1] is None else ""
-    return head, tail
-
-
-def run_cost(cache_path: Path, config: dict[str, Any], summaries: list[dict[str, Any]], curated: int) -> RunCost:
-    cost = RunCost({stage: StageCost(stage, asked=n) for stage, n in asked_calls(config, summaries).items()}, curated)
-    cost.endpoints = _endpoints(config)
+def run_cost(
+    cache_path: Path, config: dict[str, Any], summaries: list[dict[str, Any]], curated: int,
+    prices: dict[str, Price] | None = None, currency: str | None = None,
+) -> RunCost:
+    prices = prices or {}
+    cost = RunCost({stage: StageCost(stage, asked=n) for stage, n in asked_calls(config, summaries).items()}, curated, currency=currency)
     if not cache_path.is_file():
         cost.cache_found = False
         return cost
-    classifier = StageClassifier(config)
-    bytes_per_token = TokenCounter().bytes_per_token
-    connection = sqlite3.connect(f"file:{cache_path}?mode=ro", uri=True)
     try:
-        times = []
-        prompt = "coalesce(json_extract(request, '$.prompt'), json_extract(request, '$.messages[#-1][1]'), '')"
-        rows = connection.execute(
-            f"SELECT substr({prompt}, 1, {_HEAD}), substr({prompt}, -{_TAIL}), json_extract(completion, '$.prompt_tokens'), "
-            f"json_extract(completion, '$.completion_tokens'), length(CAST({prompt} AS BLOB)), "
-            "length(CAST(json_extract(completion, '$.text') AS BLOB)), created_at FROM calls"
-        )
-        for head, tail, prompt_tokens, completion_tokens, prompt_bytes, text_bytes, created in rows:
-            target = cost.stages.get(classifier.stage(head, tail) or "", cost.unclassed)
-            target.paid += 1
-            if prompt_tokens is None or completion_tokens is None:
-                target.estimated_tokens += 1
-            target.prompt_tokens += prompt_tokens if prompt_tokens is not None else math.ceil((prompt_bytes or 0) / bytes_per_token)
-            target.completion_tokens += completion_tokens if completion_tokens is not None else math.ceil((text_bytes or 0) / bytes_per_token)
-            times.append(created)
-        for head, tail in connection.execute(f"SELECT substr({prompt}, 1, {_HEAD}), substr({prompt}, -{_TAIL}) FROM failures"):
-            cost.stages.get(classifier.stage(head, tail) or "", cost.unclassed).failed += 1
-        cost.embeddings = connection.execute("SELECT COUNT(*) FROM blobs").fetchone()[0]
+        rows = with_known_stages(read_rows(cache_path))
+        connection = sqlite3.connect(f"file:{cache_path}?mode=ro", uri=True)
+        try:
+            cost.embeddings = connection.execute("SELECT COUNT(*) FROM blobs").fetchone()[0]
+        finally:
+            connection.close()
     except sqlite3.DatabaseError as error:
         raise OSError(f"the call cache {cache_path} cannot be read ({error}): pass the run's cache with --cache, or move a damaged one aside") from error
-    finally:
-        connection.close()
-    cost.busy_s = busy_seconds(times)
+    by_stage: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        target = cost.stages.get(row["stage"] or "", cost.unclassed)
+        target.add(row)
+        by_stage[target.stage].append(row)
+    for stage in [*cost.stages.values(), cost.unclassed]:
+        stage.cost = cost_of(by_stage.get(stage.stage, []), prices)
+    cost.endpoints = max(1, len({row["endpoint"] for row in rows if row["kind"] == "paid" and row["endpoint"] != "unknown"}))
+    cost.busy_s = busy_and_span(rows)[1]
+    cost.paper = paper_projection(rows, summaries, prices)
     return cost
 
 
-def busy_seconds(times: list[float]) -> float:
-    """Seconds of work between stored calls, pauses of `IDLE_GAP_S` or more left out."""
-    times = sorted(times)
-    return sum(gap for gap in (b - a for a, b in zip(times, times[1:])) if gap < IDLE_GAP_S)
-
-
-def _endpoints(config: dict[str, Any]) -> int:
-    """Distinct servers the run's models used (a local model counts as one)."""
-    found: set[str] = set()
-    for spec in (config.get("models") or {}).values():
-        if isinstance(spec, dict):
-            found.update(spec.get("endpoints") or [f"{spec.get('backend')}:{spec.get('model')}"])
-    return max(1, len(found))
+def paper_projection(rows: list[dict[str, Any]], summaries: list[dict[str, Any]], prices: dict[str, Price]) -> dict[str, Any]:
+    """Calls, tokens (and money) of the paper's 32k curated samples in each of 10 languages, at
+    the mean of this run's languages (estimate.py: per document, over the pool share)."""
+    documents = per_document(rows, prices)
+    needs = []
+    for summary in summaries:
+        language = summary.get("language")
+        counts = summary.get("counts", {})
+        measured = documents.get(language, {})
+        if not measured:
+            continue
+        estimate = estimate_language(language, measured, len(measured), min(counts.get("pool", 0), len(measured)),
+                                     PAPER_SAMPLES // PAPER_LANGUAGES, priced=bool(prices))
+        if estimate.documents_for_target is not None:
+            needs.append((estimate, estimate.documents_for_target))
+    if not needs:
+        return {}
+    scale = PAPER_LANGUAGES / len(needs)
+    out = {
+        "calls": round(sum(e.mean.calls * n for e, n in needs) * scale),
+        "tokens": round(sum(e.mean.tokens * n for e, n in needs) * scale),
+    }
+    if prices:
+        out["cost"] = round(sum(e.mean.cost * n for e, n in needs) * scale, 2)
+    return out

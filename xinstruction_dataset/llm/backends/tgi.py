@@ -47,6 +47,7 @@ from huggingface_hub.utils import build_hf_headers, get_async_session
 
 from ...redact import scrub_secrets
 from ...retry import RetryPolicy, retrying
+from ..ledger import host_port, note_server
 from .base import BackendError, Completion, LLMBackend, LLMRequest, RetryableError
 from .text import ContextLimits, TokenCounter, fit_to_context
 from .tgi_config import ROUTE_CLASSES, ROUTES, ChatRoute, CompletionsRoute, GenerateRoute, TGIConfig
@@ -358,6 +359,7 @@ class TGIBackend(LLMBackend):
 
     async def _attempt(self, request: LLMRequest) -> Completion:
         endpoint = await self.pool.acquire()
+        note_server(host_port(endpoint.url))  # the call's ledger row names the server that answered (its last attempt)
         endpoint.stats.attempts += 1
         opened = 0
         try:
