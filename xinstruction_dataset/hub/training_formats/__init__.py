@@ -30,11 +30,14 @@ from ..review import Review
 from . import alpaca, messages  # noqa: F401 - the kinds: each file registers itself in TRAINING_FORMATS
 from .base import TRAINING_FORMATS, TrainingFormat, cross_lingual_instruction
 
+# `--format`'s choices; taking the union closes the registry (a format registered later would be
+# missing from them: registry.py refuses it).
+TrainingFormatSpec = TRAINING_FORMATS.union()
 FORMATS = TRAINING_FORMATS.kinds()
 JSONL_DIR = "jsonl"
 
 __all__ = [
-    "FORMATS", "JSONL_DIR", "TRAINING_FORMATS", "TrainingFormat", "convert", "cross_lingual_instruction",
+    "FORMATS", "JSONL_DIR", "TRAINING_FORMATS", "TrainingFormat", "TrainingFormatSpec", "convert", "cross_lingual_instruction",
     "export_language_as", "export_training_format", "training_format", "write_format_card",
 ]
 
