@@ -32,3 +32,15 @@ def test_an_embedding_entry_is_the_spec_of_its_kind():
         CurationConfig.from_dict({"diversify": {"embedding": {"url": "http://h:1"}}})
     with pytest.raises(ValueError, match="backend 'tei' needs `url`"):
         CurationConfig.from_dict({"diversify": {"embedding": {"backend": "tei"}}})
+
+
+def test_a_tei_run_folder_keeps_its_fingerprint():
+    """Both kinds shared one config before they had specs of their own: a TEI entry's fingerprint
+    held `path: ""`, and still does, so those folders resume."""
+    from xinstruction_dataset.fingerprint import _flatten
+
+    values: dict = {}
+    _flatten(TEIEmbedding(url="http://h:1", model="m"), "embedding", values)
+    assert values == {"embedding.backend": "tei", "embedding.model": "m", "embedding.path": ""}
+    with pytest.raises(ValueError, match="backend 'tei' has no `path`"):
+        TEIEmbedding(url="http://h:1", path="/models/minilm")

@@ -180,7 +180,7 @@ def test_settings_pick_the_executor_and_ray_is_optional():
     assert make_executor({"kind": "ray", "ray_address": "10.0.0.1:6379"}).name == "ray"
     with pytest.raises(ValueError, match="workers must be >= 1"):
         make_executor({"workers": 0})
-    with pytest.raises(ValueError, match="unknown executor kind 'slurm'; one of: local, ray"):
+    with pytest.raises(ValueError, match="unknown kind 'slurm'; one of: local, ray"):
         make_executor({"kind": "slurm"})
     with pytest.raises(ValueError, match="unknown key.*workers"):  # a Ray cluster has no worker count
         make_executor({"kind": "ray", "workers": 2})

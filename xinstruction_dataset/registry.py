@@ -102,7 +102,7 @@ class Registry(Generic[Spec]):
         try:
             return self._specs[kind]
         except KeyError:
-            raise UsageError(f"unknown {self.point} {self.key} {kind!r}; one of: {', '.join(self._specs)}") from None
+            raise UsageError(f"unknown {self.point} {self.key} {kind!r}; one of: {', '.join(sorted(self._specs))}") from None
 
     def implementation(self, kind: str) -> Any:
         """What `kind` dispatches to. A registered spec without an implementation is a bug."""
@@ -139,7 +139,7 @@ class Registry(Generic[Spec]):
         if isinstance(data, tuple(self._specs.values())):
             return data
         if not isinstance(data, dict):
-            raise UsageError(f"a {self.point} entry is a mapping with a `{self.key}` key ({', '.join(self._specs)}), got {data!r}")
+            raise UsageError(f"a {self.point} entry is a mapping with a `{self.key}` key ({', '.join(sorted(self._specs))}), got {data!r}")
         if self._adapter is None:
             self._adapter = TypeAdapter(self.union())
         data = self._with_default(data)

@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from ..devices import Device
 from ..errors import UsageError
 from ..llm.backends import LocalConfig, ModelSpec
 from .embedders import EmbeddingSpec, LocalEmbedding

@@ -37,10 +37,10 @@ class TEIEmbedding(PluginSpec):
 
     backend: Literal["tei"] = "tei"
     model: Annotated[str, Field(min_length=1)] = DEFAULT_MODEL
-    url: Annotated[str, _THROUGHPUT] = ""  # the endpoint's base URL
     # No meaning for an endpoint, and always empty: it is in the run fingerprints of folders made
     # when both kinds shared one config, which resume unchanged.
-    path: Literal[""] = ""
+    path: str = ""
+    url: Annotated[str, _THROUGHPUT] = ""  # the endpoint's base URL
     batch_size: Annotated[int, Field(ge=1), _THROUGHPUT] = 64
     concurrency: Annotated[int, Field(ge=1), _THROUGHPUT] = 8  # requests in flight
     timeout: Annotated[float, Field(gt=0), _THROUGHPUT] = 120.0  # seconds per request, whole
@@ -54,6 +54,8 @@ class TEIEmbedding(PluginSpec):
     def _needs_url(self) -> "TEIEmbedding":
         if not self.url.startswith(("http://", "https://")):
             raise UsageError(f"backend 'tei' needs `url`, an http(s) URL (got {self.url!r})")
+        if self.path:
+            raise UsageError(f"backend 'tei' has no `path` (a local model folder; got {self.path!r}): leave it out")
         return self
 
 
