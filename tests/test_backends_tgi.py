@@ -284,7 +284,7 @@ def test_every_backend_kind_is_registered_built_and_a_recipe_model_entry():
     fields = ModelsConfig.model_fields
     offered = set.intersection(*(kinds_of_annotation(backends.BACKENDS, fields[role].annotation) for role in ("generator", "judge", "refiner")))
     assert point_problems(backends.BACKENDS, backends, offered) == []
-    assert backends.BACKENDS.kinds() == ("local", "tgi")
+    assert {"local", "tgi"} <= set(backends.BACKENDS.kinds())  # a new backend needs no change here
 
 
 def test_a_backend_answers_its_own_capabilities_and_gets_the_spec_it_was_checked_as():

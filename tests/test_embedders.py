@@ -17,7 +17,7 @@ def test_every_embedder_kind_is_registered_built_and_a_diversify_embedding():
     as does a `diversify.embedding` field that does not offer it."""
     offered = kinds_of_annotation(EMBEDDERS, DiversifyConfig.model_fields["embedding"].annotation)
     assert point_problems(EMBEDDERS, embedders, offered) == []
-    assert EMBEDDERS.kinds() == ("local", "tei")
+    assert {"local", "tei"} <= set(EMBEDDERS.kinds())  # a new embedder needs no change here
 
 
 def test_an_embedding_entry_is_the_spec_of_its_kind():

@@ -224,7 +224,7 @@ def test_every_executor_kind_is_registered_built_and_an_executor_block():
 
     offered = kinds_of_annotation(execution.EXECUTORS, Recipe.model_fields["executor"].annotation)
     assert point_problems(execution.EXECUTORS, execution, offered) == []
-    assert execution.EXECUTORS.kinds() == ("local", "ray")
+    assert {"local", "ray"} <= set(execution.EXECUTORS.kinds())  # a new executor needs no change here
 
 
 def test_command_line_overrides_respecify_the_recipe_executor():

@@ -89,4 +89,4 @@ def test_every_training_format_is_registered_built_and_a_format_choice():
     from plugin_checks import point_problems
 
     assert point_problems(formats.TRAINING_FORMATS, formats, formats.FORMATS) == []
-    assert formats.FORMATS == ("alpaca", "messages")
+    assert {"alpaca", "messages"} <= set(formats.FORMATS)  # a new format needs no change here
