@@ -238,3 +238,26 @@ def test_command_line_overrides_respecify_the_recipe_executor():
     local = respecified(ray, "local", workers=2)
     assert local.model_dump() == {"kind": "local", "workers": 2, "retries": 5}
     assert respecified(local, ray_address="x") == local
+
+
+def test_the_command_line_overrides_the_recipe_executor_as_before():
+    """The production recipe runs on Ray (`ray_address: auto`, retries 3): `--executor local`
+    runs it on this machine, `--ray-address` picks another cluster, `--workers` sizes the local
+    pool, and `--ray-address` with `--executor local` is refused."""
+    import argparse
+
+    from xinstruction_dataset.commands.filter import executor_from_args
+    from xinstruction_dataset.errors import UserError
+    from xinstruction_dataset.recipe import Recipe
+
+    spec = Recipe.from_yaml(Path(__file__).resolve().parents[1] / "builder" / "x-instruction.yaml").executor
+
+    def executor(**options):
+        return executor_from_args(argparse.Namespace(**{"executor": None, "ray_address": None, "workers": None, **options}), spec)
+
+    assert (executor().name, executor().address, executor().retries) == ("ray", "auto", 3)
+    assert executor(ray_address="10.0.0.1:6379").address == "10.0.0.1:6379"
+    local = executor(executor="local", workers=3)
+    assert (local.name, local.workers, local.retries) == ("local", 3, 3)
+    with pytest.raises(UserError, match="--ray-address needs --executor ray"):
+        executor(executor="local", ray_address="10.0.0.1:6379")
