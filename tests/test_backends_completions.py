@@ -14,7 +14,7 @@ import pytest
 from test_backends_tgi import assert_all_ok, long_prompt, requests, run_all, tgi
 from test_curate_faults import documents, recipe_for, reply
 from xinstruction_dataset.curation.curate import run_curation
-from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, backend_config
+from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, model_spec
 
 TGI_LOGGER = "xinstruction_dataset.llm.backends.tgi"
 
@@ -27,8 +27,7 @@ def completions(urls, **options):
 
 
 def test_completions_is_a_valid_route():
-    _, config = backend_config({"backend": "tgi", "model": "m", "endpoints": ["http://h:1"], "route": "completions"})
-    assert config.route == "completions"
+    assert model_spec({"backend": "tgi", "model": "m", "endpoints": ["http://h:1"], "route": "completions"}).route == "completions"
 
 
 def test_completions_route_completes_and_cuts_stop_strings(start_tgi_server, tmp_path):
@@ -158,7 +157,7 @@ def test_limits_come_from_the_server(start_tgi_server, tmp_path, caplog, limits_
     endpoint = backend.pool.endpoints[0]
     assert endpoint.limits_source == source
     assert backend.max_concurrency == slots
-    context = endpoint.context(backend.config)
+    context = backend.limits()  # what the backend answers for itself: the one server's limits
     assert (context.max_input_tokens, context.max_total_tokens) == (max_input, max_total)
     records = [r for r in caplog.records if r.name == TGI_LOGGER and server.url in r.getMessage()]
     assert [r.levelno for r in records] == [logging.INFO]
@@ -177,8 +176,10 @@ def test_recipe_limits_override_the_server_and_n_ctx_fits_the_input(start_tgi_se
     results, _, _ = run_all(backend, tmp_path, reqs)
     assert results["long"].ok and 422 not in server.status_counts  # fitted to n_ctx 400
     assert backend.max_concurrency == 1  # the recipe's cap under /props' 2 slots
-    _, config = backend_config({"backend": "tgi", "model": "m", "endpoints": [server.url], "max_total_tokens": 300})
-    assert backend.pool.endpoints[0].context(config).max_total_tokens == 300
+    capped = completions([server.url], max_total_tokens=300)
+    assert capped.limits().max_total_tokens == 300  # before the server was asked: the recipe's
+    run_all(capped, tmp_path, reqs, "capped")
+    assert capped.limits().max_total_tokens == 300  # after: still the recipe's, under n_ctx 400
 
 
 # --- curation end to end ------------------------------------------------------------------
@@ -192,7 +193,8 @@ def test_curation_on_the_completions_route(tmp_path: Path, start_tgi_server) -> 
     server.inject("malformed", 2)
     docs = documents()
     recipe = recipe_for(tmp_path, server.url, docs)
-    recipe.curation.models.generator["route"] = "completions"
+    models = recipe.curation.models
+    models.generator = models.generator.model_copy(update={"route": "completions"})
     [report] = run_curation(recipe, progress=False)
     curated = [json.loads(line) for f in sorted((tmp_path / "curated" / "sw").glob("*.jsonl")) for line in f.read_text().splitlines()]
     rejects = [json.loads(line) for line in (tmp_path / "curation" / "sw" / "rejects.jsonl").read_text().splitlines()]

@@ -8,8 +8,9 @@ import threading
 import time
 
 import pytest
+from pydantic import ValidationError
 
-from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, backend_config, build_backend
+from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, build_backend, model_spec
 from xinstruction_dataset.llm.backends.text import TRUNCATION_MARK
 from xinstruction_dataset.llm.cache import CallCache
 from xinstruction_dataset.llm.calls import CallRunner
@@ -57,14 +58,12 @@ def assert_all_ok(results, n):
 )
 def test_bad_spec_names_the_key(spec, message):
     with pytest.raises(ValueError, match=message):
-        backend_config(spec)
+        model_spec(spec)
 
 
 def test_spec_types_are_coerced():
-    kind, config = backend_config(
-        {"backend": "tgi", "model": "m", "endpoints": "http://h:1/", "timeout": 30, "max_concurrency": 8}
-    )
-    assert kind == "tgi"
+    config = model_spec({"backend": "tgi", "model": "m", "endpoints": "http://h:1/", "timeout": 30, "max_concurrency": 8})
+    assert config.backend == "tgi"
     assert config.endpoints == ["http://h:1"] and config.timeout == 30.0 and isinstance(config.timeout, float)
 
 
@@ -269,3 +268,31 @@ def test_a_password_in_the_endpoint_url_is_never_logged(tgi_server, tmp_path, ca
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("xinstruction_dataset"))
     assert "limits from /info" in ours and "http://***@127.0.0.1" in ours  # the line is there, scrubbed
     assert password not in ours and password not in repr(backend)
+
+
+# --- the plug-in point --------------------------------------------------------------------
+
+
+def test_every_backend_kind_is_registered_built_and_a_recipe_model_entry():
+    """A new backend is one file in llm/backends/ (its spec and its backend registered in
+    BACKENDS) and its import in the package's __init__: forgetting the import, the registration
+    or the implementation fails here, as does a recipe model entry that does not offer it."""
+    import xinstruction_dataset.llm.backends as backends
+    from plugin_checks import kinds_of_annotation, point_problems
+    from xinstruction_dataset.curation.config import ModelsConfig
+
+    fields = ModelsConfig.model_fields
+    offered = set.intersection(*(kinds_of_annotation(backends.BACKENDS, fields[role].annotation) for role in ("generator", "judge", "refiner")))
+    assert point_problems(backends.BACKENDS, backends, offered) == []
+    assert {"local", "tgi"} <= set(backends.BACKENDS.kinds())  # a new backend needs no change here
+
+
+def test_a_backend_answers_its_own_capabilities_and_gets_the_spec_it_was_checked_as():
+    spec = model_spec({"backend": "tgi", "model": "m", "endpoints": ["http://h:1"], "route": "chat", "max_total_tokens": 300})
+    backend = build_backend(spec)
+    assert backend.config is spec  # checked once, at load; the frozen spec travels as is
+    assert backend.supports_chat and not backend.supports_no_repeat_ngram_size
+    assert (backend.limits().max_input_tokens, backend.limits().max_total_tokens) == (None, 300)  # no server asked yet
+    assert not build_backend(spec.model_copy(update={"route": "generate"})).supports_chat
+    with pytest.raises(ValidationError, match="frozen"):
+        spec.route = "generate"

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, backend_config, build_backend
+from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, build_backend, model_spec
 from xinstruction_dataset.llm.backends.tgi import is_hf_host, scrub_secrets
 from xinstruction_dataset.llm.cache import CallCache
 from xinstruction_dataset.llm.calls import CallRunner
@@ -91,7 +91,7 @@ def test_reply_cap_scales_with_max_new_tokens(start_tgi_server, tmp_path):
 @pytest.mark.parametrize("value", [0, 4, 10**6, "lots"])
 def test_reply_cap_option_is_validated(value):
     with pytest.raises(ValueError, match="max_reply_bytes_per_token"):
-        backend_config({"backend": "tgi", "model": "m", "endpoints": ["http://h:1"], "max_reply_bytes_per_token": value})
+        model_spec({"backend": "tgi", "model": "m", "endpoints": ["http://h:1"], "max_reply_bytes_per_token": value})
 
 
 # --- secrets ------------------------------------------------------------------------------

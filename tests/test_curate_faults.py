@@ -131,7 +131,8 @@ def test_a_run_whose_endpoint_is_down_stops_early_and_stays_retryable(tmp_path: 
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
     many = [dict(d, id=f"{d['id']}-{i}", text=f"{d['text']} ({i})") for i in range(8) for d in documents()]  # 128 documents
     recipe = recipe_for(tmp_path, dead, many)
-    recipe.curation.models.generator["retries"] = 1
+    models = recipe.curation.models
+    models.generator = models.generator.model_copy(update={"retries": 1})
     with pytest.raises(BackendDown, match=r"the last \d+ calls failed, none succeeded") as stopped:
         run_curation(recipe, progress=False)
     assert "run the same command again" in str(stopped.value)

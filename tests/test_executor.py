@@ -15,7 +15,7 @@ import pytest
 from corpora import read_corpus
 
 from xinstruction_dataset.errors import EnvironmentFault
-from xinstruction_dataset.execution import ExecutorSettings, Group, make_executor
+from xinstruction_dataset.execution import Group, make_executor
 from xinstruction_dataset.execution.local import LocalExecutor
 from xinstruction_dataset.filtering.pipeline import DEFAULT_FILTERS, filter_languages
 from xinstruction_dataset.recipe import Recipe
@@ -176,10 +176,14 @@ def count_runs(flag: str) -> int:
 
 
 def test_settings_pick_the_executor_and_ray_is_optional():
-    assert make_executor(ExecutorSettings(workers=3)).describe() == "local executor, 3 worker process(es)"
-    assert make_executor(ExecutorSettings(kind="ray", ray_address="10.0.0.1:6379")).name == "ray"
-    with pytest.raises(ValueError):
-        ExecutorSettings(workers=0)
+    assert make_executor({"workers": 3}).describe() == "local executor, 3 worker process(es)"  # no kind: local
+    assert make_executor({"kind": "ray", "ray_address": "10.0.0.1:6379"}).name == "ray"
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        make_executor({"workers": 0})
+    with pytest.raises(ValueError, match="unknown kind 'slurm'; one of: local, ray"):
+        make_executor({"kind": "slurm"})
+    with pytest.raises(ValueError, match="unknown key.*workers"):  # a Ray cluster has no worker count
+        make_executor({"kind": "ray", "workers": 2})
 
 
 def test_the_local_path_never_imports_ray(tmp_path):
@@ -208,3 +212,52 @@ def test_a_small_input_runs_in_this_process_unless_the_workers_were_chosen(tmp_p
     caplog.set_level("INFO", logger="xinstruction_dataset.filtering.pipeline")
     filter_languages(recipe, LANGUAGES, executor=LocalExecutor(), progress=False)
     assert "on the local executor, in this process (a small input)" in caplog.text
+
+
+def test_every_executor_kind_is_registered_built_and_an_executor_block():
+    """A new executor is one file in execution/ (its spec and the function that builds it,
+    registered in EXECUTORS) and its name on the package __init__'s import line: forgetting
+    either fails here, as does a recipe `executor:` field that does not offer it."""
+    import xinstruction_dataset.execution as execution
+    from plugin_checks import kinds_of_annotation, point_problems
+    from xinstruction_dataset.recipe import Recipe
+
+    offered = kinds_of_annotation(execution.EXECUTORS, Recipe.model_fields["executor"].annotation)
+    assert point_problems(execution.EXECUTORS, execution, offered) == []
+    assert {"local", "ray"} <= set(execution.EXECUTORS.kinds())  # a new executor needs no change here
+
+
+def test_command_line_overrides_respecify_the_recipe_executor():
+    """`--executor local` on a Ray recipe keeps what both kinds have (retries), leaves the Ray
+    address behind, and an option the kind has no field for is dropped, as before the kinds had
+    specs of their own."""
+    from xinstruction_dataset.execution import EXECUTORS, respecified
+
+    ray = EXECUTORS.parse({"kind": "ray", "ray_address": "auto", "retries": 5})
+    assert make_executor(ray).address == "auto" and make_executor(ray).retries == 5
+    local = respecified(ray, "local", workers=2)
+    assert local.model_dump() == {"kind": "local", "workers": 2, "retries": 5}
+    assert respecified(local, ray_address="x") == local
+
+
+def test_the_command_line_overrides_the_recipe_executor_as_before():
+    """The production recipe runs on Ray (`ray_address: auto`, retries 3): `--executor local`
+    runs it on this machine, `--ray-address` picks another cluster, `--workers` sizes the local
+    pool, and `--ray-address` with `--executor local` is refused."""
+    import argparse
+
+    from xinstruction_dataset.commands.filter import executor_from_args
+    from xinstruction_dataset.errors import UserError
+    from xinstruction_dataset.recipe import Recipe
+
+    spec = Recipe.from_yaml(Path(__file__).resolve().parents[1] / "builder" / "x-instruction.yaml").executor
+
+    def executor(**options):
+        return executor_from_args(argparse.Namespace(**{"executor": None, "ray_address": None, "workers": None, **options}), spec)
+
+    assert (executor().name, executor().address, executor().retries) == ("ray", "auto", 3)
+    assert executor(ray_address="10.0.0.1:6379").address == "10.0.0.1:6379"
+    local = executor(executor="local", workers=3)
+    assert (local.name, local.workers, local.retries) == ("local", 3, 3)
+    with pytest.raises(UserError, match="--ray-address needs --executor ray"):
+        executor(executor="local", ray_address="10.0.0.1:6379")

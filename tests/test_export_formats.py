@@ -11,7 +11,9 @@ import pytest
 
 from hub_folders import xinstruction_records
 from xinstruction_dataset.cli import main
-from xinstruction_dataset.hub.training_formats import cross_lingual_instruction, to_alpaca, to_messages
+from xinstruction_dataset.hub.training_formats import cross_lingual_instruction
+from xinstruction_dataset.hub.training_formats.alpaca import to_alpaca
+from xinstruction_dataset.hub.training_formats.messages import to_messages
 from xinstruction_dataset.records import ShardWriter
 
 COUNTS = {"sw": 5, "th": 3}
@@ -77,3 +79,14 @@ def test_a_system_prompt_in_alpaca_format_is_refused_and_the_folder_left_as_it_w
     assert export(curated, folder, "--format", "alpaca", "--system", "Be brief.") == 2
     assert "--system" in capsys.readouterr().err
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == before
+
+
+def test_every_training_format_is_registered_built_and_a_format_choice():
+    """A new training format is one file in hub/training_formats/ (its spec and its
+    TrainingFormat registered in TRAINING_FORMATS) and its name on the package __init__'s import
+    line: forgetting either fails here, as does an `export --format` that does not offer it."""
+    import xinstruction_dataset.hub.training_formats as formats
+    from plugin_checks import point_problems
+
+    assert point_problems(formats.TRAINING_FORMATS, formats, formats.FORMATS) == []
+    assert {"alpaca", "messages"} <= set(formats.FORMATS)  # a new format needs no change here

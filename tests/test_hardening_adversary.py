@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 from hub_folders import xinstruction_folder, xinstruction_records
-from xinstruction_dataset.curation.config import EmbeddingConfig
-from xinstruction_dataset.curation.diversify.embed import TEIEmbedder
+from xinstruction_dataset.curation.embedders import TEIEmbedder, TEIEmbedding
 from xinstruction_dataset.errors import EnvironmentFault
 from xinstruction_dataset.records import ShardWriter
 
@@ -147,8 +146,8 @@ def test_a_tei_reply_value_that_is_not_a_json_number_is_a_retried_call_never_a_v
     """`10**400` was an OverflowError from huggingface_hub's float32 cast (a call failed for good,
     not retried); `"0.5"` and `true` were cast to numbers and stored as an embedding."""
     raw_server.bodies = [_rows(value), _rows("0.25")]
-    config = EmbeddingConfig(backend="tei", url=f"http://127.0.0.1:{raw_server.server_address[1]}", timeout=5,
-                             concurrency=1, retries=1, backoff=0.01, backoff_max=0.02)
+    config = TEIEmbedding(url=f"http://127.0.0.1:{raw_server.server_address[1]}", timeout=5,
+                          concurrency=1, retries=1, backoff=0.01, backoff_max=0.02)
     vectors = TEIEmbedder(config).embed(["a", "b"])
     assert vectors.shape == (2, 2) and np.allclose(vectors, np.array([0.25, 0.5]) / np.hypot(0.25, 0.5))
 
@@ -225,8 +224,8 @@ def test_a_tei_reply_larger_than_its_vectors_can_be_is_a_bad_reply_never_read_wh
     can take as JSON (here padded with blanks), was parsed whole and the vector stored."""
     wide = lambda count: json.dumps([[0.5] * 70_000 for _ in range(count)]).encode()  # noqa: E731
     padded = lambda count: ("[" + ",".join(["[0.1, 0.2" + " " * 200_000 + "]"] * count) + "]").encode()  # noqa: E731
-    config = EmbeddingConfig(backend="tei", url=f"http://127.0.0.1:{raw_server.server_address[1]}", timeout=5,
-                             concurrency=1, retries=0, backoff=0.01, backoff_max=0.02)
+    config = TEIEmbedding(url=f"http://127.0.0.1:{raw_server.server_address[1]}", timeout=5,
+                          concurrency=1, retries=0, backoff=0.01, backoff_max=0.02)
     raw_server.bodies = [wide]
     with pytest.raises(EnvironmentFault, match="vectors of 70000 values, more than any embedding model's"):
         TEIEmbedder(config).embed(["a"])

@@ -163,11 +163,10 @@ def test_an_unstorable_reply_from_any_backend_is_a_failed_call_not_a_cache_row(t
 
 
 def _embedder(url: str, **options):
-    from xinstruction_dataset.curation.config import EmbeddingConfig
-    from xinstruction_dataset.curation.diversify import TEIEmbedder
+    from xinstruction_dataset.curation.embedders import TEIEmbedder, TEIEmbedding
 
     defaults = {"model": "test/embedder", "retries": 1, "backoff": 0.01, "backoff_max": 0.02, "timeout": 1.0}
-    return TEIEmbedder(EmbeddingConfig(backend="tei", url=url, **{**defaults, **options}))
+    return TEIEmbedder(TEIEmbedding(url=url, **{**defaults, **options}))
 
 
 @pytest.fixture

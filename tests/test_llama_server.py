@@ -164,8 +164,7 @@ def test_limits_come_from_props(llama_server):
     props = json.loads(body)
     assert props["total_slots"] == SLOTS
     assert backend.max_concurrency == SLOTS  # the server's 4 slots, not the recipe's 64
-    endpoint = backend.pool.endpoints[0]
-    assert endpoint.context(backend.config).max_total_tokens == props["default_generation_settings"]["n_ctx"] == CONTEXT // SLOTS
+    assert backend.limits().max_total_tokens == props["default_generation_settings"]["n_ctx"] == CONTEXT // SLOTS
 
 
 def test_completions_route_gives_english_instructions_and_resumes_after_a_kill(llama_server, tmp_path):

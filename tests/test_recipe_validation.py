@@ -123,7 +123,7 @@ def test_curation_from_dict_takes_the_checked_config_or_a_mapping():
     config = Recipe.from_dict({"name": "r", "curation": {"refine": {"target": "response"}}}).curation
     assert CurationConfig.from_dict(config) is config
     assert config.refine.sampling.max_new_tokens == 1024 and config.refine.prompt == "refine_response_v1"
-    assert config.models.spec("judge")["backend"] == "local"
+    assert config.models.spec("judge").backend == "local"
     with pytest.raises(ValueError, match=r"unknown key curation\.judge\.scael"):
         CurationConfig.from_dict({"judge": {"scael": 1}})
 

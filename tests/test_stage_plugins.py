@@ -73,14 +73,15 @@ def test_roles_and_their_fallbacks_come_from_the_stages():
     assert ROLES == {"generator": None, "judge": "generator", "refiner": "judge"}
     assert list(ModelsConfig.model_fields) == ["generator", "judge", "refiner"]  # the dumped order
     alone = ModelsConfig()
-    assert alone.spec("refiner") == alone.spec("judge") == alone.spec("generator") == {"backend": "local", **_local_defaults()}
+    assert alone.spec("refiner") == alone.spec("judge") == alone.spec("generator")
+    assert alone.spec("generator").model_dump() == {"backend": "local", **_local_defaults()}
     with_judge = ModelsConfig.model_validate({"judge": TGI})
-    assert with_judge.spec("refiner")["model"] == "org/judge" and with_judge.spec("generator")["backend"] == "local"
+    assert with_judge.spec("refiner").model == "org/judge" and with_judge.spec("generator").backend == "local"
     assert list(with_judge.resolved()) == ["generator", "judge", "refiner"]
 
 
 def _local_defaults() -> dict:
-    return {k: v for k, v in ModelsConfig().generator.items() if k != "backend"}
+    return {k: v for k, v in ModelsConfig().generator.model_dump().items() if k != "backend"}
 
 
 def test_a_stage_block_reads_and_dumps_as_before():
@@ -160,8 +161,8 @@ recipe = Recipe.from_dict({"name": "r", "curation": {
     "models": {"generator": tgi("org/gen"), "polisher": tgi("org/polisher")},
     "generate": {"candidates": 1}, "polish": {"max_chars": 200}}})
 config = recipe.curation
-out["specs"] = {role: spec["model"] for role, spec in config.models.specs().items()}
-out["fallback"] = Recipe.from_dict({"name": "r", "curation": {"models": {"judge": tgi("org/j")}}}).curation.models.spec("polisher")["model"]
+out["specs"] = {role: spec.model for role, spec in config.models.specs().items()}
+out["fallback"] = Recipe.from_dict({"name": "r", "curation": {"models": {"judge": tgi("org/j")}}}).curation.models.spec("polisher").model
 out["dumped"] = list(config.to_dict())
 out["fingerprint"] = {k: v for k, v in fingerprint(recipe).items() if "polish" in k}
 try:
@@ -171,7 +172,7 @@ except ValueError as error:
 
 backends = {"org/gen": FakeBackend(default_reply, "org/gen"),
             "org/polisher": FakeBackend(lambda r: " Polished: " + section(r.prompt, "Instruction"), "org/polisher")}
-models = Models({role: backends[spec["model"]] for role, spec in config.models.specs().items()})
+models = Models({role: backends[spec.model] for role, spec in config.models.specs().items()})
 out["ids"] = models.ids()
 
 class Sink:

@@ -433,11 +433,10 @@ def test_sharded_run_merges_to_the_same_output(tmp_path: Path) -> None:
 
 
 def _tei(url, **options):
-    from xinstruction_dataset.curation.config import EmbeddingConfig
-    from xinstruction_dataset.curation.diversify import TEIEmbedder
+    from xinstruction_dataset.curation.embedders import TEIEmbedder, TEIEmbedding
     from xinstruction_dataset.retry import RetryPolicy
 
-    embedder = TEIEmbedder(EmbeddingConfig(backend="tei", url=url, **options))
+    embedder = TEIEmbedder(TEIEmbedding(url=url, **options))
     embedder.retry = RetryPolicy(retries=3, backoff=0.01, backoff_max=0.05)  # the policy, with short waits
     return embedder
 
@@ -500,8 +499,7 @@ def test_a_hung_tei_endpoint_is_a_clear_error_within_its_timeout(cache: CallCach
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from xinstruction_dataset.curation.config import EmbeddingConfig
-    from xinstruction_dataset.curation.diversify import TEIEmbedder
+    from xinstruction_dataset.curation.embedders import TEIEmbedder, TEIEmbedding
     from xinstruction_dataset.errors import EnvironmentFault
     from xinstruction_dataset.retry import RetryPolicy
 
@@ -518,7 +516,7 @@ def test_a_hung_tei_endpoint_is_a_clear_error_within_its_timeout(cache: CallCach
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        embedder = TEIEmbedder(EmbeddingConfig(backend="tei", url=url, timeout=1.0))
+        embedder = TEIEmbedder(TEIEmbedding(url=url, timeout=1.0))
         embedder.retry = RetryPolicy(retries=1, backoff=0.01, backoff_max=0.05)
         with pytest.raises(EnvironmentFault, match=f"TEI endpoint {url}.*timed out.*run the same command again"):
             embed_texts(["a", "b"], embedder, cache, batch_size=8, progress=False)

@@ -22,7 +22,7 @@ from typing_extensions import Required, TypedDict
 
 from .curation.config import CurationConfig
 from .errors import UsageError
-from .execution.settings import ExecutorSettings
+from .execution.settings import ExecutorSpec, default_executor
 from .filtering.filters.spec import FilterSpec
 from .filtering.sources import SourceSpec
 from .options import ConfigModel, LanguageCode, NotFingerprinted, check_output_folder, clip, expand_home, readable_error
@@ -131,7 +131,7 @@ class Recipe(ConfigModel):
     output_dir: Annotated[NonEmpty, AfterValidator(expand_home), NotFingerprinted("output path")] = "runs/default"
     curation: CurationConfig = Field(default_factory=CurationConfig)
     # Where the CPU-heavy steps run (local processes or a Ray cluster): never changes the outputs.
-    executor: Annotated[ExecutorSettings, NotFingerprinted("throughput")] = Field(default_factory=ExecutorSettings)
+    executor: Annotated[ExecutorSpec, NotFingerprinted("throughput")] = Field(default_factory=default_executor)
     publish: Annotated[PublishPlan, AfterValidator(_versioned), NotFingerprinted("release plan")] = Field(default_factory=dict)
     _base_dir: Path = PrivateAttr(default=Path("."))
 

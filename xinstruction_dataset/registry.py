@@ -22,6 +22,10 @@ never registered is a bug, not "the other one".
 
 A registration after `union()` has been taken would be missing from the recipes' checks, so it is
 refused (the import was forgotten in the package `__init__`).
+
+A point whose recipe key once implied its kind (`executor: {workers: 4}` meant local) names that
+kind as its `default`: an entry without the key is that kind. A spec is a `PluginSpec`: checked
+once, at load, then frozen, so the object the recipe holds is the one the implementation gets.
 """
 
 from __future__ import annotations
@@ -29,21 +33,29 @@ from __future__ import annotations
 import importlib
 from typing import Annotated, Any, Callable, Generic, TypeVar, Union, get_args
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import UsageError
-from .options import readable_error
+from .options import ConfigModel, readable_error
 
 Spec = TypeVar("Spec", bound=BaseModel)
 Impl = TypeVar("Impl")
 
 
+class PluginSpec(ConfigModel):
+    """The base of a plug-in's spec: a strict recipe mapping (options.ConfigModel), frozen once
+    checked; a changed copy is `spec.model_copy(update=...)`."""
+
+    model_config = ConfigDict(frozen=True)
+
+
 class Registry(Generic[Spec]):
     """Kinds of one plug-in point: kind -> (spec model, implementation)."""
 
-    def __init__(self, point: str, *, key: str = "type") -> None:
+    def __init__(self, point: str, *, key: str = "type", default: str | None = None) -> None:
         self.point = point  # how errors name it: "filter", "backend", "executor", ...
         self.key = key  # the spec's discriminator field
+        self.default = default  # the kind of an entry without `key` (see the module docstring)
         self._specs: dict[str, type[Spec]] = {}
         self._implementations: dict[str, Any] = {}
         self._union: Any = None
@@ -90,7 +102,7 @@ class Registry(Generic[Spec]):
         try:
             return self._specs[kind]
         except KeyError:
-            raise UsageError(f"unknown {self.point} {self.key} {kind!r}; one of: {', '.join(self._specs)}") from None
+            raise UsageError(f"unknown {self.point} {self.key} {kind!r}; one of: {', '.join(sorted(self._specs))}") from None
 
     def implementation(self, kind: str) -> Any:
         """What `kind` dispatches to. A registered spec without an implementation is a bug."""
@@ -112,8 +124,14 @@ class Registry(Generic[Spec]):
                 raise RuntimeError(f"no {self.point} kind is registered")
             specs = tuple(self._specs.values())
             member = specs[0] if len(specs) == 1 else Union[specs]  # noqa: UP007 (a runtime tuple)
-            self._union = Annotated[member, Field(discriminator=self.key)] if len(specs) > 1 else member
+            union = Annotated[member, Field(discriminator=self.key)] if len(specs) > 1 else member
+            self._union = Annotated[union, BeforeValidator(self._with_default)] if self.default else union
         return self._union
+
+    def _with_default(self, data: Any) -> Any:
+        if self.default and isinstance(data, dict) and self.key not in data:
+            return {self.key: self.default, **data}
+        return data
 
     def parse(self, data: Any) -> Spec:
         """A checked spec from a mapping (or the spec itself); a UsageError names the bad key and,
@@ -121,9 +139,10 @@ class Registry(Generic[Spec]):
         if isinstance(data, tuple(self._specs.values())):
             return data
         if not isinstance(data, dict):
-            raise UsageError(f"a {self.point} entry is a mapping with a `{self.key}` key ({', '.join(self._specs)}), got {data!r}")
+            raise UsageError(f"a {self.point} entry is a mapping with a `{self.key}` key ({', '.join(sorted(self._specs))}), got {data!r}")
         if self._adapter is None:
             self._adapter = TypeAdapter(self.union())
+        data = self._with_default(data)
         try:
             return self._adapter.validate_python(data)
         except ValidationError as error:

@@ -18,14 +18,14 @@ from ..evaluation.answer import DEFAULT_TEMPLATE, PROTOCOL_TEMPLATES, AnswerPlan
 from ..evaluation.answer_templates import LAYOUTS, AnswerTemplate, answer_template, use_chat
 from ..evaluation.benchmark import benchmark_rows, question_rows
 from ..evaluation.inputs import MISSING_AS_ERROR, read_answer_file, refuse_problems
-from ..evaluation.judge import judge_items, pair_items, uses_chat
+from ..evaluation.judge import judge_items, pair_items
 from ..evaluation.layout import EvalLayout, judgment_variant
 from ..evaluation.prompts import load_eval_prompt
 from ..evaluation.protocols import PROTOCOLS, Protocol, get_protocol
 from ..evaluation.report import (
     CHART_FILE, EXPORT_FORMATS, aggregation_rule, export_judgments, format_table, read_judgments, recount, save_chart, write_report,
 )
-from ..llm.backends import backend_config, build_backend
+from ..llm.backends import build_backend, model_spec
 from ..llm.cache import CallCache
 from ..llm.calls import CallRunner
 from ..options import output_folder_option, readable_error
@@ -160,8 +160,8 @@ def _register_report(actions: argparse._SubParsersAction) -> None:
     report.set_defaults(func=run_report)
 
 
-def parse_model_spec(text: str, option: str) -> dict[str, Any]:
-    """A model spec from inline YAML or a YAML file, checked as a recipe's model entry."""
+def parse_model_spec(text: str, option: str) -> Any:
+    """A model spec from inline YAML or a YAML file, checked (once) as a recipe's model entry."""
     path = Path(text)
     try:
         spec = load_yaml(path.read_text(encoding="utf-8") if path.is_file() else text, f"{option} {text!r}")
@@ -169,8 +169,10 @@ def parse_model_spec(text: str, option: str) -> dict[str, Any]:
         raise UsageError(f"{error}; e.g. {option} '{{backend: tgi, model: org/name, endpoints: [http://host:8080]}}'") from None
     if not isinstance(spec, dict):
         raise UsageError(f"{option} must be a mapping with a `backend` key, e.g. {option} '{{backend: tgi, model: org/name, endpoints: [http://host:8080]}}'; got {text!r}")
-    backend_config(spec)  # a typo is one line now, not a failure after loading a model
-    return spec
+    try:
+        return model_spec(spec)  # a typo is one line now, not a failure after loading a model
+    except UsageError as error:
+        raise UsageError(f"{option}: {error}") from None
 
 
 def run_answer(args: argparse.Namespace) -> int:
@@ -275,10 +277,6 @@ def run_judge(args: argparse.Namespace) -> int:
         raise UserError("--strict makes one call per order, as the paper's script does: drop --retry, or drop --strict to use our retry")
     retry = not args.strict if args.retry is None else args.retry
     rule = aggregation_rule(args.protocol, args.aggregation)
-    chat = uses_chat(spec)
-    if args.strict and not chat:
-        raise UserError("--strict sends the judge system and user chat messages, as both papers did: give a judge on a chat route, "
-                        "e.g. --judge '{backend: tgi, route: chat, model: gpt-4-0613, endpoints: [https://api.openai.com]}'")
     protocol = get_protocol(args.protocol)
     if args.strict:
         _refuse_unlike_the_script(args, protocol)
@@ -293,6 +291,10 @@ def run_judge(args: argparse.Namespace) -> int:
         refuse_problems(checked)
     items = [item for config in configs for item in pair_items(rows[config], *files[config], config, strict=args.strict)]
     backend = build_backend(spec)
+    chat = backend.supports_chat  # the backend's own answer: a chat route, or a local model with a chat template
+    if args.strict and not chat:
+        raise UserError("--strict sends the judge system and user chat messages, as both papers did: give a judge that speaks chat, "
+                        "e.g. --judge '{backend: tgi, route: chat, model: gpt-4-0613, endpoints: [https://api.openai.com]}'")
     with CallCache(layout.cache) as cache:
         runner = CallRunner(backend, cache, desc=f"judge {args.protocol}", progress=not args.no_progress)
         run = judge_items(items, protocol, prompt, runner, chat=chat, strict=args.strict, retry=retry, aggregation=args.aggregation)

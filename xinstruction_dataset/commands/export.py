@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..hub.cards import update_card
 from ..hub.export import export_language, staged_folder
-from ..hub.training_formats import FORMATS, export_language_as, write_format_card
+from ..hub.training_formats import FORMATS, export_language_as, training_format, write_format_card
 from ..hub.review import Review
 from ..languages import LANGUAGE_CODES
 from ..layout import RunLayout
@@ -54,22 +54,24 @@ def run(args: argparse.Namespace) -> int:
     review = Review.load(args.review) if args.review else None
     if review is not None:
         review.check_languages(args.language)
+    # None: records with provenance; else a training format (hub/training_formats/)
+    fmt = None if args.format == "records" else training_format(args.format, args.system)
     # Every language and the card, or none of them: a failure leaves the folder as it was.
     with staged_folder(folder) as staging:
         for language in args.language:
-            if args.format == "records":
+            if fmt is None:
                 result = export_language(
                     staging, language, source=args.source, data_dir=data_dir, cache_dir=args.cache_dir,
                     progress=not args.no_progress, update_card=False, review=review,
                 )
-            else:  # a training format (hub/training_formats.py)
+            else:
                 result = export_language_as(
-                    staging, language, args.format, system=args.system, source=args.source, data_dir=data_dir,
+                    staging, language, fmt, source=args.source, data_dir=data_dir,
                     cache_dir=args.cache_dir, progress=not args.no_progress, review=review,
                 )
             total += result.num_examples
             print(f"{language}: {result.num_examples} records -> {', '.join(result.files)}")
-        update_card(staging, folder_name=folder.resolve().name) if args.format == "records" else write_format_card(staging, args.format)
+        update_card(staging, folder_name=folder.resolve().name) if fmt is None else write_format_card(staging, fmt)
     print(f"exported {total} records in {time.perf_counter() - start:.1f} s to {folder}")
     print(f"load with: load_dataset({str(folder.resolve())!r}, {args.language[0]!r})")
     return 0

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
-from ..execution import Executor, ExecutorSettings, make_executor
+from ..execution import EXECUTORS, Executor, make_executor, respecified
+from ..registry import PluginSpec
 from ..filtering.runner import FilterSummary
 from ..filtering.pipeline import filter_languages, output_dir_for
 from .recipe_args import recipe_from_args
@@ -45,25 +46,25 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     """--executor / --workers / --ray-address: override the recipe's `executor:` block."""
-    parser.add_argument("--executor", choices=["local", "ray"], help="where filter tasks run: local worker processes (default) or a Ray cluster (needs the [ray] extra)")
+    parser.add_argument("--executor", choices=EXECUTORS.kinds(), help="where filter tasks run: local worker processes (default) or a Ray cluster (needs the [ray] extra)")
     parser.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: every core; 1 runs in this process)")
     parser.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (host:port from `ray start --head`, or `auto`); implies --executor ray")
 
 
-def executor_from_args(args: argparse.Namespace, settings: ExecutorSettings) -> Executor:
-    """The recipe's executor settings with the command line's overrides applied."""
+def executor_from_args(args: argparse.Namespace, spec: PluginSpec) -> Executor:
+    """The recipe's executor spec with the command line's overrides applied."""
     overrides = {}
-    if getattr(args, "executor", None):
-        overrides["kind"] = args.executor
+    kind = getattr(args, "executor", None)
     if getattr(args, "ray_address", None):
-        overrides.update(kind="ray", ray_address=args.ray_address)
+        if kind == "local":
+            raise UserError("--ray-address needs --executor ray (or leave --executor out)")
+        kind = "ray"
+        overrides["ray_address"] = args.ray_address
     if getattr(args, "workers", None) is not None:
         if args.workers < 1:
             raise UserError(f"--workers {args.workers}: give 1 or more worker processes")
         overrides["workers"] = args.workers
-    if overrides.get("kind") == "local" and getattr(args, "ray_address", None):
-        raise UserError("--ray-address needs --executor ray (or leave --executor out)")
-    return make_executor(settings.model_copy(update=overrides))
+    return make_executor(respecified(spec, kind, **overrides))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,61 +31,48 @@ from __future__ import annotations
 from typing import Annotated, Any, Optional
 
 import yaml
-from pydantic import AfterValidator, Field, PlainSerializer, ValidationError, create_model
+from pydantic import Field, ValidationError, create_model
 
-from ..llm.backends import LocalConfig, ModelSpec, TGIConfig, backend_config
+from ..llm.backends import LocalConfig, ModelSpec
 from ..options import ConfigModel, NotFingerprinted, readable_error
 from ..redact import redact_secret_values
-from .diversify.config import EMBEDDING_BACKENDS, DiversifyConfig, EmbeddingConfig
+from ..registry import PluginSpec
+from .budget import BudgetConfig, CostConfig
+from .diversify.config import DiversifyConfig
+from .embedders import EmbeddingSpec
 from .generate.config import GenerateConfig
 from .judge.config import JUDGE_SCALES, JudgeConfig
 from .refine.config import REFINE_TARGETS, RefineConfig
-from .budget import BudgetConfig, CostConfig
 from .stage import STAGES, Sampling, stage_roles
 
 # The blocks of the toolkit's own stages, for the callers that name their types.
 __all__ = [
-    "CurationConfig", "DiversifyConfig", "EMBEDDING_BACKENDS", "EmbeddingConfig", "GenerateConfig", "JUDGE_SCALES",
-    "JudgeConfig", "LOCAL_MODEL", "ModelsConfig", "REFINE_TARGETS", "ROLES", "RefineConfig", "Sampling",
+    "CurationConfig", "DiversifyConfig", "EmbeddingSpec", "GenerateConfig", "JUDGE_SCALES",
+    "JudgeConfig", "ModelsConfig", "REFINE_TARGETS", "ROLES", "RefineConfig", "Sampling",
 ]
-
-# The embedded default model spec (see backends.build_backend): in-process, CPU, no network.
-LOCAL_MODEL: dict[str, Any] = {"backend": "local"}
-
-
-def _spec_mapping(config: LocalConfig | TGIConfig) -> dict[str, Any]:
-    """A checked model entry kept as the plain, resolved mapping that the curation code keys its
-    backends by and hands to `build_backend`."""
-    return config.model_dump()
-
-
-# A model entry: checked as its backend's config (errors name `curation.models.judge.timeout`),
-# stored as a mapping.
-SpecMapping = Annotated[ModelSpec, AfterValidator(_spec_mapping), PlainSerializer(dict)]
 
 # Every role the registered stages declare -> the role it falls back to (None: the local model).
 ROLES: dict[str, str | None] = stage_roles()
 
 
 class _Models(ConfigModel):
-    def spec(self, role: str) -> dict[str, Any]:
-        """The model entry serving `role`: its own, else its fallback role's (ROLES)."""
+    def spec(self, role: str) -> PluginSpec:
+        """The checked, frozen model spec serving `role`: its own, else its fallback role's (ROLES)."""
         own = getattr(self, role)
         return own if own is not None else self.spec(ROLES[role])
 
-    def specs(self) -> dict[str, dict[str, Any]]:
-        """Every role's model entry, fallbacks applied."""
+    def specs(self) -> dict[str, PluginSpec]:
+        """Every role's model spec, fallbacks applied (what the backends are built from and the
+        fingerprint records)."""
         return {role: self.spec(role) for role in ROLES}
 
-    def resolved(self) -> dict[str, LocalConfig | TGIConfig]:
-        """The typed config of each role, defaults applied (what the fingerprint records)."""
-        return {role: backend_config(spec)[1] for role, spec in self.specs().items()}
+    resolved = specs
 
 
 def _role_field(fallback: str | None) -> tuple[Any, Any]:
     if fallback is None:  # a role at the root of the chain: the embedded model, unless named
-        return SpecMapping, Field(default_factory=lambda: dict(LOCAL_MODEL), validate_default=True)
-    return Optional[SpecMapping], None  # noqa: UP045 (a runtime annotation)
+        return ModelSpec, Field(default_factory=LocalConfig)
+    return Optional[ModelSpec], None  # noqa: UP045 (a runtime annotation)
 
 
 ModelsConfig = create_model(

@@ -65,8 +65,8 @@ class Models:
 
         built: dict[str, LLMBackend] = {}
 
-        def get(spec: dict[str, Any]) -> LLMBackend:
-            key = json.dumps(spec, sort_keys=True)
+        def get(spec: Any) -> LLMBackend:
+            key = spec.model_dump_json()  # equal specs (a judge spelt like the generator) share one backend
             if key not in built:
                 built[key] = build_backend(spec)
             return built[key]

@@ -46,7 +46,7 @@ def _mode(shard: tuple[int, int], merge: bool) -> str:
 
 
 def _models(config: CurationConfig) -> dict[str, dict]:
-    return {role: redact_secret_values(spec) for role, spec in config.models.specs().items()}
+    return {role: redact_secret_values(spec.model_dump()) for role, spec in config.models.specs().items()}
 
 
 def _stages(config: CurationConfig) -> list[str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
-from ..llm.backends import GenerationParams, LLMRequest, backend_config
+from ..llm.backends import GenerationParams, LLMRequest
 from ..llm.calls import CallResult, CallRunner
 from .aggregate import in_model_terms, outcome
 from .inputs import AnswerFile
@@ -33,12 +33,6 @@ VERDICT_FROM = ("greedy", "sampled_retry")  # by attempt
 class JudgeRun:
     judgments: list[dict[str, Any]]
     failed_calls: int  # calls that failed for good this run (a rerun retries them)
-
-
-def uses_chat(spec: dict[str, Any]) -> bool:
-    """Whether the judge's backend takes system and user messages (a `chat` route)."""
-    kind, config = backend_config(spec)
-    return kind == "tgi" and getattr(config, "route", "") == "chat"
 
 
 def pair_items(rows: list[dict[str, Any]], answers_1: AnswerFile, answers_2: AnswerFile, config: str, *, strict: bool = False) -> list[dict[str, Any]]:

@@ -1,12 +1,16 @@
 """`Executor`: maps a task function over tasks and, as each group of tasks finishes, runs the
-group's reduce task on the same workers (a language's merge after its filter tasks)."""
+group's reduce task on the same workers (a language's merge after its filter tasks).
+
+`EXECUTORS` is the plug-in point (registry.py): a kind's file (local.py, ray_executor.py) defines
+its spec (a `PluginSpec` whose `kind` is a one-value Literal) and registers the function that
+builds its executor from it. An `executor:` block without `kind` is `local`."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol, Sequence
 
+from ..registry import PluginSpec, Registry
 from .groups import Group, ReduceFunction, TaskFunction
-from .settings import ExecutorSettings
 
 
 class Executor(Protocol):
@@ -31,12 +35,21 @@ class Executor(Protocol):
         itself, or a cheaper one where starting workers would cost more than they save."""
 
 
-def make_executor(settings: ExecutorSettings | None = None) -> Executor:
-    settings = settings or ExecutorSettings()
-    if settings.kind == "ray":
-        from .ray_executor import RayExecutor  # only here: the local path must not need ray
+# A recipe's `executor:` block -> the function that builds its Executor (see the module docstring).
+EXECUTORS: Registry = Registry("executor", key="kind", default="local")
 
-        return RayExecutor(address=settings.ray_address, retries=settings.retries)
-    from .local import LocalExecutor
 
-    return LocalExecutor(workers=settings.workers, retries=settings.retries)
+def make_executor(spec: PluginSpec | dict[str, Any] | None = None) -> Executor:
+    """The executor of an `executor:` spec (a mapping is checked first; None: the default)."""
+    spec = EXECUTORS.parse(spec if spec is not None else {})
+    return EXECUTORS.implementation(spec.kind)(spec)
+
+
+def respecified(spec: PluginSpec, kind: str | None = None, **overrides: Any) -> PluginSpec:
+    """`spec` with command-line overrides, as a spec of `kind` (default: its own). The values of
+    `spec` and `overrides` that `kind`'s spec has no field for are dropped: `--executor local`
+    on a recipe whose executor is a Ray cluster leaves its `ray_address` behind."""
+    kind = kind or spec.kind
+    fields = EXECUTORS.spec_model(kind).model_fields
+    values = {key: value for key, value in {**spec.model_dump(), **overrides}.items() if key in fields}
+    return EXECUTORS.parse({**values, "kind": kind})

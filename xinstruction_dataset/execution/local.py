@@ -18,11 +18,14 @@ import os
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
+from pydantic import Field
 from tqdm.auto import tqdm
 
 from ..errors import EnvironmentFault
+from ..registry import PluginSpec
+from .executor import EXECUTORS
 from .groups import Group, GroupTracker, ReduceFunction, TaskFunction
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,21 @@ log = logging.getLogger(__name__)
 # worker takes ~1 s to start (interpreter, imports, language profiles), about what one core
 # filters of 2 MB of web text, so smaller inputs finish sooner without workers.
 IN_PROCESS_BELOW_BYTES = 2 << 20
+
+
+class LocalExecutorSpec(PluginSpec):
+    """`executor: {kind: local, workers: N, retries: N}` (the default)."""
+
+    kind: Literal["local"] = "local"
+    # Worker processes; default: every core of the machine. 1 runs tasks in this process.
+    workers: Annotated[int, Field(ge=1)] | None = None
+    # How many times a task whose worker process died is run again.
+    retries: Annotated[int, Field(ge=0, le=100)] = 3
+
+
+@EXECUTORS.register(LocalExecutorSpec)
+def local_executor(spec: LocalExecutorSpec) -> "LocalExecutor":
+    return LocalExecutor(workers=spec.workers, retries=spec.retries)
 
 
 class LocalExecutor:

@@ -11,11 +11,14 @@ back are small (counts and paths).
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
+from pydantic import Field
 from tqdm.auto import tqdm
 
 from ..errors import EnvironmentFault
+from ..registry import PluginSpec
+from .executor import EXECUTORS
 from .groups import Group, ReduceFunction, TaskFunction
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,22 @@ def _import_ray():
     except ImportError:
         raise EnvironmentFault('--executor ray needs Ray: pip install -e ".[ray]" (or pip install "ray>=2.9")') from None
     return ray
+
+
+class RayExecutorSpec(PluginSpec):
+    """`executor: {kind: ray, ray_address: ADDR, retries: N}` (pip install -e ".[ray]")."""
+
+    kind: Literal["ray"] = "ray"
+    # A running cluster (`ray start --head` prints it; `auto` finds the local one); empty: a
+    # Ray instance of this machine, started for the run and stopped after it.
+    ray_address: str | None = None
+    # How many times a task whose worker or node died is run again.
+    retries: Annotated[int, Field(ge=0, le=100)] = 3
+
+
+@EXECUTORS.register(RayExecutorSpec)
+def ray_executor(spec: RayExecutorSpec) -> "RayExecutor":
+    return RayExecutor(address=spec.ray_address, retries=spec.retries)
 
 
 class RayExecutor:

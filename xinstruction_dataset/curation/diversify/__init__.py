@@ -1,7 +1,9 @@
-"""Diversification: embed instructions, cluster them, keep one pair per cluster."""
+"""Diversification: embed instructions (the embedders are `curation.embedders`), cluster them,
+keep one pair per cluster."""
 
 from .cluster import Clustering, allocate, cluster
-from .embed import Embedder, LocalEmbedder, TEIEmbedder, build_embedder, embed_texts, embedding_key
+from ..embedders import Embedder, LocalEmbedder, TEIEmbedder, build_embedder
+from .embed import embed_texts, embedding_key
 from .select import pick_per_cluster
 from .stage import Selection, diversify, quality
 

@@ -1,6 +1,6 @@
-"""LLM access: one small interface (`base.LLMBackend`), one class per kind of server.
+"""LLM access: one small interface (`base.LLMBackend`), one kind of backend per file.
 
-`build_backend(spec)` turns a recipe's model entry into a backend:
+A recipe's model entry is the spec of its `backend` kind:
 
     {"backend": "local"}                                  # embedded default: gemma3-270m on CPU
     {"backend": "local", "model": "/path/model.gguf", "dtype": "float32"}
@@ -8,31 +8,31 @@
      "route": "generate", "max_concurrency": 64, "timeout": 120, "retries": 5,
      "context_policy": "truncate"}
 
-The keys of each kind are the fields of its pydantic config (`LocalConfig` in local.py,
-`TGIConfig` in tgi_config.py), picked by `backend`; an unknown or mistyped key is an error that
-names it and lists the known ones. A recipe's model entries are checked against these when the
-recipe is loaded (`ModelSpec`), so nothing here waits for a model or a socket to find a typo.
+The kinds are registered in `base.BACKENDS` (registry.py) by their own files: `local.py`
+(`LocalConfig` and `LocalBackend`) and `tgi_config.py` (`TGIConfig`, whose backend, tgi.py, is
+imported on first use). `ModelSpec`, the union of every registered spec, types the recipe's model
+entries, so they are checked when the recipe is loaded: an unknown kind or key is an error that
+names it and lists the known ones, and nothing here waits for a model or a socket to find a typo.
+The checked, frozen spec is what reaches `build_backend`; it is not checked again.
+
+A new kind is one file here (its spec and `@BACKENDS.register(Spec)` on its `LLMBackend`) and
+its import below.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Any
 
-from pydantic import Field, TypeAdapter, ValidationError
-
-from ...errors import UsageError
-from ...options import readable_error
-from .base import BackendError, Completion, GenerationParams, LLMBackend, LLMRequest, RetryableError
+from . import local, tgi_config  # noqa: F401 - the kinds: each file registers itself in BACKENDS
+from .base import BACKENDS, BackendError, Completion, GenerationParams, LLMBackend, LLMRequest, RetryableError
 from .local import LocalConfig
 from .tgi_config import TGIConfig
 
-BACKEND_KINDS = ("local", "tgi")
-# One model entry of a recipe: the config of its `backend`.
-ModelSpec = Annotated[Union[LocalConfig, TGIConfig], Field(discriminator="backend")]
-_SPEC = TypeAdapter(ModelSpec)
+# One model entry of a recipe: the spec of its `backend` kind.
+ModelSpec = BACKENDS.union()
 
 __all__ = [
-    "BACKEND_KINDS",
+    "BACKENDS",
     "BackendError",
     "Completion",
     "GenerationParams",
@@ -42,31 +42,18 @@ __all__ = [
     "ModelSpec",
     "RetryableError",
     "TGIConfig",
-    "backend_config",
     "build_backend",
+    "model_spec",
 ]
 
 
-def build_backend(spec: dict[str, Any] | LocalConfig | TGIConfig) -> LLMBackend:
-    """The backend a recipe entry describes (`{"backend": "local" | "tgi", ...}`)."""
-    kind, config = backend_config(spec)
-    if kind == "local":
-        from .local import LocalBackend
-
-        return LocalBackend(config)
-    from .tgi import TGIBackend
-
-    return TGIBackend(config)
+def model_spec(entry: Any) -> Any:
+    """The checked spec of a model entry (a mapping; a spec is returned as it is), without
+    loading a model or opening a socket."""
+    return BACKENDS.parse(entry)
 
 
-def backend_config(spec: dict[str, Any] | LocalConfig | TGIConfig) -> tuple[str, LocalConfig | TGIConfig]:
-    """(kind, typed config) of a recipe entry, checked without loading a model or opening a socket."""
-    if isinstance(spec, (LocalConfig, TGIConfig)):
-        return spec.backend, spec
-    if not isinstance(spec, dict):
-        raise UsageError(f"a model spec is a mapping with a `backend` key ({' or '.join(BACKEND_KINDS)}), got {spec!r}")
-    try:
-        config = _SPEC.validate_python(spec)
-    except ValidationError as error:
-        raise UsageError(f"model spec: {readable_error(error, ModelSpec)}") from None
-    return config.backend, config
+def build_backend(spec: Any) -> LLMBackend:
+    """The backend of a model spec (a mapping is checked first: `model_spec`)."""
+    spec = model_spec(spec)
+    return BACKENDS.implementation(spec.backend)(spec)

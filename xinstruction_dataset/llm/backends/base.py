@@ -1,8 +1,14 @@
-"""The one interface every LLM backend implements, and the request/result types stages use.
+"""The one interface every LLM backend implements, the registry of backend kinds, and the
+request/result types stages use.
 
 A request is either completion-style (`prompt`: the paper's prompts are completion prompts) or
 chat-style (`messages`). `cache_key()` hashes (model, prompt or messages, parameters): it is the
 key under which the result is stored durably before any stage uses it.
+
+`BACKENDS` is the plug-in point (registry.py): a kind's file defines its spec (a `PluginSpec`
+whose `backend` is a one-value Literal) and registers the `LLMBackend` built from it. A backend
+answers for itself what callers need to know (`supports_chat`, `supports_no_repeat_ngram_size`,
+`limits`): nothing above it reads its spec.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from ...registry import Registry
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,14 @@ def content_key(payload: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
+class ContextLimits:
+    """What a model accepts, in tokens; None where unknown (then nothing is checked)."""
+
+    max_input_tokens: int | None = None
+    max_total_tokens: int | None = None  # input + new tokens
+
+
+@dataclass(frozen=True)
 class Completion:
     text: str
     prompt_tokens: int | None = None
@@ -113,7 +129,7 @@ def storable_text(text: str) -> str:
 
 class LLMBackend(ABC):
     """An LLM that completes requests. Implementations are safe to call concurrently up to
-    `max_concurrency` requests at once; callers own the scheduling (see curation.calls)."""
+    `max_concurrency` requests at once; callers own the scheduling (see llm.calls)."""
 
     model_id: str
     max_concurrency: int = 1
@@ -128,12 +144,21 @@ class LLMBackend(ABC):
         """Whether `GenerationParams.no_repeat_ngram_size` is honoured (servers have no such parameter)."""
         return False
 
+    def limits(self, params: GenerationParams | None = None) -> ContextLimits:
+        """The context a request with `params` (default: the default ones) is fitted into before
+        it is sent, in tokens, as far as the backend knows now; None fields: unknown."""
+        return ContextLimits()
+
     @abstractmethod
     async def acomplete(self, request: LLMRequest) -> Completion:
         """Complete one request or raise; retryable failures raise `RetryableError`."""
 
     async def aclose(self) -> None:
         return None
+
+
+# A recipe's model entry -> the LLMBackend its kind builds from it (see the module docstring).
+BACKENDS: Registry = Registry("backend", key="backend")
 
 
 class BackendError(RuntimeError):

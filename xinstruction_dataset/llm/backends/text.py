@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from .base import BackendError, LLMRequest
+from .base import BackendError, ContextLimits, LLMRequest
 
 CONTEXT_POLICIES = ("truncate", "reject")
 TRUNCATION_MARK = "\n[...]\n"
@@ -25,14 +25,6 @@ CALIBRATION_MARGIN = 0.9
 
 class ContextOverflow(BackendError):
     """The input does not fit the model's context and the policy says reject (or it cannot fit)."""
-
-
-@dataclass(frozen=True)
-class ContextLimits:
-    """What the server accepts, in tokens; None where unknown (then nothing is checked)."""
-
-    max_input_tokens: int | None = None
-    max_total_tokens: int | None = None  # input + new tokens
 
 
 class TokenCounter:

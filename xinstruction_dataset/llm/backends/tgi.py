@@ -48,8 +48,8 @@ from huggingface_hub.utils import build_hf_headers, get_async_session
 from ...redact import scrub_secrets
 from ...retry import RetryPolicy, retrying
 from ..ledger import host_port, note_server
-from .base import BackendError, Completion, LLMBackend, LLMRequest, RetryableError
-from .text import ContextLimits, TokenCounter, fit_to_context
+from .base import BackendError, Completion, ContextLimits, GenerationParams, LLMBackend, LLMRequest, RetryableError
+from .text import TokenCounter, fit_to_context
 from .tgi_config import ROUTE_CLASSES, ROUTES, ChatRoute, CompletionsRoute, GenerateRoute, TGIConfig
 from .remote import HF_HOSTS, InputTooLong, is_hf_host
 from .remote import classify_error as _classify
@@ -331,6 +331,14 @@ class TGIBackend(LLMBackend):
     @property
     def supports_chat(self) -> bool:
         return self.route.name == "chat"
+
+    def limits(self, params: GenerationParams | None = None) -> ContextLimits:
+        """The tightest context of the endpoints: the spec's limits, else what each server
+        reported when it was asked (an endpoint not asked yet knows only the spec's)."""
+        contexts = [endpoint.context(self.config) for endpoint in self.pool.endpoints]
+        inputs = [c.max_input_tokens for c in contexts if c.max_input_tokens is not None]
+        totals = [c.max_total_tokens for c in contexts if c.max_total_tokens is not None]
+        return ContextLimits(min(inputs, default=None), min(totals, default=None))
 
     async def acomplete(self, request: LLMRequest) -> Completion:
         if request.params.no_repeat_ngram_size is not None:

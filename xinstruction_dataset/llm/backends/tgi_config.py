@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 from pydantic import Field, field_validator, model_validator
 
 from ...errors import UsageError
-from ...options import ConfigModel, NotFingerprinted
-from .base import BackendError, Completion, LLMRequest, RetryableError, unstorable
+from ...options import NotFingerprinted
+from ...registry import PluginSpec
+from .base import BACKENDS, BackendError, Completion, LLMRequest, RetryableError, unstorable
 from .text import CONTEXT_POLICIES, cut_at_stop
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ JSON_BODY_MARGIN = 64 * 1024
 _THROUGHPUT = NotFingerprinted("throughput")
 
 
-class TGIConfig(ConfigModel):
+class TGIConfig(PluginSpec):
     """A `{"backend": "tgi", ...}` recipe entry (see `backends.build_backend`).
 
     Fields marked throughput decide how fast answers come, not what they say: a run may change
@@ -99,6 +100,11 @@ class TGIConfig(ConfigModel):
         if self.token_env and self.token_env not in os.environ:
             raise UsageError(f"token_env: environment variable {self.token_env} is not set")
         return self
+
+
+# The backend itself (tgi.py) imports huggingface_hub's inference client: loaded on first use, so
+# a recipe loads and is checked without it.
+BACKENDS.register(TGIConfig, "xinstruction_dataset.llm.backends.tgi:TGIBackend")
 
 
 # --- routes: one strategy per kind of server API -------------------------------------------
