@@ -2,8 +2,10 @@
 
 A card has three kinds of content:
 
-- generated: the YAML metadata, the statistics table, the method summary, the citations. They are
-  recomputed from the data in the folder on every render, so they never go stale;
+- generated: the YAML metadata, the statistics table, the method summary, the LLM calls and tokens
+  its curation paid ("How this dataset was made", from the figures export put into the Parquet
+  files' metadata: making.py), the citations. They are recomputed from the data in the folder on
+  every render, so they never go stale;
 - the changelog, one line per published version: `xinstruction publish` adds the entry of the
   version it publishes, and every other render carries the existing entries over;
 - hand-written sections, between markers:
@@ -38,6 +40,7 @@ from ..errors import UsageError
 from ..languages import LANGUAGES, language_name
 from ..storage import write_text
 from .layout import CARD_FILE, FolderLayout, scan_folder
+from .making import format_money, making_section
 from .metadata import card_metadata, metadata_yaml
 from .stats import METHOD_FIELDS, ConfigStats, folder_stats
 
@@ -256,6 +259,7 @@ def _template_context(
         "reviewed_configs": [c for c in configs if c.review is not None],
         "language_header": "Answer language" if profile.dataset == "x-alpacaeval" else "Language",
         "method_rows": _method_rows(configs),
+        "making": making_section({c.name: c.making for c in configs}),
         "answer_suffix_example": LANGUAGES["sw"].answer_suffix,
         "fields": list(profile.fields.items()),
         "changelog": changelog,
@@ -309,6 +313,7 @@ def _environment(cards_dir: Path) -> jinja2.Environment:
     )
     environment.filters["language_name"] = language_name
     environment.filters["thousands"] = lambda n: f"{n:,}"
+    environment.filters["money"] = format_money
     return environment
 
 

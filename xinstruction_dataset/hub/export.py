@@ -33,6 +33,7 @@ from ..errors import EnvironmentFault
 from ..storage import FolderKind, left_by_killed_runs
 from ..storage import staged_folder as staged_swap
 from .layout import CARD_FILE, DATA_DIR, SHARD_PATTERN, shard_name
+from .making import run_ledger_figures
 from .repo_files import refuse_symlinks_out_of
 from .review import Review
 
@@ -199,7 +200,8 @@ def export_language(
     Exporting several languages, pass `update_card=False` and call `cards.update_card(folder)`
     once at the end: each update reads the statistics of every config in the folder.
     `review`: a hand review (`review.py`); its vetoed records are left out, and every record's
-    provenance says whether and how it was reviewed."""
+    provenance says whether and how it was reviewed. Shards from a run folder's `curated/` carry
+    the LLM calls their curation paid into the files' metadata, for the card (`making.py`)."""
     from ..builder import build_language
 
     dataset = build_language(
@@ -208,8 +210,12 @@ def export_language(
         data_dir=str(data_dir) if data_dir else None,
         cache_dir=str(cache_dir) if cache_dir else None,
     )
-    metadata = None
+    metadata: dict[bytes, bytes] = {}
     if review is not None:
         dataset, counts = review.apply(dataset, language)
-        metadata = counts.to_metadata()
-    return export_dataset(dataset, folder, language, "train", progress=progress, update_card=update_card, schema_metadata=metadata)
+        metadata.update(counts.to_metadata())
+    # The LLM calls its curation paid, for the card (making.py): found beside a run's curated shards.
+    figures = run_ledger_figures(data_dir, language) if source == "shards" and data_dir else None
+    if figures is not None:
+        metadata.update(figures.to_metadata())
+    return export_dataset(dataset, folder, language, "train", progress=progress, update_card=update_card, schema_metadata=metadata or None)

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from ..storage import open_parquet_stream
 from .layout import FolderLayout
+from .making import LedgerFigures
 from .review import ReviewCounts
 
 TEXT_COLUMNS = ("instruction", "output")
@@ -66,6 +67,7 @@ class ConfigStats:
     max_refinement_round: int = 0
     clusters: int = 0
     review: ReviewCounts | None = None  # a hand review applied at export (its vetoed records are gone)
+    making: LedgerFigures | None = None  # the LLM calls its curation paid (making.py), when export found them
 
     @property
     def num_examples(self) -> int:
@@ -88,8 +90,9 @@ def _config_stats(root: Path, name: str, splits: dict) -> ConfigStats:
     stats = ConfigStats(name=name, splits={split: files.num_examples for split, files in splits.items()})
     cluster_ids: set[int] = set()
     for split in splits.values():
-        if split.files and stats.review is None:
-            stats.review = ReviewCounts.from_metadata(open_parquet_stream(root / split.files[0]).schema_arrow.metadata)
+        if split.files and stats.review is None and stats.making is None:
+            metadata = open_parquet_stream(root / split.files[0]).schema_arrow.metadata
+            stats.review, stats.making = ReviewCounts.from_metadata(metadata), LedgerFigures.from_metadata(metadata)
         for table in (t for relative in split.files for t in _read_batches(root / relative)):
             for column in TEXT_COLUMNS:
                 if column in table.column_names:
