@@ -146,7 +146,7 @@ class Row:
     calls: int
     prompt_tokens: int
     completion_tokens: int
-    money: float | None
+    money: float | None  # None: no money column, or none of the row's models has a token price
 
 
 @dataclass(frozen=True)
@@ -196,16 +196,19 @@ def making_section(figures: dict[str, LedgerFigures | None]) -> MakingSection | 
 
 def _row(name: str, entries: Iterable[tuple[LedgerFigures, StageCalls]], currency: str | None) -> Row:
     entries = list(entries)
-    money = [found.money(calls) for found, calls in entries]
+    priced = [money for money in (found.money(calls) for found, calls in entries) if money is not None]
     return Row(
         name,
         sum(calls.calls for _, calls in entries),
         sum(calls.prompt_tokens for _, calls in entries),
         sum(calls.completion_tokens for _, calls in entries),
-        sum(m for m in money if m is not None) if currency else None,
+        sum(priced) if currency and priced else None,
     )
 
 
-def format_money(value: float) -> str:
-    """Two decimals; a sum too small to show that way says so rather than showing 0.00."""
+def format_money(value: float | None) -> str:
+    """Two decimals; a sum too small to show that way says so rather than showing 0.00; `–`
+    for a row none of whose models has a token price."""
+    if value is None:
+        return "–"
     return "< 0.01" if 0 < value < 0.005 else f"{value:,.2f}"
