@@ -23,7 +23,7 @@ from ..evaluation.layout import EvalLayout, judgment_variant
 from ..evaluation.prompts import load_eval_prompt
 from ..evaluation.protocols import PROTOCOLS, Protocol, get_protocol
 from ..evaluation.report import (
-    CHART_FILE, EXPORT_FORMATS, aggregation_rule, export_judgments, format_table, read_judgments, recount, save_chart, write_report,
+    CHART_FILE, EXPORT_FORMATS, aggregation_rule, export_judgments, format_table, read_judgments, recount, save_chart, write_judge_report,
 )
 from ..llm.backends import build_backend, model_spec
 from ..llm.cache import CallCache
@@ -303,7 +303,7 @@ def run_judge(args: argparse.Namespace) -> int:
             "strict": args.strict, "retry": retry, "aggregation": args.aggregation, "aggregation_rule": rule,
             "input_errors": [p.to_dict() for f in checked for p in f.problems]}
     out = layout.judgments(protocol.name, name_1, name_2, judgment_variant(strict=args.strict, retry=retry, aggregation=args.aggregation))
-    report = write_report(out, run.judgments, meta, chart_name=args.chart)
+    report = write_judge_report(out, run.judgments, meta, chart_name=args.chart)
     print(format_table(report))
     print(f"calls: {runner.stats.sent} made, {runner.stats.cache_hits} from the cache, {runner.stats.failed} failed")
     print(f"wrote {out / 'report.json'}, {out / args.chart}, {out / 'judgments.jsonl'}")

@@ -90,7 +90,7 @@ class Engine:
         budget: Budget | None = None, prices: dict[str, Price] | None = None, currency: str = "",
     ) -> None:
         self.stages = stages
-        self.schedulers = schedulers  # by role: generator, judge, refiner
+        self.schedulers = schedulers  # by model role (config.ROLES: the roles the registered stages declare)
         self.distinct = list({id(s): s for s in schedulers.values()}.values())
         self.progress = progress
         self.total = total

@@ -136,7 +136,7 @@ def win_rate_chart(report: dict[str, Any]):
     return figure
 
 
-def write_report(folder: str | Path, judgments: list[dict[str, Any]], meta: dict[str, Any], chart_name: str = CHART_FILE) -> dict[str, Any]:
+def write_judge_report(folder: str | Path, judgments: list[dict[str, Any]], meta: dict[str, Any], chart_name: str = CHART_FILE) -> dict[str, Any]:
     """Write judgments.jsonl, report.json and the chart into `folder`; return the report."""
     folder = Path(folder)
     with AtomicFile(folder / JUDGMENTS_FILE) as f:
