@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..filtering.kept import KeptDocuments, open_kept
 from ..filtering.runner import group_reasons
-from ..layout import RunLayout, shard_suffix
+from ..layout import RunLayout
 from ..llm.backends.base import LLMBackend
 from ..llm.calls import CallScheduler
 from ..storage import write_text
@@ -151,25 +152,27 @@ class Curation:
 
     # -- label phase ---------------------------------------------------------------------------
 
-    def input_files(self, language: str, shard: tuple[int, int]) -> tuple[list[Path], bool]:
-        """The filtered-document files of `language`, and whether they are already this shard."""
+    def kept(self, language: str, shard: tuple[int, int]) -> KeptDocuments:
+        """The filtered documents of `language` (filtering/kept.py: a filter run's manifest, an older
+        run's kept.jsonl, the `--shard` layout, or the file `curation.input` names)."""
         base = Path(self.recipe.resolve(self.config.input.format(language=language))) if self.config.input else self.layout.default_input(language)
-        if base.is_file():
-            return [base], False
-        own = base / f"shard-{shard_suffix(shard)}" / "kept.jsonl"
-        if shard[1] > 1 and own.is_file():
-            return [own], True
-        files = [base / "kept.jsonl"] if (base / "kept.jsonl").is_file() else sorted(base.glob("shard-*/kept.jsonl"))
-        if not files:
+        found = open_kept(base, shard)
+        if found is None:
             raise FileNotFoundError(
                 f"no filtered documents for {language!r} in {base}: run `xinstruction filter` with this recipe first, "
                 "or point `curation.input` at a JSONL file or folder of filtered documents"
             )
-        return files, False
+        return found
+
+    def input_files(self, language: str, shard: tuple[int, int]) -> tuple[list[Path], bool]:
+        """What `language`'s documents are read from (manifests or files), and whether they are
+        already this shard."""
+        found = self.kept(language, shard)
+        return found.files, found.presharded
 
     def documents(self, language: str, shard: tuple[int, int]):
-        files, presharded = self.input_files(language, shard)
-        return documents(files, language, None if presharded else shard)
+        found = self.kept(language, shard)
+        return documents(found.documents(), language, None if found.presharded else shard)
 
     def label(self, languages: list[str], shard: tuple[int, int], reports: dict[str, LanguageReport], versions: Versions) -> None:
         """Label every language's shard in one engine run (see engine.py), with the folder's
@@ -194,7 +197,7 @@ class Curation:
         """Documents to label, for the progress bar: known without reading them when unsharded."""
         if shard[1] > 1:
             return None
-        return sum(_count_lines(f) for language in languages for f in self.input_files(language, shard)[0])
+        return sum(self.kept(language, shard).count() for language in languages)
 
     # -- merge phase ---------------------------------------------------------------------------
 
@@ -208,11 +211,6 @@ def _finisher(sink: LabelSink, meta: dict[str, Any], report: LanguageReport):
         sink.finish(meta)
         report.counts, report.rejected = Counter(sink.counts), Counter(sink.rejected)
     return finish
-
-
-def _count_lines(path: Path) -> int:
-    with open(path, "rb") as f:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
 def run_curation(
@@ -241,7 +239,7 @@ def run_curation(
     try:
         if label:
             for language in languages:  # fail on a missing input before any call is paid for
-                curation.input_files(language, shard)
+                curation.kept(language, shard)
             curation.label(languages, shard, reports, versions)
         for language in languages if do_merge else ():
             curation.merge(language, reports[language])

@@ -7,7 +7,6 @@ Registry names (recipe `type:`): `language`, `length`, `boilerplate`, `repetitio
 
 from .base import FILTERS, BaseFilter, FilterResult, register
 from .spec import FilterSpec, build_filter, parse_filter_spec
-from .dedup import DedupFilter, ExactDedupFilter, NearDedupFilter
 from .heuristics import BoilerplateFilter, MarkupFilter, MojibakeFilter, RepetitionFilter
 from .langid import LanguageFilter
 from .length import LengthFilter
@@ -26,7 +25,4 @@ __all__ = [
     "RepetitionFilter",
     "MarkupFilter",
     "MojibakeFilter",
-    "ExactDedupFilter",
-    "NearDedupFilter",
-    "DedupFilter",
 ]

@@ -15,7 +15,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from ...errors import UsageError
 from ...options import ConfigModel, readable_error
 from .base import FILTERS, BaseFilter
-from .dedup import DedupOptions, ExactDedupOptions, NearDedupOptions
+from ..dedup.options import DedupOptions, ExactDedupOptions, NearDedupOptions
 from .heuristics import BoilerplateOptions, MarkupOptions, MojibakeOptions, RepetitionOptions
 from .langid import LanguageOptions
 from .length import LengthOptions
