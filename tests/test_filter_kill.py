@@ -12,6 +12,7 @@ the same output, and resume filtering into the new layout.
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -85,6 +86,7 @@ KILL_POINTS = {
     "the removal list": step("/filtered/sw/removals.jsonl"),
     "the summary": step("/filtered/sw/summary.json"),
     "the manifest": step("/filtered/sw/manifest.json"),
+    "dropping the signatures": {"event": "os.remove", "arg": 0, "endswith": "/tasks/task-00001/signatures.npy"},
 }
 
 
@@ -126,7 +128,8 @@ def test_filter_killed_at_each_step_then_resumed_writes_the_same_files(reference
     recipe = write_recipe(tmp_path, sources, server.url)
     killed = cli("filter", str(recipe), "--workers", "1", "--no-progress", kill=KILL_POINTS[point])
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert not (tmp_path / "run" / "filtered" / "sw" / MANIFEST).exists()  # nothing reads a half-made folder
+    # nothing reads a half-made folder: until the manifest, there is none
+    assert (tmp_path / "run" / "filtered" / "sw" / MANIFEST).exists() == (point == "dropping the signatures")
     done = cli("filter", str(recipe), "--workers", "1", "--no-progress")
     assert done.returncode == 0, done.stderr
     assert filter_files(tmp_path / "run") == expected_files
@@ -166,6 +169,29 @@ def test_a_folder_of_an_older_run_curates_and_resumes(reference, tmp_path, serve
     assert not (folder / "kept.jsonl").exists() and not (folder / "rejects.jsonl").exists()
     assert [json.loads(line) for line in merged_rejects.decode().splitlines()] == reject_rows(folder)
     assert curated(recipe) == expected_curated
+
+
+def test_signatures_are_dropped_after_the_manifest_and_made_again_when_a_task_changes(reference, tmp_path, server):
+    sources, expected_files, _ = reference
+    recipe = write_recipe(tmp_path, sources, server.url)
+    assert cli("filter", str(recipe), "--workers", "1", "--no-progress").returncode == 0
+    folder = tmp_path / "run" / "filtered" / "sw"
+    assert sorted(p.name for p in (folder / "tasks" / "task-00000").iterdir()) == [
+        "digests.npy", "done.json", "ids.json", "kept.jsonl", "quarantine.jsonl", "rejects.jsonl", "summary.json",
+    ]
+    written = {path: path.stat().st_mtime_ns for path in folder.rglob("*") if path.is_file()}
+    assert cli("filter", str(recipe), "--workers", "1", "--no-progress").returncode == 0
+    assert {path: path.stat().st_mtime_ns for path in folder.rglob("*") if path.is_file()} == written  # nothing decided again
+
+    # A task whose input changed (here only its mtime) runs again; the others sign again for the reduce.
+    changed = sources / "b.jsonl"
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    try:
+        assert cli("filter", str(recipe), "--workers", "2", "--no-progress").returncode == 0
+    finally:
+        os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns - 10**9))  # the reference's sources again
+    assert filter_files(tmp_path / "run") == expected_files
+    assert not list(folder.glob("tasks/*/signatures.npy"))
 
 
 def test_consolidate_writes_one_kept_file_for_other_tools(reference, tmp_path, server):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..documents import Document

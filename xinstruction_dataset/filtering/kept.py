@@ -64,6 +64,15 @@ def manifest_of(language_dir: Path, task_folders: list[Path], task_files: list[d
     return {"format": FORMAT, "order": "task, then line; removed rows skipped", "documents": kept - removals["count"], "tasks": tasks, "removals": removals}
 
 
+def read_manifest(language_dir: Path) -> dict[str, Any] | None:
+    """The folder's manifest; None when there is none (or it is damaged: the run writes it again)."""
+    try:
+        manifest = json.loads((language_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None
+
+
 def write_manifest(language_dir: Path, manifest: dict[str, Any]) -> None:
     with AtomicFile(language_dir / MANIFEST) as sink:
         sink.write(json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True) + "\n")
@@ -137,7 +146,7 @@ class _Part:
             raise self._changed(path, f"{size} bytes, the manifest lists {entry['bytes']}")
 
     def _changed(self, path: Path, what: str) -> CorruptFile:
-        return CorruptFile(f"{path}: {what} ({self.root / MANIFEST}); the filtered folder changed after filtering: re-run `xinstruction filter` to write it again")
+        return CorruptFile(f"{path}: damaged ({what} in {self.root / MANIFEST}); re-run `xinstruction filter` to write it again")
 
 
 def _open_folder(folder: Path) -> _Part | None:

@@ -15,6 +15,7 @@ tasks they make, and the whole-language decisions taken over the tasks' outputs.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import time
@@ -30,10 +31,10 @@ from ..execution import Executor, Group, make_executor
 from ..layout import RunLayout
 from ..storage import AtomicFile, write_json
 from .dedup import LanguageTasks, Removal, find_repeated_ids, plan_steps
-from .kept import clear_language, consolidate, manifest_of, write_manifest, write_removals
+from .kept import clear_language, consolidate, manifest_of, read_manifest, write_manifest, write_removals
 from .runner import FilterSummary
 from .sources import BadInput, SourceSpec, expand_source, glob_base, iter_source
-from .tasks import FilterTask, run_filter_task, summary_of, task_folder
+from .tasks import FilterTask, finished, run_filter_task, summary_of, task_folder
 
 
 log = logging.getLogger(__name__)
@@ -109,27 +110,65 @@ def filter_languages(
     executor = executor or make_executor()
     start = time.perf_counter()
     plans = {language: plan_tasks(recipe, language, output_dir_for(recipe, language, shard), shard) for language in languages}
+    summaries: dict[str, FilterSummary] = {}
+    pending = []
     for language in languages:
-        clear_language(output_dir_for(recipe, language, shard))
-    tasks = [task for language in languages for task in plans[language]]
-    executor = executor.sized_for(_input_bytes(tasks))
+        out_dir = output_dir_for(recipe, language, shard)
+        summary = current_summary(plans[language], out_dir)
+        if summary is not None:  # every task done as its manifest lists it: nothing to decide again
+            summaries[language] = summary
+            continue
+        clear_language(out_dir)
+        pending.append(language)
+    tasks = [task for language in pending for task in plans[language]]
     merges, position = [], 0
-    for language in languages:
+    for language in pending:
         count = len(plans[language])
         merges.append(Group(LanguageReduce(tuple(plans[language]), str(output_dir_for(recipe, language, shard))), tuple(range(position, position + count))))
         position += count
-    log.info("filter: %d task(s) for %d language(s) on the %s", len(tasks), len(languages), executor.describe())
-    reduced = executor.map_reduce(run_filter_task, tasks, run_language_reduce, merges, desc="filter tasks", progress=progress)
-    summaries = {}
-    for language, (summary, manifest) in zip(languages, reduced):
-        out_dir = output_dir_for(recipe, language, shard)
-        summary.elapsed_s = time.perf_counter() - start
-        write_json(out_dir / "summary.json", summary.to_dict())
-        write_manifest(out_dir, manifest)  # last: its presence says every file it lists is complete
+    if pending:
+        executor = executor.sized_for(_input_bytes(tasks))
+        log.info("filter: %d task(s) for %d language(s) on the %s", len(tasks), len(pending), executor.describe())
+        reduced = executor.map_reduce(run_filter_task, tasks, run_language_reduce, merges, desc="filter tasks", progress=progress)
+        for language, (summary, manifest) in zip(pending, reduced):
+            out_dir = output_dir_for(recipe, language, shard)
+            summary.elapsed_s = time.perf_counter() - start
+            write_json(out_dir / "summary.json", summary.to_dict())
+            write_manifest(out_dir, manifest)  # last: its presence says every file it lists is complete
+            drop_transient_files(plans[language])
+            summaries[language] = summary
+    for language in languages:
         if consolidate_files:
-            consolidate(out_dir)
-        summaries[language] = summary
-    return summaries
+            consolidate(output_dir_for(recipe, language, shard))
+    return {language: summaries[language] for language in languages}
+
+
+def current_summary(tasks: list[FilterTask], out_dir: Path) -> FilterSummary | None:
+    """The language's summary when its manifest is current: every task finished with its key, and
+    the manifest lists exactly the files their markers do (so the reduce would decide the same)."""
+    manifest = read_manifest(out_dir)
+    summary_file = out_dir / "summary.json"
+    if manifest is None or not summary_file.is_file() or len(manifest["tasks"]) != len(tasks):
+        return None
+    for task, listed in zip(tasks, manifest["tasks"]):
+        done = finished(task)
+        if done is None or Path(task.folder).relative_to(out_dir).as_posix() != listed["folder"]:
+            return None
+        if {name: {k: v for k, v in entry.items() if k != "path"} for name, entry in listed["files"].items()} != done["files"]:
+            return None
+    try:
+        return FilterSummary.from_dict(json.loads(summary_file.read_text(encoding="utf-8")))
+    except (ValueError, KeyError):
+        return None  # damaged: the reduce writes it again
+
+
+def drop_transient_files(tasks: list[FilterTask]) -> None:
+    """Once the manifest is written, what only the reduce needed (MinHash signatures: 512 bytes a
+    document) goes; a later reduce (a task changed) has the finished tasks make it again."""
+    for task in tasks:
+        for step in task.steps:
+            for name in step.transient_files:
+                (Path(task.folder) / name).unlink(missing_ok=True)
 
 
 def _input_bytes(tasks: list[FilterTask]) -> int | None:

@@ -23,7 +23,7 @@ from ..storage import write_json
 from .dedup import LanguageStep
 from .dedup.signatures import IdWriter
 from .filters import build_filter
-from .runner import OUTPUT_FILES, FilterSummary, filter_documents
+from .runner import OUTPUT_FILES, FilterSummary, filter_documents, read_documents
 from .sources import SourceSpec, iter_source, leaves_folder
 
 DONE_MARKER = "done.json"
@@ -83,9 +83,10 @@ def run_filter_task(task: FilterTask) -> dict[str, Any]:
     """Run one task (or find it done); returns its summary and files. Runs in a worker process
     or on a Ray node: everything it needs is in `task`, everything it makes is in its folder."""
     done = finished(task)
-    if done is not None:
-        return done
     folder = Path(task.folder)
+    if done is not None:
+        _sign_again(task, folder)
+        return done
     filters = [build_filter(spec, task.language) for spec in task.filters]
     signers = [IdWriter()] + [step.signer() for step in task.steps]
 
@@ -101,6 +102,19 @@ def run_filter_task(task: FilterTask) -> dict[str, Any]:
     result = {"summary": summary.to_dict(), "files": describe_files(folder)}
     write_json(folder / DONE_MARKER, {"key": task.key, **result})
     return result
+
+
+def _sign_again(task: FilterTask, folder: Path) -> None:
+    """A finished task whose arrays were dropped after its language's manifest (a reduce is
+    running again: another task changed) signs its kept documents again, as it did when it ran."""
+    missing = [signer for signer in (step.signer() for step in task.steps) if not signer.saved(folder)]
+    if not missing:
+        return
+    for doc in read_documents(folder / "kept.jsonl"):
+        for signer in missing:
+            signer.add(doc)
+    for signer in missing:
+        signer.save(folder)
 
 
 def describe_files(folder: Path) -> dict[str, dict[str, Any]]:

@@ -41,6 +41,7 @@ class DedupConfig:
 class DedupStep(LanguageStep):
     family = "dedup"
     key_field = "dedup"
+    transient_files = ("signatures.npy",)
 
     def __init__(self, config: DedupConfig):
         self.config = config

@@ -3,7 +3,9 @@
     ids.json         the ids of the documents the task kept, in order (every task)
     digests.npy      16 bytes a kept document: the digest of its normalised text (dedup)
     signatures.npy   num_perm uint32 a kept document: its MinHash signature (near dedup; with no
-                     near block, zero columns)
+                     near block, zero columns). Only the language's reduce reads it: it is dropped
+                     once the language's manifest is written, and made again from kept.jsonl by
+                     the task when a later reduce needs it
 
 Each file is complete or absent (written to a temporary name, then renamed); the task's
 completion marker is written after them.
@@ -38,6 +40,9 @@ class IdWriter:
         with AtomicFile(folder / IDS_FILE) as sink:
             sink.write(json.dumps(self.ids, ensure_ascii=False))
 
+    def saved(self, folder: Path) -> bool:
+        return True  # a task finished before ids.json: its ids are read from kept.jsonl (task_ids)
+
 
 class SignatureWriter:
     """The digest (and, with `near`, the MinHash signature) of each document a task keeps."""
@@ -64,6 +69,9 @@ class SignatureWriter:
         digests, signatures = self.arrays()
         _save_array(folder / "digests.npy", digests)
         _save_array(folder / "signatures.npy", signatures)
+
+    def saved(self, folder: Path) -> bool:
+        return (folder / "digests.npy").is_file() and (folder / "signatures.npy").is_file()
 
 
 def task_ids(folder: Path) -> list[str]:

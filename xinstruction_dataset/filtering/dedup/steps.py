@@ -80,6 +80,11 @@ class Signer(Protocol):
 
     def save(self, folder: Path) -> None: ...
 
+    def saved(self, folder: Path) -> bool:
+        """Whether `folder` holds what this signer saves (a finished task's arrays may have been
+        dropped after its language's manifest: see `LanguageStep.transient_files`)."""
+        ...
+
 
 class LanguageTasks:
     """The kept rows of a language's tasks, numbered across tasks in task order (the global row),
@@ -142,6 +147,9 @@ class LanguageStep(ABC):
     # Where the step's `task_key()` sits in a filter task's key (tasks.py): what a task's saved
     # arrays depend on, so a changed step makes finished tasks stale.
     key_field: ClassVar[str]
+    # Files of a task's folder only the reduce reads: dropped once the manifest is written (a
+    # later reduce has the finished tasks sign their kept documents again).
+    transient_files: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def merged(self, other: "LanguageStep") -> "LanguageStep":
