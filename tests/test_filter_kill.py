@@ -194,6 +194,19 @@ def test_signatures_are_dropped_after_the_manifest_and_made_again_when_a_task_ch
     assert not list(folder.glob("tasks/*/signatures.npy"))
 
 
+def test_a_damaged_task_file_is_refused_then_a_re_run_writes_it_again(reference, tmp_path, server):
+    sources, expected_files, expected_curated = reference
+    recipe = write_recipe(tmp_path, sources, server.url)
+    assert cli("filter", str(recipe), "--workers", "1", "--no-progress").returncode == 0
+    kept = tmp_path / "run" / "filtered" / "sw" / "tasks" / "task-00001" / "kept.jsonl"
+    kept.write_text(kept.read_text(encoding="utf-8")[:-40] + "\n", encoding="utf-8")
+    refused = cli("curate", str(recipe), "--no-progress")
+    assert refused.returncode == 3 and "task-00001/kept.jsonl: damaged" in refused.stderr, refused.stderr
+    assert cli("filter", str(recipe), "--workers", "1", "--no-progress").returncode == 0  # that task runs again
+    assert filter_files(tmp_path / "run") == expected_files
+    assert curated(recipe) == expected_curated
+
+
 def test_consolidate_writes_one_kept_file_for_other_tools(reference, tmp_path, server):
     sources, expected_files, _ = reference
     recipe = write_recipe(tmp_path, sources, server.url)

@@ -156,6 +156,9 @@ def current_summary(tasks: list[FilterTask], out_dir: Path) -> FilterSummary | N
             return None
         if {name: {k: v for k, v in entry.items() if k != "path"} for name, entry in listed["files"].items()} != done["files"]:
             return None
+    removals = out_dir / manifest["removals"]["path"]
+    if not (out_dir / "quarantine.jsonl").is_file() or not removals.is_file() or removals.stat().st_size != manifest["removals"]["bytes"]:
+        return None
     try:
         return FilterSummary.from_dict(json.loads(summary_file.read_text(encoding="utf-8")))
     except (ValueError, KeyError):

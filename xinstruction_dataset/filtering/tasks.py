@@ -73,6 +73,8 @@ def finished(task: FilterTask) -> dict[str, Any] | None:
         return None
     if data.get("key") != task.key:
         return None
+    if "files" in data and not _sizes_match(Path(task.folder), data["files"]):
+        return None  # an output changed after the task (damaged, edited): the task runs again
     if "files" not in data:  # a marker written before tasks recorded their files: record them now
         data["files"] = describe_files(Path(task.folder))
         write_json(marker, data)
@@ -102,6 +104,13 @@ def run_filter_task(task: FilterTask) -> dict[str, Any]:
     result = {"summary": summary.to_dict(), "files": describe_files(folder)}
     write_json(folder / DONE_MARKER, {"key": task.key, **result})
     return result
+
+
+def _sizes_match(folder: Path, files: dict[str, dict[str, Any]]) -> bool:
+    try:
+        return all((folder / name).stat().st_size == entry["bytes"] for name, entry in files.items())
+    except OSError:
+        return False
 
 
 def _sign_again(task: FilterTask, folder: Path) -> None:
