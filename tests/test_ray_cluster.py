@@ -97,9 +97,9 @@ def exported_rows(run: Path) -> dict[str, list[dict]]:
 
 def without_root(folder: Path, root: Path) -> dict[str, bytes]:
     """A language's filter output (filtered_output.language_files), with the run's own folder (in
-    each document's origin) left out, and so the checksums of files naming it."""
+    each document's origin) left out, and so the sizes and checksums of files naming it."""
     return {
-        name: re.sub(rb'"sha256": "[0-9a-f]{64}"', b'"sha256": "-"', data.replace(str(root).encode(), b"ROOT"))
+        name: re.sub(rb'"(sha256|bytes)": ("[0-9a-f]{64}"|[0-9]+)', rb'"\1": -', data.replace(str(root).encode(), b"ROOT"))
         for name, data in language_files(folder).items()
     }
 
