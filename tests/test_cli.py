@@ -13,6 +13,7 @@ from corpora import corpus_path
 from hub_folders import xinstruction_records
 from xinstruction_dataset.cli import build_parser, main
 from xinstruction_dataset.records import ShardWriter
+from filtered_output import kept_rows, reject_rows
 
 
 def subcommands():
@@ -155,9 +156,9 @@ def test_filter_command_on_an_adhoc_corpus_with_bad_lines(tmp_path, capsys):
     folder = tmp_path / "run" / "filtered" / "sw"
     quarantined = [json.loads(line) for line in (folder / "quarantine.jsonl").read_text().splitlines()]
     assert quarantined[0]["file"] == str(corpus) and quarantined[0]["line"] == 249
-    kept = len((folder / "kept.jsonl").read_text().splitlines())
-    rejected = len((folder / "rejects.jsonl").read_text().splitlines())
+    kept, rejected = len(kept_rows(folder)), len(reject_rows(folder))
     assert kept + rejected + 1 == 341
+    assert not (folder / "kept.jsonl").exists() and not (folder / "rejects.jsonl").exists()  # stored once: in the tasks
 
 
 def test_filter_command_shards_split_the_work(tmp_path, capsys):
@@ -166,7 +167,7 @@ def test_filter_command_shards_split_the_work(tmp_path, capsys):
         args = ["filter", "--input", str(corpus_path("ta")), "--language", "ta", "--output-dir", str(tmp_path / "run"), "--shard", f"{index}/3", "--no-progress"]
         assert main(args) == 0
         folder = tmp_path / "run" / "filtered" / "ta" / f"shard-{index:05d}-of-00003"
-        outputs += [json.loads(line)["id"] for name in ("kept.jsonl", "rejects.jsonl") for line in (folder / name).read_text().splitlines()]
+        outputs += [row["id"] for row in kept_rows(folder) + reject_rows(folder)]
     assert sorted(outputs) == sorted(json.loads(line)["id"] for line in corpus_path("ta").read_text().splitlines())
     assert main(["filter", "--input", str(corpus_path("ta")), "--language", "ta", "--shard", "3/3"]) == 2
     assert "--shard" in capsys.readouterr().err
@@ -201,7 +202,7 @@ def test_curate_exits_1_when_some_calls_failed_and_a_rerun_retries_them(tmp_path
     server = start_tgi_server(reply=lambda prompt, params: reply_for_prompt(prompt))
     recipe = _build_recipe(tmp_path, server.url, ["sw"])
     assert main(["filter", str(recipe), "--no-progress"]) == 0
-    first = json.loads((tmp_path / "run" / "filtered" / "sw" / "kept.jsonl").read_text().splitlines()[0])
+    first = kept_rows(tmp_path / "run" / "filtered" / "sw")[0]
     server.inject("503", count=3, match=first["text"][:60])  # the 3 attempts (retries: 2) of its one call
     assert main(["curate", str(recipe), "--no-progress"]) == 1
     err = capsys.readouterr().err

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from xinstruction_dataset.execution.local import LocalExecutor
-from xinstruction_dataset.filtering.filters import DedupFilter
-from xinstruction_dataset.filtering.filters.dedup import MinHashIndex, normalise
+from xinstruction_dataset.filtering.dedup import MinHashOptions
+from xinstruction_dataset.filtering.dedup.minhash import MinHasher, normalise
+from xinstruction_dataset.filtering.kept import open_kept
 from xinstruction_dataset.filtering.pipeline import filter_languages
-from xinstruction_dataset.documents import Document
 from xinstruction_dataset.recipe import Recipe
 
 CHAIN = [{"type": "length", "min_chars": 50}, {"type": "dedup"}]
@@ -35,7 +35,7 @@ def chain_texts(seed: int = 13) -> tuple[str, str, str]:
 
 
 def signature(text: str) -> np.ndarray:
-    return MinHashIndex().signature(normalise(text))
+    return MinHasher(MinHashOptions()).signature(normalise(text))
 
 
 def similarity(x: str, y: str) -> float:
@@ -63,9 +63,9 @@ def run_filter(root: Path, pattern: str, workers: int = 1) -> tuple[list[str], d
     """(kept ids in order, {rejected id: reason}) of a filter run over `root/pattern`."""
     recipe = Recipe.from_dict({"name": "t", "sources": [{"path": str(root / pattern), "language": "fi"}], "filters": CHAIN, "output_dir": str(root / "out")})
     filter_languages(recipe, ["fi"], executor=LocalExecutor(workers=workers), progress=False)
-    folder = root / "out" / "filtered" / "fi"
-    kept = [json.loads(line)["id"] for line in open(folder / "kept.jsonl", encoding="utf-8")]
-    rejected = {row["id"]: row["reason"] for row in map(json.loads, open(folder / "rejects.jsonl", encoding="utf-8"))}
+    found = open_kept(root / "out" / "filtered" / "fi")
+    kept = [doc.id for doc in found.documents()]
+    rejected = {row["id"]: row["reason"] for row in found.rejects()}
     return kept, rejected
 
 
@@ -117,17 +117,10 @@ def test_exact_copies_name_the_kept_copy_and_summaries_count_them(tmp_path):
     assert summary["block_stats"]["dedup"] == {"in": 4, "kept": 3, "rejected:exact_duplicate_of": 1}
 
 
-def test_a_stream_through_the_block_links_chains_too():
-    a, b, c = chain_texts()
-    block = DedupFilter()
-    reasons = [block(Document(doc_id, text)) for doc_id, text in (("a", a), ("b", b), ("c", c))]
-    assert reasons == [None, "dedup:near_duplicate_of:a", "dedup:near_duplicate_of:a"]
-
-
 @pytest.mark.parametrize("specs", [[{"type": "near_dedup"}, {"type": "dedup", "threshold": 0.9}]])
 def test_two_different_near_duplicate_blocks_are_refused(specs, tmp_path):
-    from xinstruction_dataset.filtering.duplicates import DedupPlan
+    from xinstruction_dataset.filtering.dedup import plan_steps
     from xinstruction_dataset.filtering.filters import parse_filter_spec
 
     with pytest.raises(ValueError, match="one near-duplicate block"):
-        DedupPlan.from_chain([parse_filter_spec(spec) for spec in specs])
+        plan_steps([parse_filter_spec(spec) for spec in specs])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from xinstruction_dataset.execution import Group, make_executor
 from xinstruction_dataset.execution.local import LocalExecutor
 from xinstruction_dataset.filtering.pipeline import DEFAULT_FILTERS, filter_languages
 from xinstruction_dataset.recipe import Recipe
+from filtered_output import language_files
 
 LANGUAGES = ["fi", "sw", "th"]
 
@@ -42,11 +44,12 @@ def write_sources(root: Path, files_per_language: int = 3, docs: int = 24) -> Re
 
 
 def outputs(recipe: Recipe) -> dict[str, bytes]:
-    """The language files, with the run's own folder (in each document's origin) left out."""
+    """The language files, with the run's own folder (in each document's origin) left out, and
+    so the manifest's checksums (of files naming that folder) too."""
     folder, root = recipe.output_path / "filtered", str(recipe.output_path.parent).encode()
     return {
-        f"{language}/{name}": (folder / language / name).read_bytes().replace(root, b"ROOT")
-        for language in LANGUAGES for name in ("kept.jsonl", "rejects.jsonl", "quarantine.jsonl")
+        f"{language}/{name}": re.sub(rb'"sha256": "[0-9a-f]{64}"', b'"sha256": "-"', data.replace(root, b"ROOT"))
+        for language in LANGUAGES for name, data in language_files(folder / language).items()
     }
 
 

@@ -17,18 +17,19 @@ from corpora import ALL_LANGUAGES, read_corpus
 from xinstruction_dataset.filtering.filters import (
     FILTERS,
     BoilerplateFilter,
-    DedupFilter,
     LanguageFilter,
     LengthFilter,
     MarkupFilter,
     MojibakeFilter,
     RepetitionFilter,
     build_filter,
+    parse_filter_spec,
 )
 from xinstruction_dataset.documents import Document
 from xinstruction_dataset.filtering.filters.heuristics import MarkupOptions, RepetitionOptions
 from xinstruction_dataset.filtering.filters.langid import LanguageOptions
 from xinstruction_dataset.filtering.filters.length import LengthOptions
+from xinstruction_dataset.filtering.dedup import LANGUAGE_STEPS, plan_steps
 
 DEFAULT_CHAIN = [{"type": name} for name in ("length", "mojibake", "markup", "boilerplate", "repetition", "language", "dedup")]
 
@@ -69,11 +70,23 @@ def _why(reason: str | None) -> str | None:
 
 
 def run_chain(specs: list[dict], language: str, docs: list[Document]) -> dict[str, str | None]:
-    chain = [build_filter(spec, language) for spec in specs]
+    """The chain's blocks on each document, then its language steps (dedup) over what they kept."""
+    filters, steps = plan_steps([parse_filter_spec(spec) for spec in specs])
+    chain = [build_filter(spec, language) for spec in filters]
     results = {}
     for doc in docs:
         results[doc.id] = next((reason for block in chain if (reason := block(doc))), None)
+    kept = [doc for doc in docs if results[doc.id] is None]
+    for step in steps:
+        for removal in step.decide_documents(kept):
+            results[removal.id] = removal.reject_reason()
     return results
+
+
+def dedup(docs: list[Document], spec: dict | None = None) -> dict[str, str]:
+    """{removed id: `<why>:<kept id>`} of a dedup entry (default `{type: dedup}`) over `docs`."""
+    (step,) = plan_steps([parse_filter_spec(spec or {"type": "dedup"})])[1]
+    return {removal.id: f"{removal.reason}:{removal.kept_id}" for removal in step.decide_documents(docs)}
 
 
 # --------------------------------------------------------------------------------------- registry
@@ -85,6 +98,7 @@ def language_block(language: str, **options) -> LanguageFilter:
 
 def test_registry_lists_every_block_and_build_filter_injects_the_language():
     assert set(FILTERS.kinds()) == {"language", "length", "boilerplate", "repetition", "markup", "mojibake"}
+    assert set(LANGUAGE_STEPS.kinds()) == {"exact_dedup", "near_dedup", "dedup"} and not set(LANGUAGE_STEPS.kinds()) & set(FILTERS.kinds())
     block = build_filter({"type": "language", "detector": "fasttext"}, "ur")
     assert (block.options.language, block.options.detector, block.options.threshold) == ("ur", "fasttext", 0.2)
     assert build_filter({"type": "language"}, "sw").options.threshold == 0.9
@@ -366,18 +380,21 @@ def test_default_chain_rejects_all_noise_but_the_clean_records():
 
 def test_clean_corpora_have_no_duplicates():
     for code in ALL_LANGUAGES:
-        rejected = {k: v for k, v in run(DedupFilter(), documents(code)).items() if v}
-        assert not rejected, f"{code}: {rejected}"
+        assert not dedup(documents(code)), code
 
 
 def test_noise_copies_of_corpus_paragraphs_are_exact_duplicates():
-    """The mixed-language noise records are the same paragraphs as in th.jsonl/hi.jsonl."""
-    block = DedupFilter()
-    corpus = {doc.id: doc.text for doc in documents("th") + documents("hi")}
-    run(block, documents("th") + documents("hi"))
-    for doc, _ in noise("mixed_language"):
-        why = _why(block(doc))
-        assert why.startswith("exact_duplicate_of:") and corpus[why.split(":", 1)[1]].split() == doc.text.split()
+    """The mixed-language noise records are the same paragraphs as in th.jsonl/hi.jsonl: each is
+    in an exact pair with one (the smaller id of the pair is kept)."""
+    corpus = documents("th") + documents("hi")
+    copies = [doc for doc, _ in noise("mixed_language")]
+    removed = dedup(corpus + copies)
+    texts = {doc.id: doc.text for doc in corpus + copies}
+    for doc in copies:
+        pair = [(removed_id, why) for removed_id, why in removed.items() if doc.id in (removed_id, why.split(":", 1)[1])]
+        assert len(pair) == 1 and pair[0][1].startswith("exact_duplicate_of:"), (doc.id, pair)
+        removed_id, why = pair[0]
+        assert texts[removed_id].split() == texts[why.split(":", 1)[1]].split()
 
 
 def _edited(text: str) -> str:
@@ -390,39 +407,35 @@ def _edited(text: str) -> str:
 @pytest.mark.parametrize("language", ALL_LANGUAGES)
 def test_near_and_exact_duplicates_are_found_in_every_language(language):
     originals = documents(language)[:10]
-    block = DedupFilter()
-    assert all(block(doc) is None for doc in originals)
     target = originals[3]
-    recased = Document("recased", "  " + target.text.upper().replace(" ", "  \n") + " ")
-    near = Document("near", _edited(target.text))
-    assert _why(block(recased)) == f"exact_duplicate_of:{target.id}"
-    assert _why(block(near)) == f"near_duplicate_of:{target.id}"
-    assert block(Document("other", documents(language)[20].text)) is None
+    recased = Document("~recased", "  " + target.text.upper().replace(" ", "  \n") + " ")  # "~": after every corpus id
+    near = Document("~near", _edited(target.text))
+    other = Document("~other", documents(language)[20].text)
+    assert dedup(originals + [recased, near, other]) == {
+        "~recased": f"exact_duplicate_of:{target.id}", "~near": f"near_duplicate_of:{target.id}",
+    }
 
 
 def test_dedup_is_deterministic_and_options_switch_parts_off():
     stream = documents("th")[:40]
-    stream += [Document(f"copy-{doc.id}", _edited(doc.text)) for doc in stream[::4]]
-    first, second = run(DedupFilter(), stream), run(DedupFilter(), [Document.from_dict(d.to_dict()) for d in stream])
-    assert first == second and sum(why is not None for why in first.values()) == 10
-    exact_only = run(DedupFilter(near=False), stream)
-    assert not any(exact_only.values())
-    near_only = build_filter({"type": "near_dedup", "threshold": 0.9})
-    copy = Document("copy", stream[0].text)
-    near_only(stream[0])
-    assert _why(near_only(copy)) == f"near_duplicate_of:{stream[0].id}"
+    stream += [Document(f"~copy-{doc.id}", _edited(doc.text)) for doc in stream[::4]]
+    first, second = dedup(stream), dedup([Document.from_dict(d.to_dict()) for d in stream])
+    assert first == second and len(first) == 10
+    assert not dedup(stream, {"type": "dedup", "near": False})
+    copy = Document("~copy", stream[0].text)
+    assert dedup([stream[0], copy], {"type": "near_dedup", "threshold": 0.9}) == {"~copy": f"near_duplicate_of:{stream[0].id}"}
     with pytest.raises(ValueError, match="threshold must be in"):
-        build_filter({"type": "dedup", "threshold": 1.5})
+        parse_filter_spec({"type": "dedup", "threshold": 1.5})
 
 
 def test_blocks_report_their_configuration():
-    configs = [build_filter(spec, "th").config() for spec in DEFAULT_CHAIN]
+    filters, steps = plan_steps([parse_filter_spec(spec) for spec in DEFAULT_CHAIN])
+    configs = [build_filter(spec, "th").config() for spec in filters]
     assert all(configs)  # every block says how it was built
     restored = json.loads(json.dumps(configs))  # provenance and summaries store them as JSON
     assert [sorted(map(str, c)) for c in configs] == [sorted(c) for c in restored]
-    assert restored[DEFAULT_CHAIN.index({"type": "language"})]["language"] == "th"
+    assert restored[[spec.type for spec in filters].index("language")]["language"] == "th"
     assert build_filter({"type": "length", "min_chars": 50}).config()["min_chars"] == 50
-    assert build_filter({"type": "dedup", "num_perm": 64}).config()["num_perm"] == 64
     # Resolved as the block applies them: the injected language, the detector's threshold, the
     # n-gram limits a recipe leaves out (the values blocks have always reported).
     language = build_filter({"type": "language", "detector": "fasttext", "max_foreign_script_ratio": 1}, "th").config()
@@ -430,6 +443,8 @@ def test_blocks_report_their_configuration():
     assert json.dumps(language["max_foreign_script_ratio"]) == "1.0"
     repetition = build_filter({"type": "repetition", "max_top_ngram_chars": {2: 0.5}}).config()
     assert repetition["max_top_ngram_chars"] == {2: 0.5} and repetition["max_duplicated_ngram_chars"][10] == 0.35
+    (step,) = plan_steps([parse_filter_spec({"type": "dedup", "num_perm": 64})])[1]
+    assert step.config.near.num_perm == 64 and step.config.exact_block == "dedup"
 
 
 # --------------------------------------------------------------------------- language-ID cascade
@@ -632,7 +647,8 @@ def test_minhash_signatures_are_the_ones_datasketch_computed():
     import numpy as np
     from datasketch import MinHash
 
-    from xinstruction_dataset.filtering.filters.dedup import MinHashIndex, normalise, shingle_hashes
+    from xinstruction_dataset.filtering.dedup import MinHashOptions
+    from xinstruction_dataset.filtering.dedup.minhash import MinHasher, normalise, shingle_hashes
 
     text = "Habari za leo! Ndugu İSTANBUL ıslak — “quoted” text, 2024. สวัสดีครับ नमस्ते"
     assert normalise(text) == "habari za leo ndugu istanbul islak quoted text 2024 สว สด คร บ नमस त"
@@ -640,13 +656,13 @@ def test_minhash_signatures_are_the_ones_datasketch_computed():
         ({}, [5768891, 14613246, 9544831, 243910022], "41a6ff52dc60b856"),
         ({"num_perm": 16, "shingle_chars": 3, "seed": 7}, [2058045, 47055522, 26857567, 47261792], "d5c208b63f2886de"),
     ]:
-        signature = MinHashIndex(**options).signature(normalise(text))
+        signature = MinHasher(MinHashOptions(**options)).signature(normalise(text))
         assert signature.dtype == np.uint32 and signature[:4].tolist() == first
         assert hashlib.blake2b(signature.astype("<u4").tobytes(), digest_size=8).hexdigest() == digest
     # A long text (several blocks of the product) against datasketch itself.
-    index = MinHashIndex()
+    index = MinHasher(MinHashOptions())
     long_text = normalise(" ".join(d.text for d in documents("vi")[:20]))
-    reference = MinHash(num_perm=128, seed=1, hashfunc=int, permutations=index._permutations, scheme="affine32")
+    reference = MinHash(num_perm=128, seed=1, hashfunc=int, permutations=index.permutations, scheme="affine32")
     reference.update_batch(shingle_hashes(long_text, 5).tolist())
     assert len(long_text) > 5000 and np.array_equal(index.signature(long_text), reference.hashvalues)
 
@@ -654,9 +670,7 @@ def test_minhash_signatures_are_the_ones_datasketch_computed():
 def test_punctuation_only_documents_are_deduplicated_not_crashed():
     """Normalised to nothing, such text has no shingle (the signature of an empty set); the
     second copy is an exact duplicate."""
-    block = DedupFilter()
-    assert block(Document("p1", "!!! ??? ... --- *** " * 20)) is None
-    assert _why(block(Document("p2", "... !!! " * 30))) == "exact_duplicate_of:p1"
+    assert dedup([Document("p1", "!!! ??? ... --- *** " * 20), Document("p2", "... !!! " * 30)]) == {"p2": "exact_duplicate_of:p1"}
 
 
 def test_lsh_layout_and_permutations_are_datasketchs_without_importing_it():
@@ -670,7 +684,7 @@ def test_lsh_layout_and_permutations_are_datasketchs_without_importing_it():
     from datasketch import MinHash
     from datasketch.lsh import _optimal_param
 
-    from xinstruction_dataset.filtering.filters.dedup import affine32_permutations, lsh_bands
+    from xinstruction_dataset.filtering.dedup.minhash import affine32_permutations, lsh_bands
 
     for num_perm in (32, 64, 128, 256):
         for threshold in (0.3, 0.5, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
@@ -680,10 +694,11 @@ def test_lsh_layout_and_permutations_are_datasketchs_without_importing_it():
         assert np.array_equal(affine32_permutations(num_perm, seed), expected)
     probe = (
         "import sys\n"
-        "from xinstruction_dataset.filtering.filters import build_filter\n"
+        "from xinstruction_dataset.filtering.filters import parse_filter_spec\n"
+        "from xinstruction_dataset.filtering.dedup import plan_steps\n"
         "from xinstruction_dataset.documents import Document\n"
-        "block = build_filter({'type': 'dedup'}, 'id')\n"
-        "block(Document(id='a', text='Kucing itu tidur di atas meja yang panjang.'))\n"
+        "(step,) = plan_steps([parse_filter_spec({'type': 'dedup'})])[1]\n"
+        "step.decide_documents([Document(id='a', text='Kucing itu tidur di atas meja yang panjang.')] * 2)\n"
         "print('datasketch' in sys.modules, 'scipy' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout

@@ -112,8 +112,8 @@ def test_the_cli_refuses_then_force_goes_on(tmp_path, capsys):
     docs = [{"id": f"d{i}", "text": f"Habari ya leo ni nzuri sana, rafiki yangu {i}."} for i in range(5)]
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
     assert main(["filter", str(write_recipe(tmp_path)), "--no-progress"]) == 0
-    kept = tmp_path / "out" / "filtered" / "sw" / "kept.jsonl"
-    assert len(kept.read_text().splitlines()) == 5
+    kept = tmp_path / "out" / "filtered" / "sw" / "manifest.json"
+    assert json.loads(kept.read_text())["documents"] == 5
     capsys.readouterr()
 
     changed = write_recipe(tmp_path, good_min_score=5)

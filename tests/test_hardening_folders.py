@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from filtered_output import kept_rows
 from hub_folders import xinstruction_records
 from tgi_server import TGIServer, curation_reply
 from xinstruction_dataset.records import ShardWriter
@@ -231,15 +232,15 @@ def test_a_killed_filter_merge_leaves_no_temporary_file_after_the_next_run(tmp_p
         "name": "merge-kill", "languages": ["sw"], "sources": [{"path": str(source), "language": "sw"}],
         "filters": [{"type": "length", "min_chars": 20, "max_chars": 20000}], "output_dir": str(tmp_path / "run"),
     }))
-    # The merge commits kept.jsonl last but one: its rejects and quarantine files are still temporary.
-    merge = {"event": "os.rename", "arg": 1, "endswith": "/filtered/sw/kept.jsonl"}
+    # The reduce commits quarantine.jsonl before the removal list: that one is still temporary.
+    merge = {"event": "os.rename", "arg": 1, "endswith": "/filtered/sw/quarantine.jsonl"}
     killed = cli("filter", str(recipe), "--workers", "1", "--no-progress", kill=merge)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert list((tmp_path / "run").rglob("*.tmp"))  # what the killed merge left
     result = cli("filter", str(recipe), "--workers", "1", "--no-progress")
     assert result.returncode == 0, result.stderr
     assert list((tmp_path / "run").rglob("*.tmp")) == []
-    assert len((tmp_path / "run" / "filtered" / "sw" / "kept.jsonl").read_text().splitlines()) == 6
+    assert len(kept_rows(tmp_path / "run" / "filtered" / "sw")) == 6
 
 
 def break_card(folder: Path) -> None:

@@ -247,7 +247,7 @@ def test_a_tilde_in_output_dir_is_the_home_folder(tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path, [small_corpus(tmp_path)], output_dir="~/xi-runs/sw")
     done = run_cli("filter", str(recipe), "--no-progress", cwd=tmp_path, HOME=str(home))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (home / "xi-runs" / "sw" / "filtered" / "sw" / "kept.jsonl").exists()
+    assert (home / "xi-runs" / "sw" / "filtered" / "sw" / "manifest.json").exists()
     assert not (tmp_path / "~").exists(), "a folder literally named ~ was made"
     # `~user` as a shell expands it: that user's home from the password database.
     root_home = Path(pwd.getpwnam("root").pw_dir)
@@ -301,7 +301,7 @@ def test_a_quoted_tilde_in_an_output_folder_option_is_expanded(tmp_path: Path) -
     recipe = write_recipe(tmp_path, [small_corpus(tmp_path)])
     done = run_cli("filter", str(recipe), "--no-progress", "--output-dir=~/out", cwd=tmp_path, HOME=str(home))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (home / "out" / "filtered" / "sw" / "kept.jsonl").exists() and not (tmp_path / "~").exists()
+    assert (home / "out" / "filtered" / "sw" / "manifest.json").exists() and not (tmp_path / "~").exists()
 
 
 def test_expanding_output_dir_leaves_the_fingerprint_alone(tmp_path: Path) -> None:
@@ -384,7 +384,7 @@ def test_user_errors_that_were_value_errors_stay_exit_2(tmp_path: Path) -> None:
 def test_a_damaged_kept_file_is_an_environment_fault_like_a_damaged_cache(tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path, [small_corpus(tmp_path)])
     assert run_cli("filter", str(recipe), "--no-progress").returncode == 0
-    kept = tmp_path / "run" / "filtered" / "sw" / "kept.jsonl"
+    kept = tmp_path / "run" / "filtered" / "sw" / "tasks" / "task-00000" / "kept.jsonl"
     kept.write_text(kept.read_text(encoding="utf-8")[:-40] + "\n{not json\n", encoding="utf-8")
     done = run_cli("curate", str(recipe), "--no-progress")
     lines = error_lines(done)

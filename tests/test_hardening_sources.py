@@ -20,6 +20,7 @@ from corpora import read_corpus
 from xinstruction_dataset.filtering.pipeline import plan_tasks
 from xinstruction_dataset.fingerprint import fingerprint
 from xinstruction_dataset.recipe import Recipe
+from filtered_output import kept_rows, language_files, reject_rows
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_" + "Zq7" * 12  # looks like a Hub token: the scrubber's pattern
@@ -45,7 +46,7 @@ def lines(path: Path) -> list[dict]:
 
 def outputs(run: Path, language: str = "sw") -> dict[str, list[dict]]:
     folder = run / "filtered" / language
-    return {name: lines(folder / f"{name}.jsonl") for name in ("kept", "rejects", "quarantine")}
+    return {"kept": kept_rows(folder), "rejects": reject_rows(folder), "quarantine": lines(folder / "quarantine.jsonl")}
 
 
 def every_written_byte(folder: Path) -> str:
@@ -323,11 +324,11 @@ def test_repeated_ids_give_the_same_files_on_rerun_resume_and_any_worker_count(t
     folder = tmp_path / "run" / "filtered" / "sw"
 
     def files() -> dict[str, bytes]:
-        return {name: (folder / name).read_bytes() for name in ("kept.jsonl", "rejects.jsonl", "quarantine.jsonl")}
+        return language_files(folder)
 
     assert run_filter(str(recipe), "--workers", "1").returncode == 0
     first = files()
-    assert b"duplicate_id" in first["rejects.jsonl"]
+    assert b"duplicate_id" in first["rejects"] and b"duplicate_id" in first["removals.jsonl"]
     assert run_filter(str(recipe), "--workers", "2").returncode == 0  # finished tasks, merged again
     assert files() == first
     # A task killed before its marker runs again, beside finished ones: the same files.
@@ -342,11 +343,11 @@ def test_repeated_ids_without_dedup_in_an_old_task_folder(tmp_path):
     recipe = write_recipe(tmp_path, sources)
     folder = tmp_path / "run" / "filtered" / "sw"
     assert run_filter(str(recipe)).returncode == 0
-    first = (folder / "rejects.jsonl").read_bytes()
+    first = language_files(folder)
     for ids in folder.glob("tasks/*/ids.json"):
         ids.unlink()
     assert run_filter(str(recipe)).returncode == 0
-    assert (folder / "rejects.jsonl").read_bytes() == first and first.count(b"duplicate_id") == 3
+    assert language_files(folder) == first and first["rejects"].count(b"duplicate_id") == 3
 
 
 def test_repeated_ids_within_one_shard(tmp_path):
@@ -357,6 +358,7 @@ def test_repeated_ids_within_one_shard(tmp_path):
                                        {"id": "dup", "text": rows[2]["text"]}, {"id": "d", "text": rows[3]["text"]}])
     recipe = write_recipe(tmp_path, [{"path": str(tmp_path / "a.jsonl"), "language": "sw"}])
     assert run_filter(str(recipe), "--shard", "0/2").returncode == 0
-    out = {name: lines(tmp_path / "run" / "filtered" / "sw" / "shard-00000-of-00002" / f"{name}.jsonl") for name in ("kept", "rejects")}
+    shard = tmp_path / "run" / "filtered" / "sw" / "shard-00000-of-00002"
+    out = {"kept": kept_rows(shard), "rejects": reject_rows(shard)}
     assert [d["id"] for d in out["kept"]] == ["dup"]
     assert [(r["id"], r["first_file"], r["first_line"]) for r in out["rejects"]] == [("dup", str(tmp_path / "a.jsonl"), 1)]

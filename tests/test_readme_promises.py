@@ -18,6 +18,7 @@ from hub_folders import xinstruction_folder, xinstruction_records
 from test_curate_faults import reply as curation_model
 from xinstruction_dataset.builder import PAPER_REPO_ID, PAPER_REVISION
 from xinstruction_dataset.cli import main
+from filtered_output import kept_rows
 
 DOCS = 6
 
@@ -192,8 +193,7 @@ def test_hf_repo_config_source_streams_from_the_hub(hub, repo_id, tmp_path, llm)
     api.upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=repo_id, repo_type="dataset")
     recipe = write_recipe(tmp_path, llm.url, sources=[{"path": f"hf:{repo_id}:sw", "language": "sw"}])
     assert main(["filter", str(recipe), "--no-progress"]) == 0
-    kept = tmp_path / "run" / "filtered" / "sw" / "kept.jsonl"
-    assert {json.loads(line)["id"] for line in kept.read_text().splitlines()} == {d["id"] for d in docs}
+    assert {row["id"] for row in kept_rows(tmp_path / "run" / "filtered" / "sw")} == {d["id"] for d in docs}
 
 
 # --- publish ---------------------------------------------------------------------------------------

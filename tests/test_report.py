@@ -23,6 +23,7 @@ from xinstruction_dataset.llm.ledger import read_rows
 from xinstruction_dataset.report.cost import paper_projection, run_cost
 from xinstruction_dataset.report.data_files import read_data_file
 from xinstruction_dataset.report.funnel import group_reason
+from filtered_output import kept_rows
 
 LANGUAGES = ["sw", "th"]
 DOCS = 14  # documents per language from the shared corpora (texts cut to 500 characters)
@@ -143,7 +144,7 @@ def test_sample_data_holds_every_curated_and_rejected_pair(run_dir: Path) -> Non
     rejects = {lang: jsonl(run_dir / "curation" / lang / "rejects.jsonl") for lang in LANGUAGES}
     assert index["count"] == len(previews) == sum(len(v) for v in curated.values()) + sum(len(v) for v in rejects.values())
 
-    kept = {doc["id"]: doc for lang in LANGUAGES for doc in jsonl(run_dir / "filtered" / lang / "kept.jsonl")}
+    kept = {doc["id"]: doc for lang in LANGUAGES for doc in kept_rows(run_dir / "filtered" / lang)}
     seen_reasons = Counter()
     for i, (preview, text) in enumerate(zip(previews, full)):
         language, kind = column("language", i), column("kind", i)

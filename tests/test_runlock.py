@@ -20,6 +20,7 @@ from xinstruction_dataset.errors import UserError
 from xinstruction_dataset.layout import RunLayout
 from xinstruction_dataset.runlock import RunLock
 from xinstruction_dataset.storage import AtomicFile
+from filtered_output import kept_lines, reject_rows
 
 CORPORA = Path("/work/shared/corpora")
 if not CORPORA.is_dir():
@@ -102,10 +103,10 @@ def test_second_concurrent_filter_run_is_refused_and_first_run_is_intact(tmp_pat
     assert first.returncode == 0, err
     folder = tmp_path / "out" / "filtered" / "sw"
     summary = json.loads((folder / "summary.json").read_text())
-    kept = (folder / "kept.jsonl").read_text(encoding="utf-8").splitlines()
+    kept = kept_lines(folder)
     assert len(kept) == summary["kept"] > 0
     assert all(json.loads(line)["id"] for line in kept)  # whole lines: nothing torn
-    assert len((folder / "rejects.jsonl").read_text(encoding="utf-8").splitlines()) == sum(summary["rejected"].values())
+    assert len(reject_rows(folder)) == sum(summary["rejected"].values())
     assert not list(folder.glob("*.tmp"))
     assert not lock_file.exists()  # released at the end
 

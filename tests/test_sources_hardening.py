@@ -18,6 +18,7 @@ from xinstruction_dataset.filtering import sources
 from xinstruction_dataset.filtering.runner import filter_documents, read_documents
 from xinstruction_dataset.filtering.sources import BadInput, iter_source
 from xinstruction_dataset.recipe import Recipe, SourceSpec
+from filtered_output import kept_rows, reject_rows
 
 
 def _write_gz(path, rows):
@@ -54,7 +55,7 @@ def test_bad_gz_files_in_a_glob_are_quarantined_and_the_run_goes_on(tmp_path, ca
     out = capsys.readouterr().out
     assert "quarantined:  2" in out and "unreadable_file" in out
     folder = run / "filtered" / "sw"
-    seen = [json.loads(line)["id"] for name in ("kept.jsonl", "rejects.jsonl") for line in (folder / name).read_text().splitlines()]
+    seen = [row["id"] for row in kept_rows(folder) + reject_rows(folder)]
     assert sorted(seen) == sorted(good + readable)
     quarantine = [json.loads(line) for line in (folder / "quarantine.jsonl").read_text().splitlines()]
     by_file = {q["file"]: q for q in quarantine}

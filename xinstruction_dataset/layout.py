@@ -6,7 +6,14 @@ them out). Every file is written through `storage.AtomicFile`: complete or absen
     <output_dir>/run/sources/<lang>.json                     each hub source's commit and data files, at first listing
     <output_dir>/run/ledger.json                             calls, tokens, time (and money) of every run
     <output_dir>/run/estimate.json                           the last `curate --estimate` projection
-    <output_dir>/filtered/<lang>/[shard-IIIII-of-NNNNN/]     kept / rejects / quarantine / summary
+    <output_dir>/filtered/<lang>/[shard-IIIII-of-NNNNN/]     one language's filter output (filtering/kept.py):
+        tasks/task-NNNNN/                                    a task's kept.jsonl, rejects.jsonl, quarantine.jsonl,
+                                                             summary.json, ids.json, digests.npy, signatures.npy,
+                                                             done.json (its key, file sizes and checksums)
+        removals.jsonl                                       whole-language removals (repeated ids, duplicates)
+        quarantine.jsonl, summary.json                       the tasks' unreadable input; the language's counts
+        manifest.json                                        written last: task files, sizes, checksums, removals
+        kept.jsonl, rejects.jsonl                            only with `filter --consolidate` (and in older runs)
     <output_dir>/cache/calls.sqlite                          every LLM call and embedding (resume)
     <output_dir>/cache/datasets/                             the `datasets` cache of export
     <output_dir>/curation/config.yaml                        the resolved curation config

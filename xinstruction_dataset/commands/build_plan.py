@@ -4,7 +4,7 @@ be checked on a laptop with no network before it goes to a cluster."""
 
 from __future__ import annotations
 
-from ..filtering.duplicates import DEDUP_BLOCKS, DedupPlan
+from ..filtering.dedup import LanguageStep, plan_steps
 from ..layout import RunLayout
 from ..recipe import Recipe
 
@@ -12,15 +12,15 @@ from ..recipe import Recipe
 def describe_build(recipe: Recipe, executor_line: str) -> str:
     layout = RunLayout(recipe.output_path)
     config = recipe.curation
-    chain = [spec.type for spec in recipe.filters if spec.type not in DEDUP_BLOCKS]
-    dedup = DedupPlan.from_chain(recipe.filters)
+    filters, steps = plan_steps(recipe.filters)
+    chain = [spec.type for spec in filters]
     lines = [
         f"recipe {recipe.name} {recipe.version}: build {', '.join(recipe.languages)}",
         f"executor: {executor_line}",
         f"output: {recipe.output_path} (must be on a filesystem every node sees when the executor is a cluster)",
         "steps:",
         f"  1. filter: {' -> '.join(chain) or '(no block)'}, one task per source file, in parallel",
-        f"  2. dedup over each whole language: {_dedup_line(dedup)}",
+        f"  2. dedup over each whole language: {_steps_line(steps)}",
         f"  3. curate: generate {config.generate.candidates} candidate(s)/doc, judge ({config.judge.scale}), "
         f"refine up to {config.refine.rounds} round(s), diversify to {config.diversify.target_size} per language "
         f"({config.diversify.embedding.backend} embeddings)",
@@ -41,11 +41,7 @@ def describe_build(recipe: Recipe, executor_line: str) -> str:
     return "\n".join(lines)
 
 
-def _dedup_line(plan: DedupPlan | None) -> str:
-    if plan is None:
+def _steps_line(steps: tuple[LanguageStep, ...]) -> str:
+    if not steps:
         return "none (the chain has no dedup block)"
-    parts = ["exact" if plan.exact_block else ""]
-    if plan.near_block:
-        options = plan.near_options
-        parts.append(f"MinHash near duplicates (Jaccard >= {options['threshold']}, {options['num_perm']} permutations)")
-    return " + ".join(p for p in parts if p) + "; clusters keep their smallest id"
+    return "; ".join(step.describe() for step in steps) + " (a removal list: the text stays in the tasks' files)"

@@ -22,9 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "filter",
         help="filter a corpus: language ID, length, web-text heuristics, dedup",
         description=(
-            "Stream the recipe's sources through its filter chain. Writes kept.jsonl, rejects.jsonl "
-            "(with reasons), quarantine.jsonl (unreadable input with file:line) and summary.json to "
-            "<output_dir>/filtered/<language>/ (per shard when --shard is given)."
+            "Stream the recipe's sources through its filter chain. Each task keeps its kept.jsonl and "
+            "rejects.jsonl (with reasons) under <output_dir>/filtered/<language>/tasks/; the language gets "
+            "the whole-language removal list (removals.jsonl: repeated ids, duplicates), quarantine.jsonl "
+            "(unreadable input with file:line), summary.json and, last, manifest.json, which curation "
+            "reads through (per shard when --shard is given). --consolidate also writes one kept.jsonl "
+            "and rejects.jsonl per language."
         ),
     )
     add_recipe_arguments(parser)
@@ -32,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_executor_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs stay)")
     parser.add_argument("--force", action="store_true", help="go on in an output_dir made with a different recipe (see run/fingerprint.json)")
+    parser.add_argument(
+        "--consolidate", action="store_true",
+        help="also write <language>/kept.jsonl and rejects.jsonl, one file each, for tools that want one file (curation does not need them)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -74,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     with RunLock(RunLayout(recipe.output_path).lock_file(shard)):
         check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force)
         failed = False
-        summaries = filter_languages(recipe, recipe.languages, executor=executor, shard=shard, progress=not args.no_progress)
+        summaries = filter_languages(
+            recipe, recipe.languages, executor=executor, shard=shard, progress=not args.no_progress, consolidate_files=args.consolidate
+        )
         for language, summary in summaries.items():
             _print_summary(language, output_dir_for(recipe, language, shard), summary)
             failed |= summary.documents_in == 0

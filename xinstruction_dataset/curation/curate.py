@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..filtering.kept import KeptDocuments, open_kept
 from ..filtering.runner import group_reasons
-from ..layout import RunLayout, shard_suffix
+from ..layout import RunLayout
 from ..llm.backends.base import LLMBackend
 from ..llm.calls import CallScheduler
 from ..llm.ledger import read_rows, read_runs, stage_counters, summarise
@@ -166,25 +167,27 @@ class Curation:
 
     # -- label phase ---------------------------------------------------------------------------
 
-    def input_files(self, language: str, shard: tuple[int, int]) -> tuple[list[Path], bool]:
-        """The filtered-document files of `language`, and whether they are already this shard."""
+    def kept(self, language: str, shard: tuple[int, int]) -> KeptDocuments:
+        """The filtered documents of `language` (filtering/kept.py: a filter run's manifest, an older
+        run's kept.jsonl, the `--shard` layout, or the file `curation.input` names)."""
         base = Path(self.recipe.resolve(self.config.input.format(language=language))) if self.config.input else self.layout.default_input(language)
-        if base.is_file():
-            return [base], False
-        own = base / f"shard-{shard_suffix(shard)}" / "kept.jsonl"
-        if shard[1] > 1 and own.is_file():
-            return [own], True
-        files = [base / "kept.jsonl"] if (base / "kept.jsonl").is_file() else sorted(base.glob("shard-*/kept.jsonl"))
-        if not files:
+        found = open_kept(base, shard)
+        if found is None:
             raise FileNotFoundError(
                 f"no filtered documents for {language!r} in {base}: run `xinstruction filter` with this recipe first, "
                 "or point `curation.input` at a JSONL file or folder of filtered documents"
             )
-        return files, False
+        return found
+
+    def input_files(self, language: str, shard: tuple[int, int]) -> tuple[list[Path], bool]:
+        """What `language`'s documents are read from (manifests or files), and whether they are
+        already this shard."""
+        found = self.kept(language, shard)
+        return found.files, found.presharded
 
     def documents(self, language: str, shard: tuple[int, int]):
-        files, presharded = self.input_files(language, shard)
-        return documents(files, language, None if presharded else shard)
+        found = self.kept(language, shard)
+        return documents(found.documents(), language, None if found.presharded else shard)
 
     def label(self, languages: list[str], shard: tuple[int, int], reports: dict[str, LanguageReport], versions: Versions) -> list[str]:
         """Label every language's shard in one engine run (see engine.py), with the folder's
@@ -278,7 +281,7 @@ class Curation:
         return result
 
     def _populations(self, languages: list[str]) -> dict[str, int]:
-        return {language: sum(_count_lines(f) for f in self.input_files(language, (0, 1))[0]) for language in languages}
+        return {language: self.kept(language, (0, 1)).count() for language in languages}
 
     def _schedulers(self) -> dict[str, CallScheduler]:
         """One scheduler per distinct backend: roles served by one server share its slots."""
@@ -289,7 +292,7 @@ class Curation:
         """Documents to label, for the progress bar: known without reading them when unsharded."""
         if shard[1] > 1:
             return None
-        return sum(_count_lines(f) for language in languages for f in self.input_files(language, shard)[0])
+        return sum(self.kept(language, shard).count() for language in languages)
 
     # -- merge phase ---------------------------------------------------------------------------
 
@@ -328,11 +331,6 @@ def _finisher(sink: LabelSink, meta: dict[str, Any], report: LanguageReport):
     return finish
 
 
-def _count_lines(path: Path) -> int:
-    with open(path, "rb") as f:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-
-
 def run_curation(
     recipe: CurationRecipe,
     *,
@@ -360,7 +358,7 @@ def run_curation(
         labelled = languages
         if label:
             for language in languages:  # fail on a missing input before any call is paid for
-                curation.input_files(language, shard)
+                curation.kept(language, shard)
             labelled = curation.label(languages, shard, reports, versions)
         for language in languages if do_merge else ():
             if language in labelled:  # a language a budget stop left half-labelled keeps its old outputs
@@ -382,7 +380,7 @@ def run_estimate(recipe: CurationRecipe, measure: int, *, languages: list[str] |
     languages = list(languages or recipe.languages)
     try:
         for language in languages:
-            curation.input_files(language, (0, 1))
+            curation.kept(language, (0, 1))  # fail on a missing input before any call is paid for
         estimate = curation.estimate(languages, measure)
         write_json(curation.layout.estimate_file, {"measured_per_language": measure, **estimate.as_dict()})
     finally:

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..documents import Document
-from ..filtering.runner import read_documents
 from ..layout import RunLayout
 from ..storage import AtomicFile, write_json
 from .pairs import Reject
@@ -33,18 +31,18 @@ def shard_of(doc_id: str, count: int) -> int:
     return int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big") % count
 
 
-def documents(files: Iterable[Path], language: str, shard: tuple[int, int] | None) -> Iterator[Document | Reject]:
-    """The documents of `files` in shard `shard` (None: every document, the files are the shard)."""
+def documents(stream: Iterable[Document], language: str, shard: tuple[int, int] | None) -> Iterator[Document | Reject]:
+    """The documents of `stream` (filtering/kept.py) in shard `shard` (None: every document, the
+    stream is the shard)."""
     seen: set[str] = set()  # ids only: memory grows by ~100 bytes a document, never by its text
-    for file in files:
-        for doc in read_documents(file):
-            if shard is not None and shard_of(doc.id, shard[1]) != shard[0]:
-                continue
-            if doc.id in seen:
-                yield Reject.of(doc, language, "input:duplicate_id")
-                continue
-            seen.add(doc.id)
-            yield doc
+    for doc in stream:
+        if shard is not None and shard_of(doc.id, shard[1]) != shard[0]:
+            continue
+        if doc.id in seen:
+            yield Reject.of(doc, language, "input:duplicate_id")
+            continue
+        seen.add(doc.id)
+        yield doc
 
 
 class LabelSink:

@@ -1,12 +1,15 @@
-"""Recipe-level wiring: which sources and filters a language gets, the tasks they make, and the
-whole-language dedup and merge that turn task outputs into the language's files.
+"""Recipe-level wiring: which sources, filter blocks and language steps a language gets, the
+tasks they make, and the whole-language decisions taken over the tasks' outputs.
 
-    plan_tasks         one task per source file (see tasks.py)
+    plan_tasks         one task per source file (see tasks.py), carrying the chain's filter
+                       entries and its language steps (filtering/dedup/), typed
     executor           every task of every language at once, on local processes or Ray, and
-                       each language's merge as soon as its tasks are done (`map_reduce`)
-    merge_language     repeated ids, then dedup, across the language's tasks (duplicates.py),
-                       then kept.jsonl, rejects.jsonl and quarantine.jsonl in input order
-                       (summary.json: the driver)
+                       each language's reduce as soon as its tasks are done (`map_reduce`)
+    reduce_language    repeated ids, then each language step (dedup), over the tasks' ids and
+                       signatures only: the removal list (removals.jsonl), quarantine.jsonl, the
+                       summary's counts and the manifest (kept.py); the text stays in the tasks
+    the driver         summary.json, then manifest.json last (and, with `consolidate`, the
+                       merged kept.jsonl and rejects.jsonl of older runs)
 """
 
 from __future__ import annotations
@@ -20,17 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
+import numpy as np
+
 from ..documents import Document
 from ..errors import UsageError
 from ..execution import Executor, Group, make_executor
 from ..layout import RunLayout
-from ..redact import Scrubber
 from ..storage import AtomicFile, write_json
-from .duplicates import DEDUP_BLOCKS, DedupPlan, find_duplicates, find_repeated_ids
-from .runner import OUTPUT_FILES, FilterSummary
+from .dedup import LanguageTasks, Removal, find_repeated_ids, plan_steps
+from .kept import clear_language, consolidate, manifest_of, read_manifest, write_manifest, write_removals
+from .runner import FilterSummary
 from .hub_files import HubListings, task_inputs
 from .sources import BadInput, SourceSpec, glob_base, iter_source
-from .tasks import FilterTask, run_filter_task, summary_of, task_folder
+from .tasks import FilterTask, finished, run_filter_task, summary_of, task_folder
 
 
 log = logging.getLogger(__name__)
@@ -78,9 +83,7 @@ def _sources(recipe: RecipeLike, language: str) -> list[SourceSpec]:
 def plan_tasks(recipe: RecipeLike, language: str, out_dir: Path, shard: tuple[int, int] = (0, 1)) -> list[FilterTask]:
     """The language's tasks, in input order. A `--shard i/n` run counts records across the files
     of a source, so there each source is one task (a source's records stay in one stream)."""
-    chain = [spec for spec in recipe.filters]
-    filters = tuple(json.dumps(spec.model_dump(), sort_keys=True) for spec in chain if spec.type not in DEDUP_BLOCKS)
-    dedup = DedupPlan.from_chain(chain)
+    filters, steps = plan_steps(recipe.filters)
     tasks: list[FilterTask] = []
     listings = HubListings(RunLayout(recipe.output_path).source_listings(language))
     for source in _sources(recipe, language):
@@ -89,7 +92,7 @@ def plan_tasks(recipe: RecipeLike, language: str, out_dir: Path, shard: tuple[in
         base = None if path.startswith("hf:") else glob_base(path)
         for file in files:
             index = len(tasks)
-            tasks.append(FilterTask(language, index, source.task_fields(), file, shard, filters, dedup, str(task_folder(out_dir, index)), base))
+            tasks.append(FilterTask(language, index, source.task_fields(), file, shard, tuple(filters), steps, str(task_folder(out_dir, index)), base))
     return tasks
 
 
@@ -100,28 +103,77 @@ def filter_languages(
     executor: Executor | None = None,
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
+    consolidate_files: bool = False,
 ) -> dict[str, FilterSummary]:
-    """Filter every language: all tasks on the executor at once, each language's dedup and merge
-    on the same workers as soon as its tasks are done (not one language after another on this
-    process at the end). Finished tasks (completion markers) are not run again."""
+    """Filter every language: all tasks on the executor at once, each language's reduce on the
+    same workers as soon as its tasks are done (not one language after another on this process
+    at the end). Finished tasks (completion markers) are not run again. `consolidate_files`
+    also writes each language's merged kept.jsonl and rejects.jsonl (kept.consolidate)."""
     executor = executor or make_executor()
     start = time.perf_counter()
     plans = {language: plan_tasks(recipe, language, output_dir_for(recipe, language, shard), shard) for language in languages}
-    tasks = [task for language in languages for task in plans[language]]
-    executor = executor.sized_for(_input_bytes(tasks))
-    merges, position = [], 0
+    summaries: dict[str, FilterSummary] = {}
+    pending = []
     for language in languages:
+        out_dir = output_dir_for(recipe, language, shard)
+        summary = current_summary(plans[language], out_dir)
+        if summary is not None:  # every task done as its manifest lists it: nothing to decide again
+            summaries[language] = summary
+            continue
+        clear_language(out_dir)
+        pending.append(language)
+    tasks = [task for language in pending for task in plans[language]]
+    merges, position = [], 0
+    for language in pending:
         count = len(plans[language])
-        merges.append(Group(LanguageMerge(tuple(plans[language]), str(output_dir_for(recipe, language, shard))), tuple(range(position, position + count))))
+        merges.append(Group(LanguageReduce(tuple(plans[language]), str(output_dir_for(recipe, language, shard))), tuple(range(position, position + count))))
         position += count
-    log.info("filter: %d task(s) for %d language(s) on the %s", len(tasks), len(languages), executor.describe())
-    merged = executor.map_reduce(run_filter_task, tasks, run_language_merge, merges, desc="filter tasks", progress=progress)
-    summaries = {}
-    for language, summary in zip(languages, merged):
-        summary.elapsed_s = time.perf_counter() - start
-        write_json(output_dir_for(recipe, language, shard) / "summary.json", summary.to_dict())
-        summaries[language] = summary
-    return summaries
+    if pending:
+        executor = executor.sized_for(_input_bytes(tasks))
+        log.info("filter: %d task(s) for %d language(s) on the %s", len(tasks), len(pending), executor.describe())
+        reduced = executor.map_reduce(run_filter_task, tasks, run_language_reduce, merges, desc="filter tasks", progress=progress)
+        for language, (summary, manifest) in zip(pending, reduced):
+            out_dir = output_dir_for(recipe, language, shard)
+            summary.elapsed_s = time.perf_counter() - start
+            write_json(out_dir / "summary.json", summary.to_dict())
+            write_manifest(out_dir, manifest)  # last: its presence says every file it lists is complete
+            drop_transient_files(plans[language])
+            summaries[language] = summary
+    for language in languages:
+        if consolidate_files:
+            consolidate(output_dir_for(recipe, language, shard))
+    return {language: summaries[language] for language in languages}
+
+
+def current_summary(tasks: list[FilterTask], out_dir: Path) -> FilterSummary | None:
+    """The language's summary when its manifest is current: every task finished with its key, and
+    the manifest lists exactly the files their markers do (so the reduce would decide the same)."""
+    manifest = read_manifest(out_dir)
+    summary_file = out_dir / "summary.json"
+    if manifest is None or not summary_file.is_file() or len(manifest["tasks"]) != len(tasks):
+        return None
+    for task, listed in zip(tasks, manifest["tasks"]):
+        done = finished(task)
+        if done is None or Path(task.folder).relative_to(out_dir).as_posix() != listed["folder"]:
+            return None
+        if {name: {k: v for k, v in entry.items() if k != "path"} for name, entry in listed["files"].items()} != done["files"]:
+            return None
+    removals = out_dir / manifest["removals"]["path"]
+    if not (out_dir / "quarantine.jsonl").is_file() or not removals.is_file() or removals.stat().st_size != manifest["removals"]["bytes"]:
+        return None
+    try:
+        return FilterSummary.from_dict(json.loads(summary_file.read_text(encoding="utf-8")))
+    except (ValueError, KeyError):
+        return None  # damaged: the reduce writes it again
+
+
+def drop_transient_files(tasks: list[FilterTask]) -> None:
+    """Once the manifest is written, what only the reduce needed (MinHash signatures: 512 bytes a
+    document) goes; a later reduce (a task changed) has the finished tasks make it again."""
+    for task in tasks:
+        for step in task.steps:
+            for name in step.transient_files:
+                (Path(task.folder) / name).unlink(missing_ok=True)
 
 
 def _input_bytes(tasks: list[FilterTask]) -> int | None:
@@ -141,96 +193,55 @@ def filter_language(
 
 
 @dataclass(frozen=True)
-class LanguageMerge:
+class LanguageReduce:
     """The reduce task of a language: its filter tasks (input order) and its output folder."""
 
     tasks: tuple[FilterTask, ...]
     out_dir: str
 
 
-def run_language_merge(merge: LanguageMerge, results: list[dict[str, Any]]) -> FilterSummary:
-    """`merge_language` as an executor reduce (runs in a worker process or on a Ray node)."""
-    return merge_language(list(merge.tasks), results, Path(merge.out_dir))
+def run_language_reduce(reduce: LanguageReduce, results: list[dict[str, Any]]) -> tuple[FilterSummary, dict[str, Any]]:
+    """`reduce_language` as an executor reduce (runs in a worker process or on a Ray node)."""
+    return reduce_language(list(reduce.tasks), results, Path(reduce.out_dir))
 
 
-DUPLICATE_ID = "duplicate_id"
-
-
-def merge_language(tasks: list[FilterTask], results: list[dict[str, Any]], out_dir: Path) -> FilterSummary:
-    """Reject repeated ids and dedup across `tasks`, then write the language's files from the
-    tasks' (input order). A kept document whose id was kept before in source order is rejected
-    as `duplicate_id`, with the first one's `first_file` and `first_line` (separate fields: file
-    names and hub ids hold `:`), so no later step ever sees two documents under one id."""
+def reduce_language(tasks: list[FilterTask], results: list[dict[str, Any]], out_dir: Path) -> tuple[FilterSummary, dict[str, Any]]:
+    """The whole-language decisions over `tasks`, from their ids and signatures only: repeated
+    ids first (a document dropped for its id is nobody's duplicate), then each language step.
+    Writes removals.jsonl and quarantine.jsonl; returns the summary and the manifest (the driver
+    writes both, the manifest last)."""
     summary = FilterSummary()
     for result in results:
         summary.add(summary_of(result))
     folders = [Path(t.folder) for t in tasks]
-    repeats = find_repeated_ids(folders)
-    plan = tasks[0].dedup if tasks else None
-    duplicates = find_duplicates(folders, plan, repeats) if plan else [{} for _ in tasks]
-    merge = _Merge(repeats, summary)
-    sinks = {name: AtomicFile(out_dir / name) for name in OUTPUT_FILES}
-    try:
-        for folder, rejected, repeated in zip(folders, duplicates, repeats):
-            merge.task(folder, rejected, repeated, sinks)
-        for sink in sinks.values():
-            sink.commit()
-    except BaseException:
-        for sink in sinks.values():
-            sink.discard()
-        raise
-    if plan:
-        dedup_stats = {"in": summary.kept + sum(len(r) for r in duplicates), "kept": summary.kept}
-        for rejected in duplicates:
-            for reason in rejected.values():
-                block, why, _ = reason.split(":", 2)
-                key = f"rejected:{why}"
-                dedup_stats[key] = dedup_stats.get(key, 0) + 1
-        summary.block_stats[plan.near_block or plan.exact_block] = dedup_stats
-    return summary
+    language = LanguageTasks(folders, [result["files"]["kept.jsonl"]["lines"] for result in results])
+    removals = find_repeated_ids(language)
+    excluded = np.zeros(language.size, dtype=bool)
+    for step in tasks[0].steps if tasks else ():
+        _exclude(language, excluded, removals)
+        documents_in = int((~excluded).sum())
+        decided = sorted(step.decide(language, excluded), key=lambda r: (r.task, r.row))
+        block, stats = step.stats(documents_in, decided)
+        summary.block_stats[block] = stats
+        removals += decided
+    for removal in sorted(removals, key=lambda r: (r.task, r.row)):  # counted in input order, as rejects are
+        summary.kept -= 1
+        summary.rejected[removal.counted_as] += 1
+    _merge_quarantine(folders, out_dir)
+    entry = write_removals(out_dir, removals)
+    return summary, manifest_of(out_dir, folders, [result["files"] for result in results], entry)
 
 
-class _Merge:
-    """Writes the tasks' files into the language's, in task order, turning the rows the reduce
-    rejected (repeated ids, duplicates) into rejects."""
+def _exclude(language: LanguageTasks, excluded: np.ndarray, removals: list[Removal]) -> None:
+    for removal in removals:
+        excluded[int(language.offsets[removal.task]) + removal.row] = True
 
-    def __init__(self, repeats: list[dict[int, int]], summary: FilterSummary) -> None:
-        self.firsts = {first for rows in repeats for first in rows.values()}
-        self.origins: dict[int, tuple[str, int]] = {}  # global row of a first -> its file and line
-        self.offset = 0  # global row of the current task's first kept row
-        self.summary = summary
-        self.scrub = Scrubber()
 
-    def task(self, folder: Path, rejected: dict[int, str], repeated: dict[int, int], sinks: dict[str, AtomicFile]) -> None:
-        for name in ("rejects.jsonl", "quarantine.jsonl"):
-            with open(folder / name, encoding="utf-8") as f:
+def _merge_quarantine(folders: list[Path], out_dir: Path) -> None:
+    """The tasks' quarantine files, in task order, as one (unreadable input: small, and read by
+    people, who want one file)."""
+    with AtomicFile(out_dir / "quarantine.jsonl") as sink:
+        for folder in folders:
+            with open(folder / "quarantine.jsonl", encoding="utf-8") as f:
                 for line in f:
-                    sinks[name].write(line)
-        rows = 0
-        with open(folder / "kept.jsonl", encoding="utf-8") as f:
-            for row, line in enumerate(f):
-                rows += 1
-                index = self.offset + row
-                if index in self.firsts:
-                    self.origins[index] = _origin(json.loads(line))
-                first = repeated.get(row)
-                reason = rejected.get(row)
-                if first is None and reason is None:
-                    sinks["kept.jsonl"].write(line)
-                    continue
-                self.summary.kept -= 1
-                if first is not None:
-                    file, line_number = self.origins[first]
-                    fields = {"reason": DUPLICATE_ID, "first_file": self.scrub(file), "first_line": line_number}
-                    self.summary.rejected[DUPLICATE_ID] += 1
-                else:
-                    fields = {"reason": self.scrub(reason)}
-                    self.summary.rejected[":".join(reason.split(":")[:2])] += 1
-                sinks["rejects.jsonl"].write_json_line({**json.loads(line), **fields})
-        self.offset += rows
-
-
-def _origin(row: dict[str, Any]) -> tuple[str, int]:
-    """The file and line (or row) a kept document was read from: its `origin` is `<file>:<n>`."""
-    file, _, position = row.get("metadata", {}).get("origin", "").rpartition(":")
-    return file, int(position) if position.isdigit() else 0
+                    sink.write(line)

@@ -1,7 +1,8 @@
 """Run a filter chain over a document stream; every document ends kept, rejected or quarantined.
 
-Outputs in the run folder (each written to a temporary name and renamed when complete, so a
-killed run leaves either the previous complete output or none, never a truncated file):
+Outputs in the given folder, a filter task's (each written to a temporary name and renamed when
+complete, so a killed run leaves either the previous complete output or none, never a truncated
+file; the language's readers go through filtering/kept.py):
 
     kept.jsonl        documents that passed every block (with what the blocks learned in metadata)
     rejects.jsonl     documents a block rejected, whole, with `reason` (`<block>:<why>`)

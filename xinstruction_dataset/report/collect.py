@@ -45,7 +45,7 @@ class Collected:
 
 def collect_language(files: LanguageFiles, book: SampleBook, collected: Collected, *, progress: bool = True) -> None:
     language, dist = files.language, collected.distributions
-    kept, pairs = LineIndex(files.kept_files()), LineIndex(files.pair_files())
+    kept, pairs = files.kept_index(), LineIndex(files.pair_files())
     try:
         probabilities: dict[str, float] = {}
         for doc in tqdm(kept.scan(lambda row: str(row["id"])), desc=f"report {language}: documents", unit="doc", disable=not progress):
@@ -123,7 +123,7 @@ def _add_example(collected: Collected, language: str, reason: str, example: Exam
 def _filter_examples(files: LanguageFiles, collected: Collected) -> None:
     """A few documents of each filter reject reason (the filter keeps them whole, with reason)."""
     wanted = {group_reason(reason) for reason in files.filter_summary.get("rejected", {})}
-    for seen, doc in enumerate(iter_jsonl(files.filter_reject_files())):
+    for seen, doc in enumerate(files.filter_rejects()):
         reason = group_reason(doc.get("reason", ""))
         _add_example(collected, files.language, reason, Example(str(doc.get("id", "")), "", (doc.get("text") or "")[:PREVIEW_CHARS]))
         if len(collected.examples[(files.language, reason)]) == EXAMPLES_PER_REASON:

@@ -1,9 +1,11 @@
 """What a report reads of a run folder (paths from `layout.RunLayout`), and nothing else.
 
 A report sits downstream of every step: it reads the filter and curation summaries, the curated
-shards, the curation rejects and work files, and the filtered documents, but never writes them.
-Big files are streamed; the filtered documents and the pool pairs are reached by byte offset
-(`LineIndex`), so joining a reject to its document's text needs no file in memory.
+shards, the curation rejects and work files, and the filtered documents and rejects (through
+filtering/kept.py, the one reader of a filtered folder: its manifest and removal list, or an
+older run's merged files), but never writes them. Big files are streamed; the filtered documents
+and the pool pairs are reached by byte offset (`LineIndex`), so joining a reject to its
+document's text needs no file in memory.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Iterator
 import yaml
 
 from ..errors import CorruptFile
+from ..filtering.kept import KeptDocuments, open_kept
 from ..layout import RunLayout
 
 
@@ -42,16 +45,25 @@ class LanguageFiles:
     filter_summary: dict[str, Any] = field(default_factory=dict)
     curation_summary: dict[str, Any] = field(default_factory=dict)
 
-    def kept_files(self) -> list[Path]:
-        """The filter's kept documents: one file, or one per filter shard."""
-        base = self.layout.filtered(self.language)
-        if (base / "kept.jsonl").is_file():
-            return [base / "kept.jsonl"]
-        return sorted(base.glob("shard-*/kept.jsonl"))
+    def kept(self) -> KeptDocuments | None:
+        """The filter's kept documents (None: the folder has none)."""
+        return open_kept(self.layout.filtered(self.language))
 
-    def filter_reject_files(self) -> list[Path]:
-        base = self.layout.filtered(self.language)
-        return [base / "rejects.jsonl"] if (base / "rejects.jsonl").is_file() else sorted(base.glob("shard-*/rejects.jsonl"))
+    def kept_index(self) -> "LineIndex":
+        """A `LineIndex` over the kept documents (removed rows left out), filled by `scan`."""
+        return LineIndex.of_kept(self.kept())
+
+    def filter_rejects(self) -> Iterator[dict[str, Any]]:
+        """The filter's rejects, in the order a merged rejects.jsonl held them."""
+        kept = self.kept()
+        if kept is None:
+            return
+        number = 0
+        try:
+            for number, row in enumerate(kept.rejects(), start=1):  # noqa: B007 - `number` names the bad row below
+                yield row
+        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+            raise _damaged(kept.where, error, number + 1) from None
 
     def curated_files(self) -> list[Path]:
         return sorted(self.layout.curated(self.language).glob("*.jsonl"))
@@ -131,16 +143,35 @@ class LineIndex:
     """Byte offsets of the JSON lines of some files, by a key of each line: `get(key)` reads that
     one line back. Memory holds the keys and offsets, never the text."""
 
-    def __init__(self, files: list[Path]) -> None:
+    def __init__(self, files: list[Path], lines: Iterator[tuple[Path, int, bytes]] | None = None) -> None:
         self.files = files
         self.offsets: dict[str, tuple[int, int]] = {}
         self._handles: dict[int, Any] = {}
+        self._lines = lines  # (file, offset, line) to scan instead of every line of `files`
+
+    @classmethod
+    def of_kept(cls, kept: KeptDocuments | None) -> "LineIndex":
+        """Over a filtered folder's documents: its removed rows are not scanned (nor found)."""
+        if kept is None:
+            return cls([])
+        files = [file for part in kept.parts for file in part.files]
+        return cls(files, kept.lines())
 
     def add(self, key: str, file_index: int, offset: int) -> None:
         self.offsets.setdefault(key, (file_index, offset))
 
     def scan(self, key_of) -> Iterator[dict[str, Any]]:
         """Read every line once, index it under `key_of(row)`, and yield the row."""
+        if self._lines is not None:
+            numbers = {path: index for index, path in enumerate(self.files)}
+            for path, offset, line in self._lines:
+                try:
+                    row = json.loads(line)
+                except ValueError as error:
+                    raise _damaged(path, error) from None
+                self.add(key_of(row), numbers[path], offset)
+                yield row
+            return
         for index, path in enumerate(self.files):
             with open(path, "rb") as f:
                 offset = 0

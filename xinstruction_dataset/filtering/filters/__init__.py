@@ -4,8 +4,8 @@ Importing this package registers every block, then takes the recipe union (`Filt
 which closes the registry: a new block's module is imported here, above the `.spec` import, as
 `from .word_count import WordCountFilter as WordCountFilter` (the `as` marks a re-export).
 Registry kinds (recipe `type:`): `language`, `length`, `boilerplate`, `repetition`, `markup`,
-`mojibake`; the dedup entries `exact_dedup`, `near_dedup` and `dedup` (dedup.py) are language-level
-steps whose options join the union.
+`mojibake`; the dedup entries `exact_dedup`, `near_dedup` and `dedup` are whole-language steps
+(filtering/dedup/, LANGUAGE_STEPS) whose options join the union.
 """
 
 # Every block module, before .spec (which takes the union): one line per filter file.
@@ -13,7 +13,6 @@ from .langid import LanguageFilter as LanguageFilter
 from .length import LengthFilter as LengthFilter
 from .heuristics import BoilerplateFilter as BoilerplateFilter, MarkupFilter as MarkupFilter
 from .heuristics import MojibakeFilter as MojibakeFilter, RepetitionFilter as RepetitionFilter
-from .dedup import DedupFilter as DedupFilter, ExactDedupFilter as ExactDedupFilter, NearDedupFilter as NearDedupFilter
 
 from .base import FILTERS, BaseFilter, FilterResult
 from .spec import FilterSpec, build_filter, parse_filter_spec

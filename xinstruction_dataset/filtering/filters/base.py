@@ -91,21 +91,3 @@ class BaseFilter(ABC):
         """The options this block was built with, as the block resolved them (a detector's default
         threshold filled in): its options model's dump without `type`."""
         return {} if self.options is None else self.options.model_dump(exclude={"type"})
-
-
-# The dedup blocks (filters/dedup.py) register here by name, outside FILTERS: in a run they are
-# not per-document blocks but language-level steps (filtering/duplicates.py), and they keep their
-# keyword constructors. This shim goes when they move to filtering/dedup/.
-DEDUP_FILTERS: dict[str, type[BaseFilter]] = {}
-
-
-def register(name: str) -> Callable[[type[BaseFilter]], type[BaseFilter]]:
-    """Class decorator of the dedup blocks only (see DEDUP_FILTERS); a filter block uses
-    `@FILTERS.register(ItsOptions)`."""
-
-    def wrap(cls: type[BaseFilter]) -> type[BaseFilter]:
-        cls.name = name
-        DEDUP_FILTERS[name] = cls
-        return cls
-
-    return wrap

@@ -1,9 +1,10 @@
 """A recipe's `filters:` entries, checked when the recipe loads: `FilterSpec` is the union of the
-options models registered in FILTERS (one per block, picked by `type`) and the dedup options;
-`build_filter` turns an entry into its block.
+options models registered in FILTERS (per-document blocks) and in LANGUAGE_STEPS (whole-language
+steps such as dedup, filtering/dedup/), picked by `type`; `build_filter` turns a block's entry into
+its block.
 
 Imported by filters/__init__.py after every block module, so the union sees every registration
-(taking it closes FILTERS: a block registered later is refused, naming the forgotten import).
+(taking it closes both registries: a kind registered later is refused, naming the forgotten import).
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from ...errors import UsageError
 from ...options import ConfigModel, readable_error
-from .base import DEDUP_FILTERS, FILTERS, BaseFilter
+from ..dedup import LANGUAGE_STEPS
+from .base import FILTERS, BaseFilter
 
-# dedup: its options join the union until it moves to filtering/dedup/ (its own registry).
-from .dedup import DedupOptions, ExactDedupOptions, NearDedupOptions
-
-FILTERS.union()  # closes the registry (see the module docstring)
-_MEMBERS = tuple(FILTERS.spec_model(kind) for kind in FILTERS.kinds()) + (ExactDedupOptions, NearDedupOptions, DedupOptions)
+FILTERS.union(), LANGUAGE_STEPS.union()  # closes the registries (see the module docstring)
+_MEMBERS = tuple(registry.spec_model(kind) for registry in (FILTERS, LANGUAGE_STEPS) for kind in registry.kinds())
 FilterSpec = Annotated[Union[_MEMBERS], Field(discriminator="type")]  # noqa: UP007 (a runtime tuple)
 _SPEC = TypeAdapter(FilterSpec)
 
@@ -39,8 +38,11 @@ def build_filter(spec: ConfigModel | dict[str, Any], language: str | None = None
     `{"type": "length", "min_chars": 200}`. Blocks that judge the target language get `language`
     unless the entry names one."""
     options = spec if isinstance(spec, BaseModel) else parse_filter_spec(spec)
-    if options.type in DEDUP_FILTERS:  # dedup: keyword constructors, until filtering/dedup/
-        return DEDUP_FILTERS[options.type](**options.model_dump(exclude={"type"}))
+    if options.type in LANGUAGE_STEPS.kinds():
+        raise UsageError(
+            f"{options.type!r} is a whole-language step, not a per-document filter: it runs over every task of a "
+            "language (filtering/dedup/, `plan_steps`); build it with LANGUAGE_STEPS"
+        )
     block = FILTERS.implementation(options.type)
     if block.needs_language and options.language is None:
         options = options.model_copy(update={"language": language})
