@@ -124,3 +124,20 @@ def test_two_different_near_duplicate_blocks_are_refused(specs, tmp_path):
 
     with pytest.raises(ValueError, match="one near-duplicate block"):
         plan_steps([parse_filter_spec(spec) for spec in specs])
+
+
+def test_every_language_step_kind_is_registered_implemented_and_a_filters_entry():
+    """A new language-level step is one file in filtering/dedup/ (its options model and its
+    `LanguageStep`, decorated `@LANGUAGE_STEPS.register(ItsOptions)`) and its name on the package
+    __init__'s import line: forgetting either fails here, as does a recipe `filters:` union that
+    does not offer it."""
+    import typing
+
+    import xinstruction_dataset.filtering.dedup as dedup_package
+    from plugin_checks import point_problems
+    from xinstruction_dataset.filtering.dedup import LANGUAGE_STEPS
+    from xinstruction_dataset.filtering.filters import FilterSpec
+
+    offered = {model.model_fields["type"].default for model in typing.get_args(typing.get_args(FilterSpec)[0])}
+    assert point_problems(LANGUAGE_STEPS, dedup_package, offered) == []
+    assert {"exact_dedup", "near_dedup", "dedup"} <= set(LANGUAGE_STEPS.kinds())

@@ -45,7 +45,7 @@ def test_a_dry_run_lists_steps_sources_and_endpoints_offline(tmp_path):
     for step in ("1. filter:", "2. dedup", "3. curate:", "4. export:"):
         assert step in out
     for code in LANGUAGE_CODES:
-        assert f"{code}: hf:uonlp/CulturaX:{code} [hub streaming" in out
+        assert f"{code}: hf:uonlp/CulturaX:{code} [hub: one task per data file, listed at the first run (not contacted now)" in out
     assert "generator: Qwen/Qwen2.5-72B-Instruct at http://tgi-gen-0:8080" in out
     assert "executor: Ray executor at auto" in out
     assert not (tmp_path / "run").exists()  # a dry run writes nothing

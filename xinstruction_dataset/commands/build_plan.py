@@ -5,6 +5,7 @@ be checked on a laptop with no network before it goes to a cluster."""
 from __future__ import annotations
 
 from ..filtering.dedup import LanguageStep, plan_steps
+from ..filtering.hub_files import HubListing, HubListings
 from ..layout import RunLayout
 from ..recipe import Recipe
 
@@ -28,9 +29,10 @@ def describe_build(recipe: Recipe, executor_line: str) -> str:
         "sources:",
     ]
     for language in recipe.languages:
+        listings = HubListings(layout.source_listings(language))
         for source in recipe.sources_for(language):
             path = recipe.resolve(source.path)
-            how = "hub streaming (not contacted now)" if path.startswith("hf:") else "local file(s)"
+            how = _hub_line(listings.get(source, path)) if path.startswith("hf:") else "local file(s)"
             lines.append(f"  {language}: {path} [{how}, text field {source.text_field!r}]")
     lines.append("endpoints:")
     for role, model in config.models.resolved().items():
@@ -45,3 +47,11 @@ def _steps_line(steps: tuple[LanguageStep, ...]) -> str:
     if not steps:
         return "none (the chain has no dedup block)"
     return "; ".join(step.describe() for step in steps) + " (a removal list: the text stays in the tasks' files)"
+
+
+def _hub_line(recorded: HubListing | None) -> str:
+    """A hub source is one task per data file: the files this folder recorded at its first
+    listing, or, before that, listed by the first real run (a dry run asks the Hub nothing)."""
+    if recorded is None:
+        return "hub: one task per data file, listed at the first run (not contacted now)"
+    return f"hub: {len(recorded.files)} data file(s) at commit {recorded.commit[:12]}, as recorded"

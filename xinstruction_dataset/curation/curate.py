@@ -48,7 +48,7 @@ from .engine import Engine, LanguageJob
 from .estimate import Estimate, estimate_language, fleet_speed, per_document
 from .flow import build_stages
 from .labelling import LabelSink, documents
-from .merge import LanguageMerge
+from .merge import CurationMerge
 from .versions import Versions, folder_versions
 
 logger = logging.getLogger(__name__)
@@ -297,7 +297,7 @@ class Curation:
     # -- merge phase ---------------------------------------------------------------------------
 
     def merge(self, language: str, report: LanguageReport) -> None:
-        merged = LanguageMerge(self.layout, self.config, self.cache, self._embedder, language, progress=self.progress).run()
+        merged = CurationMerge(self.layout, self.config, self.cache, self._embedder, language, progress=self.progress).run()
         report.counts, report.rejected, report.curated = merged.counts, merged.rejected, merged.curated
 
 

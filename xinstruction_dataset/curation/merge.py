@@ -38,7 +38,7 @@ class Merged:
     shards: int
 
 
-class LanguageMerge:
+class CurationMerge:
     def __init__(self, layout: RunLayout, config: CurationConfig, cache, embedder: Callable[[], Embedder], language: str, *, progress: bool = True) -> None:
         self.layout, self.config, self.cache, self.language, self.progress = layout, config, cache, language, progress
         self.embedder = embedder  # built on first use: a language with no pair loads no model

@@ -1,5 +1,6 @@
-"""Filter tasks: deterministic slices of a language's input, one per source file (a hub stream,
-or a `--shard i/n` run, is one task per source). A task runs the chain's filter blocks, writes
+"""Filter tasks: deterministic slices of a language's input, one per source file (a hub
+source's data files too, filtering/hub_files.py; a hub source that cannot be listed, or a
+`--shard i/n` run, is one task per source). A task runs the chain's filter blocks, writes
 kept / rejects / quarantine / summary into its own folder, with what the language steps need of
 each kept document (`ids.json`, the dedup arrays: filtering/dedup/signatures.py), and last a
 completion marker (`done.json`) holding the task's key and what it wrote (sizes and checksums of

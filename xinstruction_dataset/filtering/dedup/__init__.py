@@ -10,8 +10,8 @@ clusters -> a removal list, not a rewrite of the text).
     dedup_step.py     the dedup kinds, registered as language steps
 
 A new step kind is one file with its options model and a function registered with
-`@LANGUAGE_STEPS.register(Options)`, plus its import line below (and its options model in the
-chain's union, filtering/filters/spec.py).
+`@LANGUAGE_STEPS.register(Options)`, plus its import line below; its options join the recipe's
+`filters:` union by themselves (filtering/filters/spec.py takes this registry's union).
 """
 
 from . import dedup_step  # noqa: F401 - registers exact_dedup, near_dedup, dedup
