@@ -14,7 +14,6 @@ completion marker is written after them.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +94,5 @@ def load_signatures(folder: Path) -> np.ndarray:
 
 def _save_array(path: Path, array: np.ndarray) -> None:
     """np.save, complete or absent (the task's completion marker is written after it)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
+    with AtomicFile(path, binary=True) as f:
+        np.save(f.file, array)
