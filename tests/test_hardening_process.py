@@ -27,6 +27,7 @@ import yaml
 
 from corpora import read_corpus
 from xinstruction_dataset.errors import EXIT_ENVIRONMENT, EXIT_USAGE
+from xinstruction_dataset.filtering.pipeline import DEFAULT_FILTERS
 from xinstruction_dataset.recipe import Recipe
 
 CLI = [sys.executable, "-m", "xinstruction_dataset.cli"]
@@ -122,7 +123,9 @@ def wait_until(condition, timeout: float, step: float = 0.05) -> bool:
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["SIGTERM", "SIGHUP"])
 def test_a_stop_signal_to_the_main_process_stops_the_workers_and_releases_the_lock(tmp_path: Path, signum: int, code: int) -> None:
-    recipe = write_recipe(tmp_path, big_corpus(tmp_path))
+    # The default chain (language ID, repetition, dedup...), not just `length`: the tasks alone
+    # must outlast the workers' start-up, now that no merge rewrites the text after them.
+    recipe = write_recipe(tmp_path, big_corpus(tmp_path), filters=DEFAULT_FILTERS)
     lock = tmp_path / "run" / "run" / "lock.json"
     # A session of its own: the signal goes to the main process alone, as `kill PID` sends it.
     process = subprocess.Popen(
