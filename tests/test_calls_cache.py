@@ -138,6 +138,89 @@ def test_a_stored_result_survives_sigkill(tmp_path):
         assert all(cache.get(key) == Completion("x" * 200) for key in reported)
 
 
+# --- storing results off the event loop -----------------------------------------------------
+
+
+class SlowCommitCache(CallCache):
+    """A call cache whose commits take `commit_s` (a slow disk): records each commit's size."""
+
+    def __init__(self, path, commit_s: float, fail: BaseException | None = None) -> None:
+        super().__init__(path)
+        self.commit_s, self.fail = commit_s, fail
+        self.commits: list[int] = []
+
+    def put_many(self, results) -> None:
+        time.sleep(self.commit_s)
+        if self.fail is not None:
+            raise self.fail
+        super().put_many(results)
+        self.commits.append(len(results))
+
+
+def test_the_event_loop_runs_on_while_a_result_is_committed(tmp_path):
+    """A commit happens in a worker thread: the loop keeps ticking (reading answers, sending
+    requests) meanwhile, and the caller resumes only once its result is stored."""
+    from xinstruction_dataset.llm.calls import CallScheduler
+
+    async def main(cache):
+        scheduler = CallScheduler(ScriptedBackend(), cache)
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0)
+        result = await scheduler.complete(req("stored"))
+        ticker.cancel()
+        return result, ticks
+
+    with SlowCommitCache(tmp_path / "calls.sqlite", commit_s=0.3) as cache:
+        result, ticks = asyncio.run(main(cache))
+        assert result.ok and result.key in cache and cache.commits == [1]
+    assert ticks >= 10, f"the loop ticked {ticks} times in a 0.3 s commit"
+
+
+def test_results_answered_during_a_commit_are_stored_by_one_commit(tmp_path):
+    from xinstruction_dataset.llm.calls import CallScheduler
+
+    async def main(cache):
+        scheduler = CallScheduler(ScriptedBackend(concurrency=8, delay=lambda p: 0.0 if p == "first" else 0.05), cache)
+        return await asyncio.gather(*(scheduler.complete(req(p)) for p in ["first", *"abcdefg"]))
+
+    with SlowCommitCache(tmp_path / "calls.sqlite", commit_s=0.2) as cache:
+        results = asyncio.run(main(cache))
+        assert all(r.ok and r.key in cache for r in results)
+        assert cache.commits == [1, 7]  # "first" alone; the 7 answered while it was committed, together
+        assert sum(row["kind"] == "paid" for row in ledger_rows(cache)) == 8
+
+
+def test_a_failed_commit_reaches_every_caller_of_its_batch(tmp_path):
+    from xinstruction_dataset.errors import EnvironmentFault
+    from xinstruction_dataset.llm.calls import CallScheduler
+
+    async def main(cache):
+        scheduler = CallScheduler(ScriptedBackend(concurrency=4), cache)
+        return await asyncio.gather(*(scheduler.complete(req(p)) for p in "abc"), return_exceptions=True)
+
+    full = EnvironmentFault("the call cache could not store a result (database or disk is full)")
+    with SlowCommitCache(tmp_path / "calls.sqlite", commit_s=0.0, fail=full) as cache:
+        outcomes = asyncio.run(main(cache))
+        assert all(outcome is full for outcome in outcomes) and len(cache) == 0
+
+
+def ledger_rows(cache: CallCache) -> list[dict]:
+    import sqlite3
+
+    cache.flush()
+    with sqlite3.connect(cache.path) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM ledger ORDER BY id")]
+
+
 # --- CallRunner ---------------------------------------------------------------------------
 
 
