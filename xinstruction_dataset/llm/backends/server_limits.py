@@ -11,7 +11,8 @@ has (anything but 404/405) is the source:
   `max_total_tokens`; no slot count (the recipe's `max_concurrency` stays the limit).
 - `/get_server_info` (SGLang; its http_server.py answers the server arguments merged with the
   scheduler's info): `max_running_requests` (when set) as `max_concurrent_requests`,
-  `max_req_input_len` as `max_input_tokens`, `context_length` (when set) as `max_total_tokens`.
+  `max_req_input_len` as `max_input_tokens`, `context_length` (when set) less one as
+  `max_total_tokens` (its tokenizer manager refuses input + max_new_tokens >= context_length).
 
 The load gauges of a `/metrics` route (Prometheus text; vLLM's `vllm:num_requests_running` and
 `vllm:num_requests_waiting`) are read by `read_load`: how many requests the server was running and
@@ -102,7 +103,8 @@ def _server_info(body: Any) -> dict[str, Any]:
     return _present(
         max_concurrent_requests=_positive(body.get("max_running_requests"), "max_running_requests"),
         max_input_tokens=_positive(body.get("max_req_input_len"), "max_req_input_len"),
-        max_total_tokens=_positive(body.get("context_length"), "context_length"),
+        # SGLang refuses a request whose input + max_new_tokens reaches context_length: one token less.
+        max_total_tokens=_minus_one(_positive(body.get("context_length"), "context_length")),
         model_id=body.get("model_path") if isinstance(body.get("model_path"), str) else None,
     )
 
@@ -141,6 +143,10 @@ def _positive(value: Any, name: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} is not a positive integer: {value!r}")
     return value
+
+
+def _minus_one(value: int | None) -> int | None:
+    return value - 1 if value is not None and value > 1 else value
 
 
 def _present(**values: Any) -> dict[str, Any]:
