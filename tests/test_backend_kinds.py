@@ -13,7 +13,6 @@ import time
 
 import pytest
 
-from tgi_server import TGIServer
 from xinstruction_dataset.errors import UsageError
 from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, RetryableError, build_backend, model_spec
 from xinstruction_dataset.llm.cache import CallCache
@@ -253,6 +252,7 @@ def test_an_endpoint_that_disappears_gets_no_new_request(start_tgi_server, tmp_p
     assert seen["second"] > 0 and attempts(second) == seen["second"]
     assert attempts(first) + attempts(second) == 60
     assert not backend.pool.known[second.url].serving
+    assert backend.endpoint_stats()[second.url]["limit"] == 0 and backend.endpoint_stats()[first.url]["limit"] == 2
 
 
 def test_requests_in_flight_on_a_vanished_server_are_retried_elsewhere(start_tgi_server, tmp_path):

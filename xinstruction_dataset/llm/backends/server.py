@@ -449,10 +449,11 @@ class ServerBackend(LLMBackend):
 
     def endpoint_stats(self) -> dict[str, dict[str, Any]]:
         """Per endpoint met: attempts, successes, failed attempts, slots, in flight, whether it
-        serves now, and the server's own load gauges when it was asked (vLLM's /metrics)."""
+        serves now, and the server's own load gauges when it was asked (vLLM's /metrics). One
+        that no longer serves offers no slot (limit and window 0): it gets no new request."""
         return {
-            e.url: {**e.stats.__dict__, "limit": e.limit, "window": e.window, "in_flight": e.in_flight,
-                    "serving": e.serving, **({"server_load": dict(e.load)} if e.load else {})}
+            e.url: {**e.stats.__dict__, "limit": e.limit if e.serving else 0, "window": e.window if e.serving else 0,
+                    "in_flight": e.in_flight, "serving": e.serving, **({"server_load": dict(e.load)} if e.load else {})}
             for e in self.pool.known.values()
         }
 
