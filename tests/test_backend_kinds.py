@@ -31,7 +31,7 @@ NUCLEUS = GenerationParams(max_new_tokens=8, temperature=0.7, top_p=0.9, top_k=4
 # 5 slots, max_input_tokens 300 and max_total_tokens 400, and a spec capped at 8 a server.
 LIMITS = {
     "vllm": ("/v1/models", 8, None, 400),  # vLLM tells no slot count: the recipe's cap
-    "sglang": ("/get_server_info", 5, 300, 399),  # input + new tokens must stay below context_length
+    "sglang": ("/server_info", 5, 300, 399),  # input + new tokens must stay below context_length
     "llamacpp": ("/props", 5, None, 400),
     "tgi": ("/info", 5, 300, 400),
     "openai": ("/v1/models", 8, None, None),  # OpenAI tells neither: the recipe's
@@ -346,3 +346,12 @@ def test_a_recipe_with_tgi_completions_loads_with_one_line_per_entry(caplog, tmp
     recipe = Recipe.from_dict(data, base_dir=tmp_path)
     assert recipe.curation.models.spec("judge").backend == "tgi"
     assert len([r for r in caplog.records if r.name == TGI_LOGGER]) == 1
+
+
+def test_sglang_before_the_rename_is_read_at_get_server_info(start_tgi_server, tmp_path):
+    """An SGLang without `/server_info` (404) still tells its limits at `/get_server_info`."""
+    server = start_tgi_server(flavour="sglang", model_id=MODEL, slots=3)
+    server.server_info_paths = ("/get_server_info",)
+    backend = served("sglang", [server.url])
+    assert failures(run_all(backend, tmp_path, [("x", LLMRequest(prompt="hi", params=NUCLEUS))])) == {}
+    assert backend.pool.endpoints[0].limits_source == "/get_server_info" and backend.max_concurrency == 3

@@ -8,7 +8,7 @@ completions), `GET /info`, `GET /health`, and `GET /stats` (the request log, bel
 `"props"` (llama.cpp's `GET /props`: `default_generation_settings.n_ctx` = `max_total_tokens`,
 `total_slots` = `max_concurrent_requests`), `"models"` (vLLM's `GET /v1/models`: `data[0].max_model_len`
 = `max_total_tokens`, no slot count; the `openai` flavour's has no max_model_len, as OpenAI's),
-`"server_info"` (SGLang's `GET /get_server_info`: `max_running_requests` = `max_concurrent_requests`,
+`"server_info"` (SGLang's `GET /server_info`, and `GET /get_server_info`, its deprecated alias: `max_running_requests` = `max_concurrent_requests`,
 `max_req_input_len` = `max_input_tokens`, `context_length` = `max_total_tokens`; also `/v1/models`)
 or `"none"`; `has_info=False` is `"none"`. The `vllm` flavour also serves `GET /metrics`
 (Prometheus text: `vllm:num_requests_running` and `vllm:num_requests_waiting`, the requests in a
@@ -34,7 +34,7 @@ It refuses what the real servers refuse, with their status codes and messages (`
   in its error envelope since v0.10.1 (`{"error": {"message", "type": "BadRequestError", "param",
   "code": 400}}`): "This model's maximum context length is N tokens. However, you requested M
   output tokens and your prompt contains T input tokens, for a total of T+M tokens. ..."
-- `"sglang"`: no TGI native route, limits from `/get_server_info`; 400 in SGLang's ErrorResponse
+- `"sglang"`: no TGI native route, limits from `/server_info`; 400 in SGLang's ErrorResponse
   (`{"object": "error", "message", "type": "BadRequest", "param": null, "code": 400}`) for what its
   SamplingParams.verify refuses (python/sglang/srt/sampling/sampling_params.py: temperature < 0,
   top_p outside (0, 1], top_k other than -1 or >= 1 (0 included), max_new_tokens < 0) and for its
@@ -309,6 +309,7 @@ class TGIServer:
         self.has_info = self.has_info and self.limits_route == "info"
         self.completion_bodies: list[dict[str, Any]] = []  # bodies POST /v1/completions received
         self.chat_bodies: list[dict[str, Any]] = []  # bodies POST /v1/chat/completions received
+        self.server_info_paths = ("/server_info", "/get_server_info")  # SGLang's (an older one has only the second)
         self.port = port
         self.attempts: Counter[str] = Counter()  # every generation request, by prompt
         self.successes: Counter[str] = Counter()  # generation requests answered 200 with a result
@@ -671,7 +672,7 @@ class TGIServer:
         }]}
 
     def server_info(self) -> dict[str, Any]:
-        """SGLang's `GET /get_server_info`: its server arguments (a few of the many), the
+        """SGLang's `GET /server_info`: its server arguments (a few of the many), the
         scheduler's info and the per-DP internal states, in one object."""
         return {
             "model_path": self.model_id, "tokenizer_path": self.model_id, "host": "127.0.0.1", "port": self.port,
@@ -776,7 +777,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, app.props())
         elif self.path == "/v1/models" and app.limits_route in ("models", "server_info"):
             self._send(200, app.models())
-        elif self.path == "/get_server_info" and app.limits_route == "server_info":
+        elif self.path in app.server_info_paths and app.limits_route == "server_info":
             self._send(200, app.server_info())
         elif self.path == "/metrics" and app.flavour == "vllm":
             self._send_raw(200, app.metrics().encode("utf-8"), "text/plain; version=0.0.4; charset=utf-8")

@@ -9,8 +9,8 @@ has (anything but 404/405) is the source:
   output together) as `max_total_tokens`, `total_slots` as `max_concurrent_requests`.
 - `/v1/models` (vLLM, SGLang, OpenAI-compatible servers): `data[0].max_model_len` as
   `max_total_tokens`; no slot count (the recipe's `max_concurrency` stays the limit).
-- `/get_server_info` (SGLang; its http_server.py answers the server arguments merged with the
-  scheduler's info): `max_running_requests` (when set) as `max_concurrent_requests`,
+- `/server_info` and `/get_server_info` (SGLang's, the older name now a deprecated alias; its
+  http_server.py answers the server arguments merged with the scheduler's info): `max_running_requests` (when set) as `max_concurrent_requests`,
   `max_req_input_len` as `max_input_tokens`, `context_length` (when set) less one as
   `max_total_tokens` (its tokenizer manager refuses input + max_new_tokens >= context_length).
 
@@ -153,5 +153,6 @@ def _present(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-_PARSERS = {"/info": _info, "/props": _props, "/v1/models": _models, "/get_server_info": _server_info}
+_PARSERS = {"/info": _info, "/props": _props, "/v1/models": _models, "/server_info": _server_info,
+            "/get_server_info": _server_info}
 LIMIT_ROUTES = tuple(_PARSERS)  # the routes a kind may name in LIMIT_SOURCES
