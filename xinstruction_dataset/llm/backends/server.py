@@ -59,7 +59,7 @@ from huggingface_hub.utils import build_hf_headers, get_async_session
 from ...errors import UsageError
 from ...redact import scrub_secrets
 from ...retry import RetryPolicy, retrying
-from ..endpoints import EndpointSource, StaticEndpoints
+from ..endpoints import POLL_S, EndpointSource, StaticEndpoints
 from ..ledger import host_port, note_server
 from .base import BackendError, Completion, ContextLimits, GenerationParams, LLMBackend, LLMRequest, RetryableError
 from .remote import HF_HOSTS, InputTooLong, is_hf_host
@@ -80,7 +80,6 @@ except ImportError:  # pragma: no cover - depends on the installed huggingface_h
 
 logger = logging.getLogger(__name__)
 
-POLL_S = 0.2  # how often a request waiting for an endpoint asks the source again (llm/endpoints.py polls as often)
 REFITS = 3  # times a request refused as too long is fitted again with a recalibrated estimate
 
 
@@ -349,7 +348,8 @@ class EndpointPool:
                     left = self.wait_s - (now - empty_since)
                     if left <= 0:
                         raise RetryableError(f"no endpoint serving {self.model} (waited {self.wait_s:g}s for one)")
-                    timeout = min(POLL_S, left)  # nothing will be released: ask the source again soon
+                    # Nothing will be released to wake this: ask the source again as often as it rereads.
+                    timeout = min(POLL_S, left)
                 else:
                     empty_since = None
                 try:
