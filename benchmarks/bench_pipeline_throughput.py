@@ -39,6 +39,9 @@ Scenarios (targets from the issues; 4 is the bar for 1-3 to beat):
   7  10 languages x 300, 2 drivers (`curation.drivers: 2`), 2 endpoints   share >= 0.95
   8  a client-bound fleet: 4 servers x 128 slots x 10 ms (fixed), 10 languages x 300,
      1 driver vs 2: requests/s with 2 >= 1.4 x with 1; CPU-ms per request of each driver
+  9  as 1, the server started by the tool (`serve:` with tests/tgi_server.py as its command):
+     the time from `build` start to the server published and to its first request (the server
+     stops with the run, so its request log is read while it runs: no share)
   4  distilabel 1.5 Pipeline: LoadDataFromDicts -> TextGeneration (the instruction prompt) ->
      TextGeneration (the three-level judge prompt), InferenceEndpointsLLM on the chat route (no
      tokenizer here), as many rows as scenario 2; input batch sizes --distilabel-batches are tried
@@ -86,7 +89,7 @@ from pathlib import Path
 
 import yaml
 
-from _common import (ROOT, busy_slots, combined_stats, default_distilabel_python, distilabel_unavailable, tgi_servers,
+from _common import (ROOT, TGI_DEFAULT_QUEUE, TGI_SERVER, busy_slots, combined_stats, default_distilabel_python, distilabel_unavailable, tgi_servers,
                      write_corpus, xinstruction_command)
 
 ALL_LANGUAGES = ["fi", "id", "th", "tr", "vi", "bn", "hi", "sw", "ta", "ur"]
@@ -112,6 +115,7 @@ class Scenario:
     slots: int | None = None  # per server (None: --slots)
     latency: float | None = None  # mean service time (None: --latency)
     services: tuple[str, ...] | None = None  # service-time kinds it runs with (None: --service-time)
+    managed: bool = False  # the tool starts the server (`serve:`)
 
 
 @dataclass
@@ -175,6 +179,8 @@ def scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
                       f"{args.fleet_slots} slots x {args.fleet_latency * 1000:g} ms", many, args.fleet_docs,
                       endpoints=args.fleet_servers, drivers=(1, 2), slots=args.fleet_slots, latency=args.fleet_latency,
                       queue=args.fleet_slots, services=("fixed",)),
+        "9": Scenario("9", f"9: {len(many)} langs x {args.docs_per_language}, 1 endpoint started by the tool", many,
+                      args.docs_per_language, managed=True),
     }
 
 FLEET_TARGET = 1.4  # scenario 8: requests/s with 2 drivers over 1
@@ -183,10 +189,12 @@ START_S, END_S = 5.0, 5.0  # the span's start-up and drain, left out of its stea
 
 # --- documents and recipes ----------------------------------------------------------------------
 
-def write_recipe(folder: Path, scenario: Scenario, urls: list[str], drivers: int = 1) -> Path:
+def write_recipe(folder: Path, scenario: Scenario, urls: list[str], drivers: int = 1, serve: dict | None = None) -> Path:
     sources = [{"path": str(write_corpus(lang, scenario.docs_per_language, folder / "corpora" / f"{lang}.jsonl")),
                 "language": lang} for lang in scenario.languages]
     model = {"backend": "tgi", "model": "bench/curation-model", "endpoints": urls}
+    if serve is not None:
+        model = {"backend": "tgi", "model": "bench/curation-model", "serve": serve}
     recipe = {
         "name": f"bench-pipeline-{scenario.key}",
         "languages": scenario.languages,
@@ -318,7 +326,55 @@ def measure(row: Row, command: list[str], urls: list[str], log: Path, env: dict[
     return row
 
 
+def run_managed(args: argparse.Namespace, scenario: Scenario, service: str, folder: Path, drivers: int = 1) -> Row:
+    """Scenario 9: `build` starts the server itself; the time to its publication and its first request."""
+    command = [sys.executable, str(TGI_SERVER), "--port", "{port}", "--slots", str(args.slots), "--latency",
+               str(args.latency), "--max-concurrent-requests", str(TGI_DEFAULT_QUEUE), *server_options(args, service)]
+    serve = {"model": "bench/curation-model", "command": command, "replicas": 1, "gpus_per_replica": 0}
+    recipe = write_recipe(folder, scenario, [], drivers, serve=serve)
+    row = Row(scenario.title, service, scenario.docs_per_language * len(scenario.languages), drivers=drivers)
+    published = folder / "run" / "run" / "servers" / "generator.endpoints.json"
+    seen: dict[str, float] = {}
+    started = time.monotonic()
+    done = threading.Event()
+
+    def watch() -> None:  # the endpoints file, then the server's first answered request
+        while not done.is_set() and "first" not in seen:
+            try:
+                urls = [e["url"] for e in json.loads(published.read_text())["endpoints"]]
+            except (OSError, ValueError, KeyError):
+                urls = []
+            if urls:
+                seen.setdefault("published", time.monotonic())
+                try:
+                    stats = combined_stats(urls)
+                except OSError:
+                    stats = {"count": 0}
+                if stats["count"]:
+                    seen["first"] = stats["first_arrival"]
+            done.wait(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with open(folder / "build.log", "w") as out:
+        code = subprocess.run([xinstruction_command(), "build", str(recipe), "--no-progress"], stdout=out,
+                              stderr=subprocess.STDOUT, cwd=folder).returncode
+    row.wall = time.monotonic() - started
+    done.set()
+    watcher.join()
+    if "first" in seen:
+        row.before = seen["first"] - started
+    row.extra["log"] = (f"published {seen['published'] - started:.1f} s after the start" if "published" in seen
+                        else "never published")
+    if code != 0:
+        tail = (folder / "build.log").read_text(errors="replace").strip().splitlines()[-3:]
+        row.note = f"exit {code}: {' | '.join(tail)} (log: {folder / 'build.log'})"
+    return row
+
+
 def run_build(args: argparse.Namespace, scenario: Scenario, service: str, folder: Path, drivers: int = 1) -> Row:
+    if scenario.managed:
+        return run_managed(args, scenario, service, folder, drivers)
     options = server_options(args, service)
     if scenario.queue is not None:  # after the default 128: the last one given counts
         options += ["--max-concurrent-requests", str(scenario.queue)]
@@ -451,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run: few documents and rows")
-    parser.add_argument("--scenario", action="append", choices=["1", "2", "3", "4", "5", "6", "7", "8"],
+    parser.add_argument("--scenario", action="append", choices=["1", "2", "3", "4", "5", "6", "7", "8", "9"],
                         help="run only these scenarios (repeatable; default: all)")
     parser.add_argument("--service-time", action="append", choices=SERVICE_TIMES, help="default: both")
     parser.add_argument("--slots", type=int, default=32, help="slots per endpoint")
