@@ -24,7 +24,6 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -156,25 +155,18 @@ class CallCache:
     def put(self, key: str, model_id: str, request: LLMRequest, completion: Completion, entry: LedgerEntry | None = None) -> None:
         """Store a result durably (committed on return) and clear any earlier failure of `key`;
         `entry`, the call's ledger row, is committed with it."""
-        self.put_many([(key, model_id, request, completion, entry)])
-
-    def put_many(self, results: Sequence[tuple[str, str, LLMRequest, Completion, LedgerEntry | None]]) -> None:
-        """Store several results as `put` stores one, in one transaction (committed on return):
-        calls answered together cost one commit. The rows are serialised before the lock is taken."""
-        payloads = [
-            (
-                (key, model_id, json.dumps(request_to_dict(request), ensure_ascii=False),
-                 json.dumps(asdict(completion), ensure_ascii=False), time.time()),
-                entry,
-            )
-            for key, model_id, request, completion, entry in results
-        ]
+        payload = (
+            key,
+            model_id,
+            json.dumps(request_to_dict(request), ensure_ascii=False),
+            json.dumps(asdict(completion), ensure_ascii=False),
+            time.time(),
+        )
         with self._lock:
             with self._transaction():
-                for payload, entry in payloads:
-                    self._conn.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?)", payload)
-                    self._conn.execute("DELETE FROM failures WHERE key = ?", (payload[0],))
-                    self._write_ledger(entry)
+                self._conn.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?)", payload)
+                self._conn.execute("DELETE FROM failures WHERE key = ?", (key,))
+                self._write_ledger(entry)
 
     def record_failure(self, key: str, model_id: str, request: LLMRequest, error: str, entry: LedgerEntry | None = None) -> None:
         """Record that the call `key` failed for good in this run (counted across runs), with

@@ -21,11 +21,6 @@ Every request also ends as one ledger row (llm/ledger.py), labelled with what th
 the call is for (`CallLabel`): paid, cached, shared (the same key was in flight) or failed, with
 its tokens, the server that answered, and its time queued for a slot and in service.
 
-A fresh result is stored off the event loop (`_GroupCommit`): the calls answered while a commit
-is under way are stored together by the next one, in a worker thread, and each caller resumes
-once its own result is committed. The loop meanwhile reads the next answers and sends the next
-requests: a commit on the loop (~0.25 ms) would hold every slot whose answer waits behind it.
-
 Every request ends as exactly one `CallResult`: a completion (fresh or from the cache) or an
 error, which is also recorded in the cache's failures table so a resumed run retries it. A reply
 is checked before it is stored (`backends.base.unstorable`): one the cache cannot hold (a lone
@@ -147,7 +142,6 @@ class CallScheduler:
         self.last_error = ""
         self._slots: asyncio.Condition | None = None
         self._same_key: dict[str, asyncio.Future[Completion]] = {}
-        self._store = _GroupCommit(cache)
         self.totals = RunningTotals()  # this run's paid calls and tokens (budgets, the live view)
         self.busy_s = 0.0  # seconds with at least one call in flight (GPU-hour prices)
         self._busy_since: float | None = None
@@ -241,8 +235,8 @@ class CallScheduler:
             entry = self._entry(key, "paid", label, request, completion, call.endpoint, call.arrived, call.clock, call.served)
             # Stored before anyone sees it (its ledger row in the same commit): a kill after this
             # line never repeats the call, nor counts it twice.
-            self.totals.add(entry)  # counted at once, as budgets read it before admitting the next document
-            await self._store.put((key, self.backend.model_id, request, completion, entry))
+            self.cache.put(key, self.backend.model_id, request, completion, entry)
+            self.totals.add(entry)
             call.entry = entry
             future.set_result(completion)
             return completion
@@ -280,59 +274,6 @@ class CallScheduler:
                 self._slots.notify()
         self.stats.completion_tokens += completion.completion_tokens or 0
         return completion
-
-
-class _GroupCommit:
-    """Stores results in a worker thread, every result waiting at that moment in one commit
-    (`CallCache.put_many`; SQLite runs without the GIL). `await put(result)` returns once that
-    result is committed, or raises what the commit raised (a full disk stops the run as before).
-    No thread outlives its work: the first result of a quiet spell starts a drain job in the
-    loop's default executor, which commits until nothing waits, then ends."""
-
-    def __init__(self, cache: CallCache) -> None:
-        self.cache = cache
-        self._lock = threading.Lock()
-        self._waiting: list[tuple[tuple, asyncio.Future[None]]] = []
-        self._draining = False
-
-    async def put(self, result: tuple) -> None:
-        loop = asyncio.get_running_loop()
-        stored: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            self._waiting.append((result, stored))
-            start, self._draining = not self._draining, True
-        if start:
-            loop.run_in_executor(None, self._drain, loop)
-        await stored
-
-    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
-        while True:
-            with self._lock:
-                batch, self._waiting = self._waiting, []
-                if not batch:
-                    self._draining = False
-                    return
-            error: BaseException | None = None
-            try:
-                self.cache.put_many([result for result, _ in batch])
-            except BaseException as failure:  # noqa: BLE001 - handed to every caller of the batch, who raise it
-                error = failure
-            try:
-                loop.call_soon_threadsafe(_settle, [stored for _, stored in batch], error)
-            except RuntimeError:  # the loop is closed: its callers are gone (what was committed stays)
-                with self._lock:
-                    self._waiting, self._draining = [], False
-                return
-
-
-def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
-    for stored in futures:
-        if stored.done():  # its caller was cancelled meanwhile
-            continue
-        if error is None:
-            stored.set_result(None)
-        else:
-            stored.set_exception(error)
 
 
 class _Drive:
