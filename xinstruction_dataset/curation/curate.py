@@ -8,7 +8,10 @@ Two phases, so a corpus can be split across machines:
   when the filter ran sharded, shard i takes the filter's shard i folder as it is).
 - merge (needs every shard's work files), per language: embed, cluster and pick over the whole
   language, then write `curated/<lang>/` and the merged rejects and summary (merge.py).
-A run without `shard` does both for shard 0/1.
+A run without `shard` does both for shard 0/1. With `curation.drivers: K` > 1 the label phase
+runs as K driver tasks on the recipe's executor, each labelling a partition of every language's
+documents (by id), and the lead combines their parts before the merge (drivers.py): the same
+bytes as one driver.
 
 Resume: every LLM call and embedding is stored in the call cache before it is used, and every
 stage is a deterministic function of its inputs and those stored results, so a run killed at any
@@ -39,7 +42,8 @@ from ..filtering.runner import group_reasons
 from ..layout import RunLayout
 from ..llm.backends.base import LLMBackend
 from ..llm.calls import CallScheduler
-from ..llm.ledger import read_rows, read_runs, stage_counters, summarise
+from ..llm.cache import cache_files, driver_cache
+from ..llm.ledger import new_run_id, read_rows, read_runs, stage_counters, summarise
 from ..storage import write_json, write_text
 from .budget import Budget, BudgetReached
 from .config import ROLES, CurationConfig, ModelsConfig
@@ -120,6 +124,7 @@ class CurationRecipe(Protocol):
     languages: list[str]
     curation: Any  # a CurationConfig, or its mapping
     output_path: Path
+    executor: Any  # the `executor:` spec the labelling drivers run on (curation.drivers > 1)
 
     def resolve(self, path: str) -> str: ...
 
@@ -127,8 +132,13 @@ class CurationRecipe(Protocol):
 class Curation:
     """One curation run over a recipe (see `run_curation`)."""
 
-    def __init__(self, recipe: CurationRecipe, *, models: Models | None = None, progress: bool = True, command: str = "curate"):
+    def __init__(
+        self, recipe: CurationRecipe, *, models: Models | None = None, progress: bool = True, command: str = "curate",
+        driver: tuple[int, int] | None = None, run_id: str | None = None,
+    ):
         self.recipe = recipe
+        self.driver = driver  # (k, K): this is labelling driver k of K (drivers.py); None: the lead, or the only one
+        self.run_id = run_id or new_run_id()  # a multi-driver run's drivers share the lead's
         self.config = CurationConfig.from_dict(recipe.curation)
         self.layout = RunLayout(recipe.output_path)
         self.progress = progress
@@ -147,8 +157,16 @@ class Curation:
         if self._cache is None:
             from ..llm.cache import CallCache
 
-            self._cache = CallCache(self.cache_path, command=self.command)
+            # Written: the configured file, or this driver's own; read besides: every other file of
+            # the set (a folder labelled with drivers before, the other drivers').
+            path = self.cache_path if self.driver is None else driver_cache(self.cache_path, self.driver[0])
+            self._cache = CallCache(path, command=self.command, run_id=self.run_id, configured=self.cache_path)
         return self._cache
+
+    def cache_files(self) -> list[Path]:
+        """Every call-cache file of the run folder (the ledger's rows are in all of them)."""
+        self.cache.flush()
+        return cache_files(self.cache_path)
 
     @property
     def models(self) -> Models:
@@ -187,7 +205,7 @@ class Curation:
 
     def documents(self, language: str, shard: tuple[int, int]):
         found = self.kept(language, shard)
-        return documents(found.documents(), language, None if found.presharded else shard)
+        return documents(found.documents(), language, None if found.presharded else shard, self.driver)
 
     def label(self, languages: list[str], shard: tuple[int, int], reports: dict[str, LanguageReport], versions: Versions) -> list[str]:
         """Label every language's shard in one engine run (see engine.py), with the folder's
@@ -196,7 +214,7 @@ class Curation:
         meta = {"models": self.models.ids(), "config": self.config.to_dict(), **versions.record()}
         jobs = []
         for language in languages:
-            sink = LabelSink(self.layout, language, shard)
+            sink = LabelSink(self.layout, language, shard, self.driver)
             jobs.append(LanguageJob(language, self.documents(language, shard), sink, _finisher(sink, meta, reports[language])))
         schedulers = self._schedulers()
         distinct = list({id(s): s for s in schedulers.values()}.values())
@@ -214,16 +232,23 @@ class Curation:
 
     def _count_calls(self, reports: dict[str, LanguageReport]) -> None:
         """Each language's call counters of this run: a view of the ledger."""
-        rows = read_rows(self.cache_path, "run = ?", (self.cache.run_id,))
+        rows = read_rows(self.cache_files(), "run = ?", (self.cache.run_id,))
         for language, report in reports.items():
             report.calls = Counter(stage_counters(r for r in rows if r["language"] == language))
+
+    def stopped_by(self, limit: str) -> None:
+        """A driver stopped at the budget's `limit`: the lead's budget says so (its message reads
+        the whole folder's spending)."""
+        if self.budget is None:
+            self.budget = Budget(self.config.budget, self.config.cost.prices(), self.cache, [], self.config.cost.currency)
+        self.budget.reached = limit
 
     # -- ledger files ----------------------------------------------------------------------------
 
     def write_ledger_files(self, languages: list[str], reports: dict[str, LanguageReport]) -> None:
         """`run/ledger.json` (every run of the folder) and `curation/<lang>/ledger.json`."""
-        self.cache.flush()
-        rows, runs = read_rows(self.cache_path), read_runs(self.cache_path)
+        files = self.cache_files()
+        rows, runs = read_rows(files), read_runs(files)
         cost = self.config.cost
         options = {"runs": runs, "prices": cost.prices(), "gpus": cost.gpus(), "currency": cost.currency}
         curated = {language: self._curated(language, reports.get(language)) for language in {*languages, *(r["language"] for r in rows if r["language"])}}
@@ -258,8 +283,8 @@ class Curation:
             currency=self.config.cost.currency,
         )
         asyncio.run(engine.run(jobs))
-        self.cache.flush()
-        mine, every = read_rows(self.cache_path, "run = ?", (self.cache.run_id,)), read_rows(self.cache_path)
+        files = self.cache_files()
+        mine, every = read_rows(files, "run = ?", (self.cache.run_id,)), read_rows(files)
         prices = self.config.cost.prices()
         documents = per_document(mine, prices)
         populations = self._populations(languages)
@@ -340,12 +365,19 @@ def run_curation(
     models: Models | None = None,
     progress: bool = True,
     force: bool = False,
+    executor: Any = None,
+    command: str = "curate",
 ) -> list[LanguageReport]:
     """Curate the recipe's languages. `shard=(i, n)` with n > 1 labels only that shard; `merge`
     only merges finished shards; neither does both for the whole corpus. `models` replaces the
-    recipe's backends (tests). `force` relabels a folder made with older rules with the current
-    judge parser and instruction checks (versions.py)."""
-    curation = Curation(recipe, models=models, progress=progress)
+    recipe's backends (tests; one driver only: each driver builds its own). `force` relabels a
+    folder made with older rules with the current judge parser and instruction checks
+    (versions.py). `executor` (an `execution.Executor`; default: the recipe's) runs the
+    labelling drivers when `curation.drivers` > 1."""
+    curation = Curation(recipe, models=models, progress=progress, command=command)
+    drivers = curation.config.drivers
+    if drivers > 1 and models is not None:
+        raise ValueError("models= replaces the backends of one process: with curation.drivers > 1 each driver builds its own")
     shard = shard or (0, 1)
     languages = list(languages or recipe.languages)
     label, do_merge = not merge, merge or shard[1] == 1
@@ -359,7 +391,16 @@ def run_curation(
         if label:
             for language in languages:  # fail on a missing input before any call is paid for
                 curation.kept(language, shard)
-            labelled = curation.label(languages, shard, reports, versions)
+            if drivers == 1:
+                labelled = curation.label(languages, shard, reports, versions)
+            else:
+                from ..execution import make_executor
+                from .drivers import label_with_drivers
+
+                executor = executor if executor is not None else make_executor(getattr(recipe, "executor", None))
+                labelled = label_with_drivers(curation, languages, shard, reports, versions, executor)
+                curation.cache.flush()
+                curation._count_calls(reports)
         for language in languages if do_merge else ():
             if language in labelled:  # a language a budget stop left half-labelled keeps its old outputs
                 curation.merge(language, reports[language])

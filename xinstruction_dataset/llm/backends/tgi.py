@@ -40,7 +40,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from huggingface_hub import AsyncInferenceClient, get_token
 from huggingface_hub.utils import build_hf_headers, get_async_session
@@ -100,6 +100,7 @@ class Endpoint:
     _client_loop: asyncio.AbstractEventLoop | None = None
     _http: Any = None  # huggingface_hub's get_async_session() client (route `completions`)
     _http_loop: asyncio.AbstractEventLoop | None = None
+    share: Callable[[int], int] | None = None  # this driver's part of the server's slots (curation/drivers.py)
 
     def __post_init__(self) -> None:
         self.window = self.ramp_start
@@ -115,7 +116,8 @@ class Endpoint:
         if self.info is None:
             return 1
         reported = self.info.get("max_concurrent_requests")
-        return min(self.cap, int(reported)) if reported else self.cap
+        limit = min(self.cap, int(reported)) if reported else self.cap
+        return self.share(limit) if self.share is not None else limit
 
     @property
     def capacity(self) -> int:
@@ -320,6 +322,11 @@ class TGIBackend(LLMBackend):
     def max_concurrency(self) -> int:  # type: ignore[override]
         """Slots over all endpoints: what the server said where it was asked, else the cap."""
         return sum(e.limit if e.info is not None else e.cap for e in self.pool.endpoints)
+
+    def share_slots(self, share: Callable[[int], int]) -> None:
+        """Several drivers use these servers: each endpoint's limit becomes `share(limit)`."""
+        for endpoint in self.pool.endpoints:
+            endpoint.share = share
 
     def endpoint_stats(self) -> dict[str, dict[str, Any]]:
         """Per endpoint: attempts, successes, failed attempts, slots, in flight."""

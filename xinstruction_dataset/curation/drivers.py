@@ -1,0 +1,197 @@
+"""Many labelling drivers, one fleet: `curation.drivers: K` runs the label phase as K driver tasks
+on the recipe's executor (worker processes of this machine, or Ray tasks), so the client's CPU
+(about 1.5 ms a request) stops bounding a large fleet.
+
+    lead (curate / build; holds run/lock.json)
+      |-- map: run_driver(task k) for k < K          each builds its own Models from the recipe,
+      |     labels the documents whose id hashes to k (labelling.driver_of) of every language
+      |     (one engine, as a single driver does), writes its parts of the shard's work files
+      |     and its calls to <cache>.d/driver-<k>.sqlite; marks itself done
+      |-- per language whose parts are all done: combine the parts into the shard's work files
+      '-- merge (diversify + export), per language, in the lead: as with one driver
+
+Why the merges run in the lead and not as reduce tasks: every language's parts are finished by
+every driver at about the same time (each driver interleaves all languages), so a reduce could
+not start earlier; the lead builds the embedding model once for every language (a reduce task
+would load it once per language); and the merge stores embeddings in the call cache, which in
+the lead is the configured (legacy) file that only the lead writes, on one machine.
+
+Output: the combined work files are the bytes one driver writes (labelling.combine_parts), and
+the merge is the single-driver merge, so curated/, rejects, judge replies and summary.json are
+byte-identical for any K reading the same cache. A folder may be resumed with another K: the
+parts of every count are removed before the drivers start (the calls are in the cache; a
+driver relabels its documents from it) and after they are combined, so no part is merged twice.
+
+Calls: driver k writes its own cache file (cache.driver_cache) and reads the legacy file and the
+other drivers' (cache.cache_files) for lookups, so a resumed run, with any K, pays only the calls
+no file holds: for a driver that was SIGKILLed, its calls in flight. Every driver of a run
+shares the lead's run id, so the ledger counts one run.
+
+Slots: the drivers share each server's slots (`SlotShare`): driver k of the A drivers still
+active gets limit // A slots, one more for the limit % A lowest ranks, so the shares sum to the
+server's limit; a driver that finishes leaves a marker in run/drivers/<run id>/ and the others
+take its slots (shares only grow). A server with fewer slots than drivers still gets a slot from
+each (it queues the extra requests).
+
+Budget: each driver's `Budget` counts the whole folder's ledger, the other drivers' files
+included (read again every `budget.REFRESH_S`), and stops admitting documents on its own; the
+lead raises `BudgetReached` (exit 1) naming the limit when any driver stopped, and leaves the
+languages not labelled whole by every driver unmerged. Drivers admit independently, so the
+first stop may pass a limit by what every driver's in-flight documents cost.
+
+Progress: the lead shows one bar of driver tasks; the drivers' live views are off (K of them
+would draw over each other). `curate --estimate` stays single-driver (it measures a sample).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..execution import Executor
+from ..execution.local import LocalExecutor
+from ..layout import RunLayout
+from ..storage import write_json
+from .versions import Versions
+
+if TYPE_CHECKING:
+    from .curate import Curation
+
+logger = logging.getLogger(__name__)
+
+SHARE_POLL_S = 0.5  # how often a driver looks for the done markers of the others
+
+
+class SlotShare:
+    """Driver `driver` of `drivers`'s share of a server's slots (see the module docstring):
+    a callable the server backend applies to each endpoint's limit. Cheap: the markers are
+    listed at most every `SHARE_POLL_S` seconds."""
+
+    def __init__(self, folder: Path, driver: int, drivers: int) -> None:
+        self.folder, self.driver, self.drivers = folder, driver, drivers
+        self._active = list(range(drivers))
+        self._read_at = float("-inf")
+
+    def __call__(self, limit: int) -> int:
+        if time.monotonic() - self._read_at > SHARE_POLL_S:
+            self._refresh()
+        active = self._active
+        rank, count = active.index(self.driver), len(active)
+        return max(1, limit // count + (rank < limit % count))
+
+    def active(self) -> list[int]:
+        """The drivers not done yet (this one always: it is asking)."""
+        self._refresh()
+        return list(self._active)
+
+    def _refresh(self) -> None:
+        done = {number for number in range(self.drivers) if self.marker(number).exists()}
+        self._active = [number for number in range(self.drivers) if number not in done or number == self.driver]
+        self._read_at = time.monotonic()
+
+    def marker(self, driver: int) -> Path:
+        return self.folder / f"driver-{driver}.done"
+
+    def join(self) -> None:
+        """A driver (re)starting: a marker of an earlier attempt of it (a retried task) goes."""
+        self.marker(self.driver).unlink(missing_ok=True)
+
+    def leave(self) -> None:
+        """Done: no call of this driver is in flight any more; the others take its slots."""
+        write_json(self.marker(self.driver), {"driver": self.driver, "pid": os.getpid(), "host": os.uname().nodename})
+
+
+def share_slots(backend: Any, share: SlotShare) -> None:
+    """Give a backend the driver's share of its servers' slots. Backends without server slots of
+    their own (the embedded model, a test's in-process fake) have none to share."""
+    hook = getattr(backend, "share_slots", None)
+    if callable(hook):
+        hook(share)
+
+
+@dataclass(frozen=True)
+class DriverTask:
+    """One driver's work, picklable (it goes to a worker process or a Ray task)."""
+
+    recipe: Any  # the recipe.Recipe (with its base_dir): the driver builds its models from it
+    languages: tuple[str, ...]
+    shard: tuple[int, int]
+    driver: tuple[int, int]  # (k, K)
+    run_id: str  # the lead's: every driver's ledger rows are one run
+    versions: Versions
+    command: str
+
+
+@dataclass(frozen=True)
+class DriverResult:
+    driver: int
+    finished: tuple[str, ...]  # the languages whose part it wrote (all, unless the budget stopped it)
+    stopped: str | None  # the budget limit that stopped it
+    pid: int
+
+
+def run_driver(task: DriverTask) -> DriverResult:
+    """A driver task: label driver k's documents of every language of the shard (see the module
+    docstring). Builds its own models from the recipe; takes no run lock (the lead holds it)."""
+    from .curate import Curation, LanguageReport
+
+    layout = RunLayout(task.recipe.output_path)
+    share = SlotShare(layout.drivers_folder(task.run_id), *task.driver)
+    share.join()
+    curation = Curation(task.recipe, progress=False, command=task.command, driver=task.driver, run_id=task.run_id)
+    try:
+        for backend in {id(b): b for b in curation.models.by_role.values()}.values():
+            share_slots(backend, share)
+        reports = {language: LanguageReport(language) for language in task.languages}
+        finished = curation.label(list(task.languages), task.shard, reports, task.versions)
+        stopped = curation.budget.reached if curation.budget is not None else None
+    finally:
+        curation.close()
+    share.leave()
+    return DriverResult(task.driver[0], tuple(finished), stopped, os.getpid())
+
+
+def driver_executor(executor: Executor, drivers: int) -> Executor:
+    """The executor the drivers run on: on this machine, one worker process per driver whatever
+    `executor.workers` says (a driver waits on its servers, not a core, and drivers run one after
+    another would hold slots for the ones not started); a cluster's executor as it is."""
+    if isinstance(executor, LocalExecutor):
+        return LocalExecutor(workers=drivers, retries=executor.retries)
+    return executor
+
+
+def label_with_drivers(curation: "Curation", languages: list[str], shard: tuple[int, int], reports: dict, versions: Versions, executor: Executor) -> list[str]:
+    """The lead's label phase with `curation.config.drivers` drivers; the languages labelled
+    whole (their parts combined into the shard's work files), as `Curation.label` returns."""
+    from .labelling import combine_parts, parts_done, remove_parts
+
+    count, layout = curation.config.drivers, curation.layout
+    for language in languages:  # parts of a killed run or of another driver count: never merged
+        remove_parts(layout, language, shard)
+    tasks = [
+        DriverTask(curation.recipe, tuple(languages), shard, (k, count), curation.run_id, versions, curation.command)
+        for k in range(count)
+    ]
+    runner = driver_executor(executor, count)
+    logger.info("labelling with %d drivers on the %s", count, runner.describe())
+    try:
+        results: list[DriverResult] = runner.map(run_driver, tasks, desc=f"label ({count} drivers)", progress=curation.progress)
+    finally:
+        shutil.rmtree(layout.drivers_folder(curation.run_id), ignore_errors=True)
+    finished = [
+        language for language in languages
+        if all(language in result.finished for result in results) and parts_done(layout, language, shard, count)
+    ]
+    for language in finished:
+        counts, rejected = combine_parts(layout, language, shard, count)
+        reports[language].counts, reports[language].rejected = counts, rejected
+    curation.unfinished = [language for language in languages if language not in finished]
+    stopped = next((result.stopped for result in results if result.stopped), None)
+    if stopped is not None:
+        curation.stopped_by(stopped)
+    return finished
