@@ -242,3 +242,27 @@ def test_a_driver_sigkilled_mid_run_repeats_only_calls_in_flight(tmp_path: Path,
     model.calls.clear()
     finish(curate(killed))
     assert not model.calls
+
+
+def test_a_budget_stop_with_drivers_exits_1_and_resumes_to_the_same_output(tmp_path: Path, server: TGIServer, model: CountingReply) -> None:
+    clean = write_recipe(tmp_path / "clean", server.url, drivers=2, max_concurrency=1)
+    finish(curate(clean))
+    total = sum(model.calls.values())
+    model.calls.clear()
+
+    # One slot per driver: documents are admitted two at a time, so the budget has a say.
+    stopped = write_recipe(tmp_path / "stopped", server.url, drivers=2, max_concurrency=1)
+    process = curate(stopped, "--max-calls", str(total // 3))
+    out, _ = process.communicate(timeout=300)
+    text = out.decode(errors="replace")
+    assert process.returncode == 1, text[-3000:]
+    assert "error: budget reached: curation.budget.max_calls is" in text and "sw" in text.split("budget reached", 1)[1]
+    assert not (tmp_path / "stopped" / "curation" / "sw" / "summary.json").exists()  # not labelled whole: not merged
+    paid = sum(model.calls.values())
+    assert paid < total
+    ledger = json.loads((tmp_path / "stopped" / "run" / "ledger.json").read_text())
+    assert ledger["total"]["paid"] == paid  # both drivers' files
+
+    finish(curate(stopped, "--max-calls", str(10 * total)))
+    assert sum(model.calls.values()) - paid <= total - paid + SLOTS  # the rest, and at most the calls in flight at the stop again
+    assert every_output(tmp_path / "stopped") == every_output(tmp_path / "clean")

@@ -31,12 +31,15 @@ import asyncio
 import functools
 import json
 import logging
+import os
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..execution import Executor, make_executor
 from ..filtering.kept import KeptDocuments, open_kept
 from ..filtering.runner import group_reasons
 from ..layout import RunLayout
@@ -51,7 +54,8 @@ from .diversify import Embedder, build_embedder
 from .engine import Engine, LanguageJob
 from .estimate import Estimate, estimate_language, fleet_speed, per_document
 from .flow import build_stages
-from .labelling import LabelSink, documents
+from .drivers import DriverResult, DriverTask, SlotShare, driver_executor, share_slots
+from .labelling import LabelSink, combine_parts, documents, parts_done, remove_parts
 from .merge import CurationMerge
 from .versions import Versions, folder_versions
 
@@ -356,6 +360,55 @@ def _finisher(sink: LabelSink, meta: dict[str, Any], report: LanguageReport):
     return finish
 
 
+def run_driver(task: DriverTask) -> DriverResult:
+    """A driver task: label driver k's documents of every language of the shard (see the module
+    docstring). Builds its own models from the recipe; takes no run lock (the lead holds it)."""
+    layout = RunLayout(task.recipe.output_path)
+    share = SlotShare(layout.drivers_folder(task.run_id), *task.driver)
+    share.join()
+    curation = Curation(task.recipe, progress=False, command=task.command, driver=task.driver, run_id=task.run_id)
+    try:
+        for backend in {id(b): b for b in curation.models.by_role.values()}.values():
+            share_slots(backend, share)
+        reports = {language: LanguageReport(language) for language in task.languages}
+        finished = curation.label(list(task.languages), task.shard, reports, task.versions)
+        stopped = curation.budget.reached if curation.budget is not None else None
+    finally:
+        curation.close()
+    share.leave()
+    return DriverResult(task.driver[0], tuple(finished), stopped, os.getpid())
+
+
+def label_with_drivers(curation: Curation, languages: list[str], shard: tuple[int, int], reports: dict, versions: Versions, executor: Executor) -> list[str]:
+    """The lead's label phase with `curation.config.drivers` drivers; the languages labelled
+    whole (their parts combined into the shard's work files), as `Curation.label` returns."""
+    count, layout = curation.config.drivers, curation.layout
+    for language in languages:  # parts of a killed run or of another driver count: never merged
+        remove_parts(layout, language, shard)
+    tasks = [
+        DriverTask(curation.recipe, tuple(languages), shard, (k, count), curation.run_id, versions, curation.command)
+        for k in range(count)
+    ]
+    runner = driver_executor(executor, count)
+    logger.info("labelling with %d drivers on the %s", count, runner.describe())
+    try:
+        results: list[DriverResult] = runner.map(run_driver, tasks, desc=f"label ({count} drivers)", progress=curation.progress)
+    finally:
+        shutil.rmtree(layout.drivers_folder(curation.run_id), ignore_errors=True)
+    finished = [
+        language for language in languages
+        if all(language in result.finished for result in results) and parts_done(layout, language, shard, count)
+    ]
+    for language in finished:
+        counts, rejected = combine_parts(layout, language, shard, count)
+        reports[language].counts, reports[language].rejected = counts, rejected
+    curation.unfinished = [language for language in languages if language not in finished]
+    stopped = next((result.stopped for result in results if result.stopped), None)
+    if stopped is not None:
+        curation.stopped_by(stopped)
+    return finished
+
+
 def run_curation(
     recipe: CurationRecipe,
     *,
@@ -394,9 +447,6 @@ def run_curation(
             if drivers == 1:
                 labelled = curation.label(languages, shard, reports, versions)
             else:
-                from ..execution import make_executor
-                from .drivers import label_with_drivers
-
                 executor = executor if executor is not None else make_executor(getattr(recipe, "executor", None))
                 labelled = label_with_drivers(curation, languages, shard, reports, versions, executor)
                 curation.cache.flush()

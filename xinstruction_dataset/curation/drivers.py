@@ -39,30 +39,25 @@ lead raises `BudgetReached` (exit 1) naming the limit when any driver stopped, a
 languages not labelled whole by every driver unmerged. Drivers admit independently, so the
 first stop may pass a limit by what every driver's in-flight documents cost.
 
+The orchestration is curate.py's (`label_with_drivers` in the lead, `run_driver` the task: they
+drive a `Curation`); this module holds what they share.
+
 Progress: the lead shows one bar of driver tasks; the drivers' live views are off (K of them
 would draw over each other). `curate --estimate` stays single-driver (it measures a sample).
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..execution import Executor
 from ..execution.local import LocalExecutor
-from ..layout import RunLayout
 from ..storage import write_json
 from .versions import Versions
-
-if TYPE_CHECKING:
-    from .curate import Curation
-
-logger = logging.getLogger(__name__)
 
 SHARE_POLL_S = 0.5  # how often a driver looks for the done markers of the others
 
@@ -135,27 +130,6 @@ class DriverResult:
     pid: int
 
 
-def run_driver(task: DriverTask) -> DriverResult:
-    """A driver task: label driver k's documents of every language of the shard (see the module
-    docstring). Builds its own models from the recipe; takes no run lock (the lead holds it)."""
-    from .curate import Curation, LanguageReport
-
-    layout = RunLayout(task.recipe.output_path)
-    share = SlotShare(layout.drivers_folder(task.run_id), *task.driver)
-    share.join()
-    curation = Curation(task.recipe, progress=False, command=task.command, driver=task.driver, run_id=task.run_id)
-    try:
-        for backend in {id(b): b for b in curation.models.by_role.values()}.values():
-            share_slots(backend, share)
-        reports = {language: LanguageReport(language) for language in task.languages}
-        finished = curation.label(list(task.languages), task.shard, reports, task.versions)
-        stopped = curation.budget.reached if curation.budget is not None else None
-    finally:
-        curation.close()
-    share.leave()
-    return DriverResult(task.driver[0], tuple(finished), stopped, os.getpid())
-
-
 def driver_executor(executor: Executor, drivers: int) -> Executor:
     """The executor the drivers run on: on this machine, one worker process per driver whatever
     `executor.workers` says (a driver waits on its servers, not a core, and drivers run one after
@@ -163,35 +137,3 @@ def driver_executor(executor: Executor, drivers: int) -> Executor:
     if isinstance(executor, LocalExecutor):
         return LocalExecutor(workers=drivers, retries=executor.retries)
     return executor
-
-
-def label_with_drivers(curation: "Curation", languages: list[str], shard: tuple[int, int], reports: dict, versions: Versions, executor: Executor) -> list[str]:
-    """The lead's label phase with `curation.config.drivers` drivers; the languages labelled
-    whole (their parts combined into the shard's work files), as `Curation.label` returns."""
-    from .labelling import combine_parts, parts_done, remove_parts
-
-    count, layout = curation.config.drivers, curation.layout
-    for language in languages:  # parts of a killed run or of another driver count: never merged
-        remove_parts(layout, language, shard)
-    tasks = [
-        DriverTask(curation.recipe, tuple(languages), shard, (k, count), curation.run_id, versions, curation.command)
-        for k in range(count)
-    ]
-    runner = driver_executor(executor, count)
-    logger.info("labelling with %d drivers on the %s", count, runner.describe())
-    try:
-        results: list[DriverResult] = runner.map(run_driver, tasks, desc=f"label ({count} drivers)", progress=curation.progress)
-    finally:
-        shutil.rmtree(layout.drivers_folder(curation.run_id), ignore_errors=True)
-    finished = [
-        language for language in languages
-        if all(language in result.finished for result in results) and parts_done(layout, language, shard, count)
-    ]
-    for language in finished:
-        counts, rejected = combine_parts(layout, language, shard, count)
-        reports[language].counts, reports[language].rejected = counts, rejected
-    curation.unfinished = [language for language in languages if language not in finished]
-    stopped = next((result.stopped for result in results if result.stopped), None)
-    if stopped is not None:
-        curation.stopped_by(stopped)
-    return finished
