@@ -318,8 +318,9 @@ class Curation:
         return {role: by_backend.setdefault(id(b), CallScheduler(b, self.cache)) for role, b in self.models.by_role.items()}
 
     def _total(self, languages: list[str], shard: tuple[int, int]) -> int | None:
-        """Documents to label, for the progress bar: known without reading them when unsharded."""
-        if shard[1] > 1:
+        """Documents to label, for the progress bar: known without reading them when unsharded
+        (a driver's part is known only by reading them)."""
+        if shard[1] > 1 or self.driver is not None:
             return None
         return sum(self.kept(language, shard).count() for language in languages)
 
