@@ -14,6 +14,7 @@ TGI-protocol test server, which counts every generation it answers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -32,9 +33,11 @@ from corpora import read_corpus
 from test_curate_faults import outputs, reply
 from tgi_server import TGIServer
 
-from xinstruction_dataset.curation.drivers import SlotShare
+from xinstruction_dataset.curation.drivers import SlotShare, share_slots
 from xinstruction_dataset.curation.labelling import driver_of, shard_of
 from xinstruction_dataset.fingerprint import fingerprint
+from xinstruction_dataset.llm.backends import build_backend
+from xinstruction_dataset.llm.backends.base import LLMRequest
 from xinstruction_dataset.llm.cache import cache_files, driver_cache
 from xinstruction_dataset.llm.ledger import read_rows
 from xinstruction_dataset.recipe import Recipe
@@ -147,6 +150,24 @@ def test_slot_share_sums_to_the_limit_and_grows_when_a_driver_is_done(tmp_path: 
     assert shares[2].active() == [2] and shares[2](5) == 5
     shares[1].join()  # a retried driver 1 takes a share again
     assert shares[2].active() == [1, 2]
+
+
+def test_a_server_backend_takes_its_drivers_share_of_each_endpoint(tmp_path: Path, start_tgi_server) -> None:
+    servers = [start_tgi_server(slots=5), start_tgi_server(slots=8)]
+    spec = {"backend": "tgi", "model": "test/echo-model", "endpoints": [s.url for s in servers], "ramp_start": 8}
+    limits = []
+    for driver in range(2):
+        backend = build_backend(spec)
+        share_slots(backend, SlotShare(tmp_path, driver, 2))
+
+        async def ask() -> None:
+            await asyncio.gather(*(backend.acomplete(LLMRequest(prompt=f"hello {i}")) for i in range(4)))
+            await backend.aclose()
+
+        asyncio.run(ask())
+        limits.append([backend.endpoint_stats()[s.url]["limit"] for s in servers])
+    assert limits == [[3, 4], [2, 4]]  # per endpoint, the shares sum to its limit
+    assert sum(sum(pair) for pair in limits) == 5 + 8
 
 
 def test_two_drivers_write_what_one_writes_and_resume_with_any_count(tmp_path: Path, server: TGIServer, model: CountingReply) -> None:
