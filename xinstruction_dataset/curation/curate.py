@@ -54,7 +54,7 @@ from .diversify import Embedder, build_embedder
 from .engine import Engine, LanguageJob
 from .estimate import Estimate, estimate_language, fleet_speed, per_document
 from .flow import build_stages
-from .drivers import DriverResult, DriverTask, SlotShare, driver_executor, share_slots
+from .drivers import DriverResult, DriversProgress, DriverTask, SlotShare, driver_executor, reporting_progress, share_slots
 from .labelling import LabelSink, combine_parts, documents, parts_done, remove_parts
 from .merge import CurationMerge
 from .versions import Versions, folder_versions
@@ -151,6 +151,7 @@ class Curation:
         self._cache = None
         self.budget: Budget | None = None
         self.unfinished: list[str] = []  # languages a budget stop left not labelled whole
+        self.sinks: list[LabelSink] = []  # the label phase's, while it runs (a driver reports their counts)
 
     @property
     def cache_path(self) -> Path:
@@ -220,6 +221,7 @@ class Curation:
         for language in languages:
             sink = LabelSink(self.layout, language, shard, self.driver)
             jobs.append(LanguageJob(language, self.documents(language, shard), sink, _finisher(sink, meta, reports[language])))
+        self.sinks = [job.sink for job in jobs]
         schedulers = self._schedulers()
         distinct = list({id(s): s for s in schedulers.values()}.values())
         if self.config.budget.limits:
@@ -364,15 +366,16 @@ def _finisher(sink: LabelSink, meta: dict[str, Any], report: LanguageReport):
 def run_driver(task: DriverTask) -> DriverResult:
     """A driver task: label driver k's documents of every language of the shard (see the module
     docstring). Builds its own models from the recipe; takes no run lock (the lead holds it)."""
-    layout = RunLayout(task.recipe.output_path)
-    share = SlotShare(layout.drivers_folder(task.run_id), *task.driver)
+    folder = RunLayout(task.recipe.output_path).drivers_folder(task.run_id)
+    share = SlotShare(folder, *task.driver)
     share.join()
     curation = Curation(task.recipe, progress=False, command=task.command, driver=task.driver, run_id=task.run_id)
     try:
         for backend in {id(b): b for b in curation.models.by_role.values()}.values():
             share_slots(backend, share)
         reports = {language: LanguageReport(language) for language in task.languages}
-        finished = curation.label(list(task.languages), task.shard, reports, task.versions)
+        with reporting_progress(folder, task.driver[0], lambda: sum(sink.counts["documents"] for sink in curation.sinks)):
+            finished = curation.label(list(task.languages), task.shard, reports, task.versions)
         stopped = curation.budget.reached if curation.budget is not None else None
     finally:
         curation.close()
@@ -392,8 +395,10 @@ def label_with_drivers(curation: Curation, languages: list[str], shard: tuple[in
     ]
     runner = driver_executor(executor, count)
     logger.info("labelling with %d drivers on the %s", count, runner.describe())
+    folder = layout.drivers_folder(curation.run_id)
     try:
-        results: list[DriverResult] = runner.map(run_driver, tasks, desc=f"label ({count} drivers)", progress=curation.progress)
+        with DriversProgress(folder, count, curation._total(languages, shard), enabled=curation.progress):
+            results: list[DriverResult] = runner.map(run_driver, tasks, progress=False)
     finally:
         shutil.rmtree(layout.drivers_folder(curation.run_id), ignore_errors=True)
     finished = [

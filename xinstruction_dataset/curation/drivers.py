@@ -42,17 +42,22 @@ first stop may pass a limit by what every driver's in-flight documents cost.
 The orchestration is curate.py's (`label_with_drivers` in the lead, `run_driver` the task: they
 drive a `Curation`); this module holds what they share.
 
-Progress: the lead shows one bar of driver tasks; the drivers' live views are off (K of them
-would draw over each other). `curate --estimate` stays single-driver (it measures a sample).
+Progress: the lead shows one bar, the documents every driver has labelled (each driver writes
+its count to run/drivers/<run id>/driver-<k>.progress every `PROGRESS_S`); the drivers' live
+views are off (K of them would draw over each other). `curate --estimate` stays single-driver (it measures a sample).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
 
 from ..execution import Executor
 from ..execution.local import LocalExecutor
@@ -60,6 +65,7 @@ from ..storage import write_json
 from .versions import Versions
 
 SHARE_POLL_S = 0.5  # how often a driver looks for the done markers of the others
+PROGRESS_S = 1.0  # how often a driver writes its document count, and the lead reads them
 
 
 class SlotShare:
@@ -137,3 +143,62 @@ def driver_executor(executor: Executor, drivers: int) -> Executor:
     if isinstance(executor, LocalExecutor):
         return LocalExecutor(workers=drivers, retries=executor.retries)
     return executor
+
+
+def progress_file(folder: Path, driver: int) -> Path:
+    return folder / f"driver-{driver}.progress"
+
+
+class _Every:
+    """Call `tick` every `seconds` in a daemon thread until the block ends (and once at its end)."""
+
+    def __init__(self, seconds: float, tick: Callable[[], None]) -> None:
+        self.seconds, self.tick = seconds, tick
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="drivers-progress", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.seconds):
+            self.tick()
+
+    def __enter__(self) -> "_Every":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.tick()
+
+
+def reporting_progress(folder: Path, driver: int, documents: Callable[[], int]) -> _Every:
+    """In a driver: write how many documents it has labelled, every `PROGRESS_S`."""
+    return _Every(PROGRESS_S, lambda: write_json(progress_file(folder, driver), {"documents": documents()}))
+
+
+class DriversProgress:
+    """In the lead: one bar of the documents every driver has labelled, read from their files."""
+
+    def __init__(self, folder: Path, drivers: int, total: int | None, *, enabled: bool) -> None:
+        self.folder, self.drivers = folder, drivers
+        self.bar = tqdm(total=total, desc=f"label ({drivers} drivers)", unit="doc", disable=not enabled, dynamic_ncols=True)
+        self._every = _Every(PROGRESS_S, self._read) if enabled else None
+
+    def _read(self) -> None:
+        done = 0
+        for driver in range(self.drivers):
+            try:
+                done += json.loads(progress_file(self.folder, driver).read_text(encoding="utf-8"))["documents"]
+            except (OSError, ValueError, KeyError):
+                continue  # not written yet
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> "DriversProgress":
+        if self._every is not None:
+            self._every.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._every is not None:
+            self._every.__exit__(*exc)
+        self.bar.close()
