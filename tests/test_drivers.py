@@ -287,3 +287,19 @@ def test_a_budget_stop_with_drivers_exits_1_and_resumes_to_the_same_output(tmp_p
     finish(curate(stopped, "--max-calls", str(10 * total)))
     assert sum(model.calls.values()) - paid <= total - paid + SLOTS  # the rest, and at most the calls in flight at the stop again
     assert every_output(tmp_path / "stopped") == every_output(tmp_path / "clean")
+
+
+def test_shards_by_hand_with_drivers_merge_to_what_one_run_writes(tmp_path: Path, server: TGIServer, model: CountingReply) -> None:
+    one = write_recipe(tmp_path / "one", server.url, drivers=1)
+    finish(curate(one))
+    single_calls = Counter(model.calls)
+    model.calls.clear()
+    split = write_recipe(tmp_path / "split", server.url, drivers=2)
+    finish(curate(split, "--shard", "0/2"))
+    finish(curate(split, "--shard", "1/2", "--drivers", "1"))  # a shard's driver count is its own
+    finish(curate(split, "--merge"))
+    assert model.calls == single_calls
+    split_outputs, one_outputs = outputs(tmp_path / "split"), outputs(tmp_path / "one")
+    summaries = [json.loads(found.pop("summary.json")) for found in (split_outputs, one_outputs)]
+    assert split_outputs == one_outputs
+    assert summaries[0].pop("shards") == 2 and summaries[1].pop("shards") == 1 and summaries[0] == summaries[1]  # shards by hand are named
