@@ -400,7 +400,7 @@ def label_with_drivers(curation: Curation, languages: list[str], shard: tuple[in
         with DriversProgress(folder, count, curation._total(languages, shard), enabled=curation.progress):
             results: list[DriverResult] = runner.map(run_driver, tasks, progress=False)
     finally:
-        shutil.rmtree(layout.drivers_folder(curation.run_id), ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
     finished = [
         language for language in languages
         if all(language in result.finished for result in results) and parts_done(layout, language, shard, count)
@@ -424,8 +424,7 @@ def run_curation(
     models: Models | None = None,
     progress: bool = True,
     force: bool = False,
-    executor: Any = None,
-    command: str = "curate",
+    executor: Executor | None = None,
 ) -> list[LanguageReport]:
     """Curate the recipe's languages. `shard=(i, n)` with n > 1 labels only that shard; `merge`
     only merges finished shards; neither does both for the whole corpus. `models` replaces the
@@ -433,7 +432,7 @@ def run_curation(
     folder made with older rules with the current judge parser and instruction checks
     (versions.py). `executor` (an `execution.Executor`; default: the recipe's) runs the
     labelling drivers when `curation.drivers` > 1."""
-    curation = Curation(recipe, models=models, progress=progress, command=command)
+    curation = Curation(recipe, models=models, progress=progress)
     drivers = curation.config.drivers
     if drivers > 1 and models is not None:
         raise ValueError("models= replaces the backends of one process: with curation.drivers > 1 each driver builds its own")
