@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -37,9 +38,9 @@ from xinstruction_dataset.curation.drivers import SlotShare, share_slots
 from xinstruction_dataset.curation.labelling import driver_of, shard_of
 from xinstruction_dataset.fingerprint import fingerprint
 from xinstruction_dataset.llm.backends import build_backend
-from xinstruction_dataset.llm.backends.base import LLMRequest
-from xinstruction_dataset.llm.cache import cache_files, driver_cache
-from xinstruction_dataset.llm.ledger import read_rows
+from xinstruction_dataset.llm.backends.base import Completion, LLMRequest
+from xinstruction_dataset.llm.cache import CallCache, cache_files, driver_cache
+from xinstruction_dataset.llm.ledger import read_rows, read_runs
 from xinstruction_dataset.recipe import Recipe
 from xinstruction_dataset.report import write_report
 from xinstruction_dataset.report.cost import run_cost
@@ -136,6 +137,28 @@ def test_drivers_are_not_in_the_fingerprint_nor_the_written_config(tmp_path: Pat
     assert fingerprint(recipe(4)) == fingerprint(recipe(None)) == fingerprint(recipe(1))
     assert "drivers" not in recipe(4).curation.to_yaml()
     assert recipe(None).curation.drivers == 1
+
+
+def test_a_driver_s_cache_finds_results_in_every_file_of_the_set_and_writes_only_its_own(tmp_path: Path) -> None:
+    configured = tmp_path / "cache" / "calls.sqlite"
+    request = LLMRequest(prompt="p")
+    with CallCache(configured) as legacy:  # a folder labelled with one driver before
+        legacy.put("from-legacy", "m", request, Completion("a"))
+        legacy.put_json("embed:x", [1.0])
+    with CallCache(driver_cache(configured, 1), configured=configured, run_id="run-1") as other:
+        other.put("from-driver-1", "m", request, Completion("b"))
+    with CallCache(driver_cache(configured, 0), configured=configured, run_id="run-1") as mine:
+        assert mine.get("from-legacy") == Completion("a") and mine.get("from-driver-1") == Completion("b")
+        assert "from-driver-1" in mine and mine.get("nowhere") is None and mine.get_json("embed:x") == [1.0]
+        mine.put("from-driver-0", "m", request, Completion("c"))
+    assert cache_files(configured) == [configured, driver_cache(configured, 0), driver_cache(configured, 1)]
+    with CallCache(configured) as alone:  # without `configured`: the one file, as before drivers
+        assert alone.get("from-driver-0") is None and alone.also_read == []
+    for path, keys in ((configured, ["from-legacy"]), (driver_cache(configured, 0), ["from-driver-0"]), (driver_cache(configured, 1), ["from-driver-1"])):
+        with sqlite3.connect(path) as connection:  # each result was written to its writer's file only
+            assert [key for (key,) in connection.execute("SELECT key FROM calls")] == keys
+    runs = read_runs(cache_files(configured))
+    assert set(runs) >= {"run-1"}  # two files list the run: it is one run
 
 
 def test_slot_share_sums_to_the_limit_and_grows_when_a_driver_is_done(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ ledger, the report and resume read. A single-driver run writes the configured fi
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -38,6 +39,8 @@ from typing import Any
 from ..errors import EnvironmentFault
 from .backends.base import Completion, LLMRequest
 from .ledger import BACKFILL_SELECT, COLUMNS, LedgerEntry, new_run_id
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1  # 0: calls, failures, blobs; 1: + ledger, runs
 LEDGER_BUFFER = 256  # cache-hit rows held before they are written (a paid call's commit takes them too)
@@ -157,6 +160,7 @@ class CallCache:
         except sqlite3.DatabaseError as error:
             raise _unopenable(self.path, error) from error
         self._readers: list[sqlite3.Connection] = []
+        self._unreadable: set[Path] = set()
         for other in self.also_read:
             try:
                 self._readers.append(sqlite3.connect(f"file:{other}?mode=ro", uri=True, timeout=busy_timeout_s, check_same_thread=False))
@@ -343,14 +347,18 @@ class CallCache:
         """The first row of `sql` in this cache's file, else in the files it also reads."""
         with self._lock:
             row = self._conn.execute(sql, args).fetchone()
-            for reader in self._readers:
+            for path, reader in zip(self.also_read, self._readers):
                 if row is not None:
                     break
                 try:
                     row = reader.execute(sql, args).fetchone()
-                except sqlite3.OperationalError as error:
-                    if "no such table" not in str(error):  # a file another driver has only just created
-                        raise
+                except sqlite3.DatabaseError as error:
+                    # Another driver's file, written now (on another node, its WAL index is not
+                    # shared), or one it has only just created: not readable at this moment is not
+                    # found, which costs a call made again, never a wrong result.
+                    if path not in self._unreadable:
+                        self._unreadable.add(path)
+                        logger.warning("the call cache %s could not be read (%s): its results are not reused by this driver", path, error)
         return row
 
     def _transaction(self) -> "_Transaction":
