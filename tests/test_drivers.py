@@ -326,3 +326,43 @@ def test_shards_by_hand_with_drivers_merge_to_what_one_run_writes(tmp_path: Path
     summaries = [json.loads(found.pop("summary.json")) for found in (split_outputs, one_outputs)]
     assert split_outputs == one_outputs
     assert summaries[0].pop("shards") == 2 and summaries[1].pop("shards") == 1 and summaries[0] == summaries[1]  # shards by hand are named
+
+
+def _skewed_ids(count: int, few: int) -> list[str]:
+    """`count` ids, `few` of them labelled by driver 0 of 2, the rest by driver 1."""
+    ids, first, second, i = [], 0, 0, 0
+    while len(ids) < count:
+        candidate = f"doc-{i:04d}"
+        if driver_of(candidate, 2) == 0 and first < few:
+            ids.append(candidate)
+            first += 1
+        elif driver_of(candidate, 2) == 1 and second < count - few:
+            ids.append(candidate)
+            second += 1
+        i += 1
+    return ids
+
+
+def _peak(intervals: list[tuple[float, float]], after: float) -> int:
+    """The most intervals open at once, counting those that started after `after`."""
+    events = sorted([(start, 1) for start, end in intervals if start > after] + [(end, -1) for start, end in intervals if start > after])
+    peak = current = 0
+    for _, step in events:
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
+def test_a_driver_done_early_hands_its_slots_to_the_others(tmp_path: Path, start_tgi_server, model: CountingReply) -> None:
+    server = start_tgi_server(reply=model, slots=SLOTS, latency=0.15, max_input_tokens=2048, max_total_tokens=4096)
+    recipe = write_recipe(tmp_path / "run", server.url, drivers=2, ramp_start=SLOTS)
+    kept = tmp_path / "run" / "filtered" / "sw" / "kept.jsonl"
+    rows = [json.loads(line) for line in kept.read_text().splitlines()]
+    kept.write_text("".join(json.dumps({**row, "id": doc_id}) + "\n" for row, doc_id in zip(rows, _skewed_ids(len(rows), 1))))
+    finish(curate(recipe))
+    assert server.status_counts.get(429, 0) == 0 and server.peak_active <= SLOTS
+    paid = [row for row in read_rows(cache_files(tmp_path / "run" / "cache" / "calls.sqlite")) if row["kind"] == "paid"]
+    by_driver = {k: [(row["ended_at"] - row["service_s"], row["ended_at"]) for row in paid if driver_of(row["doc_id"], 2) == k] for k in (0, 1)}
+    first_done = max(end for _, end in by_driver[0])
+    # Driver 1 alone, once driver 0 is done: more calls at once than its half share.
+    assert _peak(by_driver[1], after=first_done) > SLOTS // 2, by_driver
