@@ -6,7 +6,8 @@ them out). Every file is written through `storage.AtomicFile`: complete or absen
     <output_dir>/run/sources/<lang>.json                     each hub source's commit and data files, at first listing
     <output_dir>/run/ledger.json                             calls, tokens, time (and money) of every run
     <output_dir>/run/estimate.json                           the last `curate --estimate` projection
-    <output_dir>/run/drivers/<run id>/driver-<k>.done        a labelling driver finished (curation/drivers.py)
+    <output_dir>/run/drivers/<run id>/driver-<k>.done        a labelling driver finished (curation/drivers.py);
+                                   driver-<k>.progress       its documents labelled so far (removed after the run)
     <output_dir>/filtered/<lang>/[shard-IIIII-of-NNNNN/]     one language's filter output (filtering/kept.py):
         tasks/task-NNNNN/                                    a task's kept.jsonl, rejects.jsonl, quarantine.jsonl,
                                                              summary.json, ids.json, digests.npy, signatures.npy,

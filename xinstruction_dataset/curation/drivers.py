@@ -25,7 +25,11 @@ driver relabels its documents from it) and after they are combined, so no part i
 Calls: driver k writes its own cache file (cache.driver_cache) and reads the legacy file and the
 other drivers' (cache.cache_files) for lookups, so a resumed run, with any K, pays only the calls
 no file holds: for a driver that was SIGKILLed, its calls in flight. Every driver of a run
-shares the lead's run id, so the ledger counts one run.
+shares the lead's run id, so the ledger counts one run. The other drivers' files are read while
+they are written; on another node SQLite's WAL index is not shared, so such a read may miss a
+result just stored (or fail, which counts as a miss, with one warning): a call made again,
+never a wrong one. What a driver needs from them is what earlier runs stored (this run's
+partitions are disjoint).
 
 Slots: the drivers share each server's slots (`SlotShare`): driver k of the A drivers still
 active gets limit // A slots, one more for the limit % A lowest ranks, so the shares sum to the
