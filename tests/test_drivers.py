@@ -66,16 +66,26 @@ class CountingReply:
             return sum(self.calls.values())
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def model() -> CountingReply:
     return CountingReply()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def server(model: CountingReply):
     server = TGIServer(reply=model, slots=SLOTS, latency=0.02, max_input_tokens=2048, max_total_tokens=4096).start()
     yield server
     server.kill()
+
+
+@pytest.fixture(scope="module")
+def reference(server: TGIServer, model: CountingReply, tmp_path_factory) -> tuple[Path, Counter]:
+    """One single-driver run, shared: its folder and the calls it made."""
+    root = tmp_path_factory.mktemp("reference")
+    model.calls.clear()
+    finish(curate(write_recipe(root, server.url, drivers=1)))
+    assert not (root / "cache" / "calls.sqlite.d").exists()  # one driver: the legacy file only
+    return root, Counter(model.calls)
 
 
 def write_recipe(root: Path, server_url: str, drivers: int, docs: int = DOCS, **model_options) -> Path:
@@ -193,17 +203,14 @@ def test_a_server_backend_takes_its_drivers_share_of_each_endpoint(tmp_path: Pat
     assert sum(sum(pair) for pair in limits) == 5 + 8
 
 
-def test_two_drivers_write_what_one_writes_and_resume_with_any_count(tmp_path: Path, server: TGIServer, model: CountingReply) -> None:
-    one = write_recipe(tmp_path / "one", server.url, drivers=1)
-    finish(curate(one))
-    single_calls = Counter(model.calls)
-    assert not (tmp_path / "one" / "cache" / "calls.sqlite.d").exists()  # one driver: the legacy file only
+def test_two_drivers_write_what_one_writes_and_resume_with_any_count(tmp_path: Path, server: TGIServer, model: CountingReply, reference) -> None:
+    one, single_calls = reference
     model.calls.clear()
 
     two = write_recipe(tmp_path / "two", server.url, drivers=2)
     finish(curate(two))
     assert model.calls == single_calls  # every call once, none twice
-    assert every_output(tmp_path / "two") == every_output(tmp_path / "one")
+    assert every_output(tmp_path / "two") == every_output(one)
     configured = tmp_path / "two" / "cache" / "calls.sqlite"
     assert cache_files(configured) == [configured, driver_cache(configured, 0), driver_cache(configured, 1)]
     for k in range(2):
@@ -225,18 +232,18 @@ def test_two_drivers_write_what_one_writes_and_resume_with_any_count(tmp_path: P
         set_drivers(two, drivers)
         finish(curate(two))
         assert model.calls == single_calls, f"a resume with {drivers} driver(s) made calls"
-        assert every_output(tmp_path / "two") == every_output(tmp_path / "one")
+        assert every_output(tmp_path / "two") == every_output(one)
     # Stale parts of another driver count (a killed 2-driver run) are never merged.
     stale = tmp_path / "two" / "curation" / "sw" / "work" / "pairs-00000-of-00001.driver-00001-of-00002.jsonl"
     stale.write_text((tmp_path / "two" / "curation" / "sw" / "work" / "pairs-00000-of-00001.jsonl").read_text())
     finish(curate(two))
     assert not stale.exists()
-    assert every_output(tmp_path / "two") == every_output(tmp_path / "one")
+    assert every_output(tmp_path / "two") == every_output(one)
 
 
-def test_drivers_share_the_servers_slots(tmp_path: Path, start_tgi_server, model: CountingReply) -> None:
+def test_drivers_share_the_servers_slots(tmp_path: Path, start_tgi_server) -> None:
     # Slow calls and more documents than slots: each driver alone would fill every slot.
-    server = start_tgi_server(reply=model, slots=SLOTS, latency=0.15, max_input_tokens=2048, max_total_tokens=4096)
+    server = start_tgi_server(reply=reply, slots=SLOTS, latency=0.15, max_input_tokens=2048, max_total_tokens=4096)
     recipe = write_recipe(tmp_path / "run", server.url, drivers=2, ramp_start=SLOTS)
     finish(curate(recipe))
     assert server.status_counts.get(429, 0) == 0, server.status_counts
@@ -258,7 +265,9 @@ def _driver_processes(lead: psutil.Process) -> list[psutil.Process]:
 
 @pytest.mark.timeout(600)
 def test_a_driver_sigkilled_mid_run_repeats_only_calls_in_flight(tmp_path: Path, start_tgi_server, model: CountingReply) -> None:
-    server = start_tgi_server(reply=model, slots=SLOTS, latency=0.05, max_input_tokens=2048, max_total_tokens=4096)
+    # Calls slow enough that the work outlasts the drivers' start-up: the kill lands mid-run.
+    server = start_tgi_server(reply=model, slots=SLOTS, latency=0.15, max_input_tokens=2048, max_total_tokens=4096)
+    model.calls.clear()
     clean = write_recipe(tmp_path / "clean", server.url, drivers=2)
     finish(curate(clean))
     clean_calls = Counter(model.calls)
@@ -289,6 +298,7 @@ def test_a_driver_sigkilled_mid_run_repeats_only_calls_in_flight(tmp_path: Path,
 
 
 def test_a_budget_stop_with_drivers_exits_1_and_resumes_to_the_same_output(tmp_path: Path, server: TGIServer, model: CountingReply) -> None:
+    model.calls.clear()
     clean = write_recipe(tmp_path / "clean", server.url, drivers=2, max_concurrency=1)
     finish(curate(clean))
     total = sum(model.calls.values())
@@ -312,17 +322,15 @@ def test_a_budget_stop_with_drivers_exits_1_and_resumes_to_the_same_output(tmp_p
     assert every_output(tmp_path / "stopped") == every_output(tmp_path / "clean")
 
 
-def test_shards_by_hand_with_drivers_merge_to_what_one_run_writes(tmp_path: Path, server: TGIServer, model: CountingReply) -> None:
-    one = write_recipe(tmp_path / "one", server.url, drivers=1)
-    finish(curate(one))
-    single_calls = Counter(model.calls)
+def test_shards_by_hand_with_drivers_merge_to_what_one_run_writes(tmp_path: Path, server: TGIServer, model: CountingReply, reference) -> None:
+    one, single_calls = reference
     model.calls.clear()
     split = write_recipe(tmp_path / "split", server.url, drivers=2)
     finish(curate(split, "--shard", "0/2"))
     finish(curate(split, "--shard", "1/2", "--drivers", "1"))  # a shard's driver count is its own
     finish(curate(split, "--merge"))
     assert model.calls == single_calls
-    split_outputs, one_outputs = outputs(tmp_path / "split"), outputs(tmp_path / "one")
+    split_outputs, one_outputs = outputs(tmp_path / "split"), outputs(one)
     summaries = [json.loads(found.pop("summary.json")) for found in (split_outputs, one_outputs)]
     assert split_outputs == one_outputs
     assert summaries[0].pop("shards") == 2 and summaries[1].pop("shards") == 1 and summaries[0] == summaries[1]  # shards by hand are named
@@ -353,8 +361,8 @@ def _peak(intervals: list[tuple[float, float]], after: float) -> int:
     return peak
 
 
-def test_a_driver_done_early_hands_its_slots_to_the_others(tmp_path: Path, start_tgi_server, model: CountingReply) -> None:
-    server = start_tgi_server(reply=model, slots=SLOTS, latency=0.15, max_input_tokens=2048, max_total_tokens=4096)
+def test_a_driver_done_early_hands_its_slots_to_the_others(tmp_path: Path, start_tgi_server) -> None:
+    server = start_tgi_server(reply=reply, slots=SLOTS, latency=0.15, max_input_tokens=2048, max_total_tokens=4096)
     recipe = write_recipe(tmp_path / "run", server.url, drivers=2, ramp_start=SLOTS)
     kept = tmp_path / "run" / "filtered" / "sw" / "kept.jsonl"
     rows = [json.loads(line) for line in kept.read_text().splitlines()]
