@@ -6,6 +6,8 @@ them out). Every file is written through `storage.AtomicFile`: complete or absen
     <output_dir>/run/sources/<lang>.json                     each hub source's commit and data files, at first listing
     <output_dir>/run/ledger.json                             calls, tokens, time (and money) of every run
     <output_dir>/run/estimate.json                           the last `curate --estimate` projection
+    <output_dir>/run/drivers/<run id>/driver-<k>.done        a labelling driver finished (curation/drivers.py);
+                                   driver-<k>.progress       its documents labelled so far (removed after the run)
     <output_dir>/filtered/<lang>/[shard-IIIII-of-NNNNN/]     one language's filter output (filtering/kept.py):
         tasks/task-NNNNN/                                    a task's kept.jsonl, rejects.jsonl, quarantine.jsonl,
                                                              summary.json, ids.json, digests.npy, signatures.npy,
@@ -15,6 +17,7 @@ them out). Every file is written through `storage.AtomicFile`: complete or absen
         manifest.json                                        written last: task files, sizes, checksums, removals
         kept.jsonl, rejects.jsonl                            only with `filter --consolidate` (and in older runs)
     <output_dir>/cache/calls.sqlite                          every LLM call and embedding (resume)
+    <output_dir>/cache/calls.sqlite.d/driver-<k>.sqlite      the calls driver k of a multi-driver run made
     <output_dir>/cache/datasets/                             the `datasets` cache of export
     <output_dir>/curation/config.yaml                        the resolved curation config
     <output_dir>/curation/versions.json                      the judge parser's and checks' versions
@@ -25,6 +28,8 @@ them out). Every file is written through `storage.AtomicFile`: complete or absen
     <output_dir>/curation/<lang>/work/                       per-shard results before diversify:
         pairs-IIIII-of-NNNNN.jsonl, rejects-IIIII-of-NNNNN.jsonl, judge_replies-IIIII-of-NNNNN.jsonl,
         meta-IIIII-of-NNNNN.json
+        <kind>-IIIII-of-NNNNN.driver-kkkkk-of-KKKKK.<ext>    driver k of K's part of a shard (combined
+                                                             into the shard's files, then removed)
     <output_dir>/curation/<lang>/work/spill-*/               sorted runs of a labelling or merge run
     <output_dir>/curated/<lang>/train-00000-of-0000N.jsonl   curated shards (the builder's input)
     <output_dir>/x-instruction/                              the hub-ready folder `build` exports
@@ -63,6 +68,10 @@ class RunLayout:
         if shard is None or shard[1] == 1:
             return self.root / "run" / "lock.json"
         return self.root / "run" / f"lock-{shard_suffix(shard)}.json"
+
+    def drivers_folder(self, run_id: str) -> Path:
+        """The done markers of one multi-driver run's labelling drivers (curation/drivers.py)."""
+        return self.root / "run" / "drivers" / run_id
 
     @property
     def ledger_file(self) -> Path:
@@ -138,6 +147,19 @@ class RunLayout:
 
     def spill(self, language: str, shard: tuple[int, int]) -> Path:
         return self.language_dir(language) / "work" / f"spill-{shard_suffix(shard)}"
+
+    def driver_work(self, language: str, kind: str, shard: tuple[int, int], driver: tuple[int, int]) -> Path:
+        """Driver k of K's part of a shard's work file (`work()` names the combined file)."""
+        extension = "json" if kind == "meta" else "jsonl"
+        return self.language_dir(language) / "work" / f"{kind}-{shard_suffix(shard)}.driver-{shard_suffix(driver)}.{extension}"
+
+    def driver_spill(self, language: str, shard: tuple[int, int], driver: tuple[int, int]) -> Path:
+        return self.language_dir(language) / "work" / f"spill-{shard_suffix(shard)}.driver-{shard_suffix(driver)}"
+
+    def driver_parts(self, language: str, shard: tuple[int, int]) -> list[Path]:
+        """Every driver part file and spill folder of a shard, of any driver count."""
+        folder = self.language_dir(language) / "work"
+        return sorted(folder.glob(f"*-{shard_suffix(shard)}.driver-*")) if folder.is_dir() else []
 
     def merge_spill(self, language: str) -> Path:
         return self.language_dir(language) / "work" / "spill-merge"

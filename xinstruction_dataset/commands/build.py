@@ -8,6 +8,7 @@ import time
 from ..errors import PartialFailure
 from ..curation.curate import run_curation
 from ..filtering.pipeline import filter_languages
+from .curate import add_drivers_argument, with_drivers_override
 from .filter import add_executor_arguments, executor_from_args
 from .recipe_args import recipe_from_args
 from ..fingerprint import check_fingerprint
@@ -37,12 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--force", action="store_true", help="go on in an output_dir made with a different recipe (see run/fingerprint.json)")
     add_executor_arguments(parser)
+    add_drivers_argument(parser)
     parser.add_argument("--dry-run", action="store_true", help="check the recipe and print the steps, sources and endpoints a build would use; reads, fetches and calls nothing")
     parser.set_defaults(func=run, input=None, text_field="text")
 
 
 def run(args: argparse.Namespace) -> int:
-    recipe = recipe_from_args(args)
+    recipe = with_drivers_override(recipe_from_args(args), args)
     progress = not args.no_progress
     layout = RunLayout(recipe.output_path)
     executor = executor_from_args(args, recipe.executor)
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         empty = []
         # One curation run for all languages: models and embedder are set up once. The export is
         # staged: every language and the card replace the folder together, or nothing changes.
-        reports = run_curation(recipe, progress=progress, force=args.force)
+        reports = run_curation(recipe, progress=progress, force=args.force, executor=executor)
         with staged_folder(folder) as staging:
             for report in reports:
                 print(f"\n== {report.language}: curate\n{report.format()}")

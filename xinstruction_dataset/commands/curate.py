@@ -9,6 +9,7 @@ from ..fingerprint import check_fingerprint
 from ..layout import RunLayout
 from ..options import output_folder_option
 from ..runlock import RunLock
+from .filter import add_executor_arguments, executor_from_args
 from .recipe_args import recipe_from_args
 
 
@@ -21,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "<output_dir>/curated/<language>/ (the builder's input), rejects with reasons and a summary to "
             "<output_dir>/curation/<language>/. Every LLM call and embedding is cached in "
             "<output_dir>/cache/calls.sqlite: run the same command again to resume after any interruption. "
-            "To split a corpus across machines, run `--shard I/N` on each, gather the work folders, then `--merge`."
+            "With curation.drivers (or --drivers) K > 1, K labelling drivers run on the executor (--executor ray: "
+            "a cluster). By hand, `--shard I/N` on each machine, then `--merge`, also works."
         ),
     )
     parser.add_argument("recipe", help="build recipe YAML (e.g. builder/default.yaml)")
@@ -40,9 +42,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     budget.add_argument("--max-tokens", type=_positive_int, metavar="N", help="stop admitting documents before paid tokens pass N")
     budget.add_argument("--max-calls", type=_positive_int, metavar="N", help="stop admitting documents before calls sent pass N")
     budget.add_argument("--max-cost", type=_positive_float, metavar="X", help="stop admitting documents before the cost (curation.cost prices) passes X")
+    add_drivers_argument(parser)
+    add_executor_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--force", action="store_true", help="go on in an output_dir made with a different recipe (see run/fingerprint.json)")
     parser.set_defaults(func=run)
+
+
+def add_drivers_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--drivers", type=_positive_int, metavar="K",
+        help="label with K driver tasks on the executor (overrides curation.drivers; any K writes the same output)",
+    )
+
+
+def with_drivers_override(recipe, args: argparse.Namespace):
+    """The recipe with `--drivers` in place of `curation.drivers`."""
+    if getattr(args, "drivers", None) is None:
+        return recipe
+    curation = recipe.curation.model_copy(update={"drivers": args.drivers})
+    updated = recipe.model_copy(update={"curation": curation})
+    updated.base_dir = recipe.base_dir
+    return updated
 
 
 def _positive_int(text: str) -> int:
@@ -83,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from ..curation.plan import describe_plan
     from ..filtering.sources import parse_shard
 
-    recipe = with_budget_overrides(recipe_from_args(args), args)
+    recipe = with_drivers_override(with_budget_overrides(recipe_from_args(args), args), args)
     shard = parse_shard(args.shard) if args.shard else None
     if args.estimate is not None and (shard or args.merge or args.dry_run):
         raise UsageError("--estimate measures the whole input: drop --shard, --merge and --dry-run")
@@ -103,7 +124,10 @@ def run(args: argparse.Namespace) -> int:
     with RunLock(RunLayout(recipe.output_path).lock_file(shard)):
         check_fingerprint(recipe, RunLayout(recipe.output_path), force=args.force)
         try:
-            reports = run_curation(recipe, shard=shard, merge=args.merge, progress=not args.no_progress, force=args.force)
+            reports = run_curation(
+                recipe, shard=shard, merge=args.merge, progress=not args.no_progress, force=args.force,
+                executor=executor_from_args(args, recipe.executor) if recipe.curation.drivers > 1 else None,
+            )
         except BudgetReached as stop:
             print()
             for report in stop.reports:

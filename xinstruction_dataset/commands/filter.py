@@ -53,7 +53,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     """--executor / --workers / --ray-address: override the recipe's `executor:` block."""
-    parser.add_argument("--executor", choices=EXECUTORS.kinds(), help="where filter tasks run: local worker processes (default) or a Ray cluster (needs the [ray] extra)")
+    parser.add_argument("--executor", choices=EXECUTORS.kinds(), help="where filter tasks and curation's labelling drivers (curation.drivers) run: local worker processes (default) or a Ray cluster (needs the [ray] extra)")
     parser.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: every core; 1 runs in this process)")
     parser.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (host:port from `ray start --head`, or `auto`); implies --executor ray")
 

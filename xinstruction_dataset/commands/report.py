@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-o", "--output", metavar="REPORT_DIR", type=output_folder_option,
         help=f"where to write the report (default: RUN_DIR/{REPORT_FOLDER}): a new or empty folder, or a report folder; any other is refused (exit 2)",
     )
-    parser.add_argument("--cache", metavar="PATH", help="the run's call cache, when the recipe set curation.cache (default: RUN_DIR/cache/calls.sqlite)")
+    parser.add_argument("--cache", metavar="PATH", help="the run's call cache, when the recipe set curation.cache (default: RUN_DIR/cache/calls.sqlite); "
+        "its drivers' files beside it (PATH.d/driver-K.sqlite) are read with it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 

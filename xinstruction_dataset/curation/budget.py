@@ -135,8 +135,10 @@ class Budget:
     # --- what was spent -----------------------------------------------------------------------
 
     def _read_others(self) -> Spend:
-        """What every other run in the ledger spent (other drivers' runs included)."""
+        """What every other run in the ledger spent, and the other drivers of this one (their
+        files: the drivers of a run share its id, each writing a file of its own)."""
         rows = read_rows(self.cache.path, "run != ? AND kind IN ('paid', 'failed')", (self.cache.run_id,))
+        rows += read_rows(self.cache.other_files(), "kind IN ('paid', 'failed')")
         spend = Spend(calls=len(rows), tokens=sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows if r["kind"] == "paid"))
         spend.cost = self._token_cost(rows) + self._time_cost_of_rows(rows)
         self._other_documents = len({r["doc_id"] for r in rows if r["kind"] == "paid" and r["doc_id"]})

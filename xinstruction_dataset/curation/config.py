@@ -2,6 +2,8 @@
 
     curation:
       seed, input, cache, records_per_shard      the run's own knobs (here)
+      drivers, budget, cost                      throughput and spending (here; not in the
+                                                 fingerprint nor in the written config)
       models: {<role>: <model entry>, ...}       one entry per role a registered stage declares
       <stage>: {...}                             each registered stage's block: its config model,
                                                  beside it (generate/config.py, judge/config.py, ...)
@@ -95,6 +97,9 @@ class _Curation(ConfigModel):
     # Spending, not shaping: out of the fingerprint and of the config written beside the outputs.
     budget: Annotated[BudgetConfig, NotFingerprinted("budget"), Field(exclude=True)] = Field(default_factory=BudgetConfig)
     cost: Annotated[CostConfig, NotFingerprinted("prices"), Field(exclude=True)] = Field(default_factory=CostConfig)
+    # Labelling driver tasks on the executor (curation/drivers.py): throughput only, so out of the
+    # fingerprint and of the config written beside the outputs (any count writes the same bytes).
+    drivers: Annotated[int, NotFingerprinted("throughput"), Field(ge=1, le=1024, exclude=True)] = 1
 
     @classmethod
     def from_dict(cls, data: "dict[str, Any] | CurationConfig | None") -> "CurationConfig":

@@ -8,7 +8,10 @@ Two phases, so a corpus can be split across machines:
   when the filter ran sharded, shard i takes the filter's shard i folder as it is).
 - merge (needs every shard's work files), per language: embed, cluster and pick over the whole
   language, then write `curated/<lang>/` and the merged rejects and summary (merge.py).
-A run without `shard` does both for shard 0/1.
+A run without `shard` does both for shard 0/1. With `curation.drivers: K` > 1 the label phase
+runs as K driver tasks on the recipe's executor, each labelling a partition of every language's
+documents (by id), and the lead combines their parts before the merge (drivers.py): the same
+bytes as one driver.
 
 Resume: every LLM call and embedding is stored in the call cache before it is used, and every
 stage is a deterministic function of its inputs and those stored results, so a run killed at any
@@ -28,18 +31,22 @@ import asyncio
 import functools
 import json
 import logging
+import os
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..execution import Executor, make_executor
 from ..filtering.kept import KeptDocuments, open_kept
 from ..filtering.runner import group_reasons
 from ..layout import RunLayout
 from ..llm.backends.base import LLMBackend
 from ..llm.calls import CallScheduler
-from ..llm.ledger import read_rows, read_runs, stage_counters, summarise
+from ..llm.cache import cache_files, driver_cache
+from ..llm.ledger import new_run_id, read_rows, read_runs, stage_counters, summarise
 from ..storage import write_json, write_text
 from .budget import Budget, BudgetReached
 from .config import ROLES, CurationConfig, ModelsConfig
@@ -47,7 +54,8 @@ from .diversify import Embedder, build_embedder
 from .engine import Engine, LanguageJob
 from .estimate import Estimate, estimate_language, fleet_speed, per_document
 from .flow import build_stages
-from .labelling import LabelSink, documents
+from .drivers import DriverResult, DriversProgress, DriverTask, SlotShare, driver_executor, reporting_progress, share_slots
+from .labelling import LabelSink, combine_parts, documents, parts_done, remove_parts
 from .merge import CurationMerge
 from .versions import Versions, folder_versions
 
@@ -120,6 +128,7 @@ class CurationRecipe(Protocol):
     languages: list[str]
     curation: Any  # a CurationConfig, or its mapping
     output_path: Path
+    executor: Any  # the `executor:` spec the labelling drivers run on (curation.drivers > 1)
 
     def resolve(self, path: str) -> str: ...
 
@@ -127,8 +136,13 @@ class CurationRecipe(Protocol):
 class Curation:
     """One curation run over a recipe (see `run_curation`)."""
 
-    def __init__(self, recipe: CurationRecipe, *, models: Models | None = None, progress: bool = True, command: str = "curate"):
+    def __init__(
+        self, recipe: CurationRecipe, *, models: Models | None = None, progress: bool = True, command: str = "curate",
+        driver: tuple[int, int] | None = None, run_id: str | None = None,
+    ):
         self.recipe = recipe
+        self.driver = driver  # (k, K): this is labelling driver k of K (drivers.py); None: the lead, or the only one
+        self.run_id = run_id or new_run_id()  # a multi-driver run's drivers share the lead's
         self.config = CurationConfig.from_dict(recipe.curation)
         self.layout = RunLayout(recipe.output_path)
         self.progress = progress
@@ -137,6 +151,7 @@ class Curation:
         self._cache = None
         self.budget: Budget | None = None
         self.unfinished: list[str] = []  # languages a budget stop left not labelled whole
+        self.sinks: list[LabelSink] = []  # the label phase's, while it runs (a driver reports their counts)
 
     @property
     def cache_path(self) -> Path:
@@ -147,8 +162,16 @@ class Curation:
         if self._cache is None:
             from ..llm.cache import CallCache
 
-            self._cache = CallCache(self.cache_path, command=self.command)
+            # Written: the configured file, or this driver's own; read besides: every other file of
+            # the set (a folder labelled with drivers before, the other drivers').
+            path = self.cache_path if self.driver is None else driver_cache(self.cache_path, self.driver[0])
+            self._cache = CallCache(path, command=self.command, run_id=self.run_id, configured=self.cache_path)
         return self._cache
+
+    def cache_files(self) -> list[Path]:
+        """Every call-cache file of the run folder (the ledger's rows are in all of them)."""
+        self.cache.flush()
+        return cache_files(self.cache_path)
 
     @property
     def models(self) -> Models:
@@ -187,7 +210,7 @@ class Curation:
 
     def documents(self, language: str, shard: tuple[int, int]):
         found = self.kept(language, shard)
-        return documents(found.documents(), language, None if found.presharded else shard)
+        return documents(found.documents(), language, None if found.presharded else shard, self.driver)
 
     def label(self, languages: list[str], shard: tuple[int, int], reports: dict[str, LanguageReport], versions: Versions) -> list[str]:
         """Label every language's shard in one engine run (see engine.py), with the folder's
@@ -196,8 +219,9 @@ class Curation:
         meta = {"models": self.models.ids(), "config": self.config.to_dict(), **versions.record()}
         jobs = []
         for language in languages:
-            sink = LabelSink(self.layout, language, shard)
+            sink = LabelSink(self.layout, language, shard, self.driver)
             jobs.append(LanguageJob(language, self.documents(language, shard), sink, _finisher(sink, meta, reports[language])))
+        self.sinks = [job.sink for job in jobs]
         schedulers = self._schedulers()
         distinct = list({id(s): s for s in schedulers.values()}.values())
         if self.config.budget.limits:
@@ -214,16 +238,23 @@ class Curation:
 
     def _count_calls(self, reports: dict[str, LanguageReport]) -> None:
         """Each language's call counters of this run: a view of the ledger."""
-        rows = read_rows(self.cache_path, "run = ?", (self.cache.run_id,))
+        rows = read_rows(self.cache_files(), "run = ?", (self.cache.run_id,))
         for language, report in reports.items():
             report.calls = Counter(stage_counters(r for r in rows if r["language"] == language))
+
+    def stopped_by(self, limit: str) -> None:
+        """A driver stopped at the budget's `limit`: the lead's budget says so (its message reads
+        the whole folder's spending)."""
+        if self.budget is None:
+            self.budget = Budget(self.config.budget, self.config.cost.prices(), self.cache, [], self.config.cost.currency)
+        self.budget.reached = limit
 
     # -- ledger files ----------------------------------------------------------------------------
 
     def write_ledger_files(self, languages: list[str], reports: dict[str, LanguageReport]) -> None:
         """`run/ledger.json` (every run of the folder) and `curation/<lang>/ledger.json`."""
-        self.cache.flush()
-        rows, runs = read_rows(self.cache_path), read_runs(self.cache_path)
+        files = self.cache_files()
+        rows, runs = read_rows(files), read_runs(files)
         cost = self.config.cost
         options = {"runs": runs, "prices": cost.prices(), "gpus": cost.gpus(), "currency": cost.currency}
         curated = {language: self._curated(language, reports.get(language)) for language in {*languages, *(r["language"] for r in rows if r["language"])}}
@@ -258,8 +289,8 @@ class Curation:
             currency=self.config.cost.currency,
         )
         asyncio.run(engine.run(jobs))
-        self.cache.flush()
-        mine, every = read_rows(self.cache_path, "run = ?", (self.cache.run_id,)), read_rows(self.cache_path)
+        files = self.cache_files()
+        mine, every = read_rows(files, "run = ?", (self.cache.run_id,)), read_rows(files)
         prices = self.config.cost.prices()
         documents = per_document(mine, prices)
         populations = self._populations(languages)
@@ -289,8 +320,9 @@ class Curation:
         return {role: by_backend.setdefault(id(b), CallScheduler(b, self.cache)) for role, b in self.models.by_role.items()}
 
     def _total(self, languages: list[str], shard: tuple[int, int]) -> int | None:
-        """Documents to label, for the progress bar: known without reading them when unsharded."""
-        if shard[1] > 1:
+        """Documents to label, for the progress bar: known without reading them when unsharded
+        (a driver's part is known only by reading them)."""
+        if shard[1] > 1 or self.driver is not None:
             return None
         return sum(self.kept(language, shard).count() for language in languages)
 
@@ -331,6 +363,58 @@ def _finisher(sink: LabelSink, meta: dict[str, Any], report: LanguageReport):
     return finish
 
 
+def run_driver(task: DriverTask) -> DriverResult:
+    """A driver task: label driver k's documents of every language of the shard (see the module
+    docstring). Builds its own models from the recipe; takes no run lock (the lead holds it)."""
+    folder = RunLayout(task.recipe.output_path).drivers_folder(task.run_id)
+    share = SlotShare(folder, *task.driver)
+    share.join()
+    curation = Curation(task.recipe, progress=False, command=task.command, driver=task.driver, run_id=task.run_id)
+    try:
+        for backend in {id(b): b for b in curation.models.by_role.values()}.values():
+            share_slots(backend, share)
+        reports = {language: LanguageReport(language) for language in task.languages}
+        with reporting_progress(folder, task.driver[0], lambda: sum(sink.counts["documents"] for sink in curation.sinks)):
+            finished = curation.label(list(task.languages), task.shard, reports, task.versions)
+        stopped = curation.budget.reached if curation.budget is not None else None
+    finally:
+        curation.close()
+    share.leave()
+    return DriverResult(task.driver[0], tuple(finished), stopped, os.getpid())
+
+
+def label_with_drivers(curation: Curation, languages: list[str], shard: tuple[int, int], reports: dict, versions: Versions, executor: Executor) -> list[str]:
+    """The lead's label phase with `curation.config.drivers` drivers; the languages labelled
+    whole (their parts combined into the shard's work files), as `Curation.label` returns."""
+    count, layout = curation.config.drivers, curation.layout
+    for language in languages:  # parts of a killed run or of another driver count: never merged
+        remove_parts(layout, language, shard)
+    tasks = [
+        DriverTask(curation.recipe, tuple(languages), shard, (k, count), curation.run_id, versions, curation.command)
+        for k in range(count)
+    ]
+    runner = driver_executor(executor, count)
+    logger.info("labelling with %d drivers on the %s", count, runner.describe())
+    folder = layout.drivers_folder(curation.run_id)
+    try:
+        with DriversProgress(folder, count, curation._total(languages, shard), enabled=curation.progress):
+            results: list[DriverResult] = runner.map(run_driver, tasks, progress=False)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    finished = [
+        language for language in languages
+        if all(language in result.finished for result in results) and parts_done(layout, language, shard, count)
+    ]
+    for language in finished:
+        counts, rejected = combine_parts(layout, language, shard, count)
+        reports[language].counts, reports[language].rejected = counts, rejected
+    curation.unfinished = [language for language in languages if language not in finished]
+    stopped = next((result.stopped for result in results if result.stopped), None)
+    if stopped is not None:
+        curation.stopped_by(stopped)
+    return finished
+
+
 def run_curation(
     recipe: CurationRecipe,
     *,
@@ -340,12 +424,18 @@ def run_curation(
     models: Models | None = None,
     progress: bool = True,
     force: bool = False,
+    executor: Executor | None = None,
 ) -> list[LanguageReport]:
     """Curate the recipe's languages. `shard=(i, n)` with n > 1 labels only that shard; `merge`
     only merges finished shards; neither does both for the whole corpus. `models` replaces the
-    recipe's backends (tests). `force` relabels a folder made with older rules with the current
-    judge parser and instruction checks (versions.py)."""
+    recipe's backends (tests; one driver only: each driver builds its own). `force` relabels a
+    folder made with older rules with the current judge parser and instruction checks
+    (versions.py). `executor` (an `execution.Executor`; default: the recipe's) runs the
+    labelling drivers when `curation.drivers` > 1."""
     curation = Curation(recipe, models=models, progress=progress)
+    drivers = curation.config.drivers
+    if drivers > 1 and models is not None:
+        raise ValueError("models= replaces the backends of one process: with curation.drivers > 1 each driver builds its own")
     shard = shard or (0, 1)
     languages = list(languages or recipe.languages)
     label, do_merge = not merge, merge or shard[1] == 1
@@ -359,7 +449,13 @@ def run_curation(
         if label:
             for language in languages:  # fail on a missing input before any call is paid for
                 curation.kept(language, shard)
-            labelled = curation.label(languages, shard, reports, versions)
+            if drivers == 1:
+                labelled = curation.label(languages, shard, reports, versions)
+            else:
+                executor = executor if executor is not None else make_executor(getattr(recipe, "executor", None))
+                labelled = label_with_drivers(curation, languages, shard, reports, versions, executor)
+                curation.cache.flush()
+                curation._count_calls(reports)
         for language in languages if do_merge else ():
             if language in labelled:  # a language a budget stop left half-labelled keeps its old outputs
                 curation.merge(language, reports[language])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from ..llm.cache import cache_files, driver_cache
 from ..redact import redact_secret_values
 from .config import CurationConfig
 from .curate import Curation, CurationRecipe
@@ -23,7 +24,9 @@ def describe_plan(recipe: CurationRecipe, *, shard: tuple[int, int] | None = Non
     lines = [
         f"recipe {recipe.name} {recipe.version}: curate {', '.join(recipe.languages)}",
         f"mode: {_mode(shard, merge)}",
-        f"call cache: {cache}" + (" (exists: finished calls are reused)" if cache.exists() else " (new)"),
+        f"call cache: {cache}" + (" (exists: finished calls are reused)" if cache_files(cache) else " (new)"),
+        *([f"drivers: {config.drivers} labelling driver tasks on the executor, each writing {driver_cache(cache, 0).parent}/driver-<k>.sqlite"]
+          if config.drivers > 1 and not merge else []),
         "models:",
         *(f"  {role}: {json.dumps(spec, sort_keys=True)}" for role, spec in _models(config).items()),
         "stages:",

@@ -16,11 +16,19 @@ Each `CallCache` object is one run (`run_id`, a UUID, listed in `runs`). The sch
 SQLite's `user_version`: a cache made before the ledger (version 0) is migrated when it is first
 opened, in one transaction: the tables are added and each stored call becomes a paid row of run
 `before-ledger`, so budgets count it. The `calls` rows and their keys never change.
+
+Several drivers (curation/drivers.py) never write one file: SQLite's locking is not safe for
+writers on several machines sharing a filesystem. Driver k of a run writes its own file,
+`<cache>.d/driver-<k>.sqlite` beside the configured path (`driver_cache`), and reads the others
+and the configured (legacy) file read-only (`also_read`): a lookup, `get_json` and the budget
+stops find a result whichever file holds it. `cache_files(configured)` is that set, what the
+ledger, the report and resume read. A single-driver run writes the configured file, as before.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -31,6 +39,8 @@ from typing import Any
 from ..errors import EnvironmentFault
 from .backends.base import Completion, LLMRequest
 from .ledger import BACKFILL_SELECT, COLUMNS, LedgerEntry, new_run_id
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1  # 0: calls, failures, blobs; 1: + ledger, runs
 LEDGER_BUFFER = 256  # cache-hit rows held before they are written (a paid call's commit takes them too)
@@ -86,6 +96,28 @@ CREATE TABLE IF NOT EXISTS runs (
 _INSERT_ROW = f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
+DRIVER_FOLDER_SUFFIX = ".d"  # <cache>.d/: the per-driver files beside the configured cache
+
+
+def driver_cache(configured: str | Path, driver: int) -> Path:
+    """The call-cache file driver `driver` of a multi-driver run writes."""
+    configured = Path(configured)
+    return configured.with_name(configured.name + DRIVER_FOLDER_SUFFIX) / f"driver-{driver}.sqlite"
+
+
+def cache_files(configured: str | Path) -> list[Path]:
+    """Every call-cache file of a run folder: the configured (legacy) file where it exists, then
+    the drivers' files of `<cache>.d/` by driver number."""
+    configured = Path(configured)
+    folder = configured.with_name(configured.name + DRIVER_FOLDER_SUFFIX)
+    drivers = []
+    for path in folder.glob("driver-*.sqlite") if folder.is_dir() else ():
+        number = path.stem.removeprefix("driver-")
+        if number.isdigit():
+            drivers.append((int(number), path))
+    return ([configured] if configured.is_file() else []) + [path for _, path in sorted(drivers)]
+
+
 def request_to_dict(request: LLMRequest) -> dict[str, Any]:
     """The JSON-able form of a request, stored beside its result for audits and debugging."""
     return {
@@ -99,13 +131,18 @@ class CallCache:
     """Results of LLM calls keyed by `LLMRequest.cache_key(model_id)`, plus free JSON blobs.
 
     Safe to share between threads (one connection behind a lock) and between processes on one
-    machine (SQLite file locking; writers wait up to `busy_timeout_s`)."""
+    machine (SQLite file locking; writers wait up to `busy_timeout_s`). `configured`: the run's
+    configured cache path, whose set (`cache_files`) `path` belongs to: the set's other files
+    found at open (the legacy file, other drivers') are consulted, read-only, when `path` has no
+    result. Without it (or with no other file), the cache is the one file, as before drivers."""
 
     def __init__(
         self, path: str | Path, *, durable: bool = False, busy_timeout_s: float = 60.0, run_id: str | None = None,
-        command: str = "",
+        command: str = "", configured: str | Path | None = None,
     ) -> None:
         self.path = Path(path)
+        self.configured = Path(configured) if configured is not None else None
+        self.also_read = self.other_files()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.run_id = run_id or new_run_id()
@@ -121,11 +158,21 @@ class CallCache:
             self._conn.executescript(_SCHEMA)
             self._migrate()
         except sqlite3.DatabaseError as error:
-            hint = (
-                "free disk space, then run the same command again" if "full" in str(error)
-                else "if it is damaged, move it aside and run again (a new cache starts empty: the calls stored in the old one are made again)"
-            )
-            raise EnvironmentFault(f"the call cache {self.path} cannot be opened ({error}): {hint}") from error
+            raise _unopenable(self.path, error) from error
+        self._readers: list[sqlite3.Connection] = []
+        self._unreadable: set[Path] = set()
+        for other in self.also_read:
+            try:
+                self._readers.append(sqlite3.connect(f"file:{other}?mode=ro", uri=True, timeout=busy_timeout_s, check_same_thread=False))
+                self._readers[-1].execute("SELECT 1 FROM sqlite_master").fetchone()  # a damaged file fails here, not mid-run
+            except sqlite3.DatabaseError as error:
+                raise _unopenable(other, error) from error
+
+    def other_files(self) -> list[Path]:
+        """The set's files besides this one, as they are now (a driver started since is listed)."""
+        if self.configured is None:
+            return []
+        return [other for other in cache_files(self.configured) if other.resolve() != self.path.resolve()]
 
     def _migrate(self) -> None:
         """Bring the schema to `SCHEMA_VERSION` (one transaction; another process may be doing
@@ -149,7 +196,7 @@ class CallCache:
 
     def get(self, key: str) -> Completion | None:
         """The stored completion for `key`, or None (failures are never served)."""
-        row = self._fetch_one("SELECT completion FROM calls WHERE key = ?", (key,))
+        row = self._fetch_any("SELECT completion FROM calls WHERE key = ?", (key,))
         return Completion(**json.loads(row[0])) if row else None
 
     def put(self, key: str, model_id: str, request: LLMRequest, completion: Completion, entry: LedgerEntry | None = None) -> None:
@@ -221,8 +268,12 @@ class CallCache:
 
     def budget_stops(self) -> list[dict[str, float]]:
         """The budgets earlier runs stopped at."""
+        sql = "SELECT budget_stop FROM runs WHERE budget_stop IS NOT NULL AND run != ?"
         with self._lock:
-            rows = self._conn.execute("SELECT budget_stop FROM runs WHERE budget_stop IS NOT NULL AND run != ?", (self.run_id,)).fetchall()
+            rows = self._conn.execute(sql, (self.run_id,)).fetchall()
+            for reader in self._readers:
+                if reader.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone():
+                    rows += reader.execute(sql, (self.run_id,)).fetchall()
         return [json.loads(row[0]) for row in rows]
 
     def _write_ledger(self, entry: LedgerEntry | None) -> None:
@@ -245,7 +296,7 @@ class CallCache:
         return [dict(zip(("key", "model_id", "error", "attempts", "failed_at"), row)) for row in rows]
 
     def __contains__(self, key: str) -> bool:
-        return self._fetch_one("SELECT 1 FROM calls WHERE key = ?", (key,)) is not None
+        return self._fetch_any("SELECT 1 FROM calls WHERE key = ?", (key,)) is not None
 
     def __len__(self) -> int:
         return int(self._fetch_one("SELECT COUNT(*) FROM calls", ())[0])
@@ -254,7 +305,7 @@ class CallCache:
 
     def get_json(self, key: str) -> Any | None:
         """The JSON value stored under `key`, or None."""
-        row = self._fetch_one("SELECT value FROM blobs WHERE key = ?", (key,))
+        row = self._fetch_any("SELECT value FROM blobs WHERE key = ?", (key,))
         return json.loads(row[0]) if row else None
 
     def put_json(self, key: str, value: Any) -> None:
@@ -277,6 +328,8 @@ class CallCache:
             self.flush()
         with self._lock:
             self._conn.close()
+            for reader in self._readers:
+                reader.close()
 
     def __enter__(self) -> "CallCache":
         return self
@@ -290,8 +343,34 @@ class CallCache:
         with self._lock:
             return self._conn.execute(sql, args).fetchone()
 
+    def _fetch_any(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The first row of `sql` in this cache's file, else in the files it also reads."""
+        with self._lock:
+            row = self._conn.execute(sql, args).fetchone()
+            for path, reader in zip(self.also_read, self._readers):
+                if row is not None:
+                    break
+                try:
+                    row = reader.execute(sql, args).fetchone()
+                except sqlite3.DatabaseError as error:
+                    # Another driver's file, written now (on another node, its WAL index is not
+                    # shared), or one it has only just created: not readable at this moment is not
+                    # found, which costs a call made again, never a wrong result.
+                    if path not in self._unreadable:
+                        self._unreadable.add(path)
+                        logger.warning("the call cache %s could not be read (%s): its results are not reused by this driver", path, error)
+        return row
+
     def _transaction(self) -> "_Transaction":
         return _Transaction(self._conn, self.path)
+
+
+def _unopenable(path: Path, error: sqlite3.DatabaseError) -> EnvironmentFault:
+    hint = (
+        "free disk space, then run the same command again" if "full" in str(error)
+        else "if it is damaged, move it aside and run again (a new cache starts empty: the calls stored in the old one are made again)"
+    )
+    return EnvironmentFault(f"the call cache {path} cannot be opened ({error}): {hint}")
 
 
 class _Transaction:

@@ -37,7 +37,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 from urllib.parse import urlsplit
 
 LEDGER_FORMAT = 1
@@ -232,9 +232,24 @@ class Figures:
         return data
 
 
-def read_rows(cache_path: str | Path, where: str = "", args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    """The ledger rows of a call-cache file, read only. A cache written before the ledger (not yet
+def _paths(cache: "str | Path | Sequence[str | Path]") -> list[Path]:
+    return [Path(cache)] if isinstance(cache, (str, Path)) else [Path(p) for p in cache]
+
+
+def read_rows(cache_path: "str | Path | Sequence[str | Path]", where: str = "", args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """The ledger rows of a call-cache file, or of a set of them (a multi-driver run's files,
+    `cache.cache_files`), read only, by arrival. A cache written before the ledger (not yet
     opened by this toolkit) reads as its stored calls, each a paid row of run `before-ledger`."""
+    rows: list[dict[str, Any]] = []
+    paths = _paths(cache_path)
+    for path in paths:
+        rows += _read_file_rows(path, where, args)
+    if len(paths) > 1:
+        rows.sort(key=lambda row: row["started_at"])  # stable: a file's own order stays
+    return rows
+
+
+def _read_file_rows(cache_path: Path, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
     connection = sqlite3.connect(f"file:{cache_path}?mode=ro", uri=True)
     try:
         has_ledger = connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger'").fetchone()
@@ -245,15 +260,21 @@ def read_rows(cache_path: str | Path, where: str = "", args: tuple[Any, ...] = (
         connection.close()
 
 
-def read_runs(cache_path: str | Path) -> dict[str, dict[str, Any]]:
-    """{run: {started_at, command}} of the runs the ledger knows (none for a cache without one)."""
-    connection = sqlite3.connect(f"file:{cache_path}?mode=ro", uri=True)
-    try:
-        if not connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone():
-            return {}
-        return {run: {"started_at": started, "command": command} for run, started, command in connection.execute("SELECT run, started_at, command FROM runs")}
-    finally:
-        connection.close()
+def read_runs(cache_path: "str | Path | Sequence[str | Path]") -> dict[str, dict[str, Any]]:
+    """{run: {started_at, command}} of the runs the ledger knows (none for a cache without one).
+    The drivers of one run share its id, each file listing it: the earliest start is the run's."""
+    runs: dict[str, dict[str, Any]] = {}
+    for path in _paths(cache_path):
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            if not connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone():
+                continue
+            for run, started, command in connection.execute("SELECT run, started_at, command FROM runs"):
+                if run not in runs or started < runs[run]["started_at"]:
+                    runs[run] = {"started_at": started, "command": command}
+        finally:
+            connection.close()
+    return runs
 
 
 # The stored calls as ledger rows (the migration of a cache made before the ledger, and the

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..curation.estimate import estimate_language, per_document
+from ..llm.cache import cache_files
 from ..llm.ledger import Price, busy_and_span, cost_of, read_rows, with_known_stages
 
 STAGES = ("generate", "judge", "refine")
@@ -136,20 +137,26 @@ def run_cost(
     cache_path: Path, config: dict[str, Any], summaries: list[dict[str, Any]], curated: int,
     prices: dict[str, Price] | None = None, currency: str | None = None,
 ) -> RunCost:
+    """The cost figures of a run from its call cache: `cache_path`, the configured file, and the
+    per-driver files beside it (`<cache>.d/`, llm/cache.cache_files), read as one ledger."""
     prices = prices or {}
     cost = RunCost({stage: StageCost(stage, asked=n) for stage, n in asked_calls(config, summaries).items()}, curated, currency=currency)
-    if not cache_path.is_file():
+    files = cache_files(cache_path)
+    if not files:
         cost.cache_found = False
         return cost
-    try:
-        rows = with_known_stages(read_rows(cache_path))
-        connection = sqlite3.connect(f"file:{cache_path}?mode=ro", uri=True)
+    rows = []
+    for path in files:
         try:
-            cost.embeddings = connection.execute("SELECT COUNT(*) FROM blobs").fetchone()[0]
-        finally:
-            connection.close()
-    except sqlite3.DatabaseError as error:
-        raise OSError(f"the call cache {cache_path} cannot be read ({error}): pass the run's cache with --cache, or move a damaged one aside") from error
+            rows += read_rows(path)
+            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                cost.embeddings += connection.execute("SELECT COUNT(*) FROM blobs").fetchone()[0]
+            finally:
+                connection.close()
+        except sqlite3.DatabaseError as error:
+            raise OSError(f"the call cache {path} cannot be read ({error}): pass the run's cache with --cache, or move a damaged one aside") from error
+    rows = with_known_stages(sorted(rows, key=lambda row: row["started_at"]))
     by_stage: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         target = cost.stages.get(row["stage"] or "", cost.unclassed)

@@ -117,6 +117,7 @@ class Endpoint:
     _client_loop: asyncio.AbstractEventLoop | None = None
     _http: Any = None  # huggingface_hub's get_async_session() client (route `completions`)
     _http_loop: asyncio.AbstractEventLoop | None = None
+    share: Callable[[int], int] | None = None  # this driver's part of the server's slots (curation/drivers.py)
 
     def __post_init__(self) -> None:
         self.window = self.ramp_start
@@ -133,7 +134,8 @@ class Endpoint:
         if self.info is None:
             return 1
         reported = self.info.get("max_concurrent_requests")
-        return min(self.cap, int(reported)) if reported else self.cap
+        limit = min(self.cap, int(reported)) if reported else self.cap
+        return self.share(limit) if self.share is not None else limit
 
     @property
     def capacity(self) -> int:
@@ -426,9 +428,12 @@ class ServerBackend(LLMBackend):
         self.route = ROUTE_CLASSES[config.route]()
         token = os.environ[config.token_env] if config.token_env else None
         sources, gauges = type(config).LIMIT_SOURCES, type(config).LOAD_METRICS or ()
+        self.slot_share: Callable[[int], int] | None = None
 
         def endpoint(url: str) -> Endpoint:
-            return Endpoint(url, config.max_concurrency, token, config.timeout, config.ramp_start, sources, tuple(gauges))
+            made = Endpoint(url, config.max_concurrency, token, config.timeout, config.ramp_start, sources, tuple(gauges))
+            made.share = self.slot_share
+            return made
 
         self.pool = EndpointPool(endpoints, endpoint, model=config.model, wait_s=config.timeout)
         self.counter = TokenCounter(_tokenizer_counter(config.tokenizer), config.bytes_per_token)
@@ -446,6 +451,13 @@ class ServerBackend(LLMBackend):
     def max_concurrency(self) -> int:  # type: ignore[override]
         """Slots over all endpoints: what the server said where it was asked, else the cap."""
         return sum(e.limit if e.info is not None else e.cap for e in self.pool.endpoints)
+
+    def share_slots(self, share: Callable[[int], int]) -> None:
+        """Several drivers use these servers: each endpoint's limit, of those known and those
+        the source adds later, becomes `share(limit)`."""
+        self.slot_share = share
+        for endpoint in self.pool.known.values():
+            endpoint.share = share
 
     def endpoint_stats(self) -> dict[str, dict[str, Any]]:
         """Per endpoint met: attempts, successes, failed attempts, slots, in flight, whether it
