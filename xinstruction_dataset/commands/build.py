@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         empty = []
         # One curation run for all languages: models and embedder are set up once. The export is
         # staged: every language and the card replace the folder together, or nothing changes.
-        reports = run_curation(recipe, progress=progress, force=args.force)
+        reports = run_curation(recipe, progress=progress, force=args.force, executor=executor)
         with staged_folder(folder) as staging:
             for report in reports:
                 print(f"\n== {report.language}: curate\n{report.format()}")

@@ -25,6 +25,7 @@ projects the whole run from them (estimate.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -61,18 +62,19 @@ class Models:
     by_role: dict[str, LLMBackend]
 
     @classmethod
-    def build(cls, config: ModelsConfig) -> "Models":
+    def build(cls, config: ModelsConfig, sources: dict[str, Any] | None = None) -> "Models":
+        """`sources`: {role: EndpointSource} of the roles served by managed servers (llm/serving/)."""
         from ..llm.backends import build_backend
 
         built: dict[str, LLMBackend] = {}
 
-        def get(spec: Any) -> LLMBackend:
+        def get(role: str, spec: Any) -> LLMBackend:
             key = spec.model_dump_json()  # equal specs (a judge spelt like the generator) share one backend
             if key not in built:
-                built[key] = build_backend(spec)
+                built[key] = build_backend(spec, sources[role]) if sources and role in sources else build_backend(spec)
             return built[key]
 
-        return cls({role: get(spec) for role, spec in config.specs().items()})
+        return cls({role: get(role, spec) for role, spec in config.specs().items()})
 
     @classmethod
     def serving_all(cls, backend: LLMBackend) -> "Models":
@@ -134,6 +136,7 @@ class Curation:
         self.progress = progress
         self.command = command
         self._models = models
+        self.sources: dict[str, Any] = {}  # the managed servers' endpoints by role, while `serving`
         self._cache = None
         self.budget: Budget | None = None
         self.unfinished: list[str] = []  # languages a budget stop left not labelled whole
@@ -153,8 +156,16 @@ class Curation:
     @property
     def models(self) -> Models:
         if self._models is None:
-            self._models = Models.build(self.config.models)
+            self._models = Models.build(self.config.models, self.sources)
         return self._models
+
+    @contextlib.contextmanager
+    def serving(self, executor: Any = None):
+        """The recipe's managed servers (`serve:` entries) running while the block runs (llm/serving/)."""
+        from ..llm.serving.fleet import managed_servers
+
+        with managed_servers(self.config.models, self.layout, executor, resolve=self.recipe.resolve) as self.sources:
+            yield
 
     @functools.cache  # noqa: B019 - one run object per command: the cache lives exactly as long as the run
     def _embedder(self) -> Embedder:
@@ -340,11 +351,13 @@ def run_curation(
     models: Models | None = None,
     progress: bool = True,
     force: bool = False,
+    executor: Any = None,
 ) -> list[LanguageReport]:
     """Curate the recipe's languages. `shard=(i, n)` with n > 1 labels only that shard; `merge`
     only merges finished shards; neither does both for the whole corpus. `models` replaces the
     recipe's backends (tests). `force` relabels a folder made with older rules with the current
-    judge parser and instruction checks (versions.py)."""
+    judge parser and instruction checks (versions.py). `executor` (or the recipe's) runs the
+    managed servers: Ray actors with the Ray executor, local processes otherwise."""
     curation = Curation(recipe, models=models, progress=progress)
     shard = shard or (0, 1)
     languages = list(languages or recipe.languages)
@@ -359,7 +372,8 @@ def run_curation(
         if label:
             for language in languages:  # fail on a missing input before any call is paid for
                 curation.kept(language, shard)
-            labelled = curation.label(languages, shard, reports, versions)
+            with curation.serving(executor or getattr(recipe, "executor", None)):
+                labelled = curation.label(languages, shard, reports, versions)
         for language in languages if do_merge else ():
             if language in labelled:  # a language a budget stop left half-labelled keeps its old outputs
                 curation.merge(language, reports[language])
@@ -381,7 +395,8 @@ def run_estimate(recipe: CurationRecipe, measure: int, *, languages: list[str] |
     try:
         for language in languages:
             curation.kept(language, (0, 1))  # fail on a missing input before any call is paid for
-        estimate = curation.estimate(languages, measure)
+        with curation.serving(getattr(recipe, "executor", None)):
+            estimate = curation.estimate(languages, measure)
         write_json(curation.layout.estimate_file, {"measured_per_language": measure, **estimate.as_dict()})
     finally:
         curation.close()

@@ -1,7 +1,7 @@
 """The fleet of a run: every served model (a model entry with `serve:`) started before curation
 needs it, supervised while it runs, stopped when it ends.
 
-    with managed_servers(config.models, layout, executor, base_dir=recipe.base_dir) as sources:
+    with managed_servers(config.models, layout, executor, resolve=recipe.resolve) as sources:
         models = Models.build(config.models, sources)    # {role: PublishedEndpoints}
 
 - Distinct specs (by their JSON: a judge spelt like the generator is the same server) are one
@@ -26,8 +26,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ...layout import RunLayout
@@ -66,19 +65,19 @@ def published_endpoints(models: Any, layout: RunLayout) -> dict[str, PublishedEn
 
 
 @contextlib.contextmanager
-def managed_servers(models: Any, layout: RunLayout, executor: Any = None, *, base_dir: Path | None = None) -> Iterator[dict[str, PublishedEndpoints]]:
+def managed_servers(models: Any, layout: RunLayout, executor: Any = None, *, resolve: Callable[[str], str] | None = None) -> Iterator[dict[str, PublishedEndpoints]]:
     """Start, supervise and stop the served models of `models` (see the module docstring);
-    yields `published_endpoints(models, layout)`. `executor` is the run's executor: the Ray
-    executor puts the replicas on Ray actors, any other (or None) runs them here. Relative
-    `serve.model` paths are read from `base_dir` (the recipe's folder)."""
+    yields `published_endpoints(models, layout)`. `executor` is the run's executor or its spec:
+    the Ray one puts the replicas on Ray actors, any other (or None) runs them here. `resolve`
+    makes a recipe's `serve.model` path absolute (`Recipe.resolve`: relative to its folder)."""
     served = served_models(models)
     if not served:
         yield {}
         return
-    paths = {name: model_path(model, base_dir) for name, (model, _) in served.items()}  # exit 2 before anything starts
+    paths = {name: model_path(model, resolve) for name, (model, _) in served.items()}  # exit 2 before anything starts
     main = threading.current_thread() is threading.main_thread()
     fleet = Fleet(on_fatal=lambda error: _thread.interrupt_main() if main else None)
-    on_ray = getattr(executor, "name", None) == "ray"
+    on_ray = "ray" in (getattr(executor, "name", None), getattr(executor, "kind", None))
     with _placement(executor) if on_ray else contextlib.nullcontext():
         gpus = [] if on_ray else visible_gpus()
         for name, (model, _) in served.items():
@@ -116,7 +115,7 @@ def _placement(executor: Any) -> Iterator[None]:
     when this block connected)."""
     from .ray_replicas import connected
 
-    with connected(getattr(executor, "address", None)):
+    with connected(getattr(executor, "address", None) or getattr(executor, "ray_address", None)):
         yield
 
 

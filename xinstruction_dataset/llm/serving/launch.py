@@ -28,7 +28,7 @@ import socket
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from ...errors import EnvironmentFault, UsageError
 from .config import ServeConfig
@@ -142,15 +142,16 @@ def looks_like_path(kind: str, model: str) -> bool:
     return Path(model).exists()
 
 
-def model_path(model: ServedModel, base_dir: Path | None) -> str:
-    """`serve.model` as the server is given it: a path made absolute (relative to the recipe's
-    folder) and checked to exist, or a hub id as it is. A missing path: UsageError, exit 2."""
+def model_path(model: ServedModel, resolve: Callable[[str], str] | None = None) -> str:
+    """`serve.model` as the server is given it: a path made absolute (`resolve`: the recipe's
+    own paths, relative to its folder) and checked to exist, or a hub id as it is. A missing
+    path: UsageError, exit 2."""
     given = model.serve.model
     if not looks_like_path(model.kind, given):
         return given
-    path = Path(given).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
+    path = Path(os.path.expanduser(given))
+    if resolve is not None:
+        path = Path(resolve(str(path)))
     if not path.exists():
         raise UsageError(f"models.{model.name}.serve.model: {path} does not exist; give the path of the model's weights (or a hub id org/name for {model.kind})")
     return str(path.resolve())
