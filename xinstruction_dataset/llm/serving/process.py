@@ -19,6 +19,7 @@ import ctypes
 import logging
 import os
 import queue
+import shlex
 import signal
 import subprocess
 import sys
@@ -129,7 +130,7 @@ class ServerProcess:
         self.log_file = log_file
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "ab") as out:
-            out.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(self.argv)}\n".encode())
+            out.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {shown_command(self.argv)}\n".encode())
             out.flush()
             environment = {**os.environ, **(env or {})}
             self.process = SPAWNER.popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=environment, close_fds=True)
@@ -161,7 +162,12 @@ class ServerProcess:
         of a failed start's one error line."""
         code = self.process.poll()
         state = f"still running after {running_for:.0f} s" if code is None else f"exited with code {code}"
-        return f"`{' '.join(self.argv)}` {state}; last lines of {self.log_file}: {log_tail(self.log_file)}"
+        return f"`{shown_command(self.argv)}` {state}; last lines of {self.log_file}: {log_tail(self.log_file)}"
+
+
+def shown_command(argv: Sequence[str]) -> str:
+    """The command as one shell line (a newline in an argument shown as \\n: one error line)."""
+    return shlex.join(argv).replace("\n", "\\n")
 
 
 def _signal_group(group: int, signum: int) -> None:
