@@ -146,11 +146,11 @@ class Fleet:
     """Every server group of a run (see the module docstring)."""
 
     def __init__(self, on_fatal: Callable[[UserError], None] = lambda error: None) -> None:
+        self.on_fatal = on_fatal
         self.groups: list[ServerGroup] = []
         self.stopping = threading.Event()
         self.error: UserError | None = None
         self.started = time.monotonic()
-        self._on_fatal = on_fatal
         self._lock = threading.Lock()
 
     def add(self, model: ServedModel, replicas: list[Replica], endpoints_file: Path) -> ServerGroup:
@@ -179,7 +179,7 @@ class Fleet:
             self.error = error
         log.error("%s", error)
         self.stopping.set()
-        self._on_fatal(error)
+        self.on_fatal(error)
 
     def stop(self) -> None:
         """Every replica stopped (each keeper stops its own; they do it side by side)."""
