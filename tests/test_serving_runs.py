@@ -33,7 +33,7 @@ import yaml
 
 from corpora import read_corpus
 from serving_helpers import (
-    EXITS_AT_ONCE, LLAMA_ARGS, NEVER_HEALTHY, alive, llama_model, read_endpoints, wait_gone,
+    EXITS_AT_ONCE, NEVER_HEALTHY, alive, llama_model, read_endpoints, wait_gone,
 )
 from test_build_kill import cached_calls, exported_rows, output_files
 from xinstruction_dataset.execution.local_cluster import LocalRayCluster, free_port
@@ -47,8 +47,12 @@ from xinstruction_dataset.llm.serving.supervisor import Fleet
 pytest.importorskip("ray", reason='the Ray tests need the [ray] extra: pip install -e ".[ray]"')
 pytestmark = pytest.mark.timeout(600)
 
-DOCS = 6
+DOCS = 4
 MODEL_NAME = "gemma-3-270m"
+# Reproducible across two server processes: one slot, every prompt computed from scratch (a
+# batch of several requests, or a prompt continued from a cached prefix, can change the last
+# bits of the logits on CPU, and so a sampled token).
+RUN_ARGS = ["--threads", "1", "--parallel", "1", "--ctx-size", "2048", "--no-webui", "--no-cache-prompt", "--cache-ram", "0"]
 
 
 def wait_for(condition, timeout: float, what: str):
@@ -76,6 +80,8 @@ def write_recipe(root: Path, *, endpoints: list[str] | None = None, serve: dict 
     spec.update({"endpoints": endpoints} if endpoints else {"serve": serve})
     default = yaml.safe_load(Path(__file__).resolve().parents[1].joinpath("builder", "default.yaml").read_text())
     curation = {**default["curation"], "models": {"generator": spec}}
+    for stage, tokens in (("generate", 16), ("judge", 4), ("refine", 16)):
+        curation[stage] = {**curation[stage], "sampling": {**curation[stage]["sampling"], "max_new_tokens": tokens}}
     recipe = {
         "name": "managed", "languages": ["id"], "sources": [{"path": str(source), "language": "id"}],
         "filters": [{"type": "length", "min_chars": 200}], "output_dir": str(root / "run"), "curation": curation,
@@ -86,7 +92,7 @@ def write_recipe(root: Path, *, endpoints: list[str] | None = None, serve: dict 
 
 
 def llama_serve(**extra) -> dict:
-    return {"model": str(packaged_gguf()), "args": LLAMA_ARGS, "gpus_per_replica": 0, "start_timeout": 120, "restarts": 3, **extra}
+    return {"model": str(packaged_gguf()), "args": RUN_ARGS, "gpus_per_replica": 0, "start_timeout": 120, "restarts": 3, **extra}
 
 
 def command(args: list[str], log: Path) -> subprocess.Popen:
@@ -136,7 +142,7 @@ def llama_by_hand(tmp_path_factory):
     root = tmp_path_factory.mktemp("by-hand")
     port = free_port()
     server = ServerProcess([_llama_binary(), "-m", str(packaged_gguf()), "--host", "127.0.0.1", "--port", str(port),
-                            "--alias", MODEL_NAME, *LLAMA_ARGS], root / "server.log")
+                            "--alias", MODEL_NAME, *RUN_ARGS], root / "server.log")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _healthy(url) or server.exit_code() is not None, 120, "llama-server by hand healthy")
