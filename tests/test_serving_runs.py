@@ -273,9 +273,16 @@ def curate_fails(filtered: Path, tmp_path: Path, serve: dict, code: int, timeout
     return errors[0], time.monotonic() - started
 
 
-def test_a_missing_model_file_is_exit_2(filtered, tmp_path):
+def test_a_missing_model_file_is_exit_2_before_anything_starts(filtered, tmp_path):
     line, _ = curate_fails(filtered, tmp_path, llama_serve(model=str(tmp_path / "missing.gguf")), 2)
     assert "models.generator.serve.model" in line and "missing.gguf does not exist" in line
+    assert "managed servers: starting" not in (tmp_path / "curate.log").read_text()
+
+
+def test_an_unknown_placeholder_is_exit_2_before_anything_starts(filtered, tmp_path):
+    line, _ = curate_fails(filtered, tmp_path, llama_serve(args=["--alias", "{served}"]), 2)
+    assert "models.generator.serve.args: unknown placeholder {served}" in line
+    assert "managed servers: starting" not in (tmp_path / "curate.log").read_text()
 
 
 def test_a_server_never_healthy_is_exit_3_after_its_start_timeout(filtered, tmp_path):
@@ -374,3 +381,47 @@ def test_sigkill_of_a_driver_on_ray_ends_its_servers(cluster, tmp_path):
     driver.kill()
     driver.wait()
     assert wait_gone([server], timeout=30) == [], "llama-server outlived the SIGKILLed driver's Ray job"
+
+
+# --- the fleet's names, and its sources for other processes -------------------------------------
+
+
+def test_served_models_are_named_by_their_first_role_and_found_from_the_layout_alone(tmp_path):
+    import pickle
+
+    from xinstruction_dataset.curation.config import CurationConfig, ROLES
+    from xinstruction_dataset.llm.serving.fleet import published_endpoints, served_models
+
+    served = {"backend": "llamacpp", "model": MODEL_NAME, "serve": llama_serve()}
+    other = {"backend": "vllm", "model": "org/judge", "serve": {"model": "org/judge"}}
+    config = CurationConfig.from_dict({"models": {"generator": served, "judge": other, "refiner": dict(served)}})
+    names = served_models(config.models)
+    assert list(names) == ["generator", "judge"]  # the refiner spelt like the generator shares its servers
+    assert names["generator"][1] == [role for role in ROLES if config.models.spec(role) == config.models.spec("generator")]
+    layout = RunLayout(tmp_path)
+    sources = published_endpoints(config.models, layout)
+    assert sources["refiner"].path == sources["generator"].path == layout.server_endpoints("generator")
+    assert sources["judge"].path == layout.server_endpoints("judge")
+    assert pickle.loads(pickle.dumps(sources["judge"])).path == sources["judge"].path  # a driver task rebuilds it
+    assert served_models(CurationConfig.from_dict({"models": {"generator": {"backend": "llamacpp", "model": "m", "endpoints": ["http://h:1"]}}}).models) == {}
+
+
+# Answers llama.cpp's /props (one slot) and /health for DIES_AFTER seconds, then exits (code 9).
+PROPS_THEN_DIES = """
+import http.server, json, os, sys, threading
+PROPS = json.dumps(dict(total_slots=1, default_generation_settings=dict(n_ctx=2048))).encode()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header('Content-Type', 'application/json'); self.end_headers()
+        self.wfile.write(PROPS if self.path == '/props' else b'[]')
+    def log_message(self, *a): pass
+threading.Timer(float(os.environ.get('DIES_AFTER', '1')), lambda: os._exit(9)).start()
+http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_a_server_dying_past_its_restarts_stops_the_run_with_one_line(filtered, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIES_AFTER", "1.5")
+    line, seconds = curate_fails(filtered, tmp_path, llama_serve(command=[sys.executable, "-c", PROPS_THEN_DIES, "{port}"], restarts=1), 3)
+    assert "server generator replica 0 died 2 times, more than serve.restarts (1) allows" in line and "exited with code 9" in line
+    assert seconds < 60

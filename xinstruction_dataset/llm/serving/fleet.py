@@ -34,7 +34,7 @@ from typing import Any
 
 from ...layout import RunLayout
 from ..endpoints import PublishedEndpoints
-from .launch import ServedModel, model_path
+from .launch import ServedModel, check_command, model_path
 from .replicas import LocalReplica, Replica, visible_gpus
 from .supervisor import Fleet
 
@@ -78,6 +78,8 @@ def managed_servers(models: Any, layout: RunLayout, executor: Any = None, *, res
         yield {}
         return
     paths = {name: model_path(model, resolve) for name, (model, _) in served.items()}  # exit 2 before anything starts
+    for name, (model, _) in served.items():
+        check_command(model, paths[name])
     fleet = Fleet(on_fatal=_MainThreadInterrupt())
     on_ray = "ray" in (getattr(executor, "name", None), getattr(executor, "kind", None))
     with _placement(executor) if on_ray else contextlib.nullcontext():

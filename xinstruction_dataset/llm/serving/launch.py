@@ -122,6 +122,16 @@ def resolve_program(program: str) -> str:
 
 def launch_command(model: ServedModel, *, host: str, port: int, replica: int, model_path: str) -> list[str]:
     """The full argv of one replica of `model`, listening on `host:port`."""
+    words = expanded(model, host=host, port=port, replica=replica, model_path=model_path)
+    return [resolve_program(words[0]), *words[1:]]
+
+
+def check_command(model: ServedModel, model_path: str) -> None:
+    """The template and args of `model` expand (a recipe error, exit 2, before anything starts)."""
+    expanded(model, host=model.serve.host, port=model.serve.port or 0, replica=0, model_path=model_path)
+
+
+def expanded(model: ServedModel, *, host: str, port: int, replica: int, model_path: str) -> list[str]:
     values = {
         "model": model_path, "host": host, "port": port, "gpus": max(1, model.serve.gpus_per_replica),
         "served_model": model.served_model, "replica": replica,
@@ -130,7 +140,7 @@ def launch_command(model: ServedModel, *, host: str, port: int, replica: int, mo
     words = expand(template(model), values, f"{where}.command") + expand(model.serve.args, values, f"{where}.args")
     if not words:
         raise UsageError(f"{where}.command is empty: give the server's command line")
-    return [resolve_program(words[0]), *words[1:]]
+    return words
 
 
 def looks_like_path(kind: str, model: str) -> bool:
