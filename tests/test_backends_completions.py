@@ -16,7 +16,7 @@ from test_curate_faults import documents, recipe_for, reply
 from xinstruction_dataset.curation.curate import run_curation
 from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, model_spec
 
-TGI_LOGGER = "xinstruction_dataset.llm.backends.tgi"
+TGI_LOGGER = "xinstruction_dataset.llm.backends.server"
 
 
 def completions(urls, **options):

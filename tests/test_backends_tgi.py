@@ -246,7 +246,8 @@ def test_token_from_env_is_sent_and_never_logged(tgi_server, tmp_path, monkeypat
 
 
 def test_ramp_opens_one_slot_per_success_and_halves_on_failure():
-    from xinstruction_dataset.llm.backends.tgi import Endpoint, TGIConfig
+    from xinstruction_dataset.llm.backends.server import Endpoint
+    from xinstruction_dataset.llm.backends.tgi import TGIConfig
 
     endpoint = Endpoint("http://h:1", cap=64, token=None, timeout=1.0, ramp_start=4)
     assert endpoint.capacity == 1  # until /info answered

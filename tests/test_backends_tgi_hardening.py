@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, build_backend, model_spec
-from xinstruction_dataset.llm.backends.tgi import is_hf_host, scrub_secrets
+from xinstruction_dataset.llm.backends.server import is_hf_host, scrub_secrets
 from xinstruction_dataset.llm.cache import CallCache
 from xinstruction_dataset.llm.calls import CallRunner
 
@@ -133,7 +133,7 @@ def test_login_token_is_not_sent_to_a_third_party_endpoint(start_tgi_server, tmp
 
 
 def test_login_token_still_goes_to_hugging_face_hosts():
-    from xinstruction_dataset.llm.backends.tgi import Endpoint
+    from xinstruction_dataset.llm.backends.server import Endpoint
 
     assert is_hf_host("https://abc.us-east-1.aws.endpoints.huggingface.cloud")
     assert is_hf_host("https://router.huggingface.co/v1") and is_hf_host("https://me-app.hf.space")

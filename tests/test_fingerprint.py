@@ -58,7 +58,8 @@ def test_written_when_absent_and_equal_passes(tmp_path):
     [
         (lambda d: d["curation"]["judge"].update(good_min_score=5), "curation.judge.good_min_score", "4 → 5"),
         (lambda d: d["curation"]["models"]["judge"].update(model="org/other"), "curation.models.judge.model", '"org/judge" → "org/other"'),
-        (lambda d: d["curation"]["models"]["judge"].update(route="chat"), "curation.models.judge.route", '"generate" → "chat"'),
+        # the chat template changes what the model sees: named by the prompt format, not the route's spelling
+        (lambda d: d["curation"]["models"]["judge"].update(route="chat"), "curation.models.judge.prompt_format", '"raw" → "chat"'),
         (lambda d: d["filters"][0].update(min_chars=30), "filters[0].min_chars", "20 → 30"),
         (lambda d: d["curation"].update(seed=7), "curation.seed", "0 → 7"),
         (lambda d: d["filters"].append({"type": "exact_dedup"}), "filters[1].type", '(absent) → "exact_dedup"'),

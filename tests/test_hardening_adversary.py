@@ -182,8 +182,8 @@ def test_an_llm_reply_whose_text_is_not_a_string_is_a_retried_call(raw_server, r
     import asyncio
 
     from xinstruction_dataset.llm.backends.base import LLMRequest
-    from xinstruction_dataset.llm.backends.tgi import TGIBackend
-    from xinstruction_dataset.llm.backends.tgi_config import TGIConfig
+    from xinstruction_dataset.llm.backends.server import ServerBackend as TGIBackend
+    from xinstruction_dataset.llm.backends.tgi import TGIConfig
 
     raw_server.bodies = [bad, good]
     config = TGIConfig(backend="tgi", model="m", endpoints=[f"http://127.0.0.1:{raw_server.server_address[1]}"], route=route,

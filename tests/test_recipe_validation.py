@@ -60,7 +60,7 @@ def test_a_filter_option_of_the_wrong_type_names_its_path_and_the_type(tmp_path)
         ({"filters": [{"type": "length", "min_char": 3}]}, "unknown key filters[0].min_char; known keys at filters[0]: type, min_chars, max_chars"),
         ({"filters": [{"type": "language", "detector": "cld3"}]}, "filters[0].detector must be one of 'langdetect', 'fasttext' or 'cascade', got 'cld3'"),
         ({"curation": {"judge": {"scale": "ten_point"}}}, "curation.judge.scale must be one of 'three_level' or 'five_point', got 'ten_point'"),
-        ({"curation": {"models": {"judge": {"backend": "vllm"}}}}, "curation.models.judge.backend: unknown backend 'vllm'; one of: local, tgi"),
+        ({"curation": {"models": {"judge": {"backend": "ollama"}}}}, "curation.models.judge.backend: unknown backend 'ollama'; one of: llamacpp, local, openai, sglang, tgi, vllm"),
         (
             {"curation": {"models": {"generator": {"backend": "tgi", "model": "m", "endpoints": ["http://h:1"], "timeout": "fast"}}}},
             "curation.models.generator.timeout must be a number, got 'fast'",

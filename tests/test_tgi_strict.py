@@ -79,11 +79,11 @@ def test_tgi_chat_route_ignores_top_k_and_takes_temperature_zero_as_greedy(start
 def test_vllm_refuses_a_model_it_does_not_serve_and_bad_sampling(start_tgi_server, route):
     server = start_tgi_server(flavour="vllm", model_id="org/served")
     body = {"prompt": "hi", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-    status, reply = post(server.url + route, {**body, "model": "org/other"})
-    assert (status, reply["message"], reply["type"]) == (404, "The model `org/other` does not exist.", "NotFoundError")
+    status, reply = post(server.url + route, {**body, "model": "org/other"})  # vLLM's error envelope (v0.10.1+)
+    assert (status, reply["error"]["message"], reply["error"]["type"]) == (404, "The model `org/other` does not exist.", "NotFoundError")
     assert post(server.url + route, {**body, "model": "org/served"})[0] == 200
     status, reply = post(server.url + route, {**body, "model": "org/served", "top_p": 1.5})
-    assert (status, reply["message"]) == (400, "top_p must be in (0, 1], got 1.5.")
+    assert (status, reply["error"]["message"]) == (400, "top_p must be in (0, 1], got 1.5.")
     assert post(server.url + "/generate", {"inputs": "hi"})[0] == 404  # no native route
 
 

@@ -7,8 +7,13 @@ completions), `GET /info`, `GET /health`, and `GET /stats` (the request log, bel
 `limits_route` picks how the server tells its limits: `"info"` (TGI's `GET /info`, the default),
 `"props"` (llama.cpp's `GET /props`: `default_generation_settings.n_ctx` = `max_total_tokens`,
 `total_slots` = `max_concurrent_requests`), `"models"` (vLLM's `GET /v1/models`: `data[0].max_model_len`
-= `max_total_tokens`, no slot count) or `"none"`; `has_info=False` is `"none"`.
-`completion_bodies` keeps the JSON bodies `POST /v1/completions` received.
+= `max_total_tokens`, no slot count; the `openai` flavour's has no max_model_len, as OpenAI's),
+`"server_info"` (SGLang's `GET /server_info`, and `GET /get_server_info`, its deprecated alias: `max_running_requests` = `max_concurrent_requests`,
+`max_req_input_len` = `max_input_tokens`, `context_length` = `max_total_tokens`; also `/v1/models`)
+or `"none"`; `has_info=False` is `"none"`. The `vllm` flavour also serves `GET /metrics`
+(Prometheus text: `vllm:num_requests_running` and `vllm:num_requests_waiting`, the requests in a
+slot and those queued for one, as vLLM's metrics.py names its gauges).
+`completion_bodies` and `chat_bodies` keep the JSON bodies the OpenAI routes received.
 
 The "model" is a deterministic function `reply(prompt, parameters) -> str` (default: echoes the
 prompt's last words and the seed). Like TGI, the server honours `stop` (the stop string ends the
@@ -25,8 +30,25 @@ It refuses what the real servers refuse, with their status codes and messages (`
   `model` it does not serve; 400 for `temperature < 0`, `top_p` outside (0, 1], `top_k` other than
   -1, 0 or >= 1, `max_tokens < 1`, and input + `max_tokens` over the context ("This model's
   maximum context length is ...").
+  The context error is vLLM's since v0.18 (entrypoints/openai/serving_engine.py, `_validate_input`),
+  in its error envelope since v0.10.1 (`{"error": {"message", "type": "BadRequestError", "param",
+  "code": 400}}`): "This model's maximum context length is N tokens. However, you requested M
+  output tokens and your prompt contains T input tokens, for a total of T+M tokens. ..."
+- `"sglang"`: no TGI native route, limits from `/server_info`; 400 in SGLang's ErrorResponse
+  (`{"object": "error", "message", "type": "BadRequest", "param": null, "code": 400}`) for what its
+  SamplingParams.verify refuses (python/sglang/srt/sampling/sampling_params.py: temperature < 0,
+  top_p outside (0, 1], top_k other than -1 or >= 1 (0 included), max_new_tokens < 0) and for its
+  tokenizer manager's context checks: "The input (N tokens) is longer than the model's context
+  length (M tokens)." and "Requested token count exceeds the model's maximum context length of M
+  tokens. You requested a total of T tokens: N tokens from the input messages and K tokens for
+  the completion. ...". `temperature: 0` is greedy; `model` is not checked.
 - `"llamacpp"`: no native route, limits from `/props`; 400 `exceed_context_size_error` for input
   + `max_tokens` over `n_ctx`; any sampling value is taken.
+- `"openai"`: OpenAI's own API: no native route, `/v1/models` without a context length; 400
+  `invalid_request_error` "Unrecognized request argument supplied: <name>" for a body field the
+  API does not have (`top_k` among them), 404 `model_not_found` for a `model` it does not serve,
+  and its context error ("This model's maximum context length is N tokens, however you requested
+  T tokens (P in your prompt; K for the completion). ...").
 Tokens are counted by `count` (a function, e.g. a real tokenizer), else by `tokens_per_byte`:
 a number (tokens per UTF-8 byte, every script), or None (the default): a byte-fallback tokenizer,
 a token per 3 ASCII bytes (a multilingual tokenizer on Swahili or Finnish; English does better) and
@@ -81,13 +103,24 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FLAVOURS = ("tgi", "vllm", "llamacpp")
+FLAVOURS = ("tgi", "vllm", "sglang", "llamacpp", "openai")
+# The body fields of OpenAI's own completions and chat completions APIs (platform.openai.com API
+# reference); the `openai` flavour refuses any other.
+OPENAI_FIELDS = {
+    "completions": {"model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs", "max_tokens", "n",
+                    "presence_penalty", "seed", "stop", "stream", "stream_options", "suffix", "temperature", "top_p", "user"},
+    "chat": {"model", "messages", "audio", "frequency_penalty", "logit_bias", "logprobs", "max_completion_tokens", "max_tokens",
+             "metadata", "modalities", "n", "parallel_tool_calls", "prediction", "presence_penalty", "reasoning_effort",
+             "response_format", "seed", "service_tier", "stop", "store", "stream", "stream_options", "temperature",
+             "tool_choice", "tools", "top_logprobs", "top_p", "user"},
+}
+DEFAULT_LIMITS_ROUTES = {"vllm": "models", "sglang": "server_info", "llamacpp": "props", "openai": "models"}
 CHAT_TEMPLATE_TOKENS = 4  # a chat template's role markers, per message
 ASCII_BYTES_PER_TOKEN = 3  # the default count's bytes a token of Latin-script text
 FAULT_KINDS = ("429", "503", "hang", "malformed", "drop", "huge", "echo_headers")
 SERVICE_TIMES = ("fixed", "lognormal")
 REPLIES = ("echo", "curation")
-LIMITS_ROUTES = ("info", "props", "models", "none")
+LIMITS_ROUTES = ("info", "props", "models", "server_info", "none")
 Reply = Callable[[str, dict[str, Any]], str]
 
 
@@ -184,8 +217,26 @@ def tgi_refusal(message: str) -> Refusal:
     return Refusal(422, {"error": f"Input validation error: {message}", "error_type": "validation"})
 
 
-def vllm_refusal(message: str, status: int = 400, kind: str = "BadRequestError") -> Refusal:
-    return Refusal(status, {"object": "error", "message": message, "type": kind, "param": None, "code": status})
+def vllm_refusal(message: str, status: int = 400, kind: str = "BadRequestError", param: str | None = None) -> Refusal:
+    """vLLM's error envelope (since v0.10.1: entrypoints/openai/protocol.py ErrorResponse)."""
+    return Refusal(status, {"error": {"message": message, "type": kind, "param": param, "code": status}})
+
+
+def sglang_refusal(message: str, status: int = 400) -> Refusal:
+    """SGLang's ErrorResponse (entrypoints/openai/protocol.py; serving_base.create_error_response)."""
+    return Refusal(status, {"object": "error", "message": message, "type": "BadRequest", "param": None, "code": status})
+
+
+def openai_refusal(message: str, status: int = 400, code: str | None = None, param: str | None = None) -> Refusal:
+    return Refusal(status, {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}})
+
+
+def refusal_message(body: dict[str, Any]) -> str:
+    """The message of a refusal body, whichever envelope it is in."""
+    error = body.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message"))
+    return str(error or body.get("message"))
 
 
 @dataclass
@@ -232,9 +283,9 @@ class TGIServer:
         self.tokens_per_byte = tokens_per_byte
         self._count = count
         self.max_stop_sequences = max_stop_sequences
-        if flavour != "tgi":  # vLLM and llama.cpp have no /generate and no /info
+        if flavour != "tgi":  # only TGI has its /generate and /info
             native_route = False
-            limits_route = limits_route or ("models" if flavour == "vllm" else "props")
+            limits_route = limits_route or DEFAULT_LIMITS_ROUTES[flavour]
         self.reply = reply
         self.model_id = model_id
         self.slots = slots
@@ -257,6 +308,8 @@ class TGIServer:
             raise ValueError(f"limits_route must be one of {LIMITS_ROUTES}")
         self.has_info = self.has_info and self.limits_route == "info"
         self.completion_bodies: list[dict[str, Any]] = []  # bodies POST /v1/completions received
+        self.chat_bodies: list[dict[str, Any]] = []  # bodies POST /v1/chat/completions received
+        self.server_info_paths = ("/server_info", "/get_server_info")  # SGLang's (an older one has only the second)
         self.port = port
         self.attempts: Counter[str] = Counter()  # every generation request, by prompt
         self.successes: Counter[str] = Counter()  # generation requests answered 200 with a result
@@ -418,7 +471,7 @@ class TGIServer:
                 self._validate(prompt, tokens, parameters, route)
             except Refusal as refusal:
                 with self._lock:
-                    self.refusals.append(str(refusal.body.get("error") or refusal.body.get("message")))
+                    self.refusals.append(refusal_message(refusal.body))
                 return refusal.status, refusal.body
             start, end = self._book_slot()
             if self._stopping.wait(max(0.0, end - time.monotonic())):
@@ -447,8 +500,12 @@ class TGIServer:
         """Raise the `Refusal` the real server (`flavour`) answers to this request, if any."""
         if self.flavour == "vllm":
             self._validate_vllm(tokens, parameters)
+        elif self.flavour == "sglang":
+            self._validate_sglang(tokens, parameters)
         elif self.flavour == "llamacpp":
             self._validate_llamacpp(tokens, parameters)
+        elif self.flavour == "openai":
+            self._validate_openai(tokens, parameters, route)
         else:
             self._validate_tgi(prompt, tokens, parameters, route)
 
@@ -497,9 +554,58 @@ class TGIServer:
         if tokens + new_tokens > self.max_total_tokens:
             raise vllm_refusal(
                 f"This model's maximum context length is {self.max_total_tokens} tokens. However, you requested "
-                f"{tokens + new_tokens} tokens ({tokens} in the messages, {new_tokens} in the completion). "
-                "Please reduce the length of the messages or completion."
+                f"{new_tokens} output tokens and your prompt contains {tokens} input tokens, for a total of "
+                f"{tokens + new_tokens} tokens. Please reduce the length of the input prompt or the number of "
+                f"requested output tokens. (parameter=input_tokens, value={tokens})", param="input_tokens",
             )
+
+    def _validate_sglang(self, tokens: int, parameters: dict[str, Any]) -> None:
+        """SGLang's SamplingParams (after its __post_init__: temperature 0 is greedy, a missing
+        top_k is -1) and its tokenizer manager's context checks, in their order."""
+        temperature, top_p = parameters.get("temperature"), parameters.get("top_p")
+        top_k = parameters.get("top_k")
+        if temperature is not None and temperature < 0:
+            raise sglang_refusal(f"temperature must be a non-negative finite number, got {temperature}.")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise sglang_refusal(f"top_p must be in (0, 1], got {top_p}.")
+        if top_k is not None and top_k < 1 and top_k != -1:
+            raise sglang_refusal(f"top_k must be -1 (disable) or at least 1, got {top_k}.")
+        max_new_tokens = parameters.get("max_new_tokens")
+        if max_new_tokens is not None and max_new_tokens < 0:
+            raise sglang_refusal(f"max_new_tokens must be at least 0, got {max_new_tokens}.")
+        context = self.max_total_tokens
+        if tokens >= context:
+            raise sglang_refusal(f"The input ({tokens} tokens) is longer than the model's context length ({context} tokens).")
+        new_tokens = int(max_new_tokens if max_new_tokens is not None else 128)
+        if tokens + new_tokens >= context:
+            raise sglang_refusal(
+                f"Requested token count exceeds the model's maximum context length of {context} tokens. You requested a "
+                f"total of {tokens + new_tokens} tokens: {tokens} tokens from the input messages and {new_tokens} tokens "
+                "for the completion. Please reduce the number of tokens in the input messages or the completion to fit "
+                "within the limit."
+            )
+
+    def _validate_openai(self, tokens: int, parameters: dict[str, Any], route: str) -> None:
+        """OpenAI's API: sampling ranges and the context (its unknown fields: `unknown_field`)."""
+        temperature, top_p = parameters.get("temperature"), parameters.get("top_p")
+        if temperature is not None and not 0 <= temperature <= 2:
+            raise openai_refusal(f"{temperature} is greater than the maximum of 2 - 'temperature'", param="temperature")
+        if top_p is not None and not 0 <= top_p <= 1:
+            raise openai_refusal(f"{top_p} is greater than the maximum of 1 - 'top_p'", param="top_p")
+        new_tokens = int(parameters.get("max_new_tokens") or 16)
+        if tokens + new_tokens > self.max_total_tokens:
+            raise openai_refusal(
+                f"This model's maximum context length is {self.max_total_tokens} tokens, however you requested "
+                f"{tokens + new_tokens} tokens ({tokens} in your prompt; {new_tokens} for the completion). Please reduce "
+                "your prompt; or completion length.", code="context_length_exceeded",
+            )
+
+    def unknown_field(self, body: dict[str, Any], route: str) -> Refusal | None:
+        """OpenAI refuses a body field its API does not have; the other servers read extensions."""
+        if self.flavour != "openai":
+            return None
+        unknown = sorted(set(body) - OPENAI_FIELDS[route])
+        return openai_refusal(f"Unrecognized request argument supplied: {unknown[0]}") if unknown else None
 
     def _validate_llamacpp(self, tokens: int, parameters: dict[str, Any]) -> None:
         """llama.cpp's server: only the context (n_ctx) is checked."""
@@ -511,9 +617,12 @@ class TGIServer:
             }})
 
     def check_model(self, model: Any) -> Refusal | None:
-        """vLLM answers 404 to a `model` it does not serve; TGI and llama.cpp ignore the field."""
+        """vLLM and OpenAI answer 404 to a `model` they do not serve; TGI, SGLang and llama.cpp
+        ignore the field."""
         if self.flavour == "vllm" and model != self.model_id:
             return vllm_refusal(f"The model `{model}` does not exist.", 404, "NotFoundError")
+        if self.flavour == "openai" and model != self.model_id:
+            return openai_refusal(f"The model `{model}` does not exist or you do not have access to it.", 404, "model_not_found")
         return None
 
     def _run_model(self, prompt: str, parameters: dict[str, Any]) -> tuple[str, str, int]:
@@ -554,11 +663,40 @@ class TGIServer:
         }
 
     def models(self) -> dict[str, Any]:
-        """vLLM's `GET /v1/models`."""
+        """vLLM's (and SGLang's) `GET /v1/models`; OpenAI's has no context length."""
+        if self.flavour == "openai":
+            return {"object": "list", "data": [{"id": self.model_id, "object": "model", "created": 0, "owned_by": "system"}]}
         return {"object": "list", "data": [{
-            "id": self.model_id, "object": "model", "created": 0, "owned_by": "vllm", "root": self.model_id,
+            "id": self.model_id, "object": "model", "created": 0, "owned_by": self.flavour, "root": self.model_id,
             "parent": None, "max_model_len": self.max_total_tokens, "permission": [],
         }]}
+
+    def server_info(self) -> dict[str, Any]:
+        """SGLang's `GET /server_info`: its server arguments (a few of the many), the
+        scheduler's info and the per-DP internal states, in one object."""
+        return {
+            "model_path": self.model_id, "tokenizer_path": self.model_id, "host": "127.0.0.1", "port": self.port,
+            "context_length": self.max_total_tokens, "max_running_requests": self.max_concurrent_requests,
+            "max_prefill_tokens": 16384, "chunked_prefill_size": 8192, "tp_size": 1, "dp_size": 1,
+            "max_total_num_tokens": 100 * self.max_total_tokens, "max_req_input_len": self.max_input_tokens,
+            "internal_states": [{"last_gen_throughput": 0.0}], "version": "test",
+        }
+
+    def metrics(self) -> str:
+        """vLLM's `GET /metrics` (Prometheus text) for its request gauges: requests in a slot
+        (running) and those queued for one (waiting)."""
+        with self._lock:
+            active = self._active
+        running, waiting = min(active, self.slots), max(0, active - self.slots)
+        label = f'{{engine="0",model_name="{self.model_id}"}}'
+        return (
+            "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+            "# TYPE vllm:num_requests_running gauge\n"
+            f"vllm:num_requests_running{label} {float(running)}\n"
+            "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+            "# TYPE vllm:num_requests_waiting gauge\n"
+            f"vllm:num_requests_waiting{label} {float(waiting)}\n"
+        )
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -637,8 +775,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, app.info())
         elif self.path == "/props" and app.limits_route == "props":
             self._send(200, app.props())
-        elif self.path == "/v1/models" and app.limits_route == "models":
+        elif self.path == "/v1/models" and app.limits_route in ("models", "server_info"):
             self._send(200, app.models())
+        elif self.path in app.server_info_paths and app.limits_route == "server_info":
+            self._send(200, app.server_info())
+        elif self.path == "/metrics" and app.flavour == "vllm":
+            self._send_raw(200, app.metrics().encode("utf-8"), "text/plain; version=0.0.4; charset=utf-8")
         elif self.path == "/stats":
             self._send(200, app.stats())
         else:
@@ -679,6 +821,8 @@ class _Handler(BaseHTTPRequestHandler):
             app.count_success(body.get("inputs", ""))
 
     def _chat(self, app: TGIServer, body: dict[str, Any]) -> None:
+        with app._lock:
+            app.chat_bodies.append(body)
         contents = [str(m.get("content", "")) for m in body.get("messages") or []]
         prompt = "\n".join(contents)
         tokens = sum(app.count_tokens(content) + CHAT_TEMPLATE_TOKENS for content in contents)
@@ -708,10 +852,10 @@ class _Handler(BaseHTTPRequestHandler):
         prompt_tokens: int | None = None, **extra: Any,
     ) -> None:
         """The part the OpenAI routes share: parameters, the model's answer, the reply's shape."""
-        refused = app.check_model(body.get("model"))
+        refused = app.unknown_field(body, route) or app.check_model(body.get("model"))
         if refused is not None:
             with app._lock:
-                app.refusals.append(refused.body["message"])
+                app.refusals.append(refusal_message(refused.body))
             self._send(refused.status, refused.body)
             return
         stop = body.get("stop") or []
@@ -765,12 +909,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, payload: Any) -> None:
         self._send_raw(status, json.dumps(payload).encode("utf-8"))
 
-    def _send_raw(self, status: int, body: bytes) -> None:
+    def _send_raw(self, status: int, body: bytes, content_type: str = "application/json") -> None:
         app = self.server.app
         with app._lock:
             app.status_counts[status] += 1
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -791,7 +935,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limits-route", choices=LIMITS_ROUTES, default=None,
                         help="how the server tells its limits: TGI /info, llama.cpp /props, vLLM /v1/models, none")
     parser.add_argument("--flavour", choices=FLAVOURS, default="tgi",
-                        help="whose validation and error replies: TGI's router, vLLM's or llama.cpp's server")
+                        help="whose validation and error replies: TGI's router, vLLM's, SGLang's, llama.cpp's server or OpenAI's API")
     parser.add_argument("--tokens-per-byte", type=float, default=None,
                         help="tokens a UTF-8 byte; default: a byte-fallback tokenizer (1 a non-ASCII byte, 1/3 an ASCII one)")
     parser.add_argument("--reply", choices=REPLIES, default="echo", help="curation: a model for `xinstruction build`")

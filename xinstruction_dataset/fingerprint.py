@@ -15,6 +15,19 @@ entries are recorded resolved (a role left out is its fallback's model, defaults
 so spelling out a default does not change the fingerprint. A field marked
 `FingerprintedWhenSet` (one added later, such as a source's `follow_symlinks`) is in it only
 when set, so folders made before it existed keep resuming.
+
+A config may add values derived from its fields (`fingerprint_derived()`, a {name: value}
+mapping, recorded beside its fields). A served model entry (llm/backends/server_config.py) records
+what its model is and sees, not how it is reached: `model`, the prompt shaping fields and
+`prompt_format` ("raw" for routes generate and completions, "chat" for chat), never its
+`backend` kind or `route` spelling. So `backend: tgi, route: completions` moved to `backend: vllm`
+on the same model resumes the same folder (its call-cache keys, from `model`, do not change
+either); the `local` backend records its fields as it always did.
+
+Legacy folders: a fingerprint stored before the server kinds existed records a served entry as
+`<entry>.backend: "tgi"` and `<entry>.route: <route>`. `upgrade_legacy` rewrites such a pair as
+`<entry>.prompt_format` (the route's format) before comparing, so those folders keep resuming;
+the stored file is left as it is until a run records a new fingerprint (a new folder, --force).
 """
 
 from __future__ import annotations
@@ -56,7 +69,7 @@ def check_fingerprint(recipe: "Recipe", layout: "RunLayout", *, force: bool, wri
     current = fingerprint(recipe)
     path = layout.fingerprint_file
     stored = _read(path, force)
-    changes = {} if stored is None else changed_keys(stored, current)
+    changes = {} if stored is None else changed_keys(upgrade_legacy(stored), current)
     if stored is not None and not changes:
         return
     if changes and not force:
@@ -77,6 +90,26 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> dict[str, str]:
     return changes
 
 
+# A served entry's kind and route as fingerprints stored before the server kinds recorded them
+# (the one server kind then was tgi), and the prompt format each route stands for now.
+LEGACY_SERVER_KIND = "tgi"
+LEGACY_PROMPT_FORMATS = {"generate": "raw", "completions": "raw", "chat": "chat"}
+
+
+def upgrade_legacy(stored: dict[str, Any]) -> dict[str, Any]:
+    """`stored` with every legacy served entry (`<entry>.backend: "tgi"` beside `<entry>.route`)
+    rewritten as today's fingerprint records it: `<entry>.prompt_format`, kind and route gone
+    (see the module docstring). Anything else, a stored `local` entry included, is kept as it is."""
+    upgraded = dict(stored)
+    for key, value in stored.items():
+        entry, _, name = key.rpartition(".")
+        route_key = f"{entry}.route" if entry else "route"
+        if name == "backend" and value == LEGACY_SERVER_KIND and stored.get(route_key) in LEGACY_PROMPT_FORMATS:
+            upgraded.pop(key)
+            upgraded[f"{entry}.prompt_format" if entry else "prompt_format"] = LEGACY_PROMPT_FORMATS[upgraded.pop(route_key)]
+    return upgraded
+
+
 def _flatten(value: Any, path: str, out: dict[str, Any]) -> None:
     if isinstance(value, ModelsConfig):
         value = value.resolved()  # each role's typed config, defaults applied
@@ -85,6 +118,9 @@ def _flatten(value: Any, path: str, out: dict[str, Any]) -> None:
             item = getattr(value, name)
             if is_fingerprinted(field) and not is_secret_name(name) and not fingerprint_skips(field, item):
                 _flatten(item, f"{path}.{name}" if path else name, out)
+        derived = getattr(value, "fingerprint_derived", None)
+        for name, item in (derived() if callable(derived) else {}).items():
+            _flatten(item, f"{path}.{name}" if path else name, out)
     elif isinstance(value, dict) and value:
         for key, item in value.items():
             if not is_secret_name(str(key)):

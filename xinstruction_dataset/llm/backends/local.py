@@ -193,7 +193,9 @@ def _convert_weights(gguf: Path, out: Path, dtype: str) -> None:
 class LocalBackend(LLMBackend):
     """In-process generation with a small model; `batch_size` requests decoded together."""
 
-    def __init__(self, config: LocalConfig | None = None) -> None:
+    def __init__(self, config: LocalConfig | None = None, endpoints: object = None) -> None:
+        if endpoints is not None:  # build_backend passes every kind its endpoint source; this one runs in-process
+            raise UsageError(f"the local backend runs its model in this process; it takes no endpoints (got {endpoints!r})")
         self.config = config or LocalConfig()
         self.loaded = load_model(self.config.model, self.config.dtype, self.config.device)
         self.model_id = self.loaded.model_id

@@ -36,20 +36,30 @@ def is_hf_host(url: str) -> bool:
 RETRYABLE_STATUS = frozenset({408, 409, 424, 425, 429}) | frozenset(range(500, 600))
 
 
-# How each server says how many tokens it counted in an input over its context: TGI (422,
-# "`inputs` must have less than N tokens. Given: M" / "... Given: M `inputs` tokens and ..."),
-# vLLM (400, "... you requested T tokens (M in the messages, K in the completion)") and
-# llama.cpp (400 exceed_context_size_error, "n_prompt_tokens": M).
+# How each server says how many tokens it counted in an input over its context:
+# - TGI (422): "`inputs` must have less than N tokens. Given: M" / "... Given: M `inputs` tokens and ...";
+# - vLLM (400) since v0.18: "... your prompt contains [at least ]M input tokens, ..."; v0.10.2 to
+#   v0.17: "... your request has M input tokens ..."; before: "... (M in the messages, K in the completion)";
+# - SGLang (400, its tokenizer manager): "The input (M tokens) is longer than the model's context
+#   length ..." / "... M tokens from the input messages and K tokens for the completion ...";
+# - llama.cpp (400 exceed_context_size_error): "n_prompt_tokens": M;
+# - OpenAI (400 context_length_exceeded): "... (M in your prompt; K for the completion) ...".
+# vLLM's "at least M" is a lower bound: recalibrating on it still raises the estimate.
 SERVER_TOKEN_COUNTS = (
     re.compile(r"`inputs`.*?Given: (\d+)"),
     re.compile(r"\((\d+) in the messages, \d+ in the completion\)"),
+    re.compile(r"your prompt contains (?:at least )?(\d+) input tokens"),
+    re.compile(r"your request has (\d+) input tokens"),
+    re.compile(r"The input \((\d+) tokens\) is longer than the model's context length"),
+    re.compile(r"(\d+) tokens from the input messages and \d+ tokens for the completion"),
     re.compile(r'"n_prompt_tokens":\s*(\d+)'),
+    re.compile(r"\((\d+) in your prompt; \d+ for the completion\)"),
 )
 
 
 class InputTooLong(BackendError):
     """The server refused an input over its context and said how many tokens it counted
-    (`server_tokens`): the client's estimate was low. tgi.py recalibrates and refits."""
+    (`server_tokens`): the client's estimate was low. server.py recalibrates and refits."""
 
     def __init__(self, message: str, server_tokens: int) -> None:
         super().__init__(message)

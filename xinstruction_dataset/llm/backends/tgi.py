@@ -1,433 +1,51 @@
-"""Remote models over HTTP: TGI, and any OpenAI-compatible server (vLLM, SGLang, llama.cpp).
+"""`backend: tgi`: a model served by Hugging Face's text-generation-inference.
 
-One `huggingface_hub.AsyncInferenceClient` (and one `get_async_session()` client) per endpoint,
-speaking one of three routes (`generate`: TGI's native route; `chat`: OpenAI chat completions;
-`completions`: OpenAI text completions). The options (`TGIConfig`) and the routes live in
-tgi_config.py, the limits probe in tgi_limits.py; this module runs the endpoints.
+    {"backend": "tgi", "model": "org/name", "endpoints": ["http://h1:8080", "http://h2:8080"],
+     "route": "generate", "max_concurrency": 64}
 
-Several endpoints of one model share the load: each request takes the endpoint with the lowest
-share of its slots in use (least in flight), skipping endpoints cooling down after a failure.
-An endpoint's slot count is what the server reports (`/info`'s `max_concurrent_requests`, or
-llama.cpp's `/props` `total_slots`), capped by `max_concurrency`; until the server has been
-asked, an endpoint gets one request, which asks it.
-A failed attempt (429, 5xx, connection error, timeout, malformed reply) is retried with
-exponential backoff and jitter, on whichever endpoint is best then; the last error is raised.
-Input over the context (`max_input_tokens` / `max_total_tokens` from the config, else from the
-server: `/info`, `/props` n_ctx, `/v1/models` max_model_len) is fitted first
-(`text.fit_to_context`): truncated or rejected by `context_policy`. Without `tokenizer` the
-count is an estimate (`bytes_per_token`); a server that refuses an input as too long and says
-what it counted (TGI 422, vLLM and llama.cpp 400) lowers the estimate and the request is fitted
-again (`TokenCounter.calibrate`), so a low estimate costs one refused request, not a failed call.
+Default route `generate` (TGI's native route, raw prompts); `chat` and `completions` are TGI's
+OpenAI-compatible routes. Limits from `GET /info` (`max_concurrent_requests`, `max_input_tokens`,
+`max_total_tokens`); failing that `/props` and `/v1/models`, as before the server kinds existed,
+when `backend: tgi` was how vLLM and llama.cpp were reached. TGI's native route refuses
+`temperature: 0` and `top_k`/`top_p` with greedy decoding: they are sent only when sampling.
 
-The limits are asked once per endpoint, under the endpoint's `timeout` (tgi_limits.py: `/info`,
-else `/props`, else `/v1/models`; the source is logged at INFO): if that times out, fails or
-answers garbage, the configured limits apply and one warning is logged; only a connection error
-(server down) is retried as a failure.
-
-Credentials: `token_env` names an environment variable with the endpoints' token; without it
-huggingface_hub's own (HF_TOKEN, `hf auth login`) is sent only to Hugging Face's own hosts
-(`HF_HOSTS`); any other endpoint then gets no token (its Authorization header is sent empty:
-huggingface_hub adds the login token to every request otherwise). Tokens are never logged or
-stored: every known token value, and anything that looks like one (`Bearer ...`, `hf_...`), is
-scrubbed from error text before it leaves this backend (`scrub_secrets`), as a server's error
-body may echo the request's headers.
+TGI is archived (maintenance mode since 2025-12, archived since 2026-03). A recipe with `backend:
+tgi` and route `completions` or `chat` is most likely talking to another server: it keeps
+loading, and one warning line at load names the kind to use instead.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, ClassVar, Literal
 
-from huggingface_hub import AsyncInferenceClient, get_token
-from huggingface_hub.utils import build_hf_headers, get_async_session
+from pydantic import model_validator
 
-from ...redact import scrub_secrets
-from ...retry import RetryPolicy, retrying
-from ..ledger import host_port, note_server
-from .base import BackendError, Completion, ContextLimits, GenerationParams, LLMBackend, LLMRequest, RetryableError
-from .text import TokenCounter, fit_to_context
-from .tgi_config import ROUTE_CLASSES, ROUTES, ChatRoute, CompletionsRoute, GenerateRoute, TGIConfig
-from .remote import HF_HOSTS, InputTooLong, is_hf_host
-from .remote import classify_error as _classify
-from .tgi_limits import NO_SOURCE, LimitsError, describe, read_limits
-
-__all__ = [
-    "HF_HOSTS", "ROUTES", "ChatRoute", "CompletionsRoute", "Endpoint", "EndpointPool", "GenerateRoute", "TGIBackend",
-    "TGIConfig", "is_hf_host", "scrub_secrets",
-]
-
-try:  # huggingface_hub 2.x ships httpx under this name; 1.x uses httpx itself
-    import httpx2 as httpx
-except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
-    import httpx  # type: ignore[no-redef]
+from .base import BACKENDS
+from .server_config import ROUTES, SERVER_BACKEND, SERVER_KIND, ServerConfig
 
 logger = logging.getLogger(__name__)
 
-REFITS = 3  # times a request refused as too long is fitted again with a recalibrated estimate
+SERVER_KINDS_NOW = "vllm | sglang | llamacpp | openai"
 
 
-# --- endpoints and the pool that spreads load over them -------------------------------------
+class TGIConfig(ServerConfig):
+    """A `{"backend": "tgi", ...}` recipe entry (see the module docstring and ServerConfig)."""
 
+    LIMIT_SOURCES: ClassVar[tuple[str, ...]] = ("/info", "/props", "/v1/models")
 
-@dataclass
-class EndpointStats:
-    attempts: int = 0
-    succeeded: int = 0
-    failed: int = 0  # attempts that failed (retried or not)
+    backend: Annotated[Literal["tgi"], SERVER_KIND] = "tgi"
+    route: Annotated[Literal[ROUTES], SERVER_KIND] = "generate"
 
-
-@dataclass
-class Endpoint:
-    """One server of the model: its clients, its slots, the limits it reported, its health."""
-
-    url: str
-    cap: int
-    token: str | None
-    timeout: float
-    ramp_start: int
-    window: int = 0  # requests it may have now (AIMD): set to ramp_start, +1 a success, halved a failure
-    info: dict[str, Any] | None = None  # limits in /info's keys; None until asked ({} if none)
-    limits_source: str | None = None  # where `info` came from: /info, /props, /v1/models, "the recipe"
-    in_flight: int = 0
-    consecutive_failures: int = 0
-    cooling_until: float = 0.0
-    stats: EndpointStats = field(default_factory=EndpointStats)
-    _client: AsyncInferenceClient | None = None
-    _client_loop: asyncio.AbstractEventLoop | None = None
-    _http: Any = None  # huggingface_hub's get_async_session() client (route `completions`)
-    _http_loop: asyncio.AbstractEventLoop | None = None
-
-    def __post_init__(self) -> None:
-        self.window = self.ramp_start
-
-    @property
-    def shown_url(self) -> str:
-        """The URL as logs show it: no user info, no token."""
-        return scrub_secrets(self.url, self.secrets())
-
-    @property
-    def limit(self) -> int:
-        """Slots: the server's max_concurrent_requests capped by config; one until it was asked."""
-        if self.info is None:
-            return 1
-        reported = self.info.get("max_concurrent_requests")
-        return min(self.cap, int(reported)) if reported else self.cap
-
-    @property
-    def capacity(self) -> int:
-        """Requests it may have in flight now: its limit, reached by the ramp (see TGIConfig)."""
-        return min(self.limit, self.window)
-
-    def cooling(self, now: float) -> bool:
-        return now < self.cooling_until
-
-    def client(self) -> AsyncInferenceClient:
-        """This endpoint's client for the running event loop (an httpx client is loop-bound)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            # provider "hf-inference" is the one that talks to a plain endpoint URL (and has /info).
-            # huggingface_hub sends its login token when given none: blank the header instead.
-            headers = None if self.token or is_hf_host(self.url) else {"authorization": ""}
-            self._client = AsyncInferenceClient(
-                base_url=self.url, provider="hf-inference", token=self.token, timeout=self.timeout, headers=headers
+    @model_validator(mode="after")
+    def _archived(self) -> "TGIConfig":
+        if self.route != "generate":
+            logger.warning(
+                "model %r: `backend: tgi, route: %s` reaches an OpenAI-compatible server; TGI is archived (since "
+                "2026-03): name the server instead (`backend: %s`, same `model`: the run folder resumes)",
+                self.model, self.route, SERVER_KINDS_NOW,
             )
-            self._client_loop = loop
-        return self._client
-
-    def http(self) -> Any:
-        """huggingface_hub's plain async HTTP client for the running event loop (route
-        `completions`: huggingface_hub has no call for /v1/completions on an endpoint URL)."""
-        loop = asyncio.get_running_loop()
-        if self._http is None or self._http_loop is not loop:
-            self._http, self._http_loop = get_async_session(), loop
-        return self._http
-
-    async def aclose(self) -> None:
-        client, self._client, self._client_loop = self._client, None, None
-        if client is not None:
-            await client.close()
-        http, self._http, self._http_loop = self._http, None, None
-        if http is not None:
-            await http.aclose()
-
-    def auth_headers(self) -> dict[str, str]:
-        """Headers for a request sent without AsyncInferenceClient (limits, /v1/completions): the
-        endpoint's token; without one, huggingface_hub's login token only for Hugging Face's hosts."""
-        return build_hf_headers(token=self.token or (None if is_hf_host(self.url) else False))
-
-    async def probe(self) -> None:
-        """Read the server's limits once, within `timeout` (tgi_limits.py: /info, else /props,
-        else /v1/models; a server with none gets the configured limits). The source is logged at
-        INFO. A probe that times out, fails or answers garbage also gets the configured limits
-        (one warning). A connection error (server down) raises a RetryableError: asked again later."""
-        try:
-            # The endpoint's own client (closed with the endpoint), not a client per probe: closing
-            # a client whose connect was just cancelled can wait forever.
-            limits = await asyncio.wait_for(
-                read_limits(self.http(), self.url, self.auth_headers(), self.timeout), timeout=self.timeout
-            )
-        except (asyncio.TimeoutError, httpx.TimeoutException):
-            self._no_info("/info, /props, /v1/models", f"no answer within the timeout ({self.timeout:g}s)")
-            return
-        except httpx.TransportError as error:  # refused, reset: the server is down
-            raise _classify(error, self.url, self.secrets()) from error
-        except LimitsError as error:  # an HTTP error or a bad body: as without limits routes
-            self._no_info(error.path, str(_classify(error.error, self.url, self.secrets())))
-            return
-        except Exception as error:  # noqa: BLE001 - anything else the client raised: as without limits routes
-            self._no_info("/info, /props, /v1/models", str(_classify(error, self.url, self.secrets())))
-            return
-        self.info, self.limits_source = limits.info, limits.source
-        if limits.source == NO_SOURCE:
-            logger.info(
-                "endpoint %s: no /info, /props or /v1/models; limits from the recipe (max_concurrency=%d, "
-                "max_input_tokens/max_total_tokens from the spec, if set)", self.shown_url, self.cap,
-            )
-        else:
-            logger.info(
-                "endpoint %s: limits from %s: %s; %d slots (max_concurrency %d)",
-                self.shown_url, limits.source, describe(limits), self.limit, self.cap,
-            )
-
-    def _no_info(self, path: str, why: str) -> None:
-        self.info, self.limits_source = {}, NO_SOURCE
-        logger.warning(
-            "endpoint %s: %s failed (%s); using the configured limits (max_concurrency=%d, "
-            "max_input_tokens/max_total_tokens from the spec, if set)", self.shown_url, path, why[:300], self.cap,
-        )
-
-    def secrets(self) -> tuple[str, ...]:
-        """Token values this endpoint may send: scrubbed from any error text."""
-        login = _login_token() if not self.token and is_hf_host(self.url) else None
-        return tuple(t for t in (self.token, login) if t)
-
-    def context(self, config: TGIConfig) -> ContextLimits:
-        info = self.info or {}
-        return ContextLimits(
-            max_input_tokens=config.max_input_tokens or info.get("max_input_tokens") or info.get("max_input_length"),
-            max_total_tokens=config.max_total_tokens or info.get("max_total_tokens"),
-        )
-
-    def record_success(self) -> int:
-        """Count a success; returns the slots it opened (the ramp's +1 while below the limit)."""
-        before = self.capacity
-        self.stats.succeeded += 1
-        self.consecutive_failures = 0
-        self.cooling_until = 0.0
-        self.window = min(self.window + 1, max(self.limit, self.ramp_start))
-        return self.capacity - before
-
-    def record_failure(self, config: TGIConfig) -> None:
-        """Count a retryable failure: cool down (backoff) and halve the ramp window."""
-        self.stats.failed += 1
-        self.consecutive_failures += 1
-        self.cooling_until = time.monotonic() + backoff_delay(self.consecutive_failures, config)
-        self.window = max(self.ramp_start, self.window // 2)
+        return self
 
 
-class EndpointPool:
-    """Hands out endpoint slots: a request waits until one is free, then takes the endpoint with
-    the lowest share of slots in use. Endpoints cooling down after a failure are skipped while
-    any other endpoint is healthy (so a dead server does not eat every request's retries)."""
-
-    def __init__(self, endpoints: list[Endpoint]) -> None:
-        self.endpoints = endpoints
-        self._condition: asyncio.Condition | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _cond(self) -> asyncio.Condition:
-        loop = asyncio.get_running_loop()
-        if self._condition is None or self._loop is not loop:
-            self._condition, self._loop = asyncio.Condition(), loop
-        return self._condition
-
-    async def acquire(self) -> Endpoint:
-        condition = self._cond()
-        async with condition:
-            while (endpoint := self._pick()) is None:
-                try:
-                    await asyncio.wait_for(condition.wait(), timeout=self._until_cooled())
-                except asyncio.TimeoutError:
-                    # An endpoint finished cooling down: look again. A notify that raced this timeout
-                    # is lost by asyncio.Condition (3.11): pass it on, or a waiter with no timeout
-                    # could wait forever (seen: a run against a dead server hung 2 times in 7).
-                    condition.notify(1)
-            endpoint.in_flight += 1
-            return endpoint
-
-    async def release(self, endpoint: Endpoint, opened: int = 0) -> None:
-        """Give a slot back, and wake one waiter for it and one for each slot the ramp `opened`."""
-        condition = self._cond()
-        async with condition:
-            endpoint.in_flight -= 1
-            condition.notify(1 + max(0, opened))
-
-    async def probe(self, endpoint: Endpoint) -> None:
-        """Ask the endpoint's limits (its one slot is held), then wake requests for its new slots."""
-        await endpoint.probe()
-        condition = self._cond()
-        async with condition:
-            condition.notify(max(0, endpoint.capacity - 1))
-
-    def _pick(self) -> Endpoint | None:
-        now = time.monotonic()
-        healthy = [e for e in self.endpoints if not e.cooling(now)]
-        candidates = [e for e in (healthy or self.endpoints) if e.in_flight < e.capacity]
-        if not candidates:
-            return None
-        return min(candidates, key=lambda e: (e.in_flight / e.capacity, e.in_flight))
-
-    def _until_cooled(self) -> float | None:
-        now = time.monotonic()
-        waits = [e.cooling_until - now for e in self.endpoints if e.cooling(now)]
-        return max(0.001, min(waits)) if waits else None
-
-
-def retry_policy(config: TGIConfig) -> RetryPolicy:
-    return RetryPolicy(config.retries, config.backoff, config.backoff_max)
-
-
-def backoff_delay(failed: int, config: TGIConfig) -> float:
-    """The retry policy's wait after `failed` failures in a row (retry.py: capped, jittered)."""
-    return retry_policy(config).delay(failed)
-
-
-# --- the backend ----------------------------------------------------------------------------
-
-
-class TGIBackend(LLMBackend):
-    """A model served by one or more HTTP endpoints; see the module docstring."""
-
-    def __init__(self, config: TGIConfig) -> None:
-        self.config = config
-        self.model_id = config.model
-        self.route = ROUTE_CLASSES[config.route]()
-        token = os.environ[config.token_env] if config.token_env else None
-        self.pool = EndpointPool(
-            [Endpoint(url, config.max_concurrency, token, config.timeout, config.ramp_start) for url in config.endpoints]
-        )
-        self.counter = TokenCounter(_tokenizer_counter(config.tokenizer), config.bytes_per_token)
-
-    def __repr__(self) -> str:  # no token in here, ever
-        endpoints = [e.shown_url for e in self.pool.endpoints]
-        return f"TGIBackend(model={self.model_id!r}, route={self.route.name!r}, endpoints={endpoints!r})"
-
-    @property
-    def max_concurrency(self) -> int:  # type: ignore[override]
-        """Slots over all endpoints: what the server said where it was asked, else the cap."""
-        return sum(e.limit if e.info is not None else e.cap for e in self.pool.endpoints)
-
-    def endpoint_stats(self) -> dict[str, dict[str, Any]]:
-        """Per endpoint: attempts, successes, failed attempts, slots, in flight."""
-        return {
-            e.url: {**e.stats.__dict__, "limit": e.limit, "window": e.window, "in_flight": e.in_flight}
-            for e in self.pool.endpoints
-        }
-
-    @property
-    def supports_chat(self) -> bool:
-        return self.route.name == "chat"
-
-    def limits(self, params: GenerationParams | None = None) -> ContextLimits:
-        """The tightest context of the endpoints: the spec's limits, else what each server
-        reported when it was asked (an endpoint not asked yet knows only the spec's)."""
-        contexts = [endpoint.context(self.config) for endpoint in self.pool.endpoints]
-        inputs = [c.max_input_tokens for c in contexts if c.max_input_tokens is not None]
-        totals = [c.max_total_tokens for c in contexts if c.max_total_tokens is not None]
-        return ContextLimits(min(inputs, default=None), min(totals, default=None))
-
-    async def acomplete(self, request: LLMRequest) -> Completion:
-        if request.params.no_repeat_ngram_size is not None:
-            # TGI, vLLM, SGLang and llama.cpp have no such parameter: sending the rest would decode otherwise, silently.
-            raise BackendError(
-                f"no_repeat_ngram_size={request.params.no_repeat_ngram_size}: the {self.route.name} route of {self.model_id} "
-                "cannot honour it (TGI, vLLM, SGLang and llama.cpp servers have no such parameter); use the embedded "
-                "backend ({backend: local, model: <model folder>}) or leave it off"
-            )
-        try:
-            return await retrying(
-                lambda: self._attempt(request), retry_policy(self.config), RetryableError,
-                lambda text: scrub_secrets(text, self._secrets()),
-            )
-        except RetryableError:
-            raise
-        except BackendError as error:  # not retryable: its text may carry a reply's prefix
-            raise BackendError(scrub_secrets(str(error), self._secrets())) from None
-
-    def _secrets(self) -> tuple[str, ...]:
-        return tuple(s for e in self.pool.endpoints for s in e.secrets())
-
-    async def aclose(self) -> None:
-        for endpoint in self.pool.endpoints:
-            await endpoint.aclose()
-
-    async def _attempt(self, request: LLMRequest) -> Completion:
-        endpoint = await self.pool.acquire()
-        note_server(host_port(endpoint.url))  # the call's ledger row names the server that answered (its last attempt)
-        endpoint.stats.attempts += 1
-        opened = 0
-        try:
-            if endpoint.info is None:
-                await self.pool.probe(endpoint)
-            completion = await self._send_fitted(endpoint, request)
-            opened = endpoint.record_success()
-            return completion
-        except RetryableError:
-            endpoint.record_failure(self.config)
-            raise
-        except BackendError:
-            endpoint.stats.failed += 1
-            raise
-        finally:
-            await self.pool.release(endpoint, opened)
-
-    async def _send_fitted(self, endpoint: Endpoint, request: LLMRequest) -> Completion:
-        """Send `request` fitted to the endpoint's context. The byte estimate of its tokens can
-        be low (a byte-fallback tokenizer on Thai or Tamil counts about a token a byte): a server
-        that refuses the input and says what it counted recalibrates the estimate, and the
-        request is fitted again and resent (up to REFITS times)."""
-        for refit in range(REFITS + 1):
-            fitted = fit_to_context(request, endpoint.context(self.config), self.counter, self.config.context_policy)
-            try:
-                return await self._send(endpoint, fitted)
-            except InputTooLong as refused:
-                if refit == REFITS or not self.counter.calibrate(fitted, refused.server_tokens):
-                    raise
-                logger.warning(
-                    "endpoint %s counted %d tokens in an input estimated at %d: the estimate is now %.2f bytes a "
-                    "token (set `tokenizer` to count exactly)", endpoint.shown_url, refused.server_tokens,
-                    self.counter.count_request(fitted), self.counter.bytes_per_token,
-                )
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
-
-    async def _send(self, endpoint: Endpoint, request: LLMRequest) -> Completion:
-        try:
-            return await asyncio.wait_for(
-                self.route.send(endpoint, request, self.config), timeout=self.config.timeout
-            )
-        except BackendError:
-            raise
-        except Exception as error:  # noqa: BLE001 - every client/transport error is classified
-            raise _classify(error, endpoint.url, endpoint.secrets()) from error
-
-
-def _login_token() -> str | None:
-    """huggingface_hub's login token (HF_TOKEN, `hf auth login`), or None."""
-    try:
-        return get_token()
-    except Exception:  # noqa: BLE001 - an unreadable token file: nothing to send or scrub
-        return None
-
-
-def _tokenizer_counter(name: str | None):
-    """A token-counting function from a tokenizer name/path, loaded offline; None without one."""
-    if not name:
-        return None
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=True)
-    return lambda text: len(tokenizer(text, add_special_tokens=True)["input_ids"])
+BACKENDS.register(TGIConfig, SERVER_BACKEND)

@@ -1,6 +1,19 @@
-"""What a `{"backend": "tgi", ...}` model entry says (`TGIConfig`) and how each server API is
-spoken (the routes). Split from tgi.py, which runs the endpoints: a recipe is checked against
-`TGIConfig` when it is loaded, without importing an HTTP client.
+"""What every served model entry shares (`ServerConfig`, the base of the kinds' specs: vllm.py,
+sglang.py, llamacpp.py, tgi.py, openai.py) and how each server API is spoken (the routes). The
+endpoints are run by server.py; a recipe is checked against its kind's spec when it is loaded,
+without importing an HTTP client.
+
+A kind's spec says what differs between servers, and nothing else:
+- which routes it has and its default one (the `route` field's Literal and default);
+- where it reads its limits (`LIMIT_SOURCES`, read by server_limits.py);
+- which sampling parameters its OpenAI routes take (`SENDS_TOP_K`: `top_k` is no OpenAI field;
+  vLLM, SGLang, llama.cpp and TGI read it from the body, OpenAI's own API refuses it).
+
+Where the servers are: `endpoints:` (servers someone else runs) or `serve:` (the toolkit runs
+them, llm/serving/); exactly one of the two. Neither shapes what a run writes: both are out of
+the run fingerprint, and so are the kind and the route's spelling (`fingerprint_derived`): the
+fingerprint records `prompt_format`, "raw" (routes `generate`, `completions`: the prompt as it
+is) or "chat" (the server's chat template wraps it), which is what the model sees.
 
 Three routes, one strategy class each (`send(endpoint, request, config)`):
 
@@ -11,7 +24,7 @@ Three routes, one strategy class each (`send(endpoint, request, config)`):
 - `completions` (`CompletionsRoute`): the OpenAI text-completions route `/v1/completions`, the raw
   prompt with no template: base models and the paper's prompts on vLLM, SGLang and llama.cpp.
   huggingface_hub has no call for it on a plain endpoint URL, so the JSON is posted with the
-  endpoint's `get_async_session()` client, its timeout and its headers (tgi.py: `Endpoint`).
+  endpoint's `get_async_session()` client, its timeout and its headers (server.py: `Endpoint`).
 
 Every route cuts the text at the first stop string (TGI keeps it; OpenAI servers leave it out)
 and fails a reply over `max_reply_bytes` (`check_reply_size`).
@@ -21,20 +34,24 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import Field, field_validator, model_validator
 
 from ...errors import UsageError
 from ...options import NotFingerprinted
 from ...registry import PluginSpec
-from .base import BACKENDS, BackendError, Completion, LLMRequest, RetryableError, unstorable
+from ..serving.config import ServeConfig
+from .base import BackendError, Completion, GenerationParams, LLMRequest, RetryableError, unstorable
 from .text import CONTEXT_POLICIES, cut_at_stop
 
 if TYPE_CHECKING:
     from huggingface_hub import AsyncInferenceClient
 
 ROUTES = ("generate", "chat", "completions")
+OPENAI_ROUTES = ("completions", "chat")  # what every OpenAI-compatible server has
+# What the model sees, by route: the prompt as it is, or wrapped in the server's chat template.
+PROMPT_FORMATS = {"generate": "raw", "completions": "raw", "chat": "chat"}
 REPLY_BYTES_MARGIN = 1024  # bytes a reply may have beyond max_reply_bytes_per_token x max_new_tokens
 REPLY_PREFIX_CHARS = 80  # how much of a too-large reply its error quotes
 # A JSON body may escape each byte of its text as `\uXXXX` (6 bytes); plus room for the rest of it.
@@ -42,29 +59,44 @@ JSON_ESCAPE_FACTOR = 6
 JSON_BODY_MARGIN = 64 * 1024
 
 _THROUGHPUT = NotFingerprinted("throughput")
+# The kind and the route's spelling are out of the fingerprint; `prompt_format` stands for them.
+SERVER_KIND = NotFingerprinted("the server kind: the fingerprint records prompt_format")
+
+# The implementation of every server kind (server.py imports huggingface_hub's inference client:
+# loaded on first use, so a recipe loads and is checked without it).
+SERVER_BACKEND = "xinstruction_dataset.llm.backends.server:ServerBackend"
 
 
-class TGIConfig(PluginSpec):
-    """A `{"backend": "tgi", ...}` recipe entry (see `backends.build_backend`).
+class ServerConfig(PluginSpec):
+    """What every served model entry says (see the module docstring); a kind's spec adds its
+    one-value `backend` Literal, its `route` Literal with its default, and its class constants.
 
     Fields marked throughput decide how fast answers come, not what they say: a run may change
     them (more endpoints, a higher cap) and resume with the same fingerprint."""
 
-    backend: Literal["tgi"] = "tgi"
+    LIMIT_SOURCES: ClassVar[tuple[str, ...]] = ()  # the routes limits are read from, in order (server_limits.py)
+    SENDS_TOP_K: ClassVar[bool] = True  # whether the OpenAI routes send `top_k` in the body
+    # A `/metrics` route whose running/waiting request gauges are read with the limits (vLLM): logged,
+    # and kept in the endpoint's stats (how busy the server was with other clients when first asked).
+    LOAD_METRICS: ClassVar[tuple[str, str] | None] = None
+
     model: Annotated[str, Field(min_length=1)]  # the model id recorded in provenance and cache keys
-    endpoints: Annotated[list[str], Field(min_length=1), _THROUGHPUT]  # base URLs, e.g. http://host:8080
-    route: Literal[ROUTES] = "generate"
-    max_concurrency: Annotated[int, Field(ge=1), _THROUGHPUT] = 128  # per endpoint; caps /info's max_concurrent_requests
+    route: Annotated[Literal[ROUTES], SERVER_KIND] = "completions"  # each kind narrows it and sets its default
+    endpoints: Annotated[list[str] | None, Field(min_length=1), _THROUGHPUT] = None  # base URLs, e.g. http://host:8080
+    serve: Annotated[ServeConfig | None, NotFingerprinted("serving")] = None  # the toolkit runs the servers (llm/serving/)
+    max_concurrency: Annotated[int, Field(ge=1), _THROUGHPUT] = 128  # per endpoint; caps the slots the server reports
     # An endpoint starts with this many requests in flight and gains one per success up to its
     # limit (halved on a failure): the first requests go out at once instead of queueing behind
     # a burst of hundreds, and a cold or just-restarted server is not flooded.
     ramp_start: Annotated[int, Field(ge=1), _THROUGHPUT] = 16
-    timeout: Annotated[float, Field(gt=0), _THROUGHPUT] = 120.0  # seconds per attempt
+    # Seconds per attempt; also how long a request waits while no endpoint serves the model
+    # (servers (re)starting) before that attempt fails and is retried.
+    timeout: Annotated[float, Field(gt=0), _THROUGHPUT] = 120.0
     retries: Annotated[int, Field(ge=0, le=100), _THROUGHPUT] = 5  # attempts after the first
     backoff: Annotated[float, Field(ge=0), _THROUGHPUT] = 1.0  # first retry delay (s); doubles each retry, with jitter
     backoff_max: Annotated[float, Field(gt=0), _THROUGHPUT] = 60.0
     context_policy: Literal[CONTEXT_POLICIES] = "truncate"
-    max_input_tokens: Annotated[int | None, Field(ge=1)] = None  # overrides /info (servers without /info: vLLM, llama.cpp)
+    max_input_tokens: Annotated[int | None, Field(ge=1)] = None  # overrides what the server reports
     max_total_tokens: Annotated[int | None, Field(ge=2)] = None
     tokenizer: str | None = None  # a tokenizer name or path (loaded offline) to count tokens exactly
     bytes_per_token: Annotated[float, Field(gt=0)] = 2.0  # the estimate without a tokenizer (deliberately high)
@@ -84,14 +116,28 @@ class TGIConfig(PluginSpec):
 
     @field_validator("endpoints")
     @classmethod
-    def _http_urls(cls, urls: list[str]) -> list[str]:
+    def _http_urls(cls, urls: list[str] | None) -> list[str] | None:
+        if urls is None:
+            return None
         bad = [url for url in urls if not url.startswith(("http://", "https://"))]
         if bad:
             raise UsageError(f"not http(s) URLs: {bad}")
         return [url.rstrip("/") for url in urls]
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TGIConfig":
+    def _consistent(self) -> "ServerConfig":
+        # Both would leave one of them unused (the backend reads the endpoints of one source):
+        # refused, so a recipe never says more than is done.
+        if self.endpoints is None and self.serve is None:
+            raise UsageError(
+                f"model {self.model!r}: give `endpoints:` (the URLs of servers already running) or `serve:` "
+                "(the toolkit starts the servers)"
+            )
+        if self.endpoints is not None and self.serve is not None:
+            raise UsageError(
+                f"model {self.model!r}: `endpoints:` and `serve:` both given; keep `endpoints:` for servers someone "
+                "else runs, or `serve:` for servers the toolkit starts, not both"
+            )
         if self.max_input_tokens and self.max_total_tokens and self.max_input_tokens >= self.max_total_tokens:
             raise UsageError(f"max_input_tokens ({self.max_input_tokens}) must be < max_total_tokens ({self.max_total_tokens})")
         if self.backoff > self.backoff_max:
@@ -101,17 +147,26 @@ class TGIConfig(PluginSpec):
             raise UsageError(f"token_env: environment variable {self.token_env} is not set")
         return self
 
+    @property
+    def prompt_format(self) -> str:
+        """"raw" or "chat": what the model sees of a completion prompt on this route."""
+        return PROMPT_FORMATS[self.route]
 
-# The backend itself (tgi.py) imports huggingface_hub's inference client: loaded on first use, so
-# a recipe loads and is checked without it.
-BACKENDS.register(TGIConfig, "xinstruction_dataset.llm.backends.tgi:TGIBackend")
+    def fingerprint_derived(self) -> dict[str, Any]:
+        """What the run fingerprint records beside the fingerprinted fields (fingerprint.py): the
+        prompt format, in place of the kind and the route, which it leaves out."""
+        return {"prompt_format": self.prompt_format}
+
+    def top_k(self, params: GenerationParams) -> int | None:
+        """The `top_k` the OpenAI routes send: None where the kind's server takes none (or 0: off)."""
+        return (params.top_k or None) if self.SENDS_TOP_K else None
 
 
 # --- routes: one strategy per kind of server API -------------------------------------------
 
 
 class RouteEndpoint(Protocol):
-    """What a route needs of an endpoint (tgi.py's `Endpoint`)."""
+    """What a route needs of an endpoint (server.py's `Endpoint`)."""
 
     url: str
     timeout: float
@@ -126,7 +181,7 @@ class GenerateRoute:
 
     name = "generate"
 
-    async def send(self, endpoint: RouteEndpoint, request: LLMRequest, config: TGIConfig) -> Completion:
+    async def send(self, endpoint: RouteEndpoint, request: LLMRequest, config: ServerConfig) -> Completion:
         if request.prompt is None:
             raise BackendError("route `generate` takes completion prompts; use route `chat` for messages")
         params = request.params
@@ -160,7 +215,7 @@ class ChatRoute:
 
     name = "chat"
 
-    async def send(self, endpoint: RouteEndpoint, request: LLMRequest, config: TGIConfig) -> Completion:
+    async def send(self, endpoint: RouteEndpoint, request: LLMRequest, config: ServerConfig) -> Completion:
         params = request.params
         output = await endpoint.client().chat_completion(
             _messages(request),
@@ -171,7 +226,7 @@ class ChatRoute:
             seed=params.seed,
             stop=list(params.stop) or None,
             # top_k is not an OpenAI field; TGI, vLLM, SGLang and llama.cpp read it from the body.
-            extra_body={"top_k": params.top_k} if params.top_k else None,
+            extra_body={"top_k": top_k} if (top_k := config.top_k(params)) else None,
         )
         if not output.choices:
             raise RetryableError("malformed reply: no choices")
@@ -199,7 +254,7 @@ class CompletionsRoute:
     name = "completions"
     path = "/v1/completions"
 
-    async def send(self, endpoint: RouteEndpoint, request: LLMRequest, config: TGIConfig) -> Completion:
+    async def send(self, endpoint: RouteEndpoint, request: LLMRequest, config: ServerConfig) -> Completion:
         if request.prompt is None:
             raise BackendError("route `completions` takes completion prompts; use route `chat` for messages")
         from huggingface_hub.utils import hf_raise_for_status  # not at import: recipes load without it
@@ -213,7 +268,7 @@ class CompletionsRoute:
         return self.parse(body, url, request, config)
 
     @staticmethod
-    def payload(request: LLMRequest, config: TGIConfig) -> dict[str, Any]:
+    def payload(request: LLMRequest, config: ServerConfig) -> dict[str, Any]:
         params = request.params
         body: dict[str, Any] = {
             "model": config.served_model or config.model,
@@ -223,13 +278,13 @@ class CompletionsRoute:
             "top_p": _top_p(params.top_p),
             "seed": params.seed,
             "stop": list(params.stop) or None,
-            # not an OpenAI field; vLLM, SGLang and llama.cpp read it from the body
-            "top_k": params.top_k or None,
+            # not an OpenAI field; vLLM, SGLang and llama.cpp read it from the body (config.top_k)
+            "top_k": config.top_k(params),
         }
         return {key: value for key, value in body.items() if value is not None}
 
     @staticmethod
-    def parse(body: bytes, url: str, request: LLMRequest, config: TGIConfig) -> Completion:
+    def parse(body: bytes, url: str, request: LLMRequest, config: ServerConfig) -> Completion:
         reply = json.loads(body)  # a JSONDecodeError is a malformed reply: retried
         choices = reply.get("choices") if isinstance(reply, dict) else None
         if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
@@ -253,7 +308,7 @@ Route = GenerateRoute | ChatRoute | CompletionsRoute
 ROUTE_CLASSES: dict[str, type[Route]] = {"generate": GenerateRoute, "chat": ChatRoute, "completions": CompletionsRoute}
 
 
-def max_reply_bytes(request: LLMRequest, config: TGIConfig) -> int:
+def max_reply_bytes(request: LLMRequest, config: ServerConfig) -> int:
     """The most UTF-8 bytes a reply to `request` may have."""
     return config.max_reply_bytes_per_token * max(1, request.params.max_new_tokens) + REPLY_BYTES_MARGIN
 
@@ -265,7 +320,7 @@ def require_text(text: Any, field: str) -> None:
         raise RetryableError(f"malformed reply: {field} is {type(text).__name__}, not a string")
 
 
-def check_reply_size(text: str, request: LLMRequest, config: TGIConfig) -> None:
+def check_reply_size(text: str, request: LLMRequest, config: ServerConfig) -> None:
     """Raise a (non-retryable) BackendError `reply_too_large: ...` for a reply over
     `max_reply_bytes`; its message quotes only the reply's first REPLY_PREFIX_CHARS characters,
     so the failure recorded for the call stays small.
@@ -311,7 +366,7 @@ def _completion(
     return completion
 
 
-async def _read_capped(response: Any, request: LLMRequest, config: TGIConfig) -> bytes:
+async def _read_capped(response: Any, request: LLMRequest, config: ServerConfig) -> bytes:
     """A streamed response's body, or a BackendError `reply_too_large` once it is over what a
     reply within `max_reply_bytes` can take as JSON (told by Content-Length before reading)."""
     cap = max_reply_bytes(request, config)
@@ -327,7 +382,7 @@ async def _read_capped(response: Any, request: LLMRequest, config: TGIConfig) ->
     return bytes(body)
 
 
-def _body_too_large(size: str, body_cap: int, request: LLMRequest, config: TGIConfig) -> BackendError:
+def _body_too_large(size: str, body_cap: int, request: LLMRequest, config: ServerConfig) -> BackendError:
     return BackendError(
         f"reply_too_large: a reply body of {size} > {body_cap} (the JSON of a text of at most "
         f"{config.max_reply_bytes_per_token} bytes x {request.params.max_new_tokens} max_new_tokens + {REPLY_BYTES_MARGIN})"
