@@ -71,7 +71,7 @@ class Models:
         def get(role: str, spec: Any) -> LLMBackend:
             key = spec.model_dump_json()  # equal specs (a judge spelt like the generator) share one backend
             if key not in built:
-                built[key] = build_backend(spec, sources[role]) if sources and role in sources else build_backend(spec)
+                built[key] = build_backend(spec, (sources or {}).get(role))
             return built[key]
 
         return cls({role: get(role, spec) for role, spec in config.specs().items()})
