@@ -425,3 +425,10 @@ def test_a_server_dying_past_its_restarts_stops_the_run_with_one_line(filtered, 
     line, seconds = curate_fails(filtered, tmp_path, llama_serve(command=[sys.executable, "-c", PROPS_THEN_DIES, "{port}"], restarts=1), 3)
     assert "server generator replica 0 died 2 times, more than serve.restarts (1) allows" in line and "exited with code 9" in line
     assert seconds < 60
+
+
+def test_a_dry_run_names_the_servers_the_build_would_start(tmp_path):
+    log = tmp_path / "dry.log"
+    text = finish(command(["build", str(write_recipe(tmp_path, serve=llama_serve(replicas=2))), "--dry-run"], log), log)
+    assert f"generator: {MODEL_NAME} at 2 llamacpp server(s) the build starts ({packaged_gguf()}; logs in {tmp_path / 'run' / 'run' / 'servers'})" in text
+    assert not (tmp_path / "run").exists()  # a dry run starts and writes nothing
