@@ -225,10 +225,15 @@ def test_a_managed_server_killed_mid_run_is_restarted_and_the_data_is_the_same(r
     assert run_output(tmp_path) == reference
 
 
-def test_a_managed_build_on_ray_writes_the_same(reference, cluster, tmp_path):
+def test_a_managed_build_on_ray_with_two_drivers_writes_the_same(reference, cluster, tmp_path):
+    """The servers on Ray actors, the labelling as two driver tasks on the cluster reading the
+    endpoints the lead publishes: the same bytes as one driver against a server run by hand."""
     log = tmp_path / "build.log"
-    text = finish(command(["build", str(write_recipe(tmp_path, serve=llama_serve())), "--executor", "ray", "--ray-address", cluster.address], log), log)
+    args = ["build", str(write_recipe(tmp_path, serve=llama_serve())), "--executor", "ray", "--ray-address", cluster.address, "--drivers", "2"]
+    text = finish(command(args, log), log)
     assert run_output(tmp_path) == reference
+    assert "labelling with 2 drivers" in text, text[-3000:]
+    assert len(list((tmp_path / "run" / "cache" / "calls.sqlite.d").glob("driver-*.sqlite"))) == 2
     assert "(1 x llamacpp on Ray)" in text and "managed servers: generator serving" in text, text[-3000:]
     assert wait_gone([p.pid for node in cluster.nodes for p in node.processes() if p.name() == "llama-server"], timeout=15) == []
 
