@@ -8,6 +8,8 @@ them out). Every file is written through `storage.AtomicFile`: complete or absen
     <output_dir>/run/estimate.json                           the last `curate --estimate` projection
     <output_dir>/run/drivers/<run id>/driver-<k>.done        a labelling driver finished (curation/drivers.py);
                                    driver-<k>.progress       its documents labelled so far (removed after the run)
+    <output_dir>/run/servers/<name>-<replica>.log            a managed server's output (llm/serving/), every start appended
+    <output_dir>/run/servers/<name>.endpoints.json           the healthy replicas of served model <name> (llm/endpoints.py)
     <output_dir>/filtered/<lang>/[shard-IIIII-of-NNNNN/]     one language's filter output (filtering/kept.py):
         tasks/task-NNNNN/                                    a task's kept.jsonl, rejects.jsonl, quarantine.jsonl,
                                                              summary.json, ids.json, digests.npy, signatures.npy,
@@ -80,6 +82,18 @@ class RunLayout:
     @property
     def estimate_file(self) -> Path:
         return self.root / "run" / "estimate.json"
+
+    @property
+    def servers_folder(self) -> Path:
+        return self.root / "run" / "servers"
+
+    def server_log(self, name: str, replica: int) -> Path:
+        """The output of replica `replica` of the managed server `name` (llm/serving/)."""
+        return self.servers_folder / f"{name}-{replica}.log"
+
+    def server_endpoints(self, name: str) -> Path:
+        """The published endpoints of the managed server `name` (llm/endpoints.PublishedEndpoints)."""
+        return self.servers_folder / f"{name}.endpoints.json"
 
     @property
     def export_folder(self) -> Path:

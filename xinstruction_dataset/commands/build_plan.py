@@ -36,9 +36,11 @@ def describe_build(recipe: Recipe, executor_line: str) -> str:
             lines.append(f"  {language}: {path} [{how}, text field {source.text_field!r}]")
     lines.append("endpoints:")
     for role, model in config.models.resolved().items():
-        endpoints = getattr(model, "endpoints", None)
+        endpoints, serve = getattr(model, "endpoints", None), getattr(model, "serve", None)
         where = ", ".join(endpoints) if endpoints else f"in process ({model.backend})"
-        limit = f", up to {model.max_concurrency} requests in flight each" if endpoints else ""
+        if serve is not None:  # llm/serving/: the build starts them
+            where = f"{serve.replicas} {model.backend} server(s) the build starts ({serve.model}; logs in {layout.servers_folder})"
+        limit = f", up to {model.max_concurrency} requests in flight each" if endpoints or serve else ""
         lines.append(f"  {role}: {getattr(model, 'model', '')} at {where}{limit}")
     return "\n".join(lines)
 

@@ -28,6 +28,7 @@ projects the whole run from them (estimate.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -69,18 +70,19 @@ class Models:
     by_role: dict[str, LLMBackend]
 
     @classmethod
-    def build(cls, config: ModelsConfig) -> "Models":
+    def build(cls, config: ModelsConfig, sources: dict[str, Any] | None = None) -> "Models":
+        """`sources`: {role: EndpointSource} of the roles served by managed servers (llm/serving/)."""
         from ..llm.backends import build_backend
 
         built: dict[str, LLMBackend] = {}
 
-        def get(spec: Any) -> LLMBackend:
+        def get(role: str, spec: Any) -> LLMBackend:
             key = spec.model_dump_json()  # equal specs (a judge spelt like the generator) share one backend
             if key not in built:
-                built[key] = build_backend(spec)
+                built[key] = build_backend(spec, (sources or {}).get(role))
             return built[key]
 
-        return cls({role: get(spec) for role, spec in config.specs().items()})
+        return cls({role: get(role, spec) for role, spec in config.specs().items()})
 
     @classmethod
     def serving_all(cls, backend: LLMBackend) -> "Models":
@@ -148,6 +150,7 @@ class Curation:
         self.progress = progress
         self.command = command
         self._models = models
+        self.sources: dict[str, Any] = {}  # the managed servers' endpoints by role, while `serving`
         self._cache = None
         self.budget: Budget | None = None
         self.unfinished: list[str] = []  # languages a budget stop left not labelled whole
@@ -176,8 +179,22 @@ class Curation:
     @property
     def models(self) -> Models:
         if self._models is None:
-            self._models = Models.build(self.config.models)
+            self._models = Models.build(self.config.models, self.sources)
         return self._models
+
+    def published_sources(self) -> dict[str, Any]:
+        """The managed servers' endpoints by role, as any process of the run reads them."""
+        from ..llm.serving.fleet import published_endpoints
+
+        return published_endpoints(self.config.models, self.layout)
+
+    @contextlib.contextmanager
+    def serving(self, executor: Any = None):
+        """The recipe's managed servers (`serve:` entries) running while the block runs (llm/serving/)."""
+        from ..llm.serving.fleet import managed_servers
+
+        with managed_servers(self.config.models, self.layout, executor, resolve=self.recipe.resolve) as self.sources:
+            yield
 
     @functools.cache  # noqa: B019 - one run object per command: the cache lives exactly as long as the run
     def _embedder(self) -> Embedder:
@@ -370,6 +387,8 @@ def run_driver(task: DriverTask) -> DriverResult:
     share = SlotShare(folder, *task.driver)
     share.join()
     curation = Curation(task.recipe, progress=False, command=task.command, driver=task.driver, run_id=task.run_id)
+    # The lead runs the managed servers; a driver (any process, any node) reads their endpoints.
+    curation.sources = curation.published_sources()
     try:
         for backend in {id(b): b for b in curation.models.by_role.values()}.values():
             share_slots(backend, share)
@@ -431,7 +450,8 @@ def run_curation(
     recipe's backends (tests; one driver only: each driver builds its own). `force` relabels a
     folder made with older rules with the current judge parser and instruction checks
     (versions.py). `executor` (an `execution.Executor`; default: the recipe's) runs the
-    labelling drivers when `curation.drivers` > 1."""
+    labelling drivers when `curation.drivers` > 1, and the managed servers (`serve:`): Ray
+    actors with the Ray executor, local processes otherwise."""
     curation = Curation(recipe, models=models, progress=progress)
     drivers = curation.config.drivers
     if drivers > 1 and models is not None:
@@ -449,13 +469,14 @@ def run_curation(
         if label:
             for language in languages:  # fail on a missing input before any call is paid for
                 curation.kept(language, shard)
-            if drivers == 1:
-                labelled = curation.label(languages, shard, reports, versions)
-            else:
-                executor = executor if executor is not None else make_executor(getattr(recipe, "executor", None))
-                labelled = label_with_drivers(curation, languages, shard, reports, versions, executor)
-                curation.cache.flush()
-                curation._count_calls(reports)
+            with curation.serving(executor if executor is not None else getattr(recipe, "executor", None)):
+                if drivers == 1:
+                    labelled = curation.label(languages, shard, reports, versions)
+                else:
+                    executor = executor if executor is not None else make_executor(getattr(recipe, "executor", None))
+                    labelled = label_with_drivers(curation, languages, shard, reports, versions, executor)
+                    curation.cache.flush()
+                    curation._count_calls(reports)
         for language in languages if do_merge else ():
             if language in labelled:  # a language a budget stop left half-labelled keeps its old outputs
                 curation.merge(language, reports[language])
@@ -477,7 +498,8 @@ def run_estimate(recipe: CurationRecipe, measure: int, *, languages: list[str] |
     try:
         for language in languages:
             curation.kept(language, (0, 1))  # fail on a missing input before any call is paid for
-        estimate = curation.estimate(languages, measure)
+        with curation.serving(getattr(recipe, "executor", None)):
+            estimate = curation.estimate(languages, measure)
         write_json(curation.layout.estimate_file, {"measured_per_language": measure, **estimate.as_dict()})
     finally:
         curation.close()

@@ -57,7 +57,7 @@ class PublishedEndpoints:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._urls: tuple[str, ...] = ()
-        self._seen: tuple[int, int] | None = None
+        self._seen: tuple[int, int, int] | None = None
         self._checked = 0.0
 
     def urls(self) -> tuple[str, ...]:
@@ -70,7 +70,7 @@ class PublishedEndpoints:
         except FileNotFoundError:
             self._urls, self._seen = (), None
             return self._urls
-        key = (stat.st_mtime_ns, stat.st_size)
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # each write is a new file (atomic replace)
         if key != self._seen:
             try:
                 body = json.loads(self.path.read_text(encoding="utf-8"))
