@@ -338,7 +338,13 @@ def run_managed(args: argparse.Namespace, scenario: Scenario, service: str, fold
     started = time.monotonic()
     done = threading.Event()
 
-    def watch() -> None:  # the endpoints file, then the server's first answered request
+    def watch() -> None:
+        try:
+            poll()
+        except Exception as error:  # noqa: BLE001 - shown in the row's note
+            seen["error"] = repr(error)
+
+    def poll() -> None:  # the endpoints file, then the server's first answered request
         while not done.is_set() and "first" not in seen:
             try:
                 urls = [e["url"] for e in json.loads(published.read_text())["endpoints"]]
@@ -348,7 +354,8 @@ def run_managed(args: argparse.Namespace, scenario: Scenario, service: str, fold
                 seen.setdefault("published", time.monotonic())
                 try:
                     stats = combined_stats(urls)
-                except OSError:
+                except OSError as error:
+                    seen["last_poll_error"] = repr(error)
                     stats = {"count": 0}
                 if stats["count"]:
                     seen["first"] = stats["first_arrival"]
@@ -362,10 +369,15 @@ def run_managed(args: argparse.Namespace, scenario: Scenario, service: str, fold
     row.wall = time.monotonic() - started
     done.set()
     watcher.join()
-    if "first" in seen:
-        row.before = seen["first"] - started
     row.extra["log"] = (f"published {seen['published'] - started:.1f} s after the start" if "published" in seen
                         else "never published")
+    if "first" in seen:
+        row.before = seen["first"] - started
+        row.extra["log"] += f", first request {row.before:.1f} s after it"
+    if "first" not in seen and "last_poll_error" in seen:
+        row.extra["log"] += f"; the server's /stats: {seen['last_poll_error']}"
+    if "error" in seen:
+        row.note = f"watching the server failed: {seen['error']}"
     if code != 0:
         tail = (folder / "build.log").read_text(errors="replace").strip().splitlines()[-3:]
         row.note = f"exit {code}: {' | '.join(tail)} (log: {folder / 'build.log'})"
