@@ -373,7 +373,7 @@ def run_managed(args: argparse.Namespace, scenario: Scenario, service: str, fold
                         else "never published")
     if "first" in seen:
         row.before = seen["first"] - started
-        row.extra["log"] += f", first request {row.before:.1f} s after it"
+        row.extra["log"] += f", first request {row.before:.1f} s after the start"
     if "first" not in seen and "last_poll_error" in seen:
         row.extra["log"] += f"; the server's /stats: {seen['last_poll_error']}"
     if "error" in seen:
