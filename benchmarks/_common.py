@@ -70,8 +70,17 @@ def combined_stats(urls: Sequence[str]) -> dict[str, Any]:
         busy = sum(s["busy"] for s in answered)
         span = last - first
         out.update(first_arrival=first, last_end=last, span=span, busy=busy,
-                   utilisation=busy / (slots * span) if span > 0 else None)
+                   utilisation=busy / (slots * span) if span > 0 else None,
+                   log=[tuple(r) for s in answered for r in s["requests"]])
     return out
+
+
+def busy_slots(log: Sequence[tuple[float, float, float]], start: float, end: float) -> float | None:
+    """Mean slots serving between `start` and `end` (monotonic), from a request log of
+    (arrival, start of service, end of service); None for an empty window."""
+    if end <= start:
+        return None
+    return sum(max(0.0, min(stop, end) - max(begin, start)) for _, begin, stop in log) / (end - start)
 
 
 def distilabel_unavailable(python: str | None) -> str | None:

@@ -221,6 +221,37 @@ def test_xalpacaeval_export_from_the_cli(tmp_path, capsys):
     assert err.startswith("error:") and "nowhere" in err, err
 
 
+# --- the GPU cluster recipe ------------------------------------------------------------------------
+
+CLUSTER_MARKER = "<!-- cluster-recipe:"
+
+
+def readme_cluster_recipe() -> str:
+    """The YAML block right after the cluster-recipe marker in README's "Run on a GPU cluster"."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert text.count(CLUSTER_MARKER) == 1, "README.md must mark its GPU cluster recipe once"
+    after = text.split(CLUSTER_MARKER, 1)[1].split("```yaml\n", 1)[1]
+    return after.split("```", 1)[0]
+
+
+def test_the_readmes_gpu_cluster_recipe_loads_as_the_recipe_it_describes(tmp_path):
+    """The recipe of "Run on a GPU cluster" loads as a recipe and says what the text says of it:
+    vLLM serving the 70B model as 2 replicas of 4 GPUs, for every role, 2 labelling drivers, on Ray."""
+    from xinstruction_dataset.recipe import Recipe
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(readme_cluster_recipe(), encoding="utf-8")
+    recipe = Recipe.from_yaml(path)
+    assert recipe.curation.drivers == 2
+    assert recipe.executor.kind == "ray"
+    specs = recipe.curation.models.specs()
+    generator = specs["generator"]
+    assert generator.backend == "vllm" and generator.model == "meta-llama/Llama-3.3-70B-Instruct"
+    assert (generator.serve.replicas, generator.serve.gpus_per_replica) == (2, 4)
+    assert all(spec == generator for spec in specs.values()), "the judge and refiner are the generator's servers"
+    assert recipe.curation.diversify.target_size == 32000 and len(recipe.languages) == 10
+
+
 # --- the main job ----------------------------------------------------------------------------------
 
 

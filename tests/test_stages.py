@@ -523,3 +523,25 @@ def test_a_hung_tei_endpoint_is_a_clear_error_within_its_timeout(cache: CallCach
     finally:
         release.set()
         server.shutdown()
+
+
+def test_every_stage_is_prepared_before_the_first_call(cache: CallCache) -> None:
+    """What a stage loads for `read` (langdetect's profiles, ~1 s) is loaded before any call is
+    sent: loaded inside the first `read`, on the event loop, it idled every slot meanwhile."""
+    from xinstruction_dataset.filtering.filters import langid as detectors
+
+    events: list[str] = []
+    backend = FakeBackend(lambda request: (events.append("call"), default_reply(request))[1])
+    config = CurationConfig.from_dict({"refine": {"rounds": 1}})
+    stages = build_stages(config)
+    for name, stage in stages.items():
+        def prepare(stage=stage, name=name) -> None:
+            type(stage).prepare(stage)
+            events.append(f"prepared {name}")
+        stage.prepare = prepare
+    scheduler = CallScheduler(backend, cache)
+    job = LanguageJob("sw", docs(2), Labelled(), finish=lambda: None)
+    asyncio.run(Engine(stages, {role: scheduler for role in ROLES}, progress=False).run([job]))
+    prepared = events[: len(stages)]
+    assert sorted(prepared) == sorted(f"prepared {name}" for name in stages) and "call" in events
+    assert ("langdetect", None) in detectors._detectors  # generate's and refine's checks detect languages

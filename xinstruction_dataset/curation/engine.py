@@ -110,6 +110,8 @@ class Engine:
     async def run(self, jobs: list[LanguageJob]) -> None:
         """Label every job's documents; each job's `finish` runs as soon as its last one is done."""
         self._room = asyncio.Condition()
+        # Before the first call: a stage's lazy load would stall the loop, and so every slot.
+        await asyncio.to_thread(self._prepare_stages)
         ticker = asyncio.create_task(self.live.ticking()) if self.progress else None
         try:
             async with asyncio.TaskGroup() as group:
@@ -127,6 +129,10 @@ class Engine:
             self.live.close()
             for scheduler in self.distinct:
                 await _close(scheduler)
+
+    def _prepare_stages(self) -> None:
+        for stage in self.stages.values():
+            stage.prepare()
 
     def admit_limit(self) -> int:
         return ADMIT_PER_SLOT * sum(s.limit for s in self.distinct)

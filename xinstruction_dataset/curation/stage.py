@@ -157,6 +157,12 @@ class Stage(ABC):
         """What one result per request of `requests(item)` means: `item.labelled(outcome, ...)`
         with one of `outcomes`, or a Reject naming why the stage dropped the document."""
 
+    def prepare(self) -> None:
+        """Load what `read` needs, once per process, before the engine sends its first call. A
+        lazy load inside `read` runs on the event loop and idles every endpoint's slots while it
+        lasts (langdetect's profiles take ~1 s). Most stages need nothing."""
+        return None
+
     def describe(self) -> str:
         """What `curate --dry-run` says of this stage (plan.py)."""
         return f"served by the {self.role} model"

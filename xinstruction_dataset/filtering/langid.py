@@ -11,6 +11,11 @@ from __future__ import annotations
 from .filters.langid import get_detector
 
 
+def load_detector() -> None:
+    """Load the detector now (its profiles take ~1 s), not at the first `detect_language`."""
+    get_detector("langdetect")
+
+
 def detect_language(text: str) -> tuple[str, float]:
     """The most likely language code of `text` and its probability; (`unknown`, 0.0) for text
     with no letters to go on (digits, punctuation)."""

@@ -10,6 +10,7 @@ embedded local model.
 
 from __future__ import annotations
 
+from ...filtering.langid import load_detector
 from ...llm.backends.base import LLMRequest
 from ...llm.calls import CallResult
 from ..pairs import Pair, Reject
@@ -32,6 +33,9 @@ class Generate(Stage):
         super().__init__(config, context)
         self.checks = context.versions.instruction_checks  # the run folder's (versions.py)
         self.template = load_prompt("generate", config.prompt)
+
+    def prepare(self) -> None:
+        load_detector()  # the checks ask whether an instruction is English
 
     def requests(self, item: Work) -> list[LLMRequest]:
         prompt = self.template.render(text=item.doc.text)

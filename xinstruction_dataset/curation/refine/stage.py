@@ -11,7 +11,7 @@ samples with seed `seed + r`, so a pair that comes back for another round gets a
 
 from __future__ import annotations
 
-from ...filtering.langid import is_language
+from ...filtering.langid import is_language, load_detector
 from ...languages import get_language
 from ...llm.backends.base import LLMRequest
 from ...llm.calls import CallResult
@@ -38,6 +38,9 @@ class Refine(Stage):
         self.checks: GenerateConfig = context.curation.generate  # a rewritten instruction passes generate's checks
         self.checks_version = context.versions.instruction_checks  # the run folder's (versions.py)
         self.template = load_prompt("refine", config.prompt)
+
+    def prepare(self) -> None:
+        load_detector()  # a rewrite is checked for its language
 
     def requests(self, item: Work) -> list[LLMRequest]:
         (pair,) = item.pairs
