@@ -3,6 +3,7 @@ and `build --dry-run` checks it and lists its steps, sources and endpoints with 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,7 +24,8 @@ def test_the_production_recipe_is_the_papers_setup():
     assert recipe.curation.diversify.target_size == 32000
     assert [f.type for f in recipe.filters][-1] == "dedup"
     assert recipe.executor.kind == "ray" and recipe.executor.retries >= 1
-    assert all(config.backend == "tgi" for config in recipe.curation.models.resolved().values())
+    assert all(config.backend == "vllm" for config in recipe.curation.models.resolved().values())
+    assert recipe.curation.drivers == 2
 
 
 def _offline() -> list[str]:
@@ -46,7 +48,7 @@ def test_a_dry_run_lists_steps_sources_and_endpoints_offline(tmp_path):
         assert step in out
     for code in LANGUAGE_CODES:
         assert f"{code}: hf:uonlp/CulturaX:{code} [hub: one task per data file, listed at the first run (not contacted now)" in out
-    assert "generator: Qwen/Qwen2.5-72B-Instruct at http://tgi-gen-0:8080" in out
+    assert "generator: Qwen/Qwen2.5-72B-Instruct at http://vllm-gen-0:8000" in out
     assert "executor: Ray executor at auto" in out
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
 
@@ -56,3 +58,13 @@ def test_a_dry_run_refuses_a_broken_recipe(tmp_path):
     broken.write_text(RECIPE.read_text().replace("target_size: 32000", "target_size: 0"), encoding="utf-8")
     result = subprocess.run([sys.executable, "-m", "xinstruction_dataset.cli", "build", str(broken), "--dry-run"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "curation.diversify.target_size" in result.stderr
+
+
+def test_a_folder_the_recipe_made_when_it_said_tgi_resumes_now_that_it_says_vllm():
+    """The recipe moved from `backend: tgi` to `backend: vllm` on the same model: the
+    fingerprint the old code stored for it (fixture written at 28cb09a) still matches."""
+    from xinstruction_dataset.fingerprint import changed_keys, fingerprint, upgrade_legacy
+
+    stored = json.loads((ROOT / "tests" / "fixtures" / "fingerprints_before_server_kinds.json").read_text())["x-instruction.yaml"]["fingerprint"]
+    assert any(key.endswith(".backend") and value == "tgi" for key, value in stored.items())
+    assert changed_keys(upgrade_legacy(stored), fingerprint(Recipe.from_yaml(RECIPE))) == {}
