@@ -120,6 +120,16 @@ def test_the_shipped_recipes_load_and_round_trip():
         assert again == recipe, path
 
 
+def test_a_recipe_written_back_keeps_its_run_settings():
+    # drivers, budget and cost stay out of the config a run writes beside its outputs, not out of
+    # the recipe itself
+    curation = {"drivers": 3, "budget": {"max_calls": 10}, "cost": {"currency": "EUR", "models": {"m": {"prompt_per_1k": 0.5}}}}
+    recipe = Recipe.from_dict({"name": "r", "curation": curation})
+    again = Recipe.from_dict(yaml.safe_load(recipe.to_yaml()))
+    assert again == recipe and again.curation.drivers == 3 and again.curation.budget.max_calls == 10
+    assert "drivers" not in recipe.curation.to_yaml() and "budget" not in recipe.curation.to_yaml()
+
+
 def test_curation_from_dict_takes_the_checked_config_or_a_mapping():
     config = Recipe.from_dict({"name": "r", "curation": {"refine": {"target": "response"}}}).curation
     assert CurationConfig.from_dict(config) is config

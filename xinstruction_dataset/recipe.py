@@ -212,7 +212,9 @@ class Recipe(ConfigModel):
             raise UsageError(f"{path}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump()
+        data = self.model_dump()
+        data["curation"].update(self.curation.run_settings())
+        return data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)

@@ -119,6 +119,13 @@ class _Curation(ConfigModel):
     def to_yaml(self) -> str:
         return yaml.safe_dump({"curation": self.to_dict()}, sort_keys=False, allow_unicode=True)
 
+    def run_settings(self) -> dict[str, Any]:
+        """The fields left out of `to_dict` (drivers, budget, cost): a run's throughput and
+        spending, which a recipe written back (`Recipe.to_dict`) must still carry."""
+        return {name: value.model_dump() if isinstance(value, ConfigModel) else value
+                for name, field in type(self).model_fields.items() if field.exclude
+                for value in [getattr(self, name)]}
+
 
 def _stage_fields() -> dict[str, tuple[Any, Any]]:
     fields = {}
