@@ -67,7 +67,8 @@ def test_huge_reply_fails_small_and_is_not_retried(start_tgi_server, tmp_path, r
     results, _, failures = run_all(tgi([server.url], route=route, timeout=3), tmp_path, requests(3, max_new_tokens=128))
     assert results[0].ok and results[2].ok
     error = results[1].error
-    assert error.startswith("reply_too_large") and "2000000 bytes" in error
+    # refused by its Content-Length (the body is the 2,000,000-byte text as JSON), before reading it
+    assert error.startswith("reply_too_large: a reply body of 2000") and "bytes > 120832" in error
     assert len(error) < 400
     assert server.attempts["document 1 says hello"] == 1  # not retried
     assert [f["key"] for f in failures] == [results[1].key] and len(failures[0]["error"]) < 400

@@ -12,10 +12,12 @@ import re
 from typing import Any
 from urllib.parse import urlparse
 
+import aiohttp
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
 from ...redact import scrub_secrets
 from .base import BackendError, RetryableError
+from .http import HTTPStatusError
 
 try:  # huggingface_hub 2.x ships httpx under this name; 1.x uses httpx itself
     import httpx2 as httpx
@@ -80,6 +82,9 @@ def classify_error(error: Exception, url: str, secrets: tuple[str, ...] = ()) ->
 
 
 def _classify_raw(error: Exception, url: str) -> BackendError:
+    if isinstance(error, HTTPStatusError):  # the LLM servers' transport (http.py)
+        kind = RetryableError if error.status in RETRYABLE_STATUS else BackendError
+        return kind(f"{url}: HTTP {error.status}: {_head(error.body)}")
     http_error = _http_error_in(error)
     if http_error is not None:
         status = http_error.response.status_code
@@ -89,8 +94,11 @@ def _classify_raw(error: Exception, url: str) -> BackendError:
         return kind(f"{url}: HTTP {status}: {detail}")
     if isinstance(error, (asyncio.TimeoutError, InferenceTimeoutError, httpx.TimeoutException)):
         return RetryableError(f"{url}: timed out")
-    if isinstance(error, httpx.TransportError):
+    if isinstance(error, (httpx.TransportError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
+        # refused, reset, closed mid-body (a killed server): another attempt, maybe elsewhere
         return RetryableError(f"{url}: connection error: {type(error).__name__}: {error}")
+    if isinstance(error, aiohttp.ClientResponseError):  # not HTTP at all (a garbled status line or headers)
+        return RetryableError(f"{url}: malformed reply: {type(error).__name__}: {error}")
     if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError, KeyError, AttributeError)):
         # A 200 whose body is not (the expected) JSON (proxies, overloaded servers): try again.
         return RetryableError(f"{url}: malformed reply: {type(error).__name__}: {error}")
@@ -111,5 +119,9 @@ def _body(response: Any) -> str:
         text = response.text
     except Exception:  # noqa: BLE001 - a streamed/closed body: the status says enough
         return "(no body)"
+    return _head(str(text))
+
+
+def _head(text: str) -> str:
     # Cut before scrubbing would leave half a token: scrub the whole (bounded) head, then cut.
-    return scrub_secrets(" ".join(str(text)[:4000].split()))[:500]
+    return scrub_secrets(" ".join(text[:4000].split()))[:500]

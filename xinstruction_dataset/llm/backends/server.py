@@ -3,9 +3,9 @@
 and an `EndpointSource` (llm/endpoints.py: the recipe's `endpoints:`, or the replicas a supervisor
 publishes for `serve:`). The limits probe lives in server_limits.py; this module runs the endpoints.
 
-One `huggingface_hub.AsyncInferenceClient` (and one `get_async_session()` client) per endpoint,
-speaking one of three routes (`generate`: TGI's native route; `chat`: OpenAI chat completions;
-`completions`: OpenAI text completions).
+One HTTP session per endpoint (http.py: aiohttp, a sixth of huggingface_hub's client's CPU per
+request), speaking one of three routes (`generate`: TGI's native route; `chat`: OpenAI chat
+completions; `completions`: OpenAI text completions) and asking the limits.
 
 The endpoints follow the source: before handing out a slot the pool asks `source.urls()` (cheap,
 see llm/endpoints.py). A new URL becomes a new endpoint (probed for its limits, with one request
@@ -36,8 +36,7 @@ answers garbage, the configured limits apply and one warning is logged; only a c
 
 Credentials: `token_env` names an environment variable with the endpoints' token; without it
 huggingface_hub's own (HF_TOKEN, `hf auth login`) is sent only to Hugging Face's own hosts
-(`HF_HOSTS`); any other endpoint then gets no token (its Authorization header is sent empty:
-huggingface_hub adds the login token to every request otherwise). Tokens are never logged or
+(`HF_HOSTS`); any other endpoint then gets no Authorization header. Tokens are never logged or
 stored: every known token value, and anything that looks like one (`Bearer ...`, `hf_...`), is
 scrubbed from error text before it leaves this backend (`scrub_secrets`), as a server's error
 body may echo the request's headers.
@@ -53,14 +52,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from huggingface_hub import AsyncInferenceClient, get_token
-from huggingface_hub.utils import build_hf_headers, get_async_session
+import aiohttp
+from huggingface_hub import get_token
+from huggingface_hub.utils import build_hf_headers
 
 from ...errors import UsageError
 from ...redact import scrub_secrets
 from ...retry import RetryPolicy, retrying
 from ..endpoints import POLL_S, EndpointSource, StaticEndpoints
 from ..ledger import host_port, note_server
+from .http import HTTPSession
 from .base import BackendError, Completion, ContextLimits, GenerationParams, LLMBackend, LLMRequest, RetryableError
 from .remote import HF_HOSTS, InputTooLong, is_hf_host
 from .remote import classify_error as _classify
@@ -72,11 +73,6 @@ __all__ = [
     "HF_HOSTS", "ROUTES", "ChatRoute", "CompletionsRoute", "Endpoint", "EndpointPool", "GenerateRoute", "ServerBackend",
     "is_hf_host", "scrub_secrets",
 ]
-
-try:  # huggingface_hub 2.x ships httpx under this name; 1.x uses httpx itself
-    import httpx2 as httpx
-except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
-    import httpx  # type: ignore[no-redef]
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +109,7 @@ class Endpoint:
     consecutive_failures: int = 0
     cooling_until: float = 0.0
     stats: EndpointStats = field(default_factory=EndpointStats)
-    _client: AsyncInferenceClient | None = None
-    _client_loop: asyncio.AbstractEventLoop | None = None
-    _http: Any = None  # huggingface_hub's get_async_session() client (route `completions`)
-    _http_loop: asyncio.AbstractEventLoop | None = None
+    _session: HTTPSession | None = None
     share: Callable[[int], int] | None = None  # this driver's part of the server's slots (curation/drivers.py)
 
     def __post_init__(self) -> None:
@@ -145,38 +138,19 @@ class Endpoint:
     def cooling(self, now: float) -> bool:
         return now < self.cooling_until
 
-    def client(self) -> AsyncInferenceClient:
-        """This endpoint's client for the running event loop (an httpx client is loop-bound)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            # provider "hf-inference" is the one that talks to a plain endpoint URL (and has /info).
-            # huggingface_hub sends its login token when given none: blank the header instead.
-            headers = None if self.token or is_hf_host(self.url) else {"authorization": ""}
-            self._client = AsyncInferenceClient(
-                base_url=self.url, provider="hf-inference", token=self.token, timeout=self.timeout, headers=headers
-            )
-            self._client_loop = loop
-        return self._client
-
-    def http(self) -> Any:
-        """huggingface_hub's plain async HTTP client for the running event loop (route
-        `completions`: huggingface_hub has no call for /v1/completions on an endpoint URL)."""
-        loop = asyncio.get_running_loop()
-        if self._http is None or self._http_loop is not loop:
-            self._http, self._http_loop = get_async_session(), loop
-        return self._http
+    def session(self) -> HTTPSession:
+        """This endpoint's HTTP client (http.py; an aiohttp session is made per event loop)."""
+        if self._session is None:
+            self._session = HTTPSession(self.timeout)
+        return self._session
 
     async def aclose(self) -> None:
-        client, self._client, self._client_loop = self._client, None, None
-        if client is not None:
-            await client.close()
-        http, self._http, self._http_loop = self._http, None, None
-        if http is not None:
-            await http.aclose()
+        if self._session is not None:
+            await self._session.aclose()
 
     def auth_headers(self) -> dict[str, str]:
-        """Headers for a request sent without AsyncInferenceClient (limits, /v1/completions): the
-        endpoint's token; without one, huggingface_hub's login token only for Hugging Face's hosts."""
+        """Every request's headers: huggingface_hub's user agent and the endpoint's token; without
+        one, huggingface_hub's login token only for Hugging Face's hosts."""
         return build_hf_headers(token=self.token or (None if is_hf_host(self.url) else False))
 
     async def probe(self) -> None:
@@ -190,13 +164,13 @@ class Endpoint:
             # The endpoint's own client (closed with the endpoint), not a client per probe: closing
             # a client whose connect was just cancelled can wait forever.
             limits = await asyncio.wait_for(
-                read_limits(self.http(), self.url, self.auth_headers(), self.timeout, self.limit_sources),
+                read_limits(self.session(), self.url, self.auth_headers(), self.limit_sources),
                 timeout=self.timeout,
             )
-        except (asyncio.TimeoutError, httpx.TimeoutException):
+        except asyncio.TimeoutError:
             self._no_info(sources, f"no answer within the timeout ({self.timeout:g}s)")
             return
-        except httpx.TransportError as error:  # refused, reset: the server is down
+        except aiohttp.ClientConnectionError as error:  # refused, reset: the server is down
             raise _classify(error, self.url, self.secrets()) from error
         except LimitsError as error:  # an HTTP error or a bad body: as without limits routes
             self._no_info(error.path, str(_classify(error.error, self.url, self.secrets())))
@@ -223,7 +197,7 @@ class Endpoint:
         clients there share its slots. Shown only: a failure to read them changes nothing."""
         try:
             self.load = await asyncio.wait_for(
-                read_load(self.http(), self.url, self.auth_headers(), self.timeout, "/metrics", self.load_metrics),
+                read_load(self.session(), self.url, self.auth_headers(), "/metrics", self.load_metrics),
                 timeout=self.timeout,
             )
         except Exception as error:  # noqa: BLE001 - the load is only shown; the limits stand

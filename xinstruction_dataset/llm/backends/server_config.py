@@ -15,16 +15,15 @@ the run fingerprint, and so are the kind and the route's spelling (`fingerprint_
 fingerprint records `prompt_format`, "raw" (routes `generate`, `completions`: the prompt as it
 is) or "chat" (the server's chat template wraps it), which is what the model sees.
 
-Three routes, one strategy class each (`send(endpoint, request, config)`):
+Three routes, one strategy class each (`JSONRoute`: a path, a payload, a parse), posted with the
+endpoint's HTTP session (http.py: aiohttp), its timeout and its headers (server.py: `Endpoint`):
 
-- `generate` (`GenerateRoute`): TGI's native route (`text_generation`, POST `/`), raw prompts;
-  what the paper's completion-style prompts need.
-- `chat` (`ChatRoute`): `/v1/chat/completions` (`chat_completion`); chat models with a chat
-  template. A completion prompt goes as one user message (the server wraps it in its template).
+- `generate` (`GenerateRoute`): TGI's native route (`POST /`), raw prompts; what the paper's
+  completion-style prompts need. Path and body are huggingface_hub's `text_generation` ones.
+- `chat` (`ChatRoute`): `/v1/chat/completions`; chat models with a chat template. A completion
+  prompt goes as one user message (the server wraps it in its template).
 - `completions` (`CompletionsRoute`): the OpenAI text-completions route `/v1/completions`, the raw
   prompt with no template: base models and the paper's prompts on vLLM, SGLang and llama.cpp.
-  huggingface_hub has no call for it on a plain endpoint URL, so the JSON is posted with the
-  endpoint's `get_async_session()` client, its timeout and its headers (server.py: `Endpoint`).
 
 Every route cuts the text at the first stop string (TGI keeps it; OpenAI servers leave it out)
 and fails a reply over `max_reply_bytes` (`check_reply_size`).
@@ -46,7 +45,7 @@ from .base import BackendError, Completion, GenerationParams, LLMRequest, Retrya
 from .text import CONTEXT_POLICIES, cut_at_stop
 
 if TYPE_CHECKING:
-    from huggingface_hub import AsyncInferenceClient
+    from .http import HTTPSession
 
 ROUTES = ("generate", "chat", "completions")
 OPENAI_ROUTES = ("completions", "chat")  # what every OpenAI-compatible server has
@@ -62,8 +61,8 @@ _THROUGHPUT = NotFingerprinted("throughput")
 # The kind and the route's spelling are out of the fingerprint; `prompt_format` stands for them.
 SERVER_KIND = NotFingerprinted("the server kind: the fingerprint records prompt_format")
 
-# The implementation of every server kind (server.py imports huggingface_hub's inference client:
-# loaded on first use, so a recipe loads and is checked without it).
+# The implementation of every server kind (server.py imports the HTTP client: loaded on first
+# use, so a recipe loads and is checked without it).
 SERVER_BACKEND = "xinstruction_dataset.llm.backends.server:ServerBackend"
 
 
@@ -171,104 +170,137 @@ class RouteEndpoint(Protocol):
     url: str
     timeout: float
 
-    def client(self) -> AsyncInferenceClient: ...  # huggingface_hub's client, for this event loop
-    def http(self) -> Any: ...  # huggingface_hub's `get_async_session()` client, for this event loop
+    def session(self) -> HTTPSession: ...  # http.py: the endpoint's client, for this event loop
     def auth_headers(self) -> dict[str, str]: ...
 
 
-class GenerateRoute:
-    """TGI's native route: the raw prompt in, generated text and token count out."""
+class JSONRoute:
+    """A route that posts one JSON body and reads one JSON reply: its `path`, its `payload` and
+    its `parse`. The reply body is read in pieces and the call fails (`reply_too_large`) as soon
+    as it is larger than a reply within `max_reply_bytes` can be as JSON: an oversized reply is
+    never held whole."""
+
+    name: ClassVar[str]
+    path: ClassVar[str]
+
+    async def send(self, endpoint: RouteEndpoint, request: LLMRequest, config: ServerConfig) -> Completion:
+        from .http import ReplyTooLarge  # not at import: recipes load without aiohttp
+
+        self.check(request)
+        url = endpoint.url + self.path
+        cap = max_reply_bytes(request, config)
+        try:
+            body = await endpoint.session().post_json(
+                url, self.payload(request, config), endpoint.auth_headers(), JSON_ESCAPE_FACTOR * cap + JSON_BODY_MARGIN
+            )
+        except ReplyTooLarge as error:
+            raise BackendError(
+                f"reply_too_large: {error} (the JSON of a text of at most {config.max_reply_bytes_per_token} bytes x "
+                f"{request.params.max_new_tokens} max_new_tokens + {REPLY_BYTES_MARGIN})"
+            ) from None
+        reply = self.unwrap(json.loads(body))  # a JSONDecodeError is a malformed reply: retried
+        if not isinstance(reply, dict):
+            raise RetryableError(f"{url}: malformed reply: a JSON {type(reply).__name__}, not an object")
+        return self.parse(reply, url, request, config)
+
+    def check(self, request: LLMRequest) -> None:
+        if request.prompt is None:
+            raise BackendError(f"route `{self.name}` takes completion prompts; use route `chat` for messages")
+
+    def unwrap(self, reply: Any) -> Any:
+        return reply
+
+    def payload(self, request: LLMRequest, config: ServerConfig) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parse(self, reply: dict[str, Any], url: str, request: LLMRequest, config: ServerConfig) -> Completion:
+        raise NotImplementedError
+
+
+class GenerateRoute(JSONRoute):
+    """TGI's native route: the raw prompt in, generated text and token count out. Posted to `/`,
+    as huggingface_hub's `text_generation` does (TGI answers there with a one-element list)."""
 
     name = "generate"
+    path = ""
 
-    async def send(self, endpoint: RouteEndpoint, request: LLMRequest, config: ServerConfig) -> Completion:
-        if request.prompt is None:
-            raise BackendError("route `generate` takes completion prompts; use route `chat` for messages")
+    def unwrap(self, reply: Any) -> Any:
+        return reply[0] if isinstance(reply, list) and len(reply) == 1 else reply
+
+    def payload(self, request: LLMRequest, config: ServerConfig) -> dict[str, Any]:
         params = request.params
         greedy = params.temperature == 0
-        output = await endpoint.client().text_generation(
-            request.prompt,
-            details=True,
-            max_new_tokens=params.max_new_tokens,
-            do_sample=not greedy,
+        parameters = {
+            "details": True,
+            "do_sample": not greedy,
+            "max_new_tokens": params.max_new_tokens,
+            "seed": params.seed,
+            "stop": list(params.stop) or None,
             # TGI refuses temperature 0 and top_k/top_p with greedy decoding: send them only when sampling.
-            temperature=None if greedy else params.temperature,
-            top_p=None if greedy or params.top_p >= 1 else params.top_p,
-            top_k=None if greedy or not params.top_k else params.top_k,
-            seed=params.seed,
-            stop=list(params.stop) or None,
-        )
-        require_text(output.generated_text, "generated_text")
-        check_reply_size(output.generated_text, request, config)
-        details = output.details
+            "temperature": None if greedy else params.temperature,
+            "top_k": None if greedy or not params.top_k else params.top_k,
+            "top_p": None if greedy or params.top_p >= 1 else params.top_p,
+        }
+        # As huggingface_hub's text_generation sends it: no null parameters, `stream` false.
+        return {"inputs": request.prompt, "parameters": _present(parameters), "stream": False}
+
+    def parse(self, reply: dict[str, Any], url: str, request: LLMRequest, config: ServerConfig) -> Completion:
+        text = reply.get("generated_text")
+        require_text(text, "generated_text")
+        check_reply_size(text, request, config)
+        details = reply.get("details") if isinstance(reply.get("details"), dict) else {}
+        finish = details.get("finish_reason")
         return _completion(
-            output.generated_text,
-            request,
-            prompt_tokens=None,
-            completion_tokens=_int_or_none(details.generated_tokens) if details else None,
-            finish_reason=str(details.finish_reason) if details else None,
+            text, request, prompt_tokens=None, completion_tokens=_int_or_none(details.get("generated_tokens")),
+            finish_reason=finish if isinstance(finish, str) else None,
         )
 
 
-class ChatRoute:
-    """The OpenAI-compatible route (TGI, vLLM, SGLang, llama.cpp)."""
+class ChatRoute(JSONRoute):
+    """The OpenAI chat-completions route (`POST /v1/chat/completions`; TGI, vLLM, SGLang,
+    llama.cpp, OpenAI): a completion prompt goes as one user message."""
 
     name = "chat"
+    path = "/v1/chat/completions"
 
-    async def send(self, endpoint: RouteEndpoint, request: LLMRequest, config: ServerConfig) -> Completion:
+    def check(self, request: LLMRequest) -> None:
+        return None  # messages or a prompt
+
+    def payload(self, request: LLMRequest, config: ServerConfig) -> dict[str, Any]:
         params = request.params
-        output = await endpoint.client().chat_completion(
-            _messages(request),
-            model=config.served_model or config.model,
-            max_tokens=params.max_new_tokens,
-            temperature=params.temperature,
-            top_p=_top_p(params.top_p),
-            seed=params.seed,
-            stop=list(params.stop) or None,
+        body = {
+            "model": config.served_model or config.model,
+            "messages": _messages(request),
+            "max_tokens": params.max_new_tokens,
+            "seed": params.seed,
+            "stop": list(params.stop) or None,
+            "stream": False,
+            "temperature": params.temperature,
+            "top_p": _top_p(params.top_p),
             # top_k is not an OpenAI field; TGI, vLLM, SGLang and llama.cpp read it from the body.
-            extra_body={"top_k": top_k} if (top_k := config.top_k(params)) else None,
-        )
-        if not output.choices:
-            raise RetryableError("malformed reply: no choices")
-        choice = output.choices[0]
-        require_text(choice.message.content or "", "choices[0].message.content")
-        check_reply_size(choice.message.content or "", request, config)
-        usage = output.usage
-        return _completion(
-            choice.message.content or "",
-            request,
-            prompt_tokens=_int_or_none(usage.prompt_tokens) if usage else None,
-            completion_tokens=_int_or_none(usage.completion_tokens) if usage else None,
-            finish_reason=choice.finish_reason if isinstance(choice.finish_reason, str) else None,
-        )
+            "top_k": config.top_k(params),
+        }
+        return _present(body)
+
+    def parse(self, reply: dict[str, Any], url: str, request: LLMRequest, config: ServerConfig) -> Completion:
+        choice = _first_choice(reply, url)
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise RetryableError(f"{url}: malformed reply: choices[0].message is {type(message).__name__}")
+        text = message.get("content") or ""  # a null content (only a refusal, a tool call) is an empty text
+        require_text(text, "choices[0].message.content")
+        check_reply_size(text, request, config)
+        return _openai_completion(text, reply, choice, request)
 
 
-class CompletionsRoute:
+class CompletionsRoute(JSONRoute):
     """The OpenAI text-completions route (`POST /v1/completions`): the raw prompt, no chat
-    template (vLLM, SGLang, llama.cpp; base models). Posted with the endpoint's huggingface_hub
-    session, timeout and headers (its token; the login token only to Hugging Face's hosts).
-
-    The body is read in pieces and the call fails (`reply_too_large`) as soon as it is larger
-    than a reply within `max_reply_bytes` can be as JSON: an oversized reply is never held whole."""
+    template (vLLM, SGLang, llama.cpp; base models)."""
 
     name = "completions"
     path = "/v1/completions"
 
-    async def send(self, endpoint: RouteEndpoint, request: LLMRequest, config: ServerConfig) -> Completion:
-        if request.prompt is None:
-            raise BackendError("route `completions` takes completion prompts; use route `chat` for messages")
-        from huggingface_hub.utils import hf_raise_for_status  # not at import: recipes load without it
-
-        url = endpoint.url + self.path
-        async with endpoint.http().stream(
-            "POST", url, json=self.payload(request, config), headers=endpoint.auth_headers(), timeout=endpoint.timeout
-        ) as response:
-            hf_raise_for_status(response)  # 4xx/5xx: classified by remote.py (its body read if small)
-            body = await _read_capped(response, request, config)
-        return self.parse(body, url, request, config)
-
-    @staticmethod
-    def payload(request: LLMRequest, config: ServerConfig) -> dict[str, Any]:
+    def payload(self, request: LLMRequest, config: ServerConfig) -> dict[str, Any]:
         params = request.params
         body: dict[str, Any] = {
             "model": config.served_model or config.model,
@@ -281,27 +313,35 @@ class CompletionsRoute:
             # not an OpenAI field; vLLM, SGLang and llama.cpp read it from the body (config.top_k)
             "top_k": config.top_k(params),
         }
-        return {key: value for key, value in body.items() if value is not None}
+        return _present(body)
 
-    @staticmethod
-    def parse(body: bytes, url: str, request: LLMRequest, config: ServerConfig) -> Completion:
-        reply = json.loads(body)  # a JSONDecodeError is a malformed reply: retried
-        choices = reply.get("choices") if isinstance(reply, dict) else None
-        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-            raise RetryableError(f"{url}: malformed reply: no choices")
-        choice = choices[0]
+    def parse(self, reply: dict[str, Any], url: str, request: LLMRequest, config: ServerConfig) -> Completion:
+        choice = _first_choice(reply, url)
         text = choice.get("text")
         if not isinstance(text, str):
             raise RetryableError(f"{url}: malformed reply: choices[0].text is {type(text).__name__}")
         check_reply_size(text, request, config)
-        usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
-        return _completion(
-            text,
-            request,
-            prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
-            completion_tokens=_int_or_none(usage.get("completion_tokens")),
-            finish_reason=choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None,
-        )
+        return _openai_completion(text, reply, choice, request)
+
+
+def _first_choice(reply: dict[str, Any], url: str) -> dict[str, Any]:
+    choices = reply.get("choices")
+    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+        raise RetryableError(f"{url}: malformed reply: no choices")
+    return choices[0]
+
+
+def _openai_completion(text: str, reply: dict[str, Any], choice: dict[str, Any], request: LLMRequest) -> Completion:
+    usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
+    finish = choice.get("finish_reason")
+    return _completion(
+        text, request, prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
+        completion_tokens=_int_or_none(usage.get("completion_tokens")), finish_reason=finish if isinstance(finish, str) else None,
+    )
+
+
+def _present(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if value is not None}
 
 
 Route = GenerateRoute | ChatRoute | CompletionsRoute
@@ -325,9 +365,8 @@ def check_reply_size(text: str, request: LLMRequest, config: ServerConfig) -> No
     `max_reply_bytes`; its message quotes only the reply's first REPLY_PREFIX_CHARS characters,
     so the failure recorded for the call stays small.
 
-    Checked right after the client has parsed the reply: huggingface_hub reads a whole response
-    body before returning it (no streaming limit can be set without patching it), so an
-    oversized reply is held in memory once, but never returned, cached or recorded."""
+    Checked on the parsed text; the body it came in was already capped while it was read
+    (`JSONRoute.send`), so no oversized body is held whole."""
     cap = max_reply_bytes(request, config)
     if len(text) * 4 <= cap:  # at most 4 UTF-8 bytes a character: surely within the cap
         return
@@ -364,29 +403,6 @@ def _completion(
     if problem is not None:
         raise RetryableError(f"malformed reply: {problem}")
     return completion
-
-
-async def _read_capped(response: Any, request: LLMRequest, config: ServerConfig) -> bytes:
-    """A streamed response's body, or a BackendError `reply_too_large` once it is over what a
-    reply within `max_reply_bytes` can take as JSON (told by Content-Length before reading)."""
-    cap = max_reply_bytes(request, config)
-    body_cap = JSON_ESCAPE_FACTOR * cap + JSON_BODY_MARGIN
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > body_cap:
-        raise _body_too_large(f"{int(declared)} bytes", body_cap, request, config)
-    body = bytearray()
-    async for chunk in response.aiter_bytes():
-        body += chunk
-        if len(body) > body_cap:
-            raise _body_too_large(f"more than {body_cap} bytes", body_cap, request, config)
-    return bytes(body)
-
-
-def _body_too_large(size: str, body_cap: int, request: LLMRequest, config: ServerConfig) -> BackendError:
-    return BackendError(
-        f"reply_too_large: a reply body of {size} > {body_cap} (the JSON of a text of at most "
-        f"{config.max_reply_bytes_per_token} bytes x {request.params.max_new_tokens} max_new_tokens + {REPLY_BYTES_MARGIN})"
-    )
 
 
 def _int_or_none(value: object) -> int | None:

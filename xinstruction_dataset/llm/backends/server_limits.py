@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from huggingface_hub.utils import hf_raise_for_status
+from .http import HTTPSession, HTTPStatusError
 
 NO_SOURCE = "the recipe"  # `Limits.source` when the server has none of LIMIT_SOURCES
 
@@ -47,16 +47,17 @@ class LimitsError(Exception):
         self.error = error
 
 
-async def read_limits(http: Any, url: str, headers: dict[str, str], timeout: float, sources: tuple[str, ...]) -> Limits:
+async def read_limits(http: HTTPSession, url: str, headers: dict[str, str], sources: tuple[str, ...]) -> Limits:
     """The first of `sources` the server at `url` has, as `Limits`. Transport errors and
     timeouts propagate as they are (the caller tells a server down from a slow one); any other
     failure of a route that answered is a `LimitsError` naming it."""
     for path in sources:
-        response = await http.get(url + path, headers=headers, timeout=timeout)
-        if response.status_code in (404, 405):
+        response = await http.get(url + path, headers)
+        if response.status in (404, 405):
             continue
         try:
-            hf_raise_for_status(response)
+            if not 200 <= response.status < 300:
+                raise HTTPStatusError(url + path, response.status, response.body)
             return Limits(path, _PARSERS[path](response.json()))
         except Exception as error:  # noqa: BLE001 - an HTTP error or a bad body: named, then reported
             raise LimitsError(path, error) from error
@@ -109,12 +110,11 @@ def _server_info(body: Any) -> dict[str, Any]:
     )
 
 
-async def read_load(http: Any, url: str, headers: dict[str, str], timeout: float, path: str,
-                    gauges: tuple[str, ...]) -> dict[str, float]:
+async def read_load(http: HTTPSession, url: str, headers: dict[str, str], path: str, gauges: tuple[str, ...]) -> dict[str, float]:
     """The `gauges` a Prometheus `path` shows now ({name: value}, summed over label sets: one
     per model/engine); {} when the route is missing or answers garbage (the load is only shown)."""
-    response = await http.get(url + path, headers=headers, timeout=timeout)
-    if response.status_code != 200:
+    response = await http.get(url + path, headers)
+    if response.status != 200:
         return {}
     return prometheus_gauges(response.text, gauges)
 
