@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tgi_server import count_tokens
 from xinstruction_dataset.errors import UsageError
 from xinstruction_dataset.llm.backends import GenerationParams, LLMRequest, RetryableError, build_backend, model_spec
 from xinstruction_dataset.llm.cache import CallCache
@@ -147,6 +148,42 @@ def test_an_overlong_input_recalibrates_on_the_servers_own_count(start_tgi_serve
     assert failures(results) == {}
     assert len(server.refusals) == 1, server.refusals
     assert llm.counter.bytes_per_token < 1.0
+
+
+def test_calls_refused_side_by_side_are_all_refitted(start_tgi_server, tmp_path):
+    """Two long inputs refused at once: the Thai one recalibrates the estimate first; the other,
+    mostly English, implies no lower estimate than that one's, and is refitted on it rather than
+    failed (the race the PLUG evaluation ran into once aiohttp sent both at the same moment)."""
+    def count(text: str) -> int:
+        if "LATE" in text:  # the mostly-English input's refusal comes after the Thai one's
+            time.sleep(0.5)
+        return count_tokens(text)
+
+    server = start_tgi_server(flavour="tgi", model_id=MODEL, count=count, max_input_tokens=400, max_total_tokens=500)
+    llm = served("tgi", [server.url], ramp_start=2, max_concurrency=2)
+    mixed = LLMRequest(prompt="LATE " + "an English sentence here. " * 19 + THAI[:10] * 10, params=GenerationParams(max_new_tokens=32))
+    results = run_all(llm, tmp_path, [thai_request("thai", 300), ("mixed", mixed)])
+    assert failures(results) == {}
+    assert len(server.refusals) == 2, server.refusals
+
+
+def test_user_info_in_an_endpoint_url_is_basic_auth_unless_a_token_is_set(start_tgi_server, tmp_path, monkeypatch):
+    """`http://user:password@host` is sent as Basic auth (as httpx did), never in the URL; with a
+    token the token's header is the one sent (aiohttp refuses to combine the two)."""
+    import base64
+
+    server = start_tgi_server(flavour="vllm", model_id=MODEL)
+    with_user = server.url.replace("http://", "http://svc:pa%40ss@")
+    results = run_all(served("vllm", [with_user]), tmp_path, [("a", LLMRequest(prompt="hello", params=NUCLEUS))], name="basic")
+    assert failures(results) == {}
+    basic = "Basic " + base64.b64encode(b"svc:pa@ss").decode()
+    assert set(server.authorizations) == {basic}
+    monkeypatch.setenv("XI_KINDS_TEST_TOKEN", "tok-123")
+    server.authorizations.clear()
+    results = run_all(served("vllm", [with_user], token_env="XI_KINDS_TEST_TOKEN"), tmp_path,
+                      [("b", LLMRequest(prompt="hello again", params=NUCLEUS))], name="token")
+    assert failures(results) == {}
+    assert set(server.authorizations) == {"Bearer tok-123"}
 
 
 @pytest.mark.parametrize("kind", ["vllm", "sglang", "llamacpp", "openai", "tgi"])

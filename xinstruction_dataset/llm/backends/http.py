@@ -16,16 +16,22 @@ What a route needs, and nothing else:
 - `get(url, headers, body_cap)`: status and body of a small route (limits, /metrics).
 Transport failures stay aiohttp's own exceptions and timeouts `asyncio.TimeoutError`
 (remote.py names them). Proxies from the environment are honoured, as httpx does.
+
+User info in an endpoint URL (`http://user:password@host`) is sent as Basic auth, as httpx does,
+unless the request already carries an `Authorization` header (the endpoint's token): aiohttp
+refuses to combine the two, and the token is the one the recipe asked for by name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 ERROR_BODY_BYTES = 64 * 1024  # the head of an error body kept for the message (it is cut to 500 chars)
 SMALL_BODY_BYTES = 4 * 1024 * 1024  # limits and /metrics answers: far below this
@@ -72,6 +78,7 @@ class HTTPSession:
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._wire: dict[str, tuple[str, str | None]] = {}
 
     def _current(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -83,15 +90,32 @@ class HTTPSession:
             self._loop = loop
         return self._session
 
+    def _address(self, url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """The URL without its user info, and the headers with that user info as Basic auth where
+        no Authorization header is set (parsed once per URL: a route's URLs are few)."""
+        wire = self._wire.get(url)
+        if wire is None:
+            parsed = URL(url)
+            basic = None
+            if parsed.user is not None:
+                basic = "Basic " + base64.b64encode(f"{parsed.user}:{parsed.password or ''}".encode()).decode("ascii")
+            wire = self._wire[url] = (str(parsed.with_user(None)) if basic else url, basic)
+        bare, basic = wire
+        if basic is not None and not any(name.lower() == "authorization" for name in headers):
+            headers = {**headers, "Authorization": basic}
+        return bare, headers
+
     async def post_json(self, url: str, payload: dict[str, Any], headers: dict[str, str], body_cap: int) -> bytes:
         data = json.dumps(payload).encode()
-        async with self._current().post(url, data=data, headers={**headers, "Content-Type": "application/json"}) as response:
+        address, headers = self._address(url, headers)
+        async with self._current().post(address, data=data, headers={**headers, "Content-Type": "application/json"}) as response:
             if not 200 <= response.status < 300:
                 raise HTTPStatusError(url, response.status, await response.content.read(ERROR_BODY_BYTES))
             return await _read_capped(response, body_cap)
 
     async def get(self, url: str, headers: dict[str, str], body_cap: int = SMALL_BODY_BYTES) -> Reply:
-        async with self._current().get(url, headers=headers) as response:
+        address, headers = self._address(url, headers)
+        async with self._current().get(address, headers=headers) as response:
             if not 200 <= response.status < 300:
                 return Reply(response.status, await response.content.read(ERROR_BODY_BYTES))
             return Reply(response.status, await _read_capped(response, body_cap))

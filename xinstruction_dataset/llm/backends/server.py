@@ -504,13 +504,17 @@ class ServerBackend(LLMBackend):
         """Send `request` fitted to the endpoint's context. The byte estimate of its tokens can
         be low (a byte-fallback tokenizer on Thai or Tamil counts about a token a byte): a server
         that refuses the input and says what it counted recalibrates the estimate, and the
-        request is fitted again and resent (up to REFITS times)."""
+        request is fitted again and resent (up to REFITS times). Calls refused side by side
+        recalibrate one after another: one whose count implies no lower estimate than another's
+        already set is refitted on that one's."""
         for refit in range(REFITS + 1):
+            fitted_at = self.counter.bytes_per_token
             fitted = fit_to_context(request, endpoint.context(self.config), self.counter, self.config.context_policy)
             try:
                 return await self._send(endpoint, fitted)
             except InputTooLong as refused:
-                if refit == REFITS or not self.counter.calibrate(fitted, refused.server_tokens):
+                lowered = self.counter.calibrate(fitted, refused.server_tokens) or self.counter.bytes_per_token < fitted_at
+                if refit == REFITS or not lowered:
                     raise
                 logger.warning(
                     "endpoint %s counted %d tokens in an input estimated at %d: the estimate is now %.2f bytes a "
