@@ -186,6 +186,62 @@ def test_user_info_in_an_endpoint_url_is_basic_auth_unless_a_token_is_set(start_
     assert set(server.authorizations) == {"Bearer tok-123"}
 
 
+class _ForwardingProxy:
+    """A plain HTTP forward proxy on 127.0.0.1: notes every absolute URL it is asked for."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+        import urllib.request
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                return None
+
+            def _forward(self):
+                seen.append(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "proxy-connection", "connection")}
+                request = urllib.request.Request(self.path, data=body, headers=headers, method=self.command)
+                opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                with opener.open(request, timeout=10) as reply:
+                    payload, status = reply.read(), reply.status
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_environments_proxy_is_used_and_no_proxy_bypasses_it(start_tgi_server, tmp_path, monkeypatch):
+    server = start_tgi_server(flavour="vllm", model_id=MODEL)
+    proxy = _ForwardingProxy()
+    try:
+        monkeypatch.setenv("http_proxy", proxy.url)
+        monkeypatch.setenv("no_proxy", "")
+        results = run_all(served("vllm", [server.url]), tmp_path, [("a", LLMRequest(prompt="hello", params=NUCLEUS))], name="proxied")
+        assert failures(results) == {}
+        assert f"{server.url}/v1/completions" in proxy.seen and f"{server.url}/v1/models" in proxy.seen
+        proxy.seen.clear()
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        results = run_all(served("vllm", [server.url]), tmp_path, [("b", LLMRequest(prompt="bypass", params=NUCLEUS))], name="direct")
+        assert failures(results) == {} and proxy.seen == []
+    finally:
+        proxy.close()
+
+
 @pytest.mark.parametrize("kind", ["vllm", "sglang", "llamacpp", "openai", "tgi"])
 def test_the_chat_route_of_each_kind(start_tgi_server, tmp_path, kind):
     server = start_tgi_server(flavour=kind, model_id=MODEL)

@@ -15,7 +15,14 @@ What a route needs, and nothing else:
   the head of the server's body (classified by remote.py: retryable or not, secrets scrubbed);
 - `get(url, headers, body_cap)`: status and body of a small route (limits, /metrics).
 Transport failures stay aiohttp's own exceptions and timeouts `asyncio.TimeoutError`
-(remote.py names them). Proxies from the environment are honoured, as httpx does.
+(remote.py names them).
+
+Proxies from the environment (HTTP_PROXY, NO_PROXY...) are honoured, as httpx does, but looked up
+once per URL here (the standard library's `getproxies`/`proxy_bypass`), not by aiohttp's
+`trust_env`: that looks up the proxy and the netrc file in a worker thread on every request, two
+thread round trips between a slot's reply and the next request (benchmarks/
+bench_pipeline_throughput.py scenario 6 measured the slot time they cost). No netrc, as
+huggingface_hub's clients, and no cookie jar: model servers set none worth keeping.
 
 User info in an endpoint URL (`http://user:password@host`) is sent as Basic auth, as httpx does,
 unless the request already carries an `Authorization` header (the endpoint's token): aiohttp
@@ -27,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,44 +86,40 @@ class HTTPSession:
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wire: dict[str, tuple[str, str | None]] = {}
+        self._wire: dict[str, _Address] = {}
 
     def _current(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
             # No connection limit here: the endpoint pool hands out the server's slots.
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=True,
+                connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=self.timeout),
+                trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
             )
             self._loop = loop
         return self._session
 
-    def _address(self, url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
-        """The URL without its user info, and the headers with that user info as Basic auth where
-        no Authorization header is set (parsed once per URL: a route's URLs are few)."""
-        wire = self._wire.get(url)
-        if wire is None:
-            parsed = URL(url)
-            basic = None
-            if parsed.user is not None:
-                basic = "Basic " + base64.b64encode(f"{parsed.user}:{parsed.password or ''}".encode()).decode("ascii")
-            wire = self._wire[url] = (str(parsed.with_user(None)) if basic else url, basic)
-        bare, basic = wire
-        if basic is not None and not any(name.lower() == "authorization" for name in headers):
-            headers = {**headers, "Authorization": basic}
-        return bare, headers
+    def _address(self, url: str) -> "_Address":
+        """How to send to `url`: without its user info (that as Basic auth), through the
+        environment's proxy for it, if any (worked out once per URL: a route's URLs are few)."""
+        address = self._wire.get(url)
+        if address is None:
+            address = self._wire[url] = _Address.of(url)
+        return address
 
     async def post_json(self, url: str, payload: dict[str, Any], headers: dict[str, str], body_cap: int) -> bytes:
         data = json.dumps(payload).encode()
-        address, headers = self._address(url, headers)
-        async with self._current().post(address, data=data, headers={**headers, "Content-Type": "application/json"}) as response:
+        address = self._address(url)
+        async with self._current().post(
+            address.url, data=data, headers=address.headers({**headers, "Content-Type": "application/json"}), proxy=address.proxy,
+        ) as response:
             if not 200 <= response.status < 300:
                 raise HTTPStatusError(url, response.status, await response.content.read(ERROR_BODY_BYTES))
             return await _read_capped(response, body_cap)
 
     async def get(self, url: str, headers: dict[str, str], body_cap: int = SMALL_BODY_BYTES) -> Reply:
-        address, headers = self._address(url, headers)
-        async with self._current().get(address, headers=headers) as response:
+        address = self._address(url)
+        async with self._current().get(address.url, headers=address.headers(headers), proxy=address.proxy) as response:
             if not 200 <= response.status < 300:
                 return Reply(response.status, await response.content.read(ERROR_BODY_BYTES))
             return Reply(response.status, await _read_capped(response, body_cap))
@@ -124,6 +128,31 @@ class HTTPSession:
         session, self._session, self._loop = self._session, None, None
         if session is not None and not session.closed:
             await session.close()
+
+
+@dataclass(frozen=True)
+class _Address:
+    url: str  # without user info
+    basic: str | None  # the URL's user info as an Authorization header value
+    proxy: str | None  # the environment's proxy for the URL
+
+    @classmethod
+    def of(cls, url: str) -> "_Address":
+        parsed = URL(url)
+        basic = None
+        if parsed.user is not None:
+            basic = "Basic " + base64.b64encode(f"{parsed.user}:{parsed.password or ''}".encode()).decode("ascii")
+            url = str(parsed.with_user(None))
+        proxy = None
+        if not (parsed.host and urllib.request.proxy_bypass(parsed.host)):
+            proxy = urllib.request.getproxies().get(parsed.scheme)
+        return cls(url, basic, proxy)
+
+    def headers(self, headers: dict[str, str]) -> dict[str, str]:
+        """`headers` with the URL's user info as Basic auth, unless they set Authorization."""
+        if self.basic is None or any(name.lower() == "authorization" for name in headers):
+            return headers
+        return {**headers, "Authorization": self.basic}
 
 
 async def _read_capped(response: aiohttp.ClientResponse, body_cap: int) -> bytes:
