@@ -303,6 +303,9 @@ def measure(row: Row, command: list[str], urls: list[str], log: Path, env: dict[
     if stats["overloaded"]:
         row.extra["overloaded"] = stats["overloaded"]
     if stats["count"]:
+        # (arrival, start, end of service) of every request: with --keep, for a look at the run's
+        # slot use second by second
+        (log.parent / "server-requests.json").write_text(json.dumps(stats["log"]))
         row.span, row.share = stats["span"], stats["utilisation"]
         row.before, row.after = stats["first_arrival"] - started, ended - stats["last_end"]
         first, last = stats["first_arrival"], stats["last_end"]

@@ -259,3 +259,40 @@ def test_a_run_killed_mid_stream_resumes_without_repeating_stored_calls(start_tg
     assert all(r.ok for r in results.values())
     assert sum(r.cached for r in results.values()) == len(stored) < 300
     assert all(server.attempts[prompt] == before.get(prompt, 0) for prompt in stored)  # none sent again
+
+
+def test_slots_go_to_the_lowest_priority_then_first_come_and_a_cancelled_waiter_gives_its_slot_back() -> None:
+    from xinstruction_dataset.llm.calls import SlotQueue
+
+    async def scenario() -> list[str]:
+        limit = [1]
+        slots = SlotQueue(lambda: limit[0])
+        order: list[str] = []
+        await slots.acquire(5)  # the one slot, taken
+
+        async def wait(name: str, priority: int) -> None:
+            await slots.acquire(priority)
+            order.append(name)
+
+        tasks = {name: asyncio.create_task(wait(name, priority))
+                 for name, priority in [("deep-1", 3), ("shallow", 0), ("deep-2", 3), ("middle", 1), ("gone", 0)]}
+        await asyncio.sleep(0)
+        tasks["gone"].cancel()  # cancelled while waiting: skipped, no slot lost
+        await asyncio.sleep(0)
+        slots.release()
+        await asyncio.sleep(0)
+        assert order == ["shallow"]
+        limit[0] = 3  # the server reported more slots: handed out at the next release
+        slots.release()
+        await asyncio.sleep(0)
+        assert order == ["shallow", "middle", "deep-1", "deep-2"] and slots.taken == 3
+        # handed a slot and cancelled before it ran: the slot comes back
+        waiter = asyncio.create_task(slots.acquire(0))
+        await asyncio.sleep(0)
+        slots.release()  # hands the slot to `waiter`...
+        waiter.cancel()  # ...which is cancelled before it resumes
+        await asyncio.gather(waiter, return_exceptions=True)
+        assert slots.taken == 2
+        return order
+
+    asyncio.run(scenario())

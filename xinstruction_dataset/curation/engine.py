@@ -164,6 +164,7 @@ class Engine:
         """Move one document through the stages until it is done or rejected; `calls` counts
         its calls per stage (called, cached, failed), `entries` collects their ledger rows."""
         outcome: Work | Reject = item
+        depth = 0  # the stages this document has been through: its calls' priority (llm/calls.py SlotQueue)
         while isinstance(outcome, Work) and outcome.next != DONE:
             stage = self.stages[outcome.next]
             scheduler = self.schedulers[stage.role]
@@ -172,7 +173,10 @@ class Engine:
                 CallLabel(stage.name, stage.role, outcome.language, outcome.doc.id, round_, candidate)
                 for round_, candidate in stage.call_rounds(outcome, len(requests))
             ]
-            results = await asyncio.gather(*(scheduler.complete(r, label=label) for r, label in zip(requests, labels)))
+            results = await asyncio.gather(
+                *(scheduler.complete(r, label=label, priority=depth) for r, label in zip(requests, labels))
+            )
+            depth += 1
             for result in results:
                 calls[f"{stage.name}_{'cached' if result.cached else 'called'}"] += 1
                 calls[f"{stage.name}_failed"] += not result.ok

@@ -6,7 +6,8 @@ Two ways in, one piece of code behind them:
   stage and language of a run: `await scheduler.complete(request)`. A call starts the moment a
   slot frees (`in_flight < backend.max_concurrency`, re-read each time: a remote backend learns
   its real limit from the server), and a key already in flight waits for that call instead of
-  repeating it. Its counters (`in_flight`, `peak_in_flight`, `stats`) are plain integers that
+  repeating it. Calls waiting for a slot take it lowest `priority` first, then in arrival order
+  (`SlotQueue`; the engine passes a document's depth in its flow). Its counters (`in_flight`, `peak_in_flight`, `stats`) are plain integers that
   curation's live progress reads; nothing on a call's path waits for them.
 - `CallRunner` (sync) wraps a scheduler for code that has a stream of requests and no event loop:
 
@@ -30,10 +31,12 @@ surrogate in its text...) is a failed call with that reason, never a crash or a 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import queue
 import threading
 import time
-from collections.abc import Hashable, Iterable, Iterator, Sized
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +143,7 @@ class CallScheduler:
         self.peak_in_flight = 0  # the most calls in flight at once (live progress shows it)
         self.failing_in_a_row = 0  # fresh calls failed since the last fresh success
         self.last_error = ""
-        self._slots: asyncio.Condition | None = None
+        self._slots: SlotQueue | None = None
         self._same_key: dict[str, asyncio.Future[Completion]] = {}
         self.totals = RunningTotals()  # this run's paid calls and tokens (budgets, the live view)
         self.busy_s = 0.0  # seconds with at least one call in flight (GPU-hour prices)
@@ -150,9 +153,12 @@ class CallScheduler:
     def limit(self) -> int:
         return max(1, self.backend.max_concurrency)
 
-    async def complete(self, request: LLMRequest, tag: Hashable = None, label: CallLabel = NO_LABEL) -> CallResult:
+    async def complete(
+        self, request: LLMRequest, tag: Hashable = None, label: CallLabel = NO_LABEL, priority: int = 0,
+    ) -> CallResult:
         """The result of `request`: stored, shared with an identical call in flight, or fresh.
-        `label` says what the call is for; it goes into the call's ledger row only."""
+        `label` says what the call is for; it goes into the call's ledger row only. `priority`:
+        among calls waiting for a slot, lower goes first (it changes no result, only the order)."""
         self.stats.requests += 1
         key = request.cache_key(self.backend.model_id)
         arrived, clock = time.time(), time.monotonic()
@@ -162,7 +168,7 @@ class CallScheduler:
             entry = self._entry(key, "cached", label, request, cached, None, arrived, clock, None)
             self.cache.record(entry)
             return self._counted(CallResult(tag, key, cached, None, True, entry))
-        call = _Timing(arrived, clock)
+        call = _Timing(arrived, clock, priority)
         try:
             completion = await self._call_once_per_key(key, request, label, call)
         except _CallFailed as failure:
@@ -249,14 +255,13 @@ class CallScheduler:
 
     async def _call(self, request: LLMRequest, call: "_Timing") -> Completion:
         if self._slots is None:
-            self._slots = asyncio.Condition()
-        async with self._slots:
-            await self._slots.wait_for(lambda: self.in_flight < self.limit)
-            self.in_flight += 1
-            if self.in_flight == 1:
-                self._busy_since = time.monotonic()
-            if self.in_flight > self.peak_in_flight:
-                self.peak_in_flight = self.in_flight
+            self._slots = SlotQueue(lambda: self.limit)
+        await self._slots.acquire(call.priority)
+        self.in_flight += 1
+        if self.in_flight == 1:
+            self._busy_since = time.monotonic()
+        if self.in_flight > self.peak_in_flight:
+            self.peak_in_flight = self.in_flight
         self.stats.sent += 1
         call.sent, call.served = True, time.monotonic()
         try:
@@ -266,12 +271,11 @@ class CallScheduler:
                 finally:
                     call.endpoint = served.name
         finally:
-            async with self._slots:
-                self.in_flight -= 1
-                if self.in_flight == 0 and self._busy_since is not None:
-                    self.busy_s += time.monotonic() - self._busy_since
-                    self._busy_since = None
-                self._slots.notify()
+            self.in_flight -= 1
+            if self.in_flight == 0 and self._busy_since is not None:
+                self.busy_s += time.monotonic() - self._busy_since
+                self._busy_since = None
+            self._slots.release()
         self.stats.completion_tokens += completion.completion_tokens or 0
         return completion
 
@@ -358,6 +362,49 @@ class _Drive:
         self.bar.update(1)
 
 
+class SlotQueue:
+    """A backend's slots, handed to waiting calls lowest priority first, then first come.
+
+    Why not an asyncio.Condition: it wakes waiters in arrival order only. The engine's calls
+    come from documents at every depth of the flow; when the input runs out, the run lasts as
+    long as its longest remaining chain of calls, so the calls of the documents with the most
+    left to do (the shallowest) go first (highest level first, as in list scheduling), which
+    shortens the drain at the end. `limit()` is read at every hand-out: it grows as a server
+    reports its slots or a ramp opens."""
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self.limit = limit
+        self.taken = 0
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    async def acquire(self, priority: int = 0) -> None:
+        if not self._waiting and self.taken < self.limit():
+            self.taken += 1
+            return
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._arrivals), future))
+        self._hand_out()
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # handed a slot, then cancelled: give it back
+                self.release()
+            raise
+
+    def release(self) -> None:
+        self.taken -= 1
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        while self._waiting and self.taken < self.limit():
+            _, _, future = heapq.heappop(self._waiting)
+            if future.done():  # its caller was cancelled while waiting
+                continue
+            self.taken += 1
+            future.set_result(None)
+
+
 @dataclass
 class _Timing:
     """When one call arrived (wall clock and monotonic), whether and when it took a slot, and
@@ -365,6 +412,7 @@ class _Timing:
 
     arrived: float
     clock: float
+    priority: int = 0
     sent: bool = False
     served: float | None = None
     endpoint: str | None = None
